@@ -1,0 +1,3 @@
+from cade_cli.cli import main
+
+main()

@@ -1,0 +1,83 @@
+"""The Scheduler protocol every backend implements (local, slurm, pbs).
+
+A backend only talks to its scheduler. It never imports the ledger or the searchers: the
+engine hands it a rendered script and a job name, and asks it about job ids.
+
+OWNER NOTE: shared interface; change only with every backend owner.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Mapping, Sequence
+
+
+class JobState(str, Enum):
+    PENDING = "pending"            # queued, not started
+    RUNNING = "running"
+    COMPLETED = "completed"        # ended, exit code 0
+    FAILED = "failed"              # ended, non-zero exit, signal, node failure, OOM
+    CANCELLED = "cancelled"        # scancel/qdel/cancel()
+    TIMEOUT = "timeout"            # hit its walltime
+    PREEMPTED = "preempted"        # preempted/requeued by the scheduler
+    UNKNOWN = "unknown"            # the scheduler no longer knows the id and no exit file exists
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobState.PENDING, JobState.RUNNING)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_id: str
+    state: JobState
+    exit_code: int | None = None   # the job script's exit status when known
+    nodes: str = ""                # node list as the scheduler prints it
+    reason: str = ""               # scheduler's reason (pending reason, failure cause)
+    never_starts: bool = False     # pending for a reason that can never clear (too many nodes...)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One segment to submit: the rendered script is already in `run_dir`."""
+
+    name: str                      # unique: cade-<experiment>-<trial>-<segment>
+    script: Path                   # the rendered job script (inside run_dir)
+    run_dir: Path                  # the segment's run directory (stdout/stderr go here)
+    slots: int = 1                 # slots the job occupies (local backend's accounting)
+    gpus: bool = False             # slots are GPUs (local backend pins CUDA_VISIBLE_DEVICES)
+
+
+class Scheduler(abc.ABC):
+    """A batch scheduler seen through four calls. Every call may raise SchedulerError."""
+
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def submit(self, request: JobRequest) -> str:
+        """Submit one job; return its job id."""
+
+    @abc.abstractmethod
+    def poll(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        """Status of many jobs in as few scheduler calls as possible (one batched query)."""
+
+    @abc.abstractmethod
+    def cancel(self, job_ids: Sequence[str]) -> None:
+        """Cancel jobs; unknown or finished ids are ignored."""
+
+    @abc.abstractmethod
+    def find_by_name(self, name_prefix: str) -> Mapping[str, str]:
+        """Live or recent jobs whose name starts with `name_prefix`: {job_name: job_id}.
+
+        Used after a crash between submitting and recording a job id.
+        """
+
+    def signal(self, job_ids: Sequence[str], signal_name: str) -> None:
+        """Deliver a signal to the batch shell (e.g. a preemption notice). Optional."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release resources (the local backend keeps no daemon; nothing to do by default)."""

@@ -1,0 +1,86 @@
+"""Frozen records the ledger returns; the views and the CLI render these, nothing else.
+
+OWNER NOTE: shared interface between ledger.py (producer) and views/cli (consumers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EXPERIMENT_STATES = ("pending", "active", "paused", "completed", "errored", "canceled")
+TRIAL_STATES = ("queued", "running", "paused", "stopped", "completed", "errored", "preempted")
+
+
+@dataclass(frozen=True)
+class ExperimentRecord:
+    id: int
+    name: str
+    state: str                     # EXPERIMENT_STATES
+    searcher: str                  # searcher name, e.g. "adaptive_asha"
+    metric: str
+    smaller_is_better: bool
+    backend: str                   # local | slurm | pbs
+    seed: int
+    spec: dict[str, Any]           # the validated spec as parsed YAML
+    spec_path: str
+    owner: str
+    created: float                 # unix time
+    updated: float
+    ended: float | None = None
+    code_commit: str | None = None
+    code_dirty: bool = False
+    root: str = ""                 # the experiment's directory (run dirs under it)
+    message: str = ""              # why it errored, if it did
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    experiment: int
+    id: int                        # 1-based creation index within the experiment
+    state: str                     # TRIAL_STATES
+    params: dict[str, Any]
+    bracket: int = 0
+    parent: int | None = None
+    restarts: int = 0
+    length: int = 0                # trained length so far (latest validated or checkpointed)
+    target_length: int = 0         # what the current/last segment trains to
+    rung: int = 0
+    best_metric: float | None = None
+    latest_metric: float | None = None
+    latest_checkpoint: str | None = None
+    best_checkpoint: str | None = None
+    message: str = ""
+    created: float = 0.0
+    updated: float = 0.0
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    experiment: int
+    trial: int
+    index: int                     # 1-based segment number within the trial
+    state: str                     # intent|queued|running|completed|failed|canceled|preempted|timeout|lost
+    backend: str
+    job_name: str
+    job_id: str | None = None
+    target_length: int = 0
+    start_length: int = 0
+    run_dir: str = ""
+    exit_code: int | None = None
+    nodes: str = ""
+    reason: str = ""
+    submitted: float | None = None
+    started: float | None = None
+    ended: float | None = None
+
+
+@dataclass(frozen=True)
+class MetricRecord:
+    experiment: int
+    trial: int
+    kind: str                      # training | validation
+    length: int
+    time: float
+    values: dict[str, float] = field(default_factory=dict)
+    segment: int = 0

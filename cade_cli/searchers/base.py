@@ -1,0 +1,91 @@
+"""What flows in and out of a searcher. Pure values, JSON-friendly.
+
+A searcher is driven by three calls and answers each with a list of decisions:
+
+    searcher.start()                               -> initial decisions
+    searcher.on_validation(trial, length, metric)  -> decisions
+    searcher.on_exit(trial, reason)                -> decisions
+
+Trial ids are assigned by the searcher: 1, 2, 3, ... in creation order. `metric` is the raw
+value the trial reported; the searcher applies smaller_is_better itself. `length` is the
+trained length (in the spec's unit) at which the trial validated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Union
+
+
+class ExitReason(str, Enum):
+    ERRORED = "errored"          # failed after its restarts, or a malformed report
+    CANCELED = "canceled"        # a user canceled/killed the trial
+    INVALID_HP = "invalid_hp"    # the trial rejected its hyperparameters (never counts)
+
+
+@dataclass(frozen=True)
+class Create:
+    """Create trial `trial` with `params`.
+
+    `parent` is set for PBT children: the child starts from the parent's latest checkpoint
+    (and at the parent's trained length).
+    """
+
+    trial: int
+    params: dict[str, Any]
+    bracket: int = 0
+    parent: int | None = None
+
+
+@dataclass(frozen=True)
+class Train:
+    """Train `trial` until its total trained length is `length`, then end the segment.
+
+    `report_at` lists the lengths (ascending, ending with `length`) at which the searcher
+    needs a validation report; the trial may report more often.
+    """
+
+    trial: int
+    length: int
+    report_at: tuple[int, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Close `trial`: it trains no further. If it is running, the stop must reach it."""
+
+    trial: int
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    """The search is over: no further decisions will come."""
+
+
+Decision = Union[Create, Train, Stop, Shutdown]
+
+
+def decision_to_json(d: Decision) -> dict[str, Any]:
+    if isinstance(d, Create):
+        return {"op": "create", "trial": d.trial, "params": d.params, "bracket": d.bracket,
+                "parent": d.parent}
+    if isinstance(d, Train):
+        return {"op": "train", "trial": d.trial, "length": d.length,
+                "report_at": list(d.report_at)}
+    if isinstance(d, Stop):
+        return {"op": "stop", "trial": d.trial}
+    return {"op": "shutdown"}
+
+
+def decision_from_json(obj: dict[str, Any]) -> Decision:
+    op = obj["op"]
+    if op == "create":
+        return Create(obj["trial"], obj["params"], obj.get("bracket", 0), obj.get("parent"))
+    if op == "train":
+        return Train(obj["trial"], obj["length"], tuple(obj.get("report_at", ())))
+    if op == "stop":
+        return Stop(obj["trial"])
+    if op == "shutdown":
+        return Shutdown()
+    raise ValueError(f"unknown decision op {op!r}")

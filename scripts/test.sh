@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs cade and its test extras into .venv, builds
+# Horovod (optional extra, once), starts the test Slurm cluster, runs pytest, stops the cluster.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -k spec -x`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-env.sh test
+export PATH="$PWD/.venv/bin:$PATH"
+bash scripts/install-horovod.sh
+bash scripts/slurm-up.sh
+trap 'bash scripts/slurm-down.sh' EXIT
+set +e
+python -m pytest -p no:cacheprovider "$@"
+rc=$?
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: failing on purpose" >&2
+  rc=1
+fi
+exit "$rc"
