@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh test
 export PATH="$PWD/.venv/bin:$PATH"
+bash scripts/install-test-tools.sh    # chromium (HTML report test), tmux (live view test)
 bash scripts/install-horovod.sh
 bash scripts/slurm-up.sh
 trap 'bash scripts/slurm-down.sh' EXIT

@@ -1,0 +1,141 @@
+"""`cade top`, `cade plot`, `cade report --html`, `cade export`: thin commands over the views."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from cade_cli.ledger import Ledger
+from cade_cli.viewmodel import ExperimentData, read_experiment
+
+ledger_option = click.option(
+    "--ledger", "ledger_path", envvar="CADE_LEDGER", default=None,
+    type=click.Path(dir_okay=False), help="The ledger file (default: .cade/ledger.db; env: CADE_LEDGER).")
+
+
+def open_ledger(path: str | None) -> Ledger:
+    return Ledger(path, create=False)
+
+
+def load_data(ledger_path: str | None, ref: str | None) -> ExperimentData:
+    """The experiment `ref` (id or name; the latest when None) with its trials and metrics."""
+    ledger = open_ledger(ledger_path)
+    return read_experiment(ledger, ledger.find_experiment(ref))
+
+
+@contextmanager
+def syncing(ledger: Ledger) -> Iterator[Callable[[], None]]:
+    """A sync callable: one pass over the ledger's experiments when the driver lock is free
+    (another driver holding it keeps them fresh), each at most once per poll interval."""
+    from cade_cli.engine import Schedulers
+    from cade_cli.engine_driver import driver_lock, sync_pass
+    from cade_cli.settings import load_settings
+
+    settings = load_settings()
+    schedulers = Schedulers(ledger, settings)
+    lock = driver_lock(ledger)
+
+    def sync() -> None:
+        sync_pass(ledger, settings, schedulers, lock)  # False: another driver holds the lock
+
+    try:
+        yield sync
+    finally:
+        lock.release()
+        schedulers.close()
+
+
+@click.command("top")
+@click.argument("experiment", required=False)
+@click.option("--once", is_flag=True, help="Print one frame and exit (no full screen).")
+@click.option("--width", type=click.IntRange(40, 1000), help="Frame width (default: terminal).")
+@click.option("--interval", type=click.FloatRange(0.2), default=5.0, show_default=True,
+              help="Seconds between syncs with the scheduler.")
+@click.option("--no-sync", is_flag=True, help="Only read the ledger; never query the scheduler.")
+@ledger_option
+def top_cmd(experiment: str | None, once: bool, width: int | None, interval: float,
+            no_sync: bool, ledger_path: str | None) -> None:
+    """Live view of experiments, rung ladder, trials, learning curves and the queue.
+
+    Keys: n/p (or tab) switch experiment, s cycle the sort, r reverse it, q quit.
+    """
+    from rich.console import Console
+
+    from cade_cli.top import load_snapshot, run_top, try_sync
+    from cade_cli.views import render_frame
+
+    ledger = open_ledger(ledger_path)
+    chosen = ledger.find_experiment(experiment)
+    console = Console(width=width) if width else Console()
+    with syncing(ledger) as sync:
+        if once:
+            import time
+
+            message = "" if no_sync else try_sync(sync)
+            snapshot = load_snapshot(ledger, chosen.id, time.time(), message)
+            console.print(render_frame(snapshot, console.width, show_keys=False))
+            return
+        run_top(ledger, chosen.id, None if no_sync else sync, interval, console)
+
+
+@click.command("plot")
+@click.argument("experiment")
+@click.option("--metric", help="Metric to plot (default: the searcher's metric).")
+@click.option("--kind", type=click.Choice(["curves", "hparams", "ladder"]), default="curves",
+              show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a .png or .svg with matplotlib instead of drawing in the terminal.")
+@ledger_option
+def plot_cmd(experiment: str, metric: str | None, kind: str, out: Path | None,
+             ledger_path: str | None) -> None:
+    """Learning curves, metric against hyperparameters, or the rung ladder."""
+    from cade_cli.plots import save_plot, terminal_plot
+
+    data = load_data(ledger_path, experiment)
+    if out is not None:
+        click.echo(f"wrote {save_plot(data, out, kind, metric)}")
+        return
+    size = shutil.get_terminal_size((100, 30))
+    color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    click.echo(terminal_plot(data, kind, metric, size.columns, max(size.lines - 2, 12), color))
+
+
+@click.command("report")
+@click.argument("experiment")
+@click.option("--html", "html_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The HTML file to write (self-contained, works offline).")
+@click.option("--metric", help="Metric of the charts (default: the searcher's metric).")
+@ledger_option
+def report_cmd(experiment: str, html_path: Path, metric: str | None, ledger_path: str | None) -> None:
+    """Write a one-file HTML report: overview, curves, hyperparameters, ladder, trials."""
+    from cade_cli.htmlreport import write_report
+
+    click.echo(f"wrote {write_report(load_data(ledger_path, experiment), html_path, metric)}")
+
+
+@click.command("export")
+@click.argument("experiment")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "tensorboard"]),
+              default="csv", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write into (default: cade-export-<id>).")
+@ledger_option
+def export_cmd(experiment: str, fmt: str, out: Path | None, ledger_path: str | None) -> None:
+    """Export metrics and hyperparameters as tidy CSV/JSON or TensorBoard event files."""
+    from cade_cli.export import export
+
+    data = load_data(ledger_path, experiment)
+    target = out or Path(f"cade-export-{data.experiment.id}")
+    for path in export(data, fmt, target):
+        click.echo(str(path))
+
+
+def register(cli: click.Group) -> None:
+    for command in (top_cmd, plot_cmd, report_cmd, export_cmd):
+        cli.add_command(command)
