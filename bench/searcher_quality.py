@@ -261,7 +261,8 @@ def summarise(results: list[tuple[str, str, int, list[tuple[int, float]]]],
         for method in methods:
             runs = curves[(benchmark, method)]
             regret = statistics.median(final(c) for c in runs)
-            to_target = statistics.median(length_to(c, target) for c in runs)
+            # median_low: an even number of seeds must not average a finite length with "never".
+            to_target = statistics.median_low(length_to(c, target) for c in runs)
             table.setdefault(method, {})[benchmark] = (regret, to_target)
     return table
 
@@ -299,8 +300,12 @@ def _is_peer(method: str) -> bool:
 
 
 def _ratio(a: float, b: float) -> str:
-    if math.isinf(a) or math.isinf(b) or b == 0:
-        return "n/a"
+    if math.isinf(a) and math.isinf(b):
+        return "both never"
+    if math.isinf(b):
+        return "0 (peer never)"
+    if math.isinf(a) or b == 0:
+        return "inf (cade never)"
     return f"{a / b:.2f}"
 
 

@@ -167,7 +167,7 @@ def _render_result(console: Console, spec: ExperimentSpec, result: SimulationRes
     console.print(_ends_table(result, unit))
     console.print(f"Total length trained: [bold]{result.total_length}[/] {unit}; "
                   f"makespan: [bold]{result.makespan}[/] time units "
-                  f"(a slot trains one {unit.rstrip('s')} per unit)")
+                  f"(a time unit is what one slot takes to train one of the {unit})")
 
 
 def _ends_table(result: SimulationResult, unit: str) -> Table:

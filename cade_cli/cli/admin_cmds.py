@@ -1,0 +1,85 @@
+"""`cade templates list|show|render`: see the job script templates and what they produce.
+
+Site templates come from `--template-dir` (repeatable), else from the `templates` setting
+(config file or CADE_TEMPLATES). They are searched before the built-ins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cade_cli import render
+from cade_cli.settings import load_settings
+
+_DIR_OPTION = click.option(
+    "--template-dir", "template_dirs", multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A site template directory, searched before the built-ins (repeatable). "
+         "Default: the `templates` setting.",
+)
+
+
+def _template_dirs(given: tuple[Path, ...]) -> tuple[Path, ...]:
+    if given:
+        return given
+    configured = load_settings().templates
+    return (Path(configured),) if configured else ()
+
+
+@click.group("templates")
+def templates_group() -> None:
+    """Job script templates: list them, print one, or render a spec's script."""
+
+
+@templates_group.command("list")
+@_DIR_OPTION
+def list_command(template_dirs: tuple[Path, ...]) -> None:
+    """Every template with its origin (site or builtin) and file."""
+    for info in render.list_templates(_template_dirs(template_dirs)):
+        note = "  (shadowed by a site template)" if info.shadowed else ""
+        click.echo(f"{info.name:<18} {info.origin:<8} {info.path}{note}")
+
+
+@templates_group.command("show")
+@click.argument("name")
+@_DIR_OPTION
+def show_command(name: str, template_dirs: tuple[Path, ...]) -> None:
+    """Print a template's source (prefix NAME with `builtin:` for the built-in one)."""
+    source, _ = render.template_source(name, _template_dirs(template_dirs))
+    click.echo(source, nl=False)
+
+
+@templates_group.command("render")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--backend", type=click.Choice(sorted(render.TEMPLATE_FOR_BACKEND)), default="slurm",
+              show_default=True, help="Whose job script to render.")
+@click.option("--config", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a spec value (repeatable).")
+@_DIR_OPTION
+def render_command(spec_path: str, backend: str, overrides: tuple[str, ...],
+                   template_dirs: tuple[Path, ...]) -> None:
+    """Print the job script SPEC's first trial segment would submit (nothing is written)."""
+    from cade_cli.rundir import scheduler_directives
+    from cade_cli.spec import load_spec
+
+    spec = load_spec(spec_path, overrides)
+    root = Path(".cade/experiments/0").absolute()
+    run_dir, trial_dir = root / "trials/1/segments/1", root / "trials/1"
+    name = render.job_name(0, 1, 1)
+    cade_env = render.cade_environment(
+        spec, experiment_id=0, trial_id=1, segment=1, run_dir=run_dir, trial_dir=trial_dir,
+        start_length=0, target_length=spec.searcher.max_length or 0, report_at=[],
+        resume_from=None, trial_seed=0,
+    )
+    context = render.build_context(
+        spec, backend=backend, job_name=name, cade_env=cade_env,
+        directives=scheduler_directives(backend, spec, name, run_dir),
+    )
+    dirs = _template_dirs(template_dirs)
+    click.echo(render.render_script(render.TEMPLATE_FOR_BACKEND[backend], context, dirs), nl=False)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(templates_group)

@@ -1,0 +1,80 @@
+#!/bin/bash
+#PBS -N cade-7-3-2
+#PBS -l select=2:ncpus=2:mpiprocs=2
+#PBS -l walltime=01:00:00
+# Job script rendered by cade: one segment of one trial.
+# Every value below is shell-quoted; hyperparameters travel in params.json, not here.
+set -u
+
+export DATA='/scratch/my data'
+export OMP_NUM_THREADS=1
+export CADE_EXPERIMENT_ID=7
+export CADE_LAUNCHER=none
+export CADE_LENGTH_UNIT=batches
+export CADE_METRIC=loss
+export CADE_NODES=1
+export CADE_NPROCS=1
+export CADE_PARAMS_FILE=/scratch/.cade/experiments/7/trials/3/params.json
+export CADE_REPORT_AT=50,100
+export CADE_RESUME_FROM=/scratch/.cade/experiments/7/trials/3/checkpoints/50
+export CADE_RUN_DIR=/scratch/.cade/experiments/7/trials/3/segments/2
+export CADE_SEED=1234
+export CADE_SEGMENT=2
+export CADE_START_LENGTH=50
+export CADE_TARGET_LENGTH=100
+export CADE_TASKS_PER_NODE=1
+export CADE_TRIAL_DIR=/scratch/.cade/experiments/7/trials/3
+export CADE_TRIAL_ID=3
+
+# The exit status lands in exit_code atomically (tmp + rename), whatever ends the job.
+__cade_on_exit() {
+    printf '%s\n' "$1" > "$CADE_RUN_DIR/.exit_code.$$" &&
+        mv -f "$CADE_RUN_DIR/.exit_code.$$" "$CADE_RUN_DIR/exit_code"
+}
+trap '__cade_on_exit "$?"' EXIT
+
+
+cd /home/user/project || { echo "cade: cannot enter the working directory" >&2; exit 5; }
+
+# pbsdsh starts tasks with a bare environment: each task runs this script again with
+# --cade-task, which sets the environment above and starts one rank.
+if [ "${1:-}" = "--cade-task" ]; then
+    trap - EXIT
+    exec sh /scratch/.cade/experiments/7/trials/3/segments/2/launch/none.sh python3 train.py --epochs 3
+fi
+
+printf '%s %s %s\n' "$(date +%s)" "$(hostname)" "$$" > "$CADE_RUN_DIR/started"
+
+# The launch runs in the background so that this shell can forward the preemption or
+# time-limit notice (USR1, TERM) to the workers and then wait for them to checkpoint.
+__cade_child=""
+__cade_pending=""
+__cade_forward() {
+    __cade_pending="$1"
+    if [ -n "$__cade_child" ]; then
+        kill -s "$1" "$__cade_child" 2>/dev/null
+    fi
+}
+trap '__cade_forward USR1' USR1
+trap '__cade_forward TERM' TERM
+
+# The launch block runs in a background subshell; it ends with `exec` so that the
+# forwarded signal reaches the launcher itself.
+__cade_launch() {
+    exec sh /scratch/.cade/experiments/7/trials/3/segments/2/launch/none.sh python3 train.py --epochs 3
+}
+__cade_launch &
+__cade_child=$!
+if [ -n "$__cade_pending" ]; then
+    kill -s "$__cade_pending" "$__cade_child" 2>/dev/null
+fi
+while :; do
+    wait "$__cade_child"
+    __cade_status=$?
+    if [ -n "$__cade_pending" ]; then
+        __cade_pending=""
+        continue  # wait was interrupted by a forwarded signal: wait for the workers again
+    fi
+    break
+done
+exit "$__cade_status"

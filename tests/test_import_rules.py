@@ -1,0 +1,97 @@
+"""The dependency rules of docs/DEVELOPING.md, checked by walking every module's AST."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "cade_cli"
+
+PURE = ("space", "spec", "searchers", "plan", "simulate", "records", "views")
+# Which modules may import each library (dotted module names; a package covers its modules).
+ONLY_IMPORTERS = {
+    "sqlite_utils": ("ledger",),
+    "click": ("cli",),
+    "jinja2": ("render",),
+    "subprocess": ("backends", "engine"),
+}
+PURE_MAY_USE = {"views": {"rich"}}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Absolute names of every module imported anywhere in the file (functions included)."""
+    name = module_name(path)
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ["cade_cli", *package][: len(package) + 2 - node.level]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def within(name: str, owners: tuple[str, ...]) -> bool:
+    """`name` is one of `owners`, inside one (a package), or a split-off part (`engine_*`)."""
+    return any(name == owner or name.startswith((owner + ".", owner + "_")) for owner in owners)
+
+
+MODULES = {module_name(p): imports_of(p) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def roots(imports: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in imports}
+
+
+@pytest.mark.parametrize("library", sorted(ONLY_IMPORTERS))
+def test_library_has_one_owner(library: str) -> None:
+    offenders = [m for m, imps in MODULES.items()
+                 if library in roots(imps) and not within(m, ONLY_IMPORTERS[library])]
+    assert offenders == []
+
+
+def test_pure_modules_import_no_io_library() -> None:
+    forbidden = {"sqlite_utils", "subprocess", "click", "jinja2", "rich"}
+    for module, imps in MODULES.items():
+        if within(module, PURE):
+            allowed = PURE_MAY_USE.get(module.split(".")[0], set())
+            assert roots(imps) & (forbidden - allowed) == set(), module
+
+
+def test_report_imports_the_standard_library_only() -> None:
+    imps = MODULES["report"]
+    assert {r for r in roots(imps) if r != "__future__"} <= set(sys.stdlib_module_names)
+
+
+def test_nothing_imports_the_cli() -> None:
+    offenders = [m for m, imps in MODULES.items()
+                 if not within(m, ("cli", "__main__")) and any(within(i, ("cade_cli.cli",)) for i in imps)]
+    assert offenders == []
+
+
+def test_backends_never_import_the_ledger_or_searchers() -> None:
+    for module, imps in MODULES.items():
+        if within(module, ("backends",)):
+            bad = [i for i in imps if within(i, ("cade_cli.ledger", "cade_cli.searchers"))]
+            assert bad == [], module
+
+
+def test_the_walk_sees_imports_inside_functions() -> None:
+    assert "cade_cli.backends" in MODULES["rundir"] or "importlib" in roots(MODULES["rundir"])
+    assert "jinja2" in roots(MODULES["render"])
