@@ -1,0 +1,73 @@
+"""Backend factory: pick and build the Scheduler for `local`, `slurm` or `pbs`.
+
+Backends are imported lazily so that a machine without Slurm never loads the Slurm module
+(and `cade preview` never imports subprocess at all).
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cade_cli.backends.base import Scheduler
+from cade_cli.errors import SpecError
+
+# module, class name: the constructor takes (state_dir, settings=...) for the cluster backends.
+_BACKENDS: dict[str, tuple[str, str]] = {
+    "local": ("cade_cli.backends.local", "LocalScheduler"),
+    "slurm": ("cade_cli.backends.slurm", "SlurmScheduler"),
+    "pbs": ("cade_cli.backends.pbs", "PbsScheduler"),
+}
+
+# The job template each backend renders (a file in cade_cli.templates or a site directory).
+TEMPLATES: dict[str, str] = {
+    "local": "local.sh.j2",
+    "slurm": "slurm.sbatch.j2",
+    "pbs": "pbs.pbs.j2",
+}
+
+SCHEDULER_NAMES: tuple[str, ...] = tuple(_BACKENDS)
+
+
+def make_scheduler(name: str, state_dir: Path, settings: Any = None) -> Scheduler:
+    """Build the scheduler called `name`; `auto` detects it from the commands on PATH.
+
+    `state_dir` is the ledger's directory: the local backend keeps its job table under
+    `state_dir/local/`. `settings` is a `cade_cli.settings.Settings` (or None for defaults).
+    """
+    chosen = detect_scheduler() if name == "auto" else name
+    if chosen not in _BACKENDS:
+        raise SpecError(
+            f"unknown scheduler {name!r}",
+            hint=f"use one of: auto, {', '.join(SCHEDULER_NAMES)}",
+        )
+    module_name, class_name = _BACKENDS[chosen]
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    if chosen == "local":
+        slots = getattr(settings, "local_slots", None) if settings is not None else None
+        scheduler: Scheduler = backend_class(Path(state_dir), slots=slots)
+    else:
+        scheduler = backend_class(Path(state_dir), settings=settings)
+    return scheduler
+
+
+def detect_scheduler() -> str:
+    """`slurm` if sbatch is on PATH, `pbs` if a real qsub and qstat are, else `local`."""
+    if shutil.which("sbatch"):
+        return "slurm"
+    qsub = shutil.which("qsub")
+    if qsub and shutil.which("qstat") and not _is_slurm_torque_wrapper(qsub):
+        return "pbs"
+    return "local"
+
+
+def _is_slurm_torque_wrapper(qsub_path: str) -> bool:
+    """Slurm ships a Perl `qsub` (slurm-wlm-torque) that would send PBS scripts to Slurm."""
+    try:
+        with open(qsub_path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    return head.startswith(b"#!") and b"slurm" in head.lower()

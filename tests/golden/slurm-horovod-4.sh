@@ -56,6 +56,8 @@ trap '__cade_forward TERM' TERM
 # The launch block runs in a background subshell; it ends with `exec` so that the
 # forwarded signal reaches the launcher itself.
 __cade_launch() {
+    # Since Slurm 22.05 srun no longer inherits --cpus-per-task from the batch job.
+    export SRUN_CPUS_PER_TASK="${SLURM_CPUS_PER_TASK:-1}"
     exec srun --kill-on-bad-exit=1 --nodes=2 --ntasks=4 \
         sh /scratch/.cade/experiments/7/trials/3/segments/2/launch/horovod.sh python3 train.py --epochs 3
 }

@@ -1,0 +1,1 @@
+"""The backend contract suite (see suite.py)."""
