@@ -166,7 +166,9 @@ def run_optuna(pruner_name: str, bench: Any, dims: int, trace: Trace, seed: int)
     else:
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=MAX_LENGTH,
                                                 reduction_factor=DIVISOR)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed), pruner=pruner)
+    # A fixed study name: Hyperband assigns brackets by hashing it with the trial number.
+    study = optuna.create_study(study_name=f"quality-{seed}", pruner=pruner,
+                                sampler=optuna.samplers.RandomSampler(seed=seed))
 
     def objective(trial: Any) -> float:
         config = tuple(trial.suggest_float(f"X_{i}", 0.0, 1.0) for i in range(dims))

@@ -32,6 +32,9 @@ class ExperimentRecord:
     code_dirty: bool = False
     root: str = ""                 # the experiment's directory (run dirs under it)
     message: str = ""              # why it errored, if it did
+    # Driver bookkeeping (additive; views may ignore them).
+    searcher_done: bool = False    # the searcher emitted Shutdown
+    synced: float = 0.0            # when a driver last synced it
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,12 @@ class TrialRecord:
     message: str = ""
     created: float = 0.0
     updated: float = 0.0
+    # Driver bookkeeping (additive; views may ignore them).
+    closed: bool = False           # the searcher stopped it or it exited: it trains no further
+    report_at: tuple[int, ...] = ()  # lengths at which the searcher wants validations
+    best_length: int | None = None  # length of the best validation
+    checkpoint_length: int = 0     # length of latest_checkpoint
+    seed: int = 0                  # the trial's seed (derived from the experiment seed)
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,12 @@ class SegmentRecord:
     submitted: float | None = None
     started: float | None = None
     ended: float | None = None
+    # Driver bookkeeping (additive; views may ignore them).
+    offset: int = 0                # bytes of metrics.jsonl already ingested
+    end_length: int | None = None  # the length of the trial's segment_end line, if any
+    stop_requested: float | None = None  # when control.json got stop=true
+    stop_reason: str = ""          # why: searcher | pause | cancel | errored
+    cancel_sent: float | None = None     # when the scheduler was asked to cancel it
 
 
 @dataclass(frozen=True)
@@ -84,3 +99,16 @@ class MetricRecord:
     time: float
     values: dict[str, float] = field(default_factory=dict)
     segment: int = 0
+
+
+@dataclass(frozen=True)
+class SearcherEventRecord:
+    """One searcher input, the decisions it produced and the searcher's state after it."""
+
+    experiment: int
+    seq: int                       # 0 = start(), then 1, 2, ... in the order fed
+    event: dict[str, Any]          # {"op": "start" | "validation" | "exit", ...}
+    decisions: list[dict[str, Any]]  # searchers.base.decision_to_json of each decision
+    snapshot: dict[str, Any]
+    applied: bool = False          # the engine has applied the decisions to the ledger
+    time: float = 0.0

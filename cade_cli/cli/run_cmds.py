@@ -1,0 +1,283 @@
+"""Running experiments: submit, watch, status, logs, cancel, pause, resume, best.
+
+Thin over the engine. Every read command syncs first when the driver lock is free (and
+just reads when it is not); tables and JSON go to stdout, progress and errors to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.live import Live
+
+from cade_cli import engine
+from cade_cli.backends import detect_scheduler, make_scheduler
+from cade_cli.cli import run_format
+from cade_cli.engine_driver import drive, driver_lock, sync_pass, with_lock
+from cade_cli.engine_process import spawn_watch
+from cade_cli.errors import CadeError, NotFoundError
+from cade_cli.ledger import Ledger
+from cade_cli.progress import progress_view, summary_line
+from cade_cli.records import ExperimentRecord
+from cade_cli.settings import Settings, load_settings
+from cade_cli.spec import load_spec
+
+ledger_option = click.option(
+    "--ledger", "ledger_path", type=click.Path(dir_okay=False), default=None,
+    help="The ledger file (default: $CADE_LEDGER, else .cade/ledger.db).")
+slots_option = click.option("--slots", type=click.IntRange(min=1), default=None,
+                            help="Slots of the local backend (default: the CPU count).")
+
+
+def _settings(slots: int | None = None, scheduler: str | None = None) -> Settings:
+    return load_settings().with_overrides(local_slots=slots, scheduler=scheduler)
+
+
+def _open(ledger_path: str | None, create: bool = False) -> Ledger:
+    return Ledger(ledger_path, create=create)
+
+
+def _refresh(ledger: Ledger, settings: Settings, only: int | None = None) -> None:
+    """Sync before reading when the lock is free; a scheduler hiccup only warns."""
+    schedulers = engine.Schedulers(ledger, settings)
+    try:
+        sync_pass(ledger, settings, schedulers, driver_lock(ledger), only=only)
+    except CadeError as err:
+        click.echo(f"warning: could not sync: {err.message}", err=True)
+    finally:
+        schedulers.close()
+
+
+def _follow(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> ExperimentRecord:
+    """Drive with a live view on a terminal, else a line per change."""
+    console = Console(stderr=True)
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            def show(record: ExperimentRecord) -> None:
+                live.update(progress_view(record, ledger.trials(record.id)))
+            return drive(ledger, exp.id, settings, on_update=show)
+    last = [""]
+
+    def log(record: ExperimentRecord) -> None:
+        line = summary_line(record, ledger.trials(record.id))
+        if line != last[0]:
+            click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
+            last[0] = line
+    return drive(ledger, exp.id, settings, on_update=log)
+
+
+def _drive_to_end(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> None:
+    try:
+        final = _follow(ledger, exp, settings)
+    except KeyboardInterrupt:
+        click.echo(f"Detached from experiment {exp.id}; nothing was canceled. Resume "
+                   f"driving it with: cade watch {exp.id}", err=True)
+        sys.exit(130)
+    if Console(stderr=True).is_terminal:
+        click.echo(summary_line(final, ledger.trials(final.id)), err=True)
+    if final.message:
+        click.echo(final.message, err=True)
+    sys.exit(0 if final.state == "completed" else 1)
+
+
+@click.command("submit")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(exists=True, dir_okay=False))
+@click.option("--scheduler", type=click.Choice(["local", "slurm", "pbs"]), default=None,
+              help="Where the trials run (default: the configured one, else detected).")
+@slots_option
+@click.option("--dry-run", is_flag=True, help="Validate and print the first trial's job "
+              "script; record and submit nothing.")
+@click.option("--detach", is_flag=True, help="Drive in the background (cade watch) and "
+              "print the experiment id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--config", "overrides", multiple=True, metavar="KEY=VAL",
+              help="Override a spec value, e.g. searcher.max_trials=8 (repeatable).")
+@ledger_option
+def submit_command(spec_path: str, scheduler: str | None, slots: int | None, dry_run: bool,
+                   detach: bool, as_json: bool, overrides: tuple[str, ...],
+                   ledger_path: str | None) -> None:
+    """Submit the experiment in SPEC and drive it (Ctrl-C detaches, cancels nothing)."""
+    settings = _settings(slots, scheduler)
+    spec = load_spec(spec_path, tuple(overrides))
+    backend = detect_scheduler() if settings.scheduler == "auto" else settings.scheduler
+    if dry_run:
+        click.echo(engine.dry_run_script(spec, backend, settings), nl=False)
+        return
+    ledger = _open(ledger_path, create=True)
+    exp_id = engine.submit(ledger, spec, backend)
+    exp = ledger.experiment(exp_id)
+    if detach:
+        log = Path(exp.root) / "driver.log"
+        pid = spawn_watch(exp_id, ledger.path, log, slots)
+        if as_json:
+            click.echo(json.dumps({"experiment": exp_id, "name": exp.name, "backend": backend,
+                                   "driver_pid": pid, "log": str(log)}))
+        else:
+            click.echo(str(exp_id))
+            click.echo(f"Driving in the background (pid {pid}, log {log}); follow it with "
+                       f"`cade watch {exp_id}`.", err=True)
+        return
+    click.echo(f"Experiment {exp_id} ({spec.name}) submitted to {backend}.", err=True)
+    if as_json:
+        _json_after_drive(ledger, exp, settings)
+    _drive_to_end(ledger, exp, settings)
+
+
+def _json_after_drive(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> None:
+    try:
+        final = drive(ledger, exp.id, settings)
+    except KeyboardInterrupt:
+        click.echo(json.dumps({"experiment": exp.id, "state": "detached"}))
+        sys.exit(130)
+    found = engine.best(ledger, exp.id)
+    click.echo(json.dumps({"experiment": exp.id, "state": final.state,
+                           "message": final.message,
+                           "best": run_format.best_json(final, found) if found else None}))
+    sys.exit(0 if final.state == "completed" else 1)
+
+
+@click.command("watch")
+@click.argument("experiment", required=False)
+@slots_option
+@ledger_option
+def watch_command(experiment: str | None, slots: int | None, ledger_path: str | None) -> None:
+    """Drive EXPERIMENT (id or name; default: the latest) until it ends.
+
+    Exit 0 when it completed, 1 when it ended otherwise, 130 on Ctrl-C (nothing canceled).
+    """
+    ledger = _open(ledger_path)
+    exp = ledger.find_experiment(experiment)
+    _drive_to_end(ledger, exp, _settings(slots))
+
+
+@click.command("status")
+@click.argument("experiment", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@ledger_option
+def status_command(experiment: str | None, as_json: bool, ledger_path: str | None) -> None:
+    """Show EXPERIMENT and its trials, or every experiment when none is named."""
+    ledger = _open(ledger_path)
+    settings = _settings()
+    if experiment is None:
+        _refresh(ledger, settings)
+        rows = [(e, ledger.trials(e.id)) for e in ledger.experiments()]
+        click.echo(json.dumps(run_format.experiments_json(rows)) if as_json
+                   else run_format.experiments_text(rows))
+        return
+    exp = ledger.find_experiment(experiment)
+    _refresh(ledger, settings, only=exp.id)
+    exp, trials = ledger.experiment(exp.id), ledger.trials(exp.id)
+    click.echo(json.dumps(run_format.status_json(exp, trials)) if as_json
+               else run_format.status_text(exp, trials))
+
+
+@click.command("best")
+@click.argument("experiment", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@ledger_option
+def best_command(experiment: str | None, as_json: bool, ledger_path: str | None) -> None:
+    """The best trial of EXPERIMENT: params, metric, length and checkpoint."""
+    ledger = _open(ledger_path)
+    exp = ledger.find_experiment(experiment)
+    _refresh(ledger, _settings(), only=exp.id)
+    found = engine.best(ledger, exp.id)
+    if found is None:
+        raise CadeError(f"no trial of experiment {exp.id} has validated yet",
+                        hint=f"`cade status {exp.id}` shows how its trials are doing")
+    click.echo(json.dumps(run_format.best_json(exp, found)) if as_json
+               else run_format.best_text(exp, found))
+
+
+def _parse_trial_ref(ledger: Ledger, ref: str, experiment: str | None) -> tuple[int, int]:
+    exp_ref, _, trial_text = ref.rpartition(".")
+    if not trial_text.isdigit():
+        raise click.BadParameter(f"{ref!r} is not N or EXP.N", param_hint="TRIAL")
+    exp = ledger.find_experiment(exp_ref or experiment)
+    return exp.id, int(trial_text)
+
+
+@click.command("logs")
+@click.argument("trial_ref", metavar="TRIAL")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the segment ends.")
+@click.option("--experiment", default=None, help="Experiment id or name (default: latest).")
+@ledger_option
+def logs_command(trial_ref: str, follow: bool, experiment: str | None,
+                 ledger_path: str | None) -> None:
+    """Print the latest segment's stdout (to stdout) and stderr (to stderr) of TRIAL.
+
+    TRIAL is N (trial N of the experiment) or EXP.N.
+    """
+    ledger = _open(ledger_path)
+    exp_id, trial_id = _parse_trial_ref(ledger, trial_ref, experiment)
+    ledger.trial(exp_id, trial_id)  # NotFoundError for an unknown trial
+    settings = _settings()
+    _refresh(ledger, settings, only=exp_id)
+    seg = ledger.latest_segment(exp_id, trial_id)
+    if seg is None:
+        raise NotFoundError(f"trial {trial_id} of experiment {exp_id} has not started a "
+                            "segment yet")
+    offsets = {"stdout.log": 0, "stderr.log": 0}
+    while True:
+        for name in offsets:
+            offsets[name] = _print_new(Path(seg.run_dir) / name, offsets[name],
+                                       err=name == "stderr.log")
+        if not follow or seg.state not in ("intent", "queued", "running"):
+            return
+        time.sleep(min(1.0, settings.poll_interval_for(seg.backend)))
+        _refresh(ledger, settings, only=exp_id)
+        seg = ledger.segments(exp_id, trial_id)[seg.index - 1]
+
+
+def _print_new(path: Path, offset: int, err: bool) -> int:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except FileNotFoundError:
+        return offset
+    if data:
+        click.echo(data.decode("utf-8", errors="replace"), nl=False, err=err)
+    return offset + len(data)
+
+
+def _lifecycle(name: str, help_text: str,
+               action: Callable[[Ledger, ExperimentRecord, Settings], ExperimentRecord]) -> Any:
+    @click.command(name, help=help_text)
+    @click.argument("experiment")
+    @ledger_option
+    def command(experiment: str, ledger_path: str | None) -> None:
+        ledger = _open(ledger_path)
+        exp = ledger.find_experiment(experiment)
+        settings = _settings()
+        after = with_lock(ledger, lambda: action(ledger, exp, settings))
+        click.echo(f"Experiment {after.id} ({after.name}) is {after.state}.")
+    return command
+
+
+def _scheduler_for(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> Any:
+    return make_scheduler(exp.backend, ledger.state_dir, settings)
+
+
+cancel_command = _lifecycle(
+    "cancel", "Cancel EXPERIMENT: its jobs are canceled now and its trials stopped.",
+    lambda ledger, exp, s: engine.cancel(ledger, exp.id, _scheduler_for(ledger, exp, s)))
+pause_command = _lifecycle(
+    "pause", "Pause EXPERIMENT: running trials checkpoint and exit; nothing new starts.",
+    lambda ledger, exp, s: engine.pause(ledger, exp.id, _scheduler_for(ledger, exp, s), s))
+resume_command = _lifecycle(
+    "resume", "Resume a paused EXPERIMENT: paused trials go on from their checkpoints "
+    "(a driver must run: cade watch).",
+    lambda ledger, exp, s: engine.resume(ledger, exp.id))
+
+
+def register(cli: click.Group) -> None:
+    for command in (submit_command, watch_command, status_command, logs_command,
+                    cancel_command, pause_command, resume_command, best_command):
+        cli.add_command(command)

@@ -1,0 +1,98 @@
+"""Text and JSON shapes of the run commands' output (status, best); pure functions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cade_cli.engine import Best
+from cade_cli.progress import best_trial
+from cade_cli.records import ExperimentRecord, TrialRecord
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted(params.items()))
+
+
+def columns(rows: list[list[str]]) -> str:
+    """Left-aligned columns separated by two spaces (stable for scripts and tests)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+def experiment_json(exp: ExperimentRecord) -> dict[str, Any]:
+    return {"id": exp.id, "name": exp.name, "state": exp.state, "searcher": exp.searcher,
+            "metric": exp.metric, "smaller_is_better": exp.smaller_is_better,
+            "backend": exp.backend, "seed": exp.seed, "created": exp.created,
+            "ended": exp.ended, "message": exp.message, "root": exp.root,
+            "code_commit": exp.code_commit, "code_dirty": exp.code_dirty}
+
+
+def trial_json(trial: TrialRecord) -> dict[str, Any]:
+    return {"id": trial.id, "state": trial.state, "params": trial.params,
+            "length": trial.length, "target_length": trial.target_length,
+            "best_metric": trial.best_metric, "latest_metric": trial.latest_metric,
+            "restarts": trial.restarts, "bracket": trial.bracket, "parent": trial.parent,
+            "checkpoint": trial.latest_checkpoint, "message": trial.message}
+
+
+def status_json(exp: ExperimentRecord, trials: list[TrialRecord]) -> dict[str, Any]:
+    return {"experiment": experiment_json(exp), "trials": [trial_json(t) for t in trials]}
+
+
+def experiments_json(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> dict[str, Any]:
+    out = []
+    for exp, trials in rows:
+        top = best_trial(exp, trials)
+        out.append({**experiment_json(exp), "trials": len(trials),
+                    "best_metric": top.best_metric if top else None,
+                    "best_trial": top.id if top else None})
+    return {"experiments": out}
+
+
+def experiments_text(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> str:
+    if not rows:
+        return "No experiments yet."
+    table = [["ID", "NAME", "STATE", "SEARCHER", "BACKEND", "TRIALS", "BEST"]]
+    for exp, trials in rows:
+        top = best_trial(exp, trials)
+        table.append([str(exp.id), exp.name, exp.state, exp.searcher, exp.backend,
+                      str(len(trials)), _number(top.best_metric if top else None)])
+    return columns(table)
+
+
+def status_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
+    direction = "smaller is better" if exp.smaller_is_better else "larger is better"
+    lines = [f"Experiment {exp.id} {exp.name}: {exp.state} ({exp.searcher}, {exp.backend}; "
+             f"{exp.metric}, {direction})"]
+    if exp.message:
+        lines.append(f"  {exp.message}")
+    if not trials:
+        return "\n".join(lines + ["No trials yet."])
+    table = [["TRIAL", "STATE", "LENGTH", "BEST", "LATEST", "RESTARTS", "PARAMS"]]
+    for t in trials:
+        table.append([str(t.id), t.state, f"{t.length}/{t.target_length}",
+                      _number(t.best_metric), _number(t.latest_metric), str(t.restarts),
+                      _params(t.params)])
+    lines.append(columns(table))
+    notes = [f"  trial {t.id}: {t.message}" for t in trials if t.message]
+    return "\n".join(lines + notes)
+
+
+def best_json(exp: ExperimentRecord, found: Best) -> dict[str, Any]:
+    return {"experiment": exp.id, "trial": found.trial.id, "params": found.trial.params,
+            "metric": found.metric, "length": found.length, "checkpoint": found.checkpoint}
+
+
+def best_text(exp: ExperimentRecord, found: Best) -> str:
+    return "\n".join([
+        f"Best trial of experiment {exp.id} {exp.name}: trial {found.trial.id}",
+        f"  {exp.metric}: {found.metric:.6g} at length {found.length}",
+        f"  params: {_params(found.trial.params)}",
+        f"  checkpoint: {found.checkpoint or '-'}",
+    ])

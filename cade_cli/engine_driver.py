@@ -1,0 +1,91 @@
+"""Driving: sync every experiment that needs it under the driver lock, on a polling loop.
+
+The lock is taken for one pass over the ledger at a time, so two drivers (two `cade watch`,
+or a watch and a `cade status`) take turns instead of one waiting forever; a reader that
+finds it held just reads. A pass syncs every experiment of the ledger that has work, so two
+experiments submitted from two terminals both progress whichever driver runs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cade_cli.engine import Schedulers, needs_sync, sync
+from cade_cli.errors import LedgerError
+from cade_cli.ledger import Ledger
+from cade_cli.lock import DriverLock
+from cade_cli.records import ExperimentRecord
+from cade_cli.settings import Settings
+
+TERMINAL_STATES = ("completed", "errored", "canceled")
+
+
+def lock_path(ledger: Ledger) -> Path:
+    return ledger.path.with_name(ledger.path.name + ".lock")
+
+
+def driver_lock(ledger: Ledger) -> DriverLock:
+    return DriverLock(lock_path(ledger))
+
+
+def sync_pass(ledger: Ledger, settings: Settings, schedulers: Schedulers, lock: DriverLock,
+              force: int | None = None, only: int | None = None) -> bool:
+    """Sync the experiments that need it, if the lock is free; False when it was not.
+
+    An experiment synced less than its backend's poll interval ago is skipped (be kind to
+    the scheduler), except `force`.
+    """
+    if not lock.acquire(wait=False):
+        return False
+    try:
+        now = time.time()
+        for exp in ledger.experiments():
+            if only is not None and exp.id != only:
+                continue
+            if not needs_sync(ledger, exp):
+                continue
+            interval = settings.poll_interval_for(exp.backend)
+            if exp.id != force and now - exp.synced < interval:
+                continue
+            sync(ledger, exp.id, schedulers.get(exp.backend), settings)
+            lock.refresh()
+    finally:
+        lock.release()
+    return True
+
+
+def drive(ledger: Ledger, experiment_id: int, settings: Settings,
+          on_update: Callable[[ExperimentRecord], None] | None = None,
+          sleep: Callable[[float], None] = time.sleep) -> ExperimentRecord:
+    """Sync until the experiment has ended and none of its jobs is live; its final record."""
+    schedulers = Schedulers(ledger, settings)
+    lock = driver_lock(ledger)
+    try:
+        while True:
+            sync_pass(ledger, settings, schedulers, lock, force=experiment_id)
+            exp = ledger.experiment(experiment_id)
+            if on_update is not None:
+                on_update(exp)
+            if exp.state in TERMINAL_STATES and not ledger.live_segments(exp.id):
+                return exp
+            sleep(settings.poll_interval_for(exp.backend))
+    finally:
+        lock.release()
+        schedulers.close()
+
+
+def with_lock(ledger: Ledger, action: Callable[[], ExperimentRecord],
+              timeout: float = 120.0) -> ExperimentRecord:
+    """Run a write command (cancel, pause, resume) once the running sync pass is over."""
+    lock = driver_lock(ledger)
+    if not lock.acquire(wait=True, timeout=timeout):
+        info = lock.holder() or {}
+        raise LedgerError(f"the ledger stayed locked by pid {info.get('pid', '?')} on "
+                          f"{info.get('host', '?')} for {timeout:.0f} s",
+                          hint=f"if that process is gone, remove {lock.path}")
+    try:
+        return action()
+    finally:
+        lock.release()

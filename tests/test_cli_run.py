@@ -1,0 +1,193 @@
+"""The run commands through click's CliRunner: exact output, JSON shapes, exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cade_cli.cli import cli
+from cade_cli.ledger import Ledger
+from cade_cli.searchers import make_searcher
+from cade_cli.spec import spec_from_raw
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINER = ROOT / "examples" / "synthetic" / "train.py"
+COMMANDS = ["submit", "watch", "status", "logs", "cancel", "pause", "resume", "best"]
+
+SPEC = f"""
+name: clitest
+entrypoint: ["{sys.executable}", "{TRAINER}"]
+hyperparameters:
+  width: {{type: categorical, vals: [32, 64]}}
+  lr: 0.01
+searcher:
+  name: grid
+  metric: loss
+  max_length: 5
+  max_concurrent_trials: 1
+resources:
+  launcher: none
+reproducibility:
+  experiment_seed: 1
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CADE_CONFIG", str(tmp_path / "no-config.yaml"))
+    monkeypatch.setenv("CADE_POLL_INTERVAL", "0.05")
+    monkeypatch.setenv("SYNTH_STEP_SECONDS", "0")
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.delenv("CADE_LEDGER", raising=False)
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    return tmp_path
+
+
+def invoke(*args: str) -> object:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0 and "Usage: " in result.output  # type: ignore[attr-defined]
+
+
+def handmade(path: Path) -> None:
+    """A finished experiment with known values, so that output can be compared exactly."""
+    raw = {"name": "known", "entrypoint": "python train.py",
+           "hyperparameters": {"width": {"type": "categorical", "vals": [32, 64]}},
+           "searcher": {"name": "grid", "metric": "loss", "max_length": 5}}
+    spec = spec_from_raw(raw)
+    searcher = make_searcher(spec.searcher, spec.hyperparameters, 1)
+    searcher.start()
+    ledger = Ledger(path)
+    with ledger.transaction():
+        ledger.create_experiment(
+            name="known", state="completed", searcher="grid", metric="loss",
+            smaller_is_better=True, backend="local", seed=1, spec=raw, created=1.0,
+            updated=1.0, ended=2.0, root="/r")
+        ledger.append_event(1, {"op": "start"}, [], searcher.snapshot())
+        ledger.mark_applied(1, 0)
+        ledger.insert_trial(experiment=1, id=1, state="completed", params={"width": 32},
+                            length=5, target_length=5, best_metric=0.5, latest_metric=0.5,
+                            best_length=5, latest_checkpoint="/r/trials/1/checkpoints/5",
+                            best_checkpoint="/r/trials/1/checkpoints/5", closed=True)
+        ledger.insert_trial(experiment=1, id=2, state="errored", params={"width": 64},
+                            length=2, target_length=5, restarts=5, closed=True,
+                            message="segment 6 failed (exit code 3)")
+    ledger.close()
+
+
+def test_status_of_all_experiments_and_of_one(env: Path) -> None:
+    handmade(env / ".cade" / "ledger.db")
+    result = invoke("status")
+    assert result.exit_code == 0  # type: ignore[attr-defined]
+    assert result.output == (  # type: ignore[attr-defined]
+        "ID  NAME   STATE      SEARCHER  BACKEND  TRIALS  BEST\n"
+        "1   known  completed  grid      local    2       0.5\n")
+    result = invoke("status", "known")
+    assert result.output == (  # type: ignore[attr-defined]
+        "Experiment 1 known: completed (grid, local; loss, smaller is better)\n"
+        "TRIAL  STATE      LENGTH  BEST  LATEST  RESTARTS  PARAMS\n"
+        "1      completed  5/5     0.5   0.5     0         width=32\n"
+        "2      errored    2/5     -     -       5         width=64\n"
+        "  trial 2: segment 6 failed (exit code 3)\n")
+
+
+def test_status_and_best_json_shapes(env: Path) -> None:
+    handmade(env / ".cade" / "ledger.db")
+    data = json.loads(invoke("status", "1", "--json").output)  # type: ignore[attr-defined]
+    assert {k: data["experiment"][k] for k in ("id", "name", "state", "searcher")} == {
+        "id": 1, "name": "known", "state": "completed", "searcher": "grid"}
+    assert [(t["id"], t["state"], t["params"], t["length"], t["best_metric"])
+            for t in data["trials"]] == [(1, "completed", {"width": 32}, 5, 0.5),
+                                         (2, "errored", {"width": 64}, 2, None)]
+    listing = json.loads(invoke("status", "--json").output)  # type: ignore[attr-defined]
+    assert [(e["id"], e["trials"], e["best_trial"]) for e in listing["experiments"]] == [
+        (1, 2, 1)]
+    best = json.loads(invoke("best", "--json").output)  # type: ignore[attr-defined]
+    assert best == {"experiment": 1, "trial": 1, "params": {"width": 32}, "metric": 0.5,
+                    "length": 5, "checkpoint": "/r/trials/1/checkpoints/5"}
+    text = invoke("best").output  # type: ignore[attr-defined]
+    assert text.splitlines()[0] == "Best trial of experiment 1 known: trial 1"
+
+
+def test_unknown_experiment_and_missing_ledger_exit_4(env: Path) -> None:
+    result = CliRunner().invoke(cli, ["status"])
+    assert result.exit_code == 4 and "Error: no ledger at" in result.output
+    handmade(env / ".cade" / "ledger.db")
+    result = CliRunner().invoke(cli, ["status", "nope"])
+    assert result.exit_code == 4
+    assert "Error: no experiment with id or name 'nope'" in result.output
+
+
+def test_a_corrupt_ledger_exits_4_without_a_traceback(env: Path) -> None:
+    (env / "bad.db").write_bytes(b"garbage" * 500)
+    result = CliRunner().invoke(cli, ["status", "--ledger", str(env / "bad.db")])
+    assert result.exit_code == 4 and "Traceback" not in result.output
+    assert "unreadable" in result.output
+
+
+def test_dry_run_prints_the_script_and_records_nothing(env: Path) -> None:
+    result = invoke("submit", "spec.yaml", "--dry-run", "--scheduler", "local")
+    assert result.exit_code == 0  # type: ignore[attr-defined]
+    assert result.output.startswith("#!")  # type: ignore[attr-defined]
+    assert "CADE_TRIAL_ID" in result.output  # type: ignore[attr-defined]
+    assert not (env / ".cade").exists()
+
+
+def test_submit_drives_to_completion_then_reads(env: Path) -> None:
+    result = invoke("submit", "spec.yaml", "--scheduler", "local", "--slots", "1")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    data = json.loads(invoke("status", "--json", "clitest").output)  # type: ignore[attr-defined]
+    assert data["experiment"]["state"] == "completed"
+    assert [(t["params"]["width"], t["state"], t["length"]) for t in data["trials"]] == [
+        (32, "completed", 5), (64, "completed", 5)]
+    best = json.loads(invoke("best", "--json").output)  # type: ignore[attr-defined]
+    assert best["checkpoint"].endswith("checkpoints/5")
+    Path(data["experiment"]["root"], "trials", "1", "segments", "1", "stdout.log").write_text(
+        "hello from trial 1\n")
+    assert invoke("logs", "1").output == "hello from trial 1\n"  # type: ignore[attr-defined]
+    assert invoke("logs", "clitest.1").output == "hello from trial 1\n"  # type: ignore[attr-defined]
+    bad = CliRunner().invoke(cli, ["logs", "9"])
+    assert bad.exit_code == 4 and "no trial 9" in bad.output
+
+
+def test_watch_exit_code_follows_the_final_state(env: Path) -> None:
+    handmade(env / ".cade" / "ledger.db")
+    assert CliRunner().invoke(cli, ["watch"]).exit_code == 0
+    ledger = Ledger(env / ".cade" / "ledger.db")
+    ledger.update_experiment(1, state="errored", message="every trial errored")
+    result = CliRunner().invoke(cli, ["watch", "1"])
+    assert result.exit_code == 1 and "every trial errored" in result.output
+
+
+def test_pause_resume_cancel(env: Path) -> None:
+    handmade(env / ".cade" / "ledger.db")
+    Ledger(env / ".cade" / "ledger.db").update_experiment(1, state="active")
+    result = invoke("pause", "1")
+    assert result.output == "Experiment 1 (known) is paused.\n"  # type: ignore[attr-defined]
+    assert invoke("resume", "known").output == "Experiment 1 (known) is active.\n"  # type: ignore[attr-defined]
+    assert invoke("cancel", "1").output == "Experiment 1 (known) is canceled.\n"  # type: ignore[attr-defined]
+    again = CliRunner().invoke(cli, ["pause", "1"])
+    assert again.exit_code == 1 and "only an active one can pause" in again.output
+
+
+def test_detach_json_prints_the_id_and_the_driver_finishes(env: Path) -> None:
+    result = invoke("submit", "spec.yaml", "--scheduler", "local", "--detach", "--json")
+    data = json.loads(result.output)  # type: ignore[attr-defined]
+    assert data["experiment"] == 1 and Path(data["log"]).name == "driver.log"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = json.loads(invoke("status", "1", "--json").output)["experiment"]["state"]  # type: ignore[attr-defined]
+        if state == "completed":
+            break
+        time.sleep(0.2)
+    assert state == "completed"

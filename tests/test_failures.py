@@ -1,0 +1,190 @@
+"""Failure handling: restarts, preemption, malformed reports, invalid hyperparameters.
+
+The real random searcher decides; a fake scheduler plays each job's fate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_fakes import FakeScheduler, Outcome, make_spec
+
+from cade_cli import engine
+from cade_cli.backends.base import JobRequest, JobState
+from cade_cli.ledger import Ledger
+from cade_cli.settings import Settings
+
+SETTINGS = Settings(poll_interval=0, stop_grace=0)
+
+
+def good(request: JobRequest, control: dict[str, Any], metric: float = 0.5) -> Outcome:
+    target = control["target_length"]
+    ckpt = str(request.run_dir.parents[1] / "checkpoints" / str(target))
+    return Outcome([{"kind": "validation", "length": target, "metrics": {"loss": metric}},
+                    {"kind": "checkpoint", "length": target, "path": ckpt},
+                    {"kind": "segment_end", "length": target}])
+
+
+def trial_of(request: JobRequest) -> int:
+    return int(request.name.split("-")[2])
+
+
+def run(tmp_path: Path, behave: Any, max_trials: int = 2, extra: str = "",
+        syncs: int = 20) -> tuple[Ledger, int, FakeScheduler]:
+    ledger = Ledger(tmp_path / "state" / "ledger.db")
+    exp_id = engine.submit(ledger, make_spec(tmp_path, max_trials=max_trials, extra=extra),
+                           "local")
+    scheduler = FakeScheduler(behave=behave)
+    for _ in range(syncs):
+        if engine.sync(ledger, exp_id, scheduler, SETTINGS).state != "active":
+            break
+    return ledger, exp_id, scheduler
+
+
+def test_a_failing_trial_restarts_up_to_max_restarts_then_errors(tmp_path: Path) -> None:
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        if trial_of(request) == 1:
+            return Outcome([{"kind": "segment_end", "length": 0}], exit_code=3,
+                           state=JobState.FAILED)
+        return good(request, control)
+
+    ledger, exp_id, scheduler = run(tmp_path, behave, extra="max_restarts: 2")
+    t1, t2 = ledger.trials(exp_id)
+    assert (t1.state, t1.restarts, t1.closed) == ("errored", 3, True)
+    assert "after 2 restarts" in t1.message and "exit code 3" in t1.message
+    assert [s.state for s in ledger.segments(exp_id, 1)] == ["failed"] * 3
+    assert t2.state == "completed"
+    exits = [e.event for e in ledger.events(exp_id) if e.event["op"] == "exit"]
+    assert exits == [{"op": "exit", "trial": 1, "reason": "errored"}]
+    assert ledger.experiment(exp_id).state == "completed"
+
+
+def test_a_restart_resumes_from_the_latest_checkpoint(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        calls.append(trial_of(request))
+        if len(calls) == 1:
+            ckpt = str(request.run_dir.parents[1] / "checkpoints" / "4")
+            return Outcome([{"kind": "checkpoint", "length": 4, "path": ckpt}], exit_code=137,
+                           state=JobState.FAILED)
+        return good(request, control)
+
+    ledger, exp_id, _ = run(tmp_path, behave, max_trials=1)
+    first, second = ledger.segments(exp_id, 1)
+    assert (first.state, second.start_length) == ("failed", 4)
+    assert ledger.trial(exp_id, 1).restarts == 1
+
+
+def test_a_missing_metric_fails_that_trial_only(tmp_path: Path) -> None:
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        if trial_of(request) == 1:
+            return Outcome([{"kind": "validation", "length": 10, "metrics": {"acc": 0.9}},
+                            {"kind": "segment_end", "length": 10}])
+        return good(request, control)
+
+    ledger, exp_id, _ = run(tmp_path, behave, max_trials=3)
+    states = [(t.id, t.state) for t in ledger.trials(exp_id)]
+    assert states[0] == (1, "errored") and all(s == "completed" for _, s in states[1:])
+    message = ledger.trial(exp_id, 1).message
+    assert "searcher metric 'loss'" in message and "acc" in message
+    assert ledger.experiment(exp_id).state == "completed"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "text"])
+def test_a_non_finite_metric_fails_the_trial(tmp_path: Path, value: str) -> None:
+    metric = {"NaN": float("nan"), "Infinity": float("inf"), "text": "0.5"}[value]
+
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        if trial_of(request) == 1:
+            return Outcome([{"kind": "validation", "length": 10, "metrics": {"loss": metric}},
+                            {"kind": "segment_end", "length": 10}])
+        return good(request, control)
+
+    ledger, exp_id, _ = run(tmp_path, behave)
+    assert ledger.trial(exp_id, 1).state == "errored"
+    assert ledger.trial(exp_id, 2).state == "completed"
+
+
+def test_preemption_resumes_and_is_not_a_restart(tmp_path: Path) -> None:
+    fates = iter(["marker", "scheduler"])
+
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        fate = next(fates, "good")
+        ckpt = str(request.run_dir.parents[1] / "checkpoints" / "3")
+        if fate == "marker":
+            return Outcome([{"kind": "checkpoint", "length": 3, "path": ckpt},
+                            {"kind": "segment_end", "length": 3}], exit_code=0,
+                           preempted=True)
+        if fate == "scheduler":
+            return Outcome([], exit_code=None, state=JobState.PREEMPTED)
+        return good(request, control)
+
+    ledger, exp_id, _ = run(tmp_path, behave, max_trials=1, extra="max_restarts: 0")
+    trial = ledger.trial(exp_id, 1)
+    assert (trial.state, trial.restarts) == ("completed", 0)
+    assert [s.state for s in ledger.segments(exp_id, 1)] == ["preempted", "preempted",
+                                                              "completed"]
+    assert [s.start_length for s in ledger.segments(exp_id, 1)] == [0, 3, 3]
+
+
+def test_invalid_hyperparameters_are_reported_to_the_searcher(tmp_path: Path) -> None:
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        if trial_of(request) == 1:
+            return Outcome([{"kind": "invalid_hp", "length": 0, "message": "x too big"}])
+        return good(request, control)
+
+    ledger, exp_id, _ = run(tmp_path, behave, max_trials=2)
+    trial = ledger.trial(exp_id, 1)
+    assert trial.state == "errored" and trial.message == "invalid hyperparameters: x too big"
+    exits = [e.event for e in ledger.events(exp_id) if e.event["op"] == "exit"]
+    assert exits == [{"op": "exit", "trial": 1, "reason": "invalid_hp"}]
+    # random replaces an invalid trial without using up the budget: 2 good trials follow
+    assert [t.state for t in ledger.trials(exp_id)] == ["errored", "completed", "completed"]
+
+
+def test_a_job_that_never_starts_errors_its_trial(tmp_path: Path) -> None:
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        if trial_of(request) == 1:
+            return Outcome(never_starts="PartitionNodeLimit")
+        return good(request, control)
+
+    ledger, exp_id, scheduler = run(tmp_path, behave)
+    trial = ledger.trial(exp_id, 1)
+    assert trial.state == "errored" and "PartitionNodeLimit" in trial.message
+    assert "fake-1" in scheduler.canceled
+    assert ledger.experiment(exp_id).state == "completed"
+
+
+def test_reports_after_a_stop_are_ignored(tmp_path: Path) -> None:
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        outcome = good(request, control)
+        outcome.lines.insert(1, {"kind": "validation", "length": 11,
+                                 "metrics": {"loss": 0.01}})
+        return outcome
+
+    ledger, exp_id, _ = run(tmp_path, behave, max_trials=1)
+    validations = [e for e in ledger.events(exp_id) if e.event["op"] == "validation"]
+    assert [e.event["length"] for e in validations] == [10]
+
+
+def test_every_trial_failing_errors_the_experiment(tmp_path: Path) -> None:
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        return Outcome([], exit_code=1, state=JobState.FAILED)
+
+    ledger, exp_id, _ = run(tmp_path, behave, extra="max_restarts: 0")
+    exp = ledger.experiment(exp_id)
+    assert (exp.state, exp.message) == ("errored", "every trial errored")
+
+
+def test_a_malformed_line_fails_the_trial(tmp_path: Path) -> None:
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        if trial_of(request) == 1:
+            return Outcome([["not", "an", "object"]])  # type: ignore[list-item]
+        return good(request, control)
+
+    ledger, exp_id, _ = run(tmp_path, behave)
+    assert "malformed line" in ledger.trial(exp_id, 1).message
+    assert ledger.trial(exp_id, 2).state == "completed"
