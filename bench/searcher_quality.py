@@ -32,9 +32,10 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 BENCHMARKS = ("mfh3", "mfh3_bad", "mfh3_terrible", "mfh6", "mfh6_bad", "mfh6_terrible")
 MAX_LENGTH = 100

@@ -32,7 +32,7 @@ from cade_cli.engine_events import finish_segment, finished_status, ingest_segme
 from cade_cli.engine_process import code_snapshot
 from cade_cli.errors import CadeError, LedgerError
 from cade_cli.ledger import Ledger
-from cade_cli.records import ExperimentRecord, TrialRecord
+from cade_cli.records import RUNNING_EXPERIMENT_STATES, ExperimentRecord, TrialRecord
 from cade_cli.rundir import prepare_segment
 from cade_cli.searchers import make_searcher, restore_searcher
 from cade_cli.searchers.base import Create, ExitReason, Train, decision_to_json
@@ -53,7 +53,7 @@ def submit(ledger: Ledger, spec: ExperimentSpec, backend: str, *, message: str =
     now = clock()
     with ledger.transaction():
         exp_id = ledger.create_experiment(
-            name=spec.name, state="active", searcher=spec.searcher.name,
+            name=spec.name, state="pending", searcher=spec.searcher.name,
             metric=spec.searcher.metric, smaller_is_better=spec.searcher.smaller_is_better,
             backend=backend, seed=seed, spec=spec.raw, spec_path=spec.source,
             owner=_owner(), created=now, updated=now, code_commit=code.commit,
@@ -138,6 +138,7 @@ def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Set
     apply_events(ctx)            # decisions recorded by a sync that died before applying
     recover_intents(ctx)
     _poll_and_ingest(ctx)
+    _note_first_start(ctx)
     apply_events(ctx)
     reconcile_stops(ctx)
     raise_targets(ctx)
@@ -164,6 +165,15 @@ def _poll_and_ingest(ctx: SyncContext) -> None:
             _never_starts(ctx, seg.trial, status.reason)
 
 
+def _note_first_start(ctx: SyncContext) -> None:
+    """pending -> active once any job of the experiment has started (or already ended)."""
+    if ctx.experiment.state != "pending":
+        return
+    if any(s.state not in ("intent", "queued") for s in ctx.ledger.segments(ctx.exp_id)):
+        ctx.ledger.update_experiment(ctx.exp_id, state="active")
+        ctx.refresh()
+
+
 def _mark_running(ctx: SyncContext, trial_id: int, index: int, nodes: str) -> None:
     with ctx.ledger.transaction():
         ctx.ledger.update_segment(ctx.exp_id, trial_id, index, state="running",
@@ -183,7 +193,7 @@ def _never_starts(ctx: SyncContext, trial_id: int, reason: str) -> None:
 
 def _check_completion(ctx: SyncContext) -> None:
     exp = ctx.ledger.experiment(ctx.exp_id)
-    if exp.state != "active" or ctx.ledger.live_segments(ctx.exp_id):
+    if exp.state not in RUNNING_EXPERIMENT_STATES or ctx.ledger.live_segments(ctx.exp_id):
         return
     trials = ctx.ledger.trials(ctx.exp_id)
     if exp.searcher_done:
@@ -207,8 +217,9 @@ def pause(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Se
           clock: Clock = time.time) -> ExperimentRecord:
     """Stop launching; running segments checkpoint and exit; their trials become paused."""
     exp = ledger.experiment(experiment_id)
-    if exp.state != "active":
-        raise CadeError(f"experiment {exp.id} is {exp.state}; only an active one can pause")
+    if exp.state not in RUNNING_EXPERIMENT_STATES:
+        raise CadeError(f"experiment {exp.id} is {exp.state}; only a pending or active one "
+                        "can pause")
     ctx = _context(ledger, exp, scheduler, settings, clock)
     with ledger.transaction():
         ledger.update_experiment(exp.id, state="paused")

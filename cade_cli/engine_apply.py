@@ -13,7 +13,13 @@ from pathlib import Path
 
 from cade_cli.backends.base import JobRequest
 from cade_cli.engine_context import SyncContext, closed_state, request_stop, trial_seed
-from cade_cli.records import SearcherEventRecord, SegmentRecord, TrialRecord
+from cade_cli.records import (
+    RUNNING_EXPERIMENT_STATES,
+    SearcherEventRecord,
+    SegmentRecord,
+    TrialRecord,
+)
+from cade_cli.render import job_name
 from cade_cli.rundir import prepare_segment, run_dir_of, trial_dir_of, write_control
 from cade_cli.searchers.base import Create, Shutdown, Stop, Train, decision_from_json
 
@@ -97,15 +103,37 @@ def reconcile_stops(ctx: SyncContext) -> None:
 
 
 def raise_targets(ctx: SyncContext) -> None:
-    """A live segment whose trial was promoted trains on: its control.json target goes up."""
+    """A live segment whose trial was promoted trains on: its control.json target goes up.
+
+    One that validated at its target and was not promoted ends at once instead of waiting
+    out CADE_DECISION_WAIT: ASHA decides on a report within the sync that ingests it, and a
+    later promotion (when other trials fall behind it) is cheaper as a new segment than
+    holding a slot the searcher wants for another trial.
+    """
+    release = _releases_unpromoted(ctx)
     for seg in ctx.ledger.segments(ctx.exp_id, states=("queued", "running")):
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
-        if (trial.closed or seg.stop_requested is not None
-                or trial.target_length <= seg.target_length):
+        if trial.closed or seg.stop_requested is not None:
             continue
-        write_control(seg.run_dir, stop=False, reason="", target_length=trial.target_length)
-        ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index,
-                                  target_length=trial.target_length)
+        if trial.target_length > seg.target_length:
+            write_control(seg.run_dir, stop=False, reason="", target_length=trial.target_length)
+            ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index,
+                                      target_length=trial.target_length)
+        elif release and _validated_at(ctx, trial, seg.target_length):
+            write_control(seg.run_dir, stop=True, reason="not promoted (yet)",
+                          target_length=seg.target_length)
+
+
+def _releases_unpromoted(ctx: SyncContext) -> bool:
+    # PBT decides a round only when the whole population reported: its trials wait.
+    return decision_wait(ctx) > 0 and ctx.spec.searcher.name != "pbt"
+
+
+def _validated_at(ctx: SyncContext, trial: TrialRecord, length: int) -> bool:
+    if trial.length < length:        # cheap test first: most live segments are mid-way
+        return False
+    return any(m.length >= length
+               for m in ctx.ledger.metrics(ctx.exp_id, trial.id, "validation"))
 
 
 def recover_intents(ctx: SyncContext) -> None:
@@ -117,7 +145,7 @@ def recover_intents(ctx: SyncContext) -> None:
                                       job_id=found[seg.job_name], submitted=ctx.clock())
             continue
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
-        if trial.closed or ctx.experiment.state != "active":
+        if trial.closed or ctx.experiment.state not in RUNNING_EXPERIMENT_STATES:
             ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state="canceled",
                                       reason="never submitted", ended=ctx.clock())
             if not trial.closed:
@@ -128,12 +156,16 @@ def recover_intents(ctx: SyncContext) -> None:
 
 def launch_segments(ctx: SyncContext) -> int:
     """Start segments for trials that need one, within the queued-jobs cap; how many."""
-    if ctx.experiment.state != "active":
+    if ctx.experiment.state not in RUNNING_EXPERIMENT_STATES:
         return 0
     pending = len(ctx.ledger.segments(ctx.exp_id, states=("intent", "queued")))
+    live = len(ctx.ledger.live_segments(ctx.exp_id))
+    # The searcher counts a trial waiting at a rung as idle while its job may still be
+    # ending: cap the jobs themselves too, so max_concurrent_trials bounds what is queued.
+    cap = ctx.spec.searcher.max_concurrent_trials or None
     launched = 0
     for trial in ctx.ledger.trials(ctx.exp_id):
-        if pending >= ctx.settings.max_queued_jobs:
+        if pending >= ctx.settings.max_queued_jobs or (cap is not None and live >= cap):
             break
         latest = ctx.ledger.latest_segment(ctx.exp_id, trial.id)
         if not needs_segment(trial, latest) or _waits_for_parent(ctx, trial):
@@ -141,6 +173,7 @@ def launch_segments(ctx: SyncContext) -> int:
         seg = _record_intent(ctx, trial, (latest.index + 1) if latest else 1)
         _submit(ctx, trial, seg)
         pending += 1
+        live += 1
         launched += 1
     return launched
 
@@ -155,7 +188,7 @@ def _waits_for_parent(ctx: SyncContext, trial: TrialRecord) -> bool:
 
 
 def _record_intent(ctx: SyncContext, trial: TrialRecord, index: int) -> SegmentRecord:
-    name = f"cade-{ctx.exp_id}-{trial.id}-{index}"
+    name = job_name(ctx.exp_id, trial.id, index, ctx.experiment.root)
     start = trial.checkpoint_length if trial.latest_checkpoint else 0
     with ctx.ledger.transaction():
         ctx.ledger.insert_segment(
@@ -175,10 +208,25 @@ def _submit(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord) -> None:
         report_at=[x for x in trial.report_at if x <= seg.target_length] or [seg.target_length],
         resume_from=trial.latest_checkpoint, trial_seed=trial.seed,
         backend=ctx.experiment.backend, exp_root=ctx.experiment.root,
-        template_dirs=template_dirs)
+        template_dirs=template_dirs, decision_wait=decision_wait(ctx), job_name=seg.job_name)
     request = JobRequest(name=seg.job_name, script=paths.script, run_dir=paths.run_dir,
                          slots=spec.resources.slots_per_trial,
                          gpus=spec.resources.slot_type == "gpu")
     job_id = ctx.scheduler.submit(request)
     ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state="queued",
                               job_id=job_id, submitted=ctx.clock())
+
+
+def decision_wait(ctx: SyncContext) -> float:
+    """How long a trial at its target waits for the driver before its job ends.
+
+    Searchers that continue a trial in steps (promotion-type ASHA, PBT rounds) usually
+    decide within one sync of the report; waiting that long keeps the allocation instead of
+    queueing a new job. Searchers that train to the end in one segment need no wait.
+    """
+    searcher = ctx.spec.searcher
+    steps = searcher.name == "pbt" or (
+        searcher.name in ("async_halving", "adaptive_asha") and not searcher.stop_once)
+    if not steps:
+        return 0.0
+    return 2 * ctx.settings.poll_interval_for(ctx.experiment.backend) + 5.0

@@ -14,7 +14,8 @@ from typing import Any
 
 from cade_cli.errors import SpecError
 from cade_cli.searchers.adaptive import plan_brackets
-from cade_cli.searchers.asha import BracketConfig, asha_bracket_config
+from cade_cli.searchers.asha import asha_bracket_config
+from cade_cli.searchers.brackets import BracketConfig
 from cade_cli.searchers.simple import require
 from cade_cli.space import grid_size
 from cade_cli.spec import ExperimentSpec, SearcherSpec

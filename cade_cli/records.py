@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 EXPERIMENT_STATES = ("pending", "active", "paused", "completed", "errored", "canceled")
+# pending: submitted, no job of it has started yet; active: one has. Both are driven.
+RUNNING_EXPERIMENT_STATES = ("pending", "active")
 TRIAL_STATES = ("queued", "running", "paused", "stopped", "completed", "errored", "preempted")
 
 

@@ -11,6 +11,7 @@ name and still extend it: `{% extends "builtin:slurm.sbatch.j2" %}`.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import re
 import shlex
@@ -170,8 +171,17 @@ def template_source(name: str, template_dirs: Sequence[str | Path] = ()) -> tupl
     return source, filename or name
 
 
-def job_name(experiment_id: int | str, trial_id: int, segment: int) -> str:
+def job_name(experiment_id: int | str, trial_id: int, segment: int,
+             exp_root: str | Path | None = None) -> str:
+    """`cade-EXP-TRIAL-SEGMENT`, plus a token of the experiment's directory when given.
+
+    The token tells apart jobs of two ledgers (two project directories both have an
+    experiment 1): a driver that adopts a job by name after a crash adopts only its own.
+    """
     name = f"cade-{experiment_id}-{trial_id}-{segment}"
+    if exp_root is not None:
+        digest = hashlib.sha1(str(Path(exp_root).absolute()).encode()).hexdigest()
+        name += f"-{digest[:6]}"
     if not _JOB_NAME.match(name):
         raise SpecError(f"job name {name!r} holds characters a scheduler may not accept")
     return name
@@ -198,6 +208,7 @@ def cade_environment(
     report_at: Sequence[int],
     resume_from: str | Path | None,
     trial_seed: int,
+    decision_wait: float = 0.0,
 ) -> dict[str, str]:
     """The CADE_* variables of docs/DEVELOPING.md, as strings."""
     nodes, tasks_per_node, nprocs = task_layout(spec)
@@ -219,6 +230,7 @@ def cade_environment(
         "CADE_NODES": str(nodes),
         "CADE_TASKS_PER_NODE": str(tasks_per_node),
         "CADE_SEED": str(trial_seed),
+        "CADE_DECISION_WAIT": f"{decision_wait:g}",
     }
 
 

@@ -59,8 +59,15 @@ def prepare_segment(
     backend: str,
     exp_root: str | Path,
     template_dirs: Sequence[str | Path] = (),
+    decision_wait: float = 0.0,
+    job_name: str | None = None,
 ) -> SegmentPaths:
-    """Write everything a segment's batch job needs; return where it went."""
+    """Write everything a segment's batch job needs; return where it went.
+
+    `decision_wait`: seconds a trial that reached its target waits for the driver to raise
+    it (a promotable trial keeps its allocation instead of queueing again). `job_name`:
+    the name the ledger recorded for the segment (default: derived the same way).
+    """
     if backend not in render.TEMPLATE_FOR_BACKEND:
         known = ", ".join(sorted(render.TEMPLATE_FOR_BACKEND))
         raise SpecError(f"unknown backend {backend!r}", hint=f"one of: {known}")
@@ -68,7 +75,7 @@ def prepare_segment(
     trial_dir = trial_dir_of(exp_root, trial_id)
     run_dir = run_dir_of(exp_root, trial_id, segment)
     run_dir.mkdir(parents=True, exist_ok=True)
-    name = render.job_name(experiment_id, trial_id, segment)
+    name = job_name or render.job_name(experiment_id, trial_id, segment, exp_root)
 
     write_json_atomic(
         trial_dir / "params.json",
@@ -89,6 +96,7 @@ def prepare_segment(
         report_at=report_at,
         resume_from=resume_from,
         trial_seed=trial_seed,
+        decision_wait=decision_wait,
     )
     context = render.build_context(
         spec,

@@ -59,7 +59,7 @@ def _non_negative_float(value: Any) -> float:
 
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool):
-        raise ValueError(f"must be a whole number >= 1, got {value!r}")
+        raise ValueError(f"must be a whole number >= 1, got {value!r}")  # noqa: TRY004
     number = int(str(value).strip())
     if number < 1:
         raise ValueError(f"must be a whole number >= 1, got {value!r}")

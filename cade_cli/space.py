@@ -14,7 +14,7 @@ import itertools
 import math
 import random
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from cade_cli.errors import LedgerError, SpecError
 
@@ -57,10 +57,10 @@ class Categorical:
 class Nested:
     """A map of names to hyperparameters; items are kept sorted by name."""
 
-    items: tuple[tuple[str, "Hyperparameter"], ...]
+    items: tuple[tuple[str, Hyperparameter], ...]
 
 
-Hyperparameter = Union[Const, Int, Double, Log, Categorical, Nested]
+Hyperparameter = Const | Int | Double | Log | Categorical | Nested
 
 # The whole search space of an experiment is a Nested.
 Space = Nested

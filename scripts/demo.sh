@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-env.sh torch
 export PATH="$PWD/.venv/bin:$PATH"
 cade submit examples/digits/adaptive.yaml --scheduler local
-cade best --latest
+cade best

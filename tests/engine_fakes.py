@@ -84,7 +84,7 @@ class FakeScheduler(Scheduler):
     def poll(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
         out = {}
         for job_id in job_ids:
-            request, outcome = self.jobs[job_id]
+            _request, outcome = self.jobs[job_id]
             if job_id in self.canceled:
                 out[job_id] = JobStatus(job_id, JobState.CANCELLED)
             elif outcome is None:
@@ -155,7 +155,7 @@ def install_fake_searcher(monkeypatch: Any, count: int = 2, length: int = 10) ->
 
 
 def spec_text(workdir: Path, searcher: str = "random", max_trials: int = 2,
-              max_length: int = 10, extra: str = "") -> str:
+              max_length: int = 10, extra: str = "", concurrency: int = 1) -> str:
     return f"""
 name: unit
 entrypoint: python train.py
@@ -166,7 +166,7 @@ searcher:
   metric: loss
   max_trials: {max_trials}
   max_length: {max_length}
-  max_concurrent_trials: 1
+  max_concurrent_trials: {concurrency}
 resources:
   launcher: none
 reproducibility:

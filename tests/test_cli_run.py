@@ -177,7 +177,7 @@ def test_pause_resume_cancel(env: Path) -> None:
     assert invoke("resume", "known").output == "Experiment 1 (known) is active.\n"  # type: ignore[attr-defined]
     assert invoke("cancel", "1").output == "Experiment 1 (known) is canceled.\n"  # type: ignore[attr-defined]
     again = CliRunner().invoke(cli, ["pause", "1"])
-    assert again.exit_code == 1 and "only an active one can pause" in again.output
+    assert again.exit_code == 1 and "only a pending or active one can pause" in again.output
 
 
 def test_detach_json_prints_the_id_and_the_driver_finishes(env: Path) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from engine_fakes import FakeScheduler, Outcome, install_fake_searcher, make_spec
 
-from cade_cli import engine
-from cade_cli.backends.base import JobState
+from cade_cli import engine, render
+from cade_cli.backends.base import JobRequest, JobState
 from cade_cli.errors import CadeError
 from cade_cli.ledger import Ledger
 from cade_cli.settings import Settings
@@ -22,6 +22,11 @@ def ledger(tmp_path: Path) -> Ledger:
     return Ledger(tmp_path / "state" / "ledger.db")
 
 
+def short(names: list[str]) -> list[str]:
+    """Job names without the token of the experiment's directory (`cade-1-2-1-3f9a0c`)."""
+    return [name.rsplit("-", 1)[0] for name in names]
+
+
 def submit(tmp_path: Path, ledger: Ledger, **kwargs: object) -> int:
     return engine.submit(ledger, make_spec(tmp_path, **kwargs), "local")
 
@@ -31,7 +36,7 @@ def test_submit_records_the_experiment_and_the_start_event(tmp_path: Path, ledge
     install_fake_searcher(monkeypatch, count=2)
     exp_id = submit(tmp_path, ledger)
     exp = ledger.experiment(exp_id)
-    assert (exp.state, exp.seed, exp.searcher, exp.backend) == ("active", 5, "random", "local")
+    assert (exp.state, exp.seed, exp.searcher, exp.backend) == ("pending", 5, "random", "local")
     assert Path(exp.root) == (tmp_path / "state" / "experiments" / "1")
     [start] = ledger.events(exp_id)
     assert start.event == {"op": "start"} and not start.applied
@@ -59,7 +64,9 @@ def test_sync_runs_trials_one_after_another_to_completion(tmp_path: Path, ledger
     for _ in range(10):
         exp = engine.sync(ledger, exp_id, scheduler, SETTINGS)
     assert exp.state == "completed" and exp.searcher_done
-    assert scheduler.submitted == ["cade-1-1-1", "cade-1-2-1", "cade-1-3-1"]
+    assert short(scheduler.submitted) == ["cade-1-1-1", "cade-1-2-1", "cade-1-3-1"]
+    token = render.job_name(1, 1, 1, ledger.experiment(exp_id).root).rsplit("-", 1)[1]
+    assert {name.rsplit("-", 1)[1] for name in scheduler.submitted} == {token}
     trials = ledger.trials(exp_id)
     assert [(t.id, t.state, t.length, t.best_metric) for t in trials] == [
         (1, "completed", 10, 0.1), (2, "completed", 10, 0.1), (3, "completed", 10, 0.1)]
@@ -98,7 +105,7 @@ def test_a_crash_after_submit_is_reconciled_by_job_name(tmp_path: Path, ledger: 
     engine.sync(ledger, exp_id, scheduler, SETTINGS)
     [seg] = ledger.segments(exp_id)
     assert (seg.state, seg.job_id) == ("running", "fake-1")
-    assert scheduler.submitted == ["cade-1-1-1"]  # adopted, not submitted again
+    assert short(scheduler.submitted) == ["cade-1-1-1"]  # adopted, not submitted again
 
 
 def test_a_crash_before_submit_submits_once(tmp_path: Path, ledger: Ledger,
@@ -113,7 +120,7 @@ def test_a_crash_before_submit_submits_once(tmp_path: Path, ledger: Ledger,
     monkeypatch.setattr(scheduler, "submit", real_submit)
     engine.sync(ledger, exp_id, scheduler, SETTINGS)
     engine.sync(ledger, exp_id, scheduler, SETTINGS)
-    assert scheduler.submitted == ["cade-1-1-1"]
+    assert short(scheduler.submitted) == ["cade-1-1-1"]
     assert ledger.segments(exp_id)[0].job_id == "fake-1"
 
 
@@ -188,10 +195,32 @@ def test_the_queued_jobs_cap_holds_back_submissions(tmp_path: Path, ledger: Ledg
 
     monkeypatch.setattr(eng, "make_searcher", lambda spec, space, seed: Wide(5, 10))
     monkeypatch.setattr(eng, "restore_searcher", lambda spec, space, snap: Wide(**snap))
-    exp_id = submit(tmp_path, ledger)
+    exp_id = submit(tmp_path, ledger, concurrency=5)
     scheduler = FakeScheduler(run_now=False)
     engine.sync(ledger, exp_id, scheduler, Settings(poll_interval=0, max_queued_jobs=2))
-    assert scheduler.submitted == ["cade-1-1-1", "cade-1-2-1"]
+    assert short(scheduler.submitted) == ["cade-1-1-1", "cade-1-2-1"]
+
+
+def test_live_jobs_never_exceed_max_concurrent_trials(tmp_path: Path, ledger: Ledger,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trials waiting at a rung may still hold a job: the cap counts jobs, not trials."""
+    from engine_fakes import FakeSearcher
+
+    import cade_cli.engine as eng
+    from cade_cli.searchers.base import Create, Train
+
+    class Wide(FakeSearcher):
+        def start(self):  # type: ignore[no-untyped-def]
+            self.created = 5
+            return [d for i in range(1, 6) for d in (Create(i, {}), Train(i, 10, (10,)))]
+
+    monkeypatch.setattr(eng, "make_searcher", lambda spec, space, seed: Wide(5, 10))
+    monkeypatch.setattr(eng, "restore_searcher", lambda spec, space, snap: Wide(**snap))
+    exp_id = submit(tmp_path, ledger, concurrency=3)
+    scheduler = FakeScheduler(run_now=False)
+    engine.sync(ledger, exp_id, scheduler, Settings(poll_interval=0, max_queued_jobs=8))
+    engine.sync(ledger, exp_id, scheduler, Settings(poll_interval=0, max_queued_jobs=8))
+    assert short(scheduler.submitted) == ["cade-1-1-1", "cade-1-2-1", "cade-1-3-1"]
 
 
 def test_pause_resume_and_cancel(tmp_path: Path, ledger: Ledger,
@@ -252,3 +281,38 @@ def test_segment_outcome_states_are_recorded(tmp_path: Path, ledger: Ledger,
         engine.sync(ledger, exp_id, scheduler, SETTINGS)
     assert [s.state for s in ledger.segments(exp_id)] == ["timeout", "completed"]
     assert ledger.trial(exp_id, 1).restarts == 0
+
+
+def test_unpromoted_trials_end_at_once_and_promoted_ones_train_on(tmp_path: Path,
+                                                                  ledger: Ledger) -> None:
+    """Promotion-type ASHA: a job waiting at its rung learns its fate from control.json."""
+    from engine_fakes import spec_text
+
+    from cade_cli.spec import parse_spec
+
+    text = spec_text(tmp_path, searcher="async_halving", max_trials=16, max_length=8,
+                     concurrency=4).replace(
+        "  max_concurrent_trials", "  num_rungs: 2\n  divisor: 2\n  stop_once: false\n"
+                                   "  max_concurrent_trials")
+    exp_id = engine.submit(ledger, parse_spec(text, source="spec.yaml"), "local")
+
+    def wait_at_rung(request: JobRequest, control: dict[str, object]) -> Outcome:
+        trial = int(request.name.split("-")[2])       # loss grows with the trial id
+        target = int(str(control["target_length"]))
+        ckpt = str(request.run_dir.parents[1] / "checkpoints" / str(target))
+        return Outcome([{"kind": "validation", "length": target, "time": 1.0,
+                         "metrics": {"loss": float(trial)}},
+                        {"kind": "checkpoint", "length": target, "time": 1.0, "path": ckpt}],
+                       exit_code=None, state=JobState.RUNNING)
+
+    scheduler = FakeScheduler(wait_at_rung)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    controls = {seg.trial: json.loads((Path(seg.run_dir) / "control.json").read_text())
+                for seg in ledger.segments(exp_id)}
+    assert {t: (c["stop"], c["target_length"]) for t, c in controls.items()} == {
+        1: (False, 8), 2: (False, 8), 3: (True, 4), 4: (True, 4)}
+    assert controls[3]["reason"] == "not promoted (yet)"
+    assert not ledger.trial(exp_id, 3).closed          # it may still be promoted later
+    # New trials wait for a slot: the four waiting jobs still hold theirs.
+    assert len(ledger.trials(exp_id)) > 4 and len(scheduler.submitted) == 4

@@ -10,7 +10,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cade_cli"
 
-PURE = ("space", "spec", "searchers", "plan", "simulate", "records", "views")
+PURE = ("space", "spec", "searchers", "plan", "simulate", "records", "views", "viewmodel",
+        "yamlpos", "objectives")
 # Which modules may import each library (dotted module names; a package covers its modules).
 ONLY_IMPORTERS = {
     "sqlite_utils": ("ledger",),

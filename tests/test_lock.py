@@ -96,7 +96,7 @@ def test_waiting_acquire_gets_the_lock_when_it_is_released(tmp_path: Path) -> No
 
 
 def test_the_context_manager_raises_a_ledger_error_when_held(tmp_path: Path) -> None:
-    with DriverLock(tmp_path / "l.lock"), pytest.raises(LedgerError) as err:
-        with DriverLock(tmp_path / "l.lock"):
-            pass
+    with (DriverLock(tmp_path / "l.lock"), pytest.raises(LedgerError) as err,
+          DriverLock(tmp_path / "l.lock")):
+        pass
     assert err.value.exit_code == 4 and str(os.getpid()) in err.value.message

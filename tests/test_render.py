@@ -57,7 +57,7 @@ def test_context_is_plain_sorted_strings() -> None:
         "CADE_EXPERIMENT_ID", "CADE_TRIAL_ID", "CADE_SEGMENT", "CADE_RUN_DIR", "CADE_TRIAL_DIR",
         "CADE_PARAMS_FILE", "CADE_START_LENGTH", "CADE_TARGET_LENGTH", "CADE_LENGTH_UNIT",
         "CADE_REPORT_AT", "CADE_RESUME_FROM", "CADE_METRIC", "CADE_LAUNCHER", "CADE_NPROCS",
-        "CADE_NODES", "CADE_TASKS_PER_NODE", "CADE_SEED",
+        "CADE_NODES", "CADE_TASKS_PER_NODE", "CADE_SEED", "CADE_DECISION_WAIT",
     }
     for value in list(env.values()) + [ctx["nprocs"], ctx["nodes"], ctx["workdir"]]:
         assert isinstance(value, str)
@@ -83,6 +83,14 @@ def test_job_name() -> None:
     assert render.job_name(4, 2, 1) == "cade-4-2-1"
     with pytest.raises(SpecError):
         render.job_name("a b", 1, 1)
+
+
+def test_job_names_of_two_ledgers_differ(tmp_path: Path) -> None:
+    """Experiment 1 of two project directories: a driver must never adopt the other's job."""
+    one = render.job_name(1, 2, 3, tmp_path / "a" / ".cade" / "experiments" / "1")
+    two = render.job_name(1, 2, 3, tmp_path / "b" / ".cade" / "experiments" / "1")
+    assert one.startswith("cade-1-2-3-") and two.startswith("cade-1-2-3-") and one != two
+    assert one == render.job_name(1, 2, 3, tmp_path / "a" / ".cade" / "experiments" / "1")
 
 
 def test_site_template_overrides_and_extends_builtin(tmp_path: Path) -> None:

@@ -17,13 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cade_cli.searchers.adaptive import AdaptiveAsha, plan_brackets
-from cade_cli.searchers.asha import (
-    AsyncHalving,
-    BracketConfig,
-    BracketSearch,
-    asha_bracket_config,
-)
+from cade_cli.searchers.asha import AsyncHalving, BracketSearch, asha_bracket_config
 from cade_cli.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.searchers.brackets import BracketConfig
 from cade_cli.space import Int, Nested
 from cade_cli.spec import SearcherSpec
 

@@ -76,7 +76,7 @@ def submit(directory: Path) -> Path:
 
 def watch(ledger_path: Path, kill_after: float | None) -> int | None:
     """Run `cade watch 1`; SIGKILL it after `kill_after` seconds (None: let it finish)."""
-    log = open(ledger_path.parent / "watch.log", "ab")
+    log = open(ledger_path.parent / "watch.log", "ab")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
         [sys.executable, "-m", "cade_cli", "watch", "1", "--ledger", str(ledger_path),
          "--slots", "1"], cwd=ledger_path.parents[1], env=environment(),

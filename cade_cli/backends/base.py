@@ -9,10 +9,10 @@ OWNER NOTE: shared interface; change only with every backend owner.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Mapping, Sequence
 
 
 class JobState(str, Enum):

@@ -6,7 +6,8 @@ keeps its commands in its own module and registers them here.
 
 from __future__ import annotations
 
-import sys
+import importlib
+from typing import Any
 
 import click
 
@@ -17,7 +18,7 @@ from cade_cli.errors import CadeError
 class CadeGroup(click.Group):
     """Turns CadeError into `Error: ...` + `hint: ...` on stderr and its exit code."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except CadeError as err:
@@ -43,12 +44,7 @@ def cli() -> None:
 def _register() -> None:
     # Imported here so that each area's module stays independent of the others.
     for name in ("search_cmds", "run_cmds", "admin_cmds", "view_cmds"):
-        try:
-            module = __import__(f"cade_cli.cli.{name}", fromlist=["register"])
-        except ModuleNotFoundError as err:
-            if err.name == f"cade_cli.cli.{name}":
-                continue  # area not built yet
-            raise
+        module = importlib.import_module(f"cade_cli.cli.{name}")
         module.register(cli)
 
 
@@ -60,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -20,6 +20,7 @@ from rich.live import Live
 from cade_cli import engine
 from cade_cli.backends import detect_scheduler, make_scheduler
 from cade_cli.cli import run_format
+from cade_cli.driverjob import DriverJobOptions, submit_driver_job
 from cade_cli.engine_driver import drive, driver_lock, sync_pass, with_lock
 from cade_cli.engine_process import spawn_watch
 from cade_cli.errors import CadeError, NotFoundError
@@ -32,6 +33,10 @@ from cade_cli.spec import load_spec
 ledger_option = click.option(
     "--ledger", "ledger_path", type=click.Path(dir_okay=False), default=None,
     help="The ledger file (default: $CADE_LEDGER, else .cade/ledger.db).")
+driver_option = click.option(
+    "--driver", type=click.Choice(["here", "job"]), default="here", show_default=True,
+    help="Where the driver runs: here (this process, or in the background with --detach) "
+         "or job (a 1-CPU batch job that resubmits itself; Slurm and PBS only).")
 slots_option = click.option("--slots", type=click.IntRange(min=1), default=None,
                             help="Slots of the local backend (default: the CPU count).")
 
@@ -96,12 +101,13 @@ def _drive_to_end(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> 
               "script; record and submit nothing.")
 @click.option("--detach", is_flag=True, help="Drive in the background (cade watch) and "
               "print the experiment id.")
+@driver_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--config", "overrides", multiple=True, metavar="KEY=VAL",
               help="Override a spec value, e.g. searcher.max_trials=8 (repeatable).")
 @ledger_option
 def submit_command(spec_path: str, scheduler: str | None, slots: int | None, dry_run: bool,
-                   detach: bool, as_json: bool, overrides: tuple[str, ...],
+                   detach: bool, driver: str, as_json: bool, overrides: tuple[str, ...],
                    ledger_path: str | None) -> None:
     """Submit the experiment in SPEC and drive it (Ctrl-C detaches, cancels nothing)."""
     settings = _settings(slots, scheduler)
@@ -110,9 +116,14 @@ def submit_command(spec_path: str, scheduler: str | None, slots: int | None, dry
     if dry_run:
         click.echo(engine.dry_run_script(spec, backend, settings), nl=False)
         return
+    if driver == "job":
+        DriverJobOptions().check(backend)   # refuse before anything is recorded
     ledger = _open(ledger_path, create=True)
     exp_id = engine.submit(ledger, spec, backend)
     exp = ledger.experiment(exp_id)
+    if driver == "job":
+        _start_driver_job(ledger, exp, settings, as_json)
+        return
     if detach:
         log = Path(exp.root) / "driver.log"
         pid = spawn_watch(exp_id, ledger.path, log, slots)
@@ -128,6 +139,19 @@ def submit_command(spec_path: str, scheduler: str | None, slots: int | None, dry
     if as_json:
         _json_after_drive(ledger, exp, settings)
     _drive_to_end(ledger, exp, settings)
+
+
+def _start_driver_job(ledger: Ledger, exp: ExperimentRecord, settings: Settings,
+                      as_json: bool) -> None:
+    record = submit_driver_job(ledger.path, exp.id, settings, options=DriverJobOptions())
+    log = Path(record.script).parent / "stderr.log"
+    if as_json:
+        click.echo(json.dumps({"experiment": exp.id, "name": exp.name, "backend": exp.backend,
+                               "driver_job": record.job_id, "log": str(log)}))
+        return
+    click.echo(str(exp.id))
+    click.echo(f"Driven by {record.backend} job {record.job_id} (log {log}); follow it with "
+               f"`cade status {exp.id}` or `cade top {exp.id}`.", err=True)
 
 
 def _json_after_drive(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> None:
@@ -146,15 +170,23 @@ def _json_after_drive(ledger: Ledger, exp: ExperimentRecord, settings: Settings)
 @click.command("watch")
 @click.argument("experiment", required=False)
 @slots_option
+@driver_option
 @ledger_option
-def watch_command(experiment: str | None, slots: int | None, ledger_path: str | None) -> None:
+def watch_command(experiment: str | None, slots: int | None, driver: str,
+                  ledger_path: str | None) -> None:
     """Drive EXPERIMENT (id or name; default: the latest) until it ends.
 
     Exit 0 when it completed, 1 when it ended otherwise, 130 on Ctrl-C (nothing canceled).
+    With --driver job, hand the driving to a batch job instead and return at once.
     """
     ledger = _open(ledger_path)
     exp = ledger.find_experiment(experiment)
-    _drive_to_end(ledger, exp, _settings(slots))
+    settings = _settings(slots)
+    if driver == "job":
+        DriverJobOptions().check(exp.backend)
+        _start_driver_job(ledger, exp, settings, as_json=False)
+        return
+    _drive_to_end(ledger, exp, settings)
 
 
 @click.command("status")
@@ -225,8 +257,8 @@ def logs_command(trial_ref: str, follow: bool, experiment: str | None,
                             "segment yet")
     offsets = {"stdout.log": 0, "stderr.log": 0}
     while True:
-        for name in offsets:
-            offsets[name] = _print_new(Path(seg.run_dir) / name, offsets[name],
+        for name, offset in offsets.items():
+            offsets[name] = _print_new(Path(seg.run_dir) / name, offset,
                                        err=name == "stderr.log")
         if not follow or seg.state not in ("intent", "queued", "running"):
             return

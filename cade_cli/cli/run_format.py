@@ -68,8 +68,8 @@ def experiments_text(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> 
 
 def status_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
     direction = "smaller is better" if exp.smaller_is_better else "larger is better"
-    lines = [f"Experiment {exp.id} {exp.name}: {exp.state} ({exp.searcher}, {exp.backend}; "
-             f"{exp.metric}, {direction})"]
+    lines = [(f"Experiment {exp.id} {exp.name}: {exp.state} ({exp.searcher}, {exp.backend}; "
+              f"{exp.metric}, {direction})")]
     if exp.message:
         lines.append(f"  {exp.message}")
     if not trials:

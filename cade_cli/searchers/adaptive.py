@@ -7,7 +7,8 @@ that created the trial, and Create decisions carry the bracket index.
 from __future__ import annotations
 
 from cade_cli.errors import SpecError
-from cade_cli.searchers.asha import BracketConfig, BracketSearch, validate_ladder
+from cade_cli.searchers.asha import BracketSearch, validate_ladder
+from cade_cli.searchers.brackets import BracketConfig
 from cade_cli.searchers.golog import log_ratio_floor
 from cade_cli.searchers.simple import require
 from cade_cli.spec import SearcherSpec

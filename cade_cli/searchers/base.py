@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Union
+from typing import Any
 
 
 class ExitReason(str, Enum):
@@ -63,7 +63,7 @@ class Shutdown:
     """The search is over: no further decisions will come."""
 
 
-Decision = Union[Create, Train, Stop, Shutdown]
+Decision = Create | Train | Stop | Shutdown
 
 
 def decision_to_json(d: Decision) -> dict[str, Any]:

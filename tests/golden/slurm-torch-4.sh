@@ -9,6 +9,7 @@ set -u
 
 export DATA='/scratch/my data'
 export OMP_NUM_THREADS=1
+export CADE_DECISION_WAIT=0
 export CADE_EXPERIMENT_ID=7
 export CADE_LAUNCHER=torch
 export CADE_LENGTH_UNIT=batches
