@@ -44,7 +44,7 @@ from cade_cli import engine, engine_apply
 from cade_cli.backends.base import JobRequest
 from cade_cli.backends.slurm import SlurmScheduler
 from cade_cli.engine_context import trial_seed
-from cade_cli.engine_driver import TERMINAL_STATES, driver_lock, sync_pass
+from cade_cli.engine_driver import TERMINAL_STATES, driver_lock, sync_pass, wait_for_activity
 from cade_cli.ingest import read_exit_code
 from cade_cli.ledger import Ledger
 from cade_cli.records import SegmentRecord
@@ -177,7 +177,7 @@ def run_asha(root: Path, args: argparse.Namespace, keep: bool) -> tuple[Result, 
         exp = ledger.experiment(exp_id)
         if exp.state in TERMINAL_STATES and not ledger.live_segments(exp_id):
             break
-        time.sleep(args.poll)
+        wait_for_activity(ledger, exp_id, args.poll)   # exactly drive()'s wait
     if exp.state != "completed":
         raise SystemExit(f"ASHA experiment ended {exp.state}: {exp.message}")
     segs = ledger.segments(exp_id)

@@ -166,7 +166,7 @@ def submit_driver_job(ledger_path: str | Path, experiment_id: int, settings: Set
         directory = Path(exp.root) / "driver" / str(generation)
         script = _write_script(exp, chosen, options, directory, ledger.path, settings,
                                python, Path(workdir or os.getcwd()))
-        job_id = scheduler.submit(JobRequest(name=driver_job_name(exp.id), script=script,
+        job_id = scheduler.submit(JobRequest(name=driver_job_name(exp), script=script,
                                              run_dir=directory))
         record = DriverJobRecord(
             experiment=exp.id, backend=chosen, job_id=job_id, generation=generation,
@@ -199,8 +199,10 @@ def _past(previous: DriverJobRecord, now: float, reason: str) -> dict[str, Any]:
             "reason": reason or "the previous driver job was no longer alive"}
 
 
-def driver_job_name(experiment_id: int) -> str:
-    return f"cade-driver-{experiment_id}"
+def driver_job_name(exp: ExperimentRecord) -> str:
+    """Unique per experiment directory: `--dependency=singleton` goes by name and user, and
+    the experiment 1 of another project must not hold this one's driver back."""
+    return f"cade-driver-{exp.id}-{render.directory_token(exp.root)}"
 
 
 def _write_script(exp: ExperimentRecord, backend: str, options: DriverJobOptions,
@@ -217,7 +219,7 @@ def _write_script(exp: ExperimentRecord, backend: str, options: DriverJobOptions
         command += ["--account", options.account]
     context = {
         "experiment": str(exp.id),
-        "directives": driver_directives(backend, exp.id, options, directory),
+        "directives": driver_directives(backend, driver_job_name(exp), options, directory),
         "environment": settings_environment(settings),
         "workdir": str(workdir),
         "command": command,
@@ -229,10 +231,9 @@ def _write_script(exp: ExperimentRecord, backend: str, options: DriverJobOptions
     return script
 
 
-def driver_directives(backend: str, experiment_id: int, options: DriverJobOptions,
+def driver_directives(backend: str, name: str, options: DriverJobOptions,
                       directory: Path) -> list[str]:
     """Scheduler directives of a driver job: one task, one CPU, the time limit, the logs."""
-    name = driver_job_name(experiment_id)
     out, err = directory / "stdout.log", directory / "stderr.log"
     if backend == "slurm":
         from cade_cli.backends.slurm import walltime as slurm_walltime
@@ -382,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if job_id is None:
             raise SchedulerError("not inside a Slurm or PBS job (no SLURM_JOB_ID / PBS_JOBID)",
-                                 hint="submit a driver job with submit_driver_job instead")
+                                 hint="start a driver job with `cade submit SPEC --driver job` "
+                                      "or `cade watch EXP --driver job`")
         forget_own_allocation(os.environ)
         run_driver_job(args.ledger, args.experiment, load_settings(), options=options,
                        backend=args.backend, job_id=job_id)

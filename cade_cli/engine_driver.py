@@ -20,6 +20,10 @@ from cade_cli.records import ExperimentRecord
 from cade_cli.settings import Settings
 
 TERMINAL_STATES = ("completed", "errored", "canceled")
+# Between two polls the driver looks at the live jobs' run directories this often: a report
+# or a job's end is acted on at once (a promotion, a freed slot) instead of a poll interval
+# later. Files only: the scheduler itself is still asked at most once per poll interval.
+REACT_SECONDS = 0.25
 
 
 def lock_path(ledger: Ledger) -> Path:
@@ -70,10 +74,38 @@ def drive(ledger: Ledger, experiment_id: int, settings: Settings,
                 on_update(exp)
             if exp.state in TERMINAL_STATES and not ledger.live_segments(exp.id):
                 return exp
-            sleep(settings.poll_interval_for(exp.backend))
+            wait_for_activity(ledger, exp.id, settings.poll_interval_for(exp.backend), sleep)
     finally:
         lock.release()
         schedulers.close()
+
+
+def activity(ledger: Ledger, experiment_id: int) -> tuple[tuple[str, int, bool], ...]:
+    """What the live jobs have written so far: (run dir, metrics size, exit file written)."""
+    seen = []
+    for seg in ledger.live_segments(experiment_id):
+        if not seg.run_dir:
+            continue
+        run_dir = Path(seg.run_dir)
+        try:
+            size = (run_dir / "metrics.jsonl").stat().st_size
+        except OSError:
+            size = -1
+        seen.append((seg.run_dir, size, (run_dir / "exit_code").exists()))
+    return tuple(seen)
+
+
+def wait_for_activity(ledger: Ledger, experiment_id: int, seconds: float,
+                      sleep: Callable[[float], None] = time.sleep) -> None:
+    """Sleep up to `seconds`; return early once a live job reports or ends."""
+    before = activity(ledger, experiment_id)
+    left = seconds
+    while left > 0:
+        step = min(REACT_SECONDS, left)
+        sleep(step)
+        left -= step
+        if before and activity(ledger, experiment_id) != before:
+            return
 
 
 def with_lock(ledger: Ledger, action: Callable[[], ExperimentRecord],

@@ -171,6 +171,11 @@ def template_source(name: str, template_dirs: Sequence[str | Path] = ()) -> tupl
     return source, filename or name
 
 
+def directory_token(path: str | Path) -> str:
+    """Six hex digits naming a directory: jobs of different ledgers get different names."""
+    return hashlib.sha1(str(Path(path).absolute()).encode()).hexdigest()[:6]
+
+
 def job_name(experiment_id: int | str, trial_id: int, segment: int,
              exp_root: str | Path | None = None) -> str:
     """`cade-EXP-TRIAL-SEGMENT`, plus a token of the experiment's directory when given.
@@ -180,8 +185,7 @@ def job_name(experiment_id: int | str, trial_id: int, segment: int,
     """
     name = f"cade-{experiment_id}-{trial_id}-{segment}"
     if exp_root is not None:
-        digest = hashlib.sha1(str(Path(exp_root).absolute()).encode()).hexdigest()
-        name += f"-{digest[:6]}"
+        name += f"-{directory_token(exp_root)}"
     if not _JOB_NAME.match(name):
         raise SpecError(f"job name {name!r} holds characters a scheduler may not accept")
     return name

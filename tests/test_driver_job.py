@@ -31,6 +31,7 @@ from cade_cli.driverjob import (
     DriverJobOptions,
     HandOverClock,
     driver_directives,
+    driver_job_name,
     forget_own_allocation,
     read_driver_record,
     run_driver_job,
@@ -88,22 +89,24 @@ def test_slurm_driver_script_asks_for_one_cpu_and_hands_over(tmp_path: Path) -> 
                                options=options, scheduler=fake, python="/opt/py/bin/python",
                                workdir=tmp_path)
     text = Path(record.script).read_text()
-    for line in ("#SBATCH --job-name=cade-driver-1", "#SBATCH --ntasks=1",
+    name = driver_job_name(Ledger(ledger_path).experiment(exp_id))
+    assert name.startswith("cade-driver-1-")       # plus the token of the experiment dir
+    for line in (f"#SBATCH --job-name={name}", "#SBATCH --ntasks=1",
                  "#SBATCH --cpus-per-task=1", "#SBATCH --time=0-02:00:00",
                  "#SBATCH --signal=B:USR1@150", "#SBATCH --dependency=singleton",
                  "#SBATCH '--partition=short q'", "export CADE_POLL_INTERVAL=5.0"):
         assert line in text.splitlines(), (line, text)
     assert (f"exec /opt/py/bin/python -m cade_cli.driverjob run 1 --ledger {ledger_path} "
             "--backend slurm --time-limit 7200 --margin 300 --partition 'short q'") in text
-    assert fake.submitted[0].name == "cade-driver-1"
+    assert fake.submitted[0].name == name
     assert subprocess.run(["bash", "-n", record.script], check=False).returncode == 0
 
 
 def test_pbs_directives_and_disabled_notice(tmp_path: Path) -> None:
-    pbs = driver_directives("pbs", 3, DriverJobOptions(3600, 60, account="proj"), tmp_path)
+    pbs = driver_directives("pbs", "cade-driver-3", DriverJobOptions(3600, 60, account="proj"), tmp_path)
     assert "-N cade-driver-3" in pbs and "-l select=1:ncpus=1" in pbs
     assert "-l walltime=01:00:00" in pbs and "-A proj" in pbs and "-r n" in pbs
-    slurm = driver_directives("slurm", 3, DriverJobOptions(3600, 60, notice=0), tmp_path)
+    slurm = driver_directives("slurm", "cade-driver-3", DriverJobOptions(3600, 60, notice=0), tmp_path)
     assert not [d for d in slurm if d.startswith("--signal")]
 
 
@@ -198,7 +201,7 @@ def test_run_driver_job_submits_its_successor_at_the_deadline(tmp_path: Path,
                              scheduler=fake)
     assert outcome == "handed over"
     assert clock.now == pytest.approx(1000.0 + 3000.0) and len(passes) == 300
-    assert [r.name for r in fake.submitted] == ["cade-driver-1", "cade-driver-1"]
+    assert [r.name.rsplit("-", 1)[0] for r in fake.submitted] == ["cade-driver-1"] * 2
 
 
 def test_a_scheduler_outage_does_not_end_the_driver_job(tmp_path: Path,

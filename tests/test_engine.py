@@ -316,3 +316,26 @@ def test_unpromoted_trials_end_at_once_and_promoted_ones_train_on(tmp_path: Path
     assert not ledger.trial(exp_id, 3).closed          # it may still be promoted later
     # New trials wait for a slot: the four waiting jobs still hold theirs.
     assert len(ledger.trials(exp_id)) > 4 and len(scheduler.submitted) == 4
+
+
+def test_the_driver_wakes_as_soon_as_a_live_job_reports_or_ends(tmp_path: Path,
+                                                                 ledger: Ledger) -> None:
+    from cade_cli.engine_driver import REACT_SECONDS, activity, wait_for_activity
+
+    exp_id = submit(tmp_path, ledger)
+    slept: list[float] = []
+    wait_for_activity(ledger, exp_id, 3.0, slept.append)    # no job yet: the whole interval
+    assert sum(slept) == pytest.approx(3.0) and max(slept) == REACT_SECONDS
+    scheduler = FakeScheduler(run_now=False)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    [seg] = ledger.live_segments(exp_id)
+    before = activity(ledger, exp_id)
+    assert before == ((seg.run_dir, -1, False),)
+    slept.clear()
+
+    def sleep(seconds: float) -> None:   # the job validates during the second step
+        slept.append(seconds)
+        if len(slept) == 2:
+            (Path(seg.run_dir) / "metrics.jsonl").write_text('{"kind": "validation"}\n')
+    wait_for_activity(ledger, exp_id, 30.0, sleep)
+    assert slept == [REACT_SECONDS, REACT_SECONDS]
