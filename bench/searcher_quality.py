@@ -306,7 +306,7 @@ def _ratio(a: float, b: float) -> str:
     if math.isinf(a) and math.isinf(b):
         return "both never"
     if math.isinf(b):
-        return "0 (peer never)"
+        return "cade only (peer never)"
     if math.isinf(a) or b == 0:
         return "inf (cade never)"
     return f"{a / b:.2f}"

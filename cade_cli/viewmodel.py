@@ -126,7 +126,10 @@ class RungStats:
 
 def _rung_counts(trial: TrialRecord, lengths: list[int], i: int) -> Counter[str]:
     counts: Counter[str] = Counter()
-    below = i == 0 or trial.length >= lengths[i - 1]
+    # Headed for rung i: a new trial (i == 0), or one that reached rung i - 1 and was sent
+    # on past it. One stopped at rung i - 1 is counted there, not here again.
+    below = i == 0 or (trial.length >= lengths[i - 1]
+                       and max(trial.length, trial.target_length) > lengths[i - 1])
     if trial.length >= lengths[i]:
         counts["reached"] += 1
         last = i == len(lengths) - 1

@@ -65,12 +65,12 @@ def _direction(exp: ExperimentRecord) -> str:
 
 def experiments_table(snapshot: Snapshot, width: int = 120) -> Table:
     """All experiments; the selected one marked and detailed (trials, progress, best)."""
-    columns = ["", "id", "name", "state", "searcher", "trials", "progress", "best", "age"]
+    columns = ["", "id", "name", "state", "searcher", "trials", "progress", "best", "elapsed"]
     if width < 100:  # keep what tells experiments apart
-        columns = [c for c in columns if c not in ("searcher", "age")]
+        columns = [c for c in columns if c not in ("searcher", "elapsed")]
     table = Table(box=box.SIMPLE_HEAD, expand=True, pad_edge=False)
     for name in columns:
-        table.add_column(name, justify="right" if name in ("id", "trials", "best", "age") else "left",
+        table.add_column(name, justify="right" if name in ("id", "trials", "best", "elapsed") else "left",
                          no_wrap=True, overflow="ellipsis", min_width=len(name))
     current = snapshot.current
     for exp in snapshot.experiments:
@@ -80,7 +80,7 @@ def experiments_table(snapshot: Snapshot, width: int = 120) -> Table:
                  "trials": str(len(data.trials)) if data else "",
                  "progress": progress_bar(progress(data)) if data else "",
                  "best": _best_text(data) if data else "",
-                 "age": duration((exp.ended or snapshot.taken) - exp.created)}
+                 "elapsed": duration((exp.ended or snapshot.taken) - exp.created)}
         table.add_row(*(cells[c] for c in columns), style="bold" if data else "")
     return table
 

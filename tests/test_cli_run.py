@@ -158,6 +158,12 @@ def test_submit_drives_to_completion_then_reads(env: Path) -> None:
     assert invoke("logs", "clitest.1").output == "hello from trial 1\n"  # type: ignore[attr-defined]
     bad = CliRunner().invoke(cli, ["logs", "9"])
     assert bad.exit_code == 4 and "no trial 9" in bad.output
+    Path(data["experiment"]["root"], "trials", "2", "segments", "1", "stdout.log").write_text("")
+    quiet = CliRunner().invoke(cli, ["logs", "2", "--segment", "1"])
+    assert quiet.exit_code == 0 and quiet.stdout == ""
+    assert quiet.stderr.startswith("(segment 1 of trial 2 wrote no output; its run directory")
+    beyond = CliRunner().invoke(cli, ["logs", "2", "--segment", "2"])
+    assert beyond.exit_code == 4 and "has 1 segment(s), not 2" in beyond.output
 
 
 def test_watch_exit_code_follows_the_final_state(env: Path) -> None:

@@ -84,6 +84,20 @@ def test_ladder_counts_follow_the_trials() -> None:
     assert (bracket1[0].reached, bracket1[0].running) == (2, 2)
 
 
+@pytest.mark.parametrize("state", STATES)
+def test_every_trial_is_counted_once_per_rung_it_headed_for(state: str) -> None:
+    """Into rung i go the trials sent past rung i - 1; each is in exactly one column."""
+    data = experiment_in_state(state, 2)
+    for bracket, rungs in enumerate(ladder_stats(data)):
+        entered = len([t for t in data.trials if min(t.bracket, 1) == bracket])
+        for rung in rungs:
+            stopped_on_the_way = rung.stopped - (rung.reached - rung.promoted - rung.waiting)
+            assert stopped_on_the_way >= 0, (bracket, rung)
+            assert (rung.reached + rung.running + rung.errored + stopped_on_the_way
+                    <= entered), (bracket, rung)
+            entered = rung.promoted
+
+
 def test_progress_uses_the_plan_total() -> None:
     data = experiment_in_state("active", 2)
     assert planned_length(data) == 4400  # `cade preview` of 16 trials, rungs 100/300/900

@@ -26,7 +26,7 @@ from cade_cli.engine_process import spawn_watch
 from cade_cli.errors import CadeError, NotFoundError
 from cade_cli.ledger import Ledger
 from cade_cli.progress import progress_view, summary_line
-from cade_cli.records import ExperimentRecord
+from cade_cli.records import ExperimentRecord, SegmentRecord
 from cade_cli.settings import Settings, load_settings
 from cade_cli.spec import load_spec
 
@@ -238,33 +238,50 @@ def _parse_trial_ref(ledger: Ledger, ref: str, experiment: str | None) -> tuple[
 @click.command("logs")
 @click.argument("trial_ref", metavar="TRIAL")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the segment ends.")
+@click.option("--segment", type=click.IntRange(min=1), default=None,
+              help="Which segment of the trial (default: the latest).")
 @click.option("--experiment", default=None, help="Experiment id or name (default: latest).")
 @ledger_option
-def logs_command(trial_ref: str, follow: bool, experiment: str | None,
+def logs_command(trial_ref: str, follow: bool, segment: int | None, experiment: str | None,
                  ledger_path: str | None) -> None:
-    """Print the latest segment's stdout (to stdout) and stderr (to stderr) of TRIAL.
+    """Print a segment's stdout (to stdout) and stderr (to stderr) of TRIAL.
 
-    TRIAL is N (trial N of the experiment) or EXP.N.
+    TRIAL is N (trial N of the experiment) or EXP.N. Each job of a trial (a segment: the
+    first, a promotion, a restart, a resume) has its own logs; the latest by default.
     """
     ledger = _open(ledger_path)
     exp_id, trial_id = _parse_trial_ref(ledger, trial_ref, experiment)
     ledger.trial(exp_id, trial_id)  # NotFoundError for an unknown trial
     settings = _settings()
     _refresh(ledger, settings, only=exp_id)
-    seg = ledger.latest_segment(exp_id, trial_id)
-    if seg is None:
-        raise NotFoundError(f"trial {trial_id} of experiment {exp_id} has not started a "
-                            "segment yet")
+    seg = _chosen_segment(ledger, exp_id, trial_id, segment)
     offsets = {"stdout.log": 0, "stderr.log": 0}
     while True:
         for name, offset in offsets.items():
             offsets[name] = _print_new(Path(seg.run_dir) / name, offset,
                                        err=name == "stderr.log")
         if not follow or seg.state not in ("intent", "queued", "running"):
+            if not any(offsets.values()):
+                click.echo(f"(segment {seg.index} of trial {trial_id} wrote no output; "
+                           f"its run directory is {seg.run_dir})", err=True)
             return
         time.sleep(min(1.0, settings.poll_interval_for(seg.backend)))
         _refresh(ledger, settings, only=exp_id)
         seg = ledger.segments(exp_id, trial_id)[seg.index - 1]
+
+
+def _chosen_segment(ledger: Ledger, exp_id: int, trial_id: int,
+                    segment: int | None) -> SegmentRecord:
+    segments = ledger.segments(exp_id, trial_id)
+    if not segments:
+        raise NotFoundError(f"trial {trial_id} of experiment {exp_id} has not started a "
+                            "segment yet")
+    if segment is None:
+        return segments[-1]
+    if segment > len(segments):
+        raise NotFoundError(f"trial {trial_id} of experiment {exp_id} has "
+                            f"{len(segments)} segment(s), not {segment}")
+    return segments[segment - 1]
 
 
 def _print_new(path: Path, offset: int, err: bool) -> int:

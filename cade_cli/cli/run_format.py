@@ -14,8 +14,13 @@ def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
 
 
-def _params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={json.dumps(v, sort_keys=True)}" for k, v in sorted(params.items()))
+def _params(params: dict[str, Any], short: bool = False) -> str:
+    """`k=v` pairs; `short` rounds floats to 4 significant digits (tables; JSON is exact)."""
+    def shown(value: Any) -> str:
+        if short and isinstance(value, float):
+            return f"{value:.4g}"
+        return json.dumps(value, sort_keys=True)
+    return " ".join(f"{k}={shown(v)}" for k, v in sorted(params.items()))
 
 
 def columns(rows: list[list[str]]) -> str:
@@ -78,7 +83,7 @@ def status_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
     for t in trials:
         table.append([str(t.id), t.state, f"{t.length}/{t.target_length}",
                       _number(t.best_metric), _number(t.latest_metric), str(t.restarts),
-                      _params(t.params)])
+                      _params(t.params, short=True)])
     lines.append(columns(table))
     notes = [f"  trial {t.id}: {t.message}" for t in trials if t.message]
     return "\n".join(lines + notes)

@@ -64,6 +64,7 @@ def save(length: int, loss: float) -> None:
 def validate_and_save(hp: dict, seed: int, length: int) -> None:
     loss = loss_at(hp, seed, length)
     report.report_validation(length, {"loss": loss})
+    print(f"validated at {length}: loss {loss:.6f}", flush=True)
     save(length, loss)
 
 
@@ -74,6 +75,8 @@ def main() -> int:
     rungs = set(report.report_at())
     length = load_length()
     target = report.target_length(STANDALONE_TARGET) or STANDALONE_TARGET
+    origin = f"resuming at {length}" if report.resume_from() else "starting"
+    print(f"trial {report.trial_id()}: {origin}, training to {target}", flush=True)
     while True:
         while length < target:
             if report.should_stop():
@@ -92,7 +95,9 @@ def main() -> int:
         validate_and_save(hp, seed, length)
         raised = report.next_target()
         if raised is None:
+            print(f"done at {length}", flush=True)
             return 0
+        print(f"promoted: training on to {raised}", flush=True)
         target = raised
 
 
