@@ -44,7 +44,12 @@ from cade_cli import engine, engine_apply
 from cade_cli.backends.base import JobRequest
 from cade_cli.backends.slurm import SlurmScheduler
 from cade_cli.engine_context import trial_seed
-from cade_cli.engine_driver import TERMINAL_STATES, driver_lock, sync_pass, wait_for_activity
+from cade_cli.engine_driver import (
+    TERMINAL_STATES,
+    driver_lock,
+    sync_pass,
+    wait_for_activity,
+)
 from cade_cli.ingest import read_exit_code
 from cade_cli.ledger import Ledger
 from cade_cli.records import SegmentRecord
