@@ -270,6 +270,7 @@ def train(trainer: Trainer) -> None:
                 return
             trainer.train_unit(length)
             length += 1
+            report.report_training(length, {"loss": trainer.last_train_loss})
             if length in rungs and length < target:
                 validate_and_save(trainer, length)
         validate_and_save(trainer, length)
