@@ -10,6 +10,7 @@ from typing import Any
 
 from cade_cli.backends.base import Scheduler
 from cade_cli.ledger import Ledger
+from cade_cli.plan import preview
 from cade_cli.records import ExperimentRecord, TrialRecord
 from cade_cli.searchers.base import Decision, ExitReason, decision_to_json
 from cade_cli.settings import Settings
@@ -25,10 +26,18 @@ class SyncContext:
     scheduler: Scheduler
     settings: Settings
     clock: Callable[[], float] = field(default=time.time)
+    _ladders: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def exp_id(self) -> int:
         return self.experiment.id
+
+    def rung_of(self, bracket: int, length: int) -> int:
+        """The highest rung of `bracket` at or below `length` (0 below the first)."""
+        if self._ladders is None:
+            self._ladders = tuple(b.rungs for b in preview(self.spec).brackets) or ((),)
+        lengths = self._ladders[min(bracket, len(self._ladders) - 1)]
+        return max([i for i, rung in enumerate(lengths) if length >= rung], default=0)
 
     def refresh(self) -> None:
         self.experiment = self.ledger.experiment(self.experiment.id)

@@ -109,7 +109,8 @@ def _validated_length(ctx: SyncContext, trial_id: int) -> int | None:
 
 
 def _note_metric(ctx: SyncContext, trial: TrialRecord, length: int, metric: float) -> None:
-    fields: dict[str, Any] = {"latest_metric": metric}
+    fields: dict[str, Any] = {"latest_metric": metric,
+                              "rung": max(trial.rung, ctx.rung_of(trial.bracket, length))}
     if better(ctx.experiment.smaller_is_better, metric, trial.best_metric):
         fields.update(best_metric=metric, best_length=length)
         if trial.latest_checkpoint and trial.checkpoint_length == length:

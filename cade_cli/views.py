@@ -28,8 +28,10 @@ from cade_cli.viewmodel import (
     latest_segments,
     param_columns,
     progress,
+    rung_ladders,
     sort_trials,
     sparkline,
+    trial_rung,
     validation_curve,
 )
 
@@ -127,10 +129,12 @@ JOB_COLUMNS = ("job", "sched", "node/reason")
 DROPPABLE = ("job", "br", "sched")  # dropped in this order when the terminal is narrow
 
 
-def _trial_cells(data: ExperimentData, trial: TrialRecord,
-                 segment: SegmentRecord | None) -> dict[str, str]:
+def _trial_cells(data: ExperimentData, trial: TrialRecord, segment: SegmentRecord | None,
+                 ladders: list[list[int]]) -> dict[str, str]:
+    rung = trial_rung(ladders, trial)
     cells = {"id": str(trial.id), "state": trial.state, "br": str(trial.bracket),
-             "rung": str(trial.rung), "length": f"{trial.length}/{trial.target_length}",
+             "rung": "-" if rung is None else str(rung),
+             "length": f"{trial.length}/{trial.target_length}",
              "latest": format_value(trial.latest_metric),
              "best": format_value(best_metric(data, trial)),
              "job": "-", "sched": "-", "node/reason": "-"}
@@ -177,7 +181,8 @@ def trials_table(data: ExperimentData, sort: str = "metric", reverse: bool = Fal
     trials = sort_trials(data, sort, reverse)
     shown = trials if max_rows is None else trials[:max(max_rows, 1)]
     segments = latest_segments(data)
-    rows = [_trial_cells(data, t, segments.get(t.id)) for t in shown]
+    ladders = rung_ladders(data)
+    rows = [_trial_cells(data, t, segments.get(t.id), ladders) for t in shown]
     hparams = _varying_first(param_columns(data.trials), rows)
     columns = _fit_columns(rows, hparams, width)
     notes = [f"… {len(trials) - len(shown)} more trials"] if len(shown) < len(trials) else []

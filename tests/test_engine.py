@@ -339,3 +339,22 @@ def test_the_driver_wakes_as_soon_as_a_live_job_reports_or_ends(tmp_path: Path,
             (Path(seg.run_dir) / "metrics.jsonl").write_text('{"kind": "validation"}\n')
     wait_for_activity(ledger, exp_id, 30.0, sleep)
     assert slept == [REACT_SECONDS, REACT_SECONDS]
+
+
+def test_the_ledger_records_the_rung_each_trial_reached(tmp_path: Path, ledger: Ledger) -> None:
+    from engine_fakes import spec_text
+
+    from cade_cli.spec import parse_spec
+
+    text = spec_text(tmp_path, searcher="async_halving", max_trials=4, max_length=8,
+                     concurrency=4).replace(
+        "  max_concurrent_trials", "  num_rungs: 2\n  divisor: 2\n  stop_once: false\n"
+                                   "  max_concurrent_trials")
+    exp_id = engine.submit(ledger, parse_spec(text, source="spec.yaml"), "local")
+    scheduler = FakeScheduler()
+    for _ in range(10):
+        if engine.sync(ledger, exp_id, scheduler, SETTINGS).state == "completed":
+            break
+    trials = ledger.trials(exp_id)
+    assert {t.length for t in trials} == {4, 8}
+    assert all(t.rung == (1 if t.length == 8 else 0) for t in trials)
