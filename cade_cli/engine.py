@@ -31,6 +31,7 @@ from cade_cli.engine_context import SyncContext, close_trial, request_stop, tria
 from cade_cli.engine_events import finish_segment, finished_status, ingest_segment
 from cade_cli.engine_process import code_snapshot
 from cade_cli.errors import CadeError, LedgerError
+from cade_cli.ingest import started_host
 from cade_cli.ledger import Ledger
 from cade_cli.records import RUNNING_EXPERIMENT_STATES, ExperimentRecord, TrialRecord
 from cade_cli.rundir import prepare_segment
@@ -154,8 +155,14 @@ def _poll_and_ingest(ctx: SyncContext) -> None:
     statuses = ctx.scheduler.poll(ids) if ids else {}
     for seg in live:
         status = statuses.get(seg.job_id or "")
-        if status is not None and status.state == JobState.RUNNING and seg.state == "queued":
-            _mark_running(ctx, seg.trial, seg.index, status.nodes)
+        if seg.state == "queued":
+            # The job's own marker counts too: the scheduler's answer may be a poll old,
+            # and a stop must not treat a job that is already training as still queued.
+            host = started_host(seg.run_dir) if seg.run_dir else None
+            running = status is not None and status.state == JobState.RUNNING
+            if running or host is not None:
+                nodes = status.nodes if status is not None and status.nodes else host
+                _mark_running(ctx, seg.trial, seg.index, nodes or "")
         seg = ingest_segment(ctx, seg)
         ended, code = finished_status(seg, status)
         if ended:

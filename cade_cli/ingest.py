@@ -73,6 +73,15 @@ def read_exit_code(run_dir: str | Path) -> int | None:
         return None
 
 
+def started_host(run_dir: str | Path) -> str | None:
+    """The host the job script started on (its `started` marker), or None before it did."""
+    try:
+        words = Path(run_dir, "started").read_text(encoding="utf-8").split()
+    except OSError:
+        return None
+    return words[1] if len(words) >= 2 else ""
+
+
 def was_preempted(run_dir: str | Path) -> bool:
     return Path(run_dir, "preempted").exists()
 

@@ -358,3 +358,27 @@ def test_the_ledger_records_the_rung_each_trial_reached(tmp_path: Path, ledger: 
     trials = ledger.trials(exp_id)
     assert {t.length for t in trials} == {4, 8}
     assert all(t.rung == (1 if t.length == 8 else 0) for t in trials)
+
+
+def test_a_job_that_started_is_stopped_gently_even_if_the_scheduler_says_pending(
+        tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler's answer can be a poll old: the job's `started` marker wins."""
+    from cade_cli.backends.base import JobStatus
+
+    class StalePoll(FakeScheduler):
+        def poll(self, job_ids):  # type: ignore[no-untyped-def]
+            return {job_id: JobStatus(job_id, JobState.PENDING) for job_id in job_ids}
+
+    install_fake_searcher(monkeypatch, count=1)
+    exp_id = submit(tmp_path, ledger)
+    scheduler = StalePoll(run_now=False)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    [seg] = ledger.segments(exp_id)
+    run_dir = Path(seg.run_dir)
+    (run_dir / "started").write_text("1795739123 node07 4242\n")
+    (run_dir / "metrics.jsonl").write_text(json.dumps(
+        {"kind": "validation", "length": 10, "time": 1.0, "metrics": {"loss": 0.5}}) + "\n")
+    assert engine.sync(ledger, exp_id, scheduler, SETTINGS).state == "active"
+    [seg] = ledger.segments(exp_id)
+    assert (seg.state, seg.nodes, scheduler.canceled) == ("running", "node07", [])
+    assert json.loads((run_dir / "control.json").read_text())["stop"] is True
