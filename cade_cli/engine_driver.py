@@ -8,6 +8,7 @@ experiments submitted from two terminals both progress whichever driver runs.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,9 @@ TERMINAL_STATES = ("completed", "errored", "canceled")
 # or a job's end is acted on at once (a promotion, a freed slot) instead of a poll interval
 # later. Files only: the scheduler itself is still asked at most once per poll interval.
 REACT_SECONDS = 0.25
+# A metrics line of any kind but `training` (validation, checkpoint, segment_end, ...) is
+# worth a sync; training reports alone are not (a trial may write several a second).
+DECISIVE_LINE = re.compile(rb'"kind": "(?!training")')
 
 
 def lock_path(ledger: Ledger) -> Path:
@@ -80,9 +84,9 @@ def drive(ledger: Ledger, experiment_id: int, settings: Settings,
         schedulers.close()
 
 
-def activity(ledger: Ledger, experiment_id: int) -> tuple[tuple[str, int, bool], ...]:
-    """What the live jobs have written so far: (run dir, metrics size, exit file written)."""
-    seen = []
+def activity(ledger: Ledger, experiment_id: int) -> dict[str, tuple[int, bool]]:
+    """What each live job has written so far: run dir -> (metrics size, exit file written)."""
+    seen = {}
     for seg in ledger.live_segments(experiment_id):
         if not seg.run_dir:
             continue
@@ -91,20 +95,42 @@ def activity(ledger: Ledger, experiment_id: int) -> tuple[tuple[str, int, bool],
             size = (run_dir / "metrics.jsonl").stat().st_size
         except OSError:
             size = -1
-        seen.append((seg.run_dir, size, (run_dir / "exit_code").exists()))
-    return tuple(seen)
+        seen[seg.run_dir] = (size, (run_dir / "exit_code").exists())
+    return seen
+
+
+def decisive_change(before: dict[str, tuple[int, bool]],
+                    now: dict[str, tuple[int, bool]]) -> bool:
+    """A job ended, or wrote something the searcher decides on (not a training report)."""
+    for run_dir, (size, ended) in now.items():
+        old_size, old_ended = before.get(run_dir, (size, ended))
+        if ended != old_ended:
+            return True
+        if size > old_size and _decisive_lines(Path(run_dir) / "metrics.jsonl",
+                                               max(old_size, 0), size):
+            return True
+    return False
+
+
+def _decisive_lines(path: Path, start: int, end: int) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(start, end - 65536))
+            return DECISIVE_LINE.search(handle.read(end - start)) is not None
+    except OSError:
+        return False
 
 
 def wait_for_activity(ledger: Ledger, experiment_id: int, seconds: float,
                       sleep: Callable[[float], None] = time.sleep) -> None:
-    """Sleep up to `seconds`; return early once a live job reports or ends."""
+    """Sleep up to `seconds`; return early once a live job validates, checkpoints or ends."""
     before = activity(ledger, experiment_id)
     left = seconds
     while left > 0:
         step = min(REACT_SECONDS, left)
         sleep(step)
         left -= step
-        if before and activity(ledger, experiment_id) != before:
+        if before and decisive_change(before, activity(ledger, experiment_id)):
             return
 
 

@@ -329,16 +329,24 @@ def test_the_driver_wakes_as_soon_as_a_live_job_reports_or_ends(tmp_path: Path,
     scheduler = FakeScheduler(run_now=False)
     engine.sync(ledger, exp_id, scheduler, SETTINGS)
     [seg] = ledger.live_segments(exp_id)
-    before = activity(ledger, exp_id)
-    assert before == ((seg.run_dir, -1, False),)
+    assert activity(ledger, exp_id) == {seg.run_dir: (-1, False)}
+    slept.clear()
+    metrics = Path(seg.run_dir) / "metrics.jsonl"
+
+    def sleep(seconds: float) -> None:   # training reports, then a validation at step 4
+        slept.append(seconds)
+        with open(metrics, "a") as handle:
+            kind = "validation" if len(slept) == 4 else "training"
+            handle.write(json.dumps({"kind": kind, "length": len(slept)}) + "\n")
+    wait_for_activity(ledger, exp_id, 30.0, sleep)
+    assert slept == [REACT_SECONDS] * 4
     slept.clear()
 
-    def sleep(seconds: float) -> None:   # the job validates during the second step
+    def ends(seconds: float) -> None:
         slept.append(seconds)
-        if len(slept) == 2:
-            (Path(seg.run_dir) / "metrics.jsonl").write_text('{"kind": "validation"}\n')
-    wait_for_activity(ledger, exp_id, 30.0, sleep)
-    assert slept == [REACT_SECONDS, REACT_SECONDS]
+        (Path(seg.run_dir) / "exit_code").write_text("0\n")
+    wait_for_activity(ledger, exp_id, 30.0, ends)
+    assert slept == [REACT_SECONDS]
 
 
 def test_the_ledger_records_the_rung_each_trial_reached(tmp_path: Path, ledger: Ledger) -> None:
