@@ -201,7 +201,9 @@ def run_srun(launcher: str, tmp_path: Path, script_text: str) -> None:
 @pytest.mark.slurm
 def test_torch_distributed_under_real_srun(real_slurm: None, tmp_path: Path) -> None:
     run_srun("torch.sh", tmp_path, TORCH_TRAIN)
-    assert_trained_together(read_ranks(tmp_path, 2))
+    ranks = read_ranks(tmp_path, 2)
+    assert_trained_together(ranks)
+    assert ranks[0]["params"] == ranks[1]["params"] and ranks[0]["loss"] < 1.0
 
 
 @pytest.mark.slurm

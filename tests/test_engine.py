@@ -181,6 +181,156 @@ def test_a_promoted_live_segment_gets_its_target_raised(tmp_path: Path, ledger: 
     assert seg.target_length == 40 and len(scheduler.submitted) == 1
 
 
+def wide_experiment(tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+                    concurrency: int) -> int:
+    """A searcher that starts five trials at once, against a spec allowing `concurrency`."""
+    from engine_fakes import FakeSearcher
+
+    import cade_cli.engine as eng
+    from cade_cli.searchers.base import Create, Train
+
+    class Wide(FakeSearcher):
+        def start(self):  # type: ignore[no-untyped-def]
+            self.created = 5
+            return [d for i in range(1, 6) for d in (Create(i, {}), Train(i, 10, (10,)))]
+
+    monkeypatch.setattr(eng, "make_searcher", lambda spec, space, seed: Wide(5, 10))
+    monkeypatch.setattr(eng, "restore_searcher", lambda spec, space, snap: Wide(**snap))
+    return submit(tmp_path, ledger, concurrency=concurrency)
+
+
+def test_the_queued_jobs_cap_holds_back_submissions(tmp_path: Path, ledger: Ledger,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    exp_id = wide_experiment(tmp_path, ledger, monkeypatch, concurrency=5)
+    scheduler = FakeScheduler(run_now=False)
+    engine.sync(ledger, exp_id, scheduler, Settings(poll_interval=0, max_queued_jobs=2))
+    assert short(scheduler.submitted) == ["cade-1-1-1", "cade-1-2-1"]
+
+
+def test_live_jobs_never_exceed_max_concurrent_trials(tmp_path: Path, ledger: Ledger,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trials waiting at a rung may still hold a job: the cap counts jobs, not trials."""
+    exp_id = wide_experiment(tmp_path, ledger, monkeypatch, concurrency=3)
+    scheduler = FakeScheduler(run_now=False)
+    for _ in range(2):
+        engine.sync(ledger, exp_id, scheduler, Settings(poll_interval=0, max_queued_jobs=8))
+    assert short(scheduler.submitted) == ["cade-1-1-1", "cade-1-2-1", "cade-1-3-1"]
+    token = render.job_name(1, 1, 1, ledger.experiment(exp_id).root).rsplit("-", 1)[1]
+    assert {name.rsplit("-", 1)[1] for name in scheduler.submitted} == {token}
+    trials = ledger.trials(exp_id)
+    assert [(t.id, t.state, t.length, t.best_metric) for t in trials] == [
+        (1, "completed", 10, 0.1), (2, "completed", 10, 0.1), (3, "completed", 10, 0.1)]
+    assert trials[0].best_checkpoint and trials[0].best_checkpoint.endswith("checkpoints/10")
+    events = ledger.events(exp_id)
+    assert [e.event["op"] for e in events] == ["start", "validation", "validation", "validation"]
+    assert all(e.applied for e in events)
+    assert [d["op"] for d in events[-1].decisions] == ["stop", "shutdown"]
+    assert len(ledger.metrics(exp_id, kind="validation")) == 3
+
+
+def test_sync_is_idempotent(tmp_path: Path, ledger: Ledger,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    install_fake_searcher(monkeypatch, count=2)
+    exp_id = submit(tmp_path, ledger)
+    scheduler = FakeScheduler()
+    for _ in range(6):
+        engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    before = (ledger.events(exp_id), ledger.trials(exp_id), ledger.segments(exp_id))
+    for _ in range(3):
+        engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    assert (ledger.events(exp_id), ledger.trials(exp_id), ledger.segments(exp_id)) == before
+    assert len(scheduler.submitted) == 2
+
+
+def test_a_crash_after_submit_is_reconciled_by_job_name(tmp_path: Path, ledger: Ledger,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    install_fake_searcher(monkeypatch, count=1)
+    exp_id = submit(tmp_path, ledger)
+    scheduler = FakeScheduler(run_now=False)
+    scheduler.fail_after_submit = True
+    with pytest.raises(RuntimeError):
+        engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    [seg] = ledger.segments(exp_id)
+    assert (seg.state, seg.job_id) == ("intent", None)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    [seg] = ledger.segments(exp_id)
+    assert (seg.state, seg.job_id) == ("running", "fake-1")
+    assert short(scheduler.submitted) == ["cade-1-1-1"]  # adopted, not submitted again
+
+
+def test_a_crash_before_submit_submits_once(tmp_path: Path, ledger: Ledger,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    install_fake_searcher(monkeypatch, count=1)
+    exp_id = submit(tmp_path, ledger)
+    scheduler = FakeScheduler(run_now=False)
+    real_submit = scheduler.submit
+    monkeypatch.setattr(scheduler, "submit", lambda request: (_ for _ in ()).throw(OSError("x")))
+    with pytest.raises(OSError):
+        engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    monkeypatch.setattr(scheduler, "submit", real_submit)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    assert short(scheduler.submitted) == ["cade-1-1-1"]
+    assert ledger.segments(exp_id)[0].job_id == "fake-1"
+
+
+def test_a_torn_last_line_waits_until_it_is_complete(tmp_path: Path, ledger: Ledger,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    install_fake_searcher(monkeypatch, count=1)
+    exp_id = submit(tmp_path, ledger)
+    scheduler = FakeScheduler(run_now=False)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    [seg] = ledger.segments(exp_id)
+    metrics = Path(seg.run_dir) / "metrics.jsonl"
+    full = json.dumps({"kind": "validation", "length": 10, "metrics": {"loss": 0.5}}) + "\n"
+    metrics.write_text(full[:20])
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    assert ledger.segments(exp_id)[0].offset == 0
+    assert len(ledger.events(exp_id)) == 1
+    metrics.write_text(full)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    assert ledger.segments(exp_id)[0].offset == len(full)
+    assert ledger.events(exp_id)[1].event == {"op": "validation", "trial": 1, "length": 10,
+                                               "metric": 0.5}
+
+
+def test_stop_reaches_the_job_then_cancels_after_the_grace(tmp_path: Path, ledger: Ledger,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    install_fake_searcher(monkeypatch, count=1)
+    exp_id = submit(tmp_path, ledger)
+    scheduler = FakeScheduler(run_now=False)
+    now = [1000.0]
+    engine.sync(ledger, exp_id, scheduler, SETTINGS, clock=lambda: now[0])
+    [seg] = ledger.segments(exp_id)
+    with open(Path(seg.run_dir) / "metrics.jsonl", "w") as handle:
+        handle.write(json.dumps({"kind": "validation", "length": 10,
+                                 "metrics": {"loss": 0.5}}) + "\n")
+    engine.sync(ledger, exp_id, scheduler, SETTINGS, clock=lambda: now[0])
+    control = json.loads((Path(seg.run_dir) / "control.json").read_text())
+    assert control["stop"] is True and control["reason"] == "searcher"
+    assert scheduler.canceled == []
+    now[0] += 31
+    engine.sync(ledger, exp_id, scheduler, SETTINGS, clock=lambda: now[0])
+    assert scheduler.canceled == ["fake-1"]
+    exp = engine.sync(ledger, exp_id, scheduler, SETTINGS, clock=lambda: now[0])
+    assert exp.state == "completed"
+    assert ledger.segments(exp_id)[0].state == "canceled"
+
+
+def test_a_promoted_live_segment_gets_its_target_raised(tmp_path: Path, ledger: Ledger,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    install_fake_searcher(monkeypatch, count=1)
+    exp_id = submit(tmp_path, ledger)
+    scheduler = FakeScheduler(run_now=False)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    with ledger.transaction():
+        ledger.update_trial(exp_id, 1, target_length=40)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    [seg] = ledger.segments(exp_id)
+    assert json.loads((Path(seg.run_dir) / "control.json").read_text())["target_length"] == 40
+    assert seg.target_length == 40 and len(scheduler.submitted) == 1
+
+
 def test_the_queued_jobs_cap_holds_back_submissions(tmp_path: Path, ledger: Ledger,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from engine_fakes import FakeSearcher

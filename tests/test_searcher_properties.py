@@ -362,14 +362,14 @@ def checked_run(spec: SearcherSpec, seed: int, picks: list[int],
 @given(spec=asha_specs(), seed=SEEDS, picks=PICKS, exits=st.booleans())
 def test_asha_rules_hold_and_the_search_ends(spec: SearcherSpec, seed: int,
                                              picks: list[int], exits: bool) -> None:
-    checked_run(spec, seed, picks, exits)
+    assert checked_run(spec, seed, picks, exits), "the search fed no event"
 
 
 @PROPERTY_SETTINGS
 @given(spec=adaptive_specs(), seed=SEEDS, picks=PICKS, exits=st.booleans())
 def test_adaptive_rules_hold_and_the_search_ends(spec: SearcherSpec, seed: int,
                                                  picks: list[int], exits: bool) -> None:
-    checked_run(spec, seed, picks, exits)
+    assert checked_run(spec, seed, picks, exits), "the search fed no event"
 
 
 @PROPERTY_SETTINGS

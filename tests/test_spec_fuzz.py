@@ -43,23 +43,34 @@ documents = st.recursive(
 
 
 def parses_or_spec_error(text: str, overrides: tuple[str, ...] = ()) -> ExperimentSpec | None:
+    """The spec, or None after a SpecError that names its source; anything else fails."""
     try:
         return parse_spec(text, "fuzz.yaml", overrides)
     except SpecError as err:
-        assert str(err).strip(), "a SpecError must say something"
+        sources = ("fuzz.yaml", "--config") if overrides else ("fuzz.yaml",)
+        assert any(source in str(err) for source in sources), f"no source named: {err}"
+        assert err.exit_code == 2
         return None
+
+
+def round_trips(spec: ExperimentSpec | None) -> bool:
+    """An accepted spec is rebuilt the same from the raw form the ledger stores."""
+    if spec is None:
+        return True
+    rebuilt = spec_from_raw(spec.raw)
+    return (rebuilt.searcher, rebuilt.hyperparameters) == (spec.searcher, spec.hyperparameters)
 
 
 @FUZZ
 @given(documents)
 def test_random_documents(document: Any) -> None:
-    parses_or_spec_error(yaml.safe_dump(document))
+    assert round_trips(parses_or_spec_error(yaml.safe_dump(document)))
 
 
 @FUZZ
 @given(st.dictionaries(st.sampled_from(KNOWN_KEYS[:12]), documents, max_size=8))
 def test_random_documents_with_spec_keys(document: dict[str, Any]) -> None:
-    parses_or_spec_error(yaml.safe_dump(document))
+    assert round_trips(parses_or_spec_error(yaml.safe_dump(document)))
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -113,7 +124,7 @@ def test_corrupted_text(name: str, data: st.DataObject) -> None:
     start = data.draw(st.integers(0, len(text)))
     end = data.draw(st.integers(start, min(len(text), start + 8)))
     junk = data.draw(st.text(alphabet=st.sampled_from(list(":-[]{}&*!|>'\"\n\t #,?%@`\\x0aé\x00")), max_size=6))
-    parses_or_spec_error(text[:start] + junk + text[end:])
+    assert round_trips(parses_or_spec_error(text[:start] + junk + text[end:]))
 
 
 @FUZZ
@@ -123,13 +134,15 @@ def test_corrupted_text(name: str, data: st.DataObject) -> None:
          "environment.environment_variables", "searcher"]), st.text(max_size=20))),
     max_size=3))
 def test_random_overrides(name: str, overrides: list[str]) -> None:
-    parses_or_spec_error(FIXTURES[name], tuple(overrides))
+    assert round_trips(parses_or_spec_error(FIXTURES[name], tuple(overrides)))
 
 
 @FUZZ
 @given(st.dictionaries(st.sampled_from(KNOWN_KEYS[:12]), documents, max_size=8))
 def test_spec_from_raw_on_random_dicts(raw: dict[str, Any]) -> None:
     try:
-        spec_from_raw(raw)
-    except SpecError:
-        pass
+        spec = spec_from_raw(raw)
+    except SpecError as err:
+        assert err.exit_code == 2 and str(err).strip()
+        return
+    assert round_trips(spec)

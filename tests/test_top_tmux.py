@@ -66,7 +66,8 @@ def tmux_top(tmp_path: Path) -> Iterator[Tmux]:
                        timeout=20, check=False)
 
 
-def assert_exited_cleanly(tmux: Tmux) -> None:
+def assert_exited_cleanly(tmux: Tmux) -> str:
+    """Checks the exit status, the screen and the terminal modes; the last screen."""
     text = tmux.wait_for(lambda s: "EXIT=" in s, "top to exit")
     assert "EXIT=0" in text
     assert "Traceback" not in text
@@ -74,6 +75,7 @@ def assert_exited_cleanly(tmux: Tmux) -> None:
     modes = tmux.wait_for(lambda s: "icanon" in s, "the stty report")
     assert "-icanon" not in modes.split() and "-echo" not in modes.split()
     assert "icanon" in modes.split() and "echo" in modes.split()
+    return text
 
 
 def test_keys_then_q(tmux_top: Tmux) -> None:
@@ -94,4 +96,4 @@ def test_ctrl_c_exits_quietly(tmux_top: Tmux) -> None:
     tmux = tmux_top
     tmux.wait_for(lambda s: "digits-active (#2)" in s, "the first frame")
     tmux("send-keys", "-t", "top", "C-c")
-    assert_exited_cleanly(tmux)
+    assert "KeyboardInterrupt" not in assert_exited_cleanly(tmux)
