@@ -10,7 +10,7 @@ from typing import Any
 
 from cade_cli.backends.base import Scheduler
 from cade_cli.ledger import Ledger
-from cade_cli.plan import preview
+from cade_cli.plan import preview, rung_reached
 from cade_cli.records import ExperimentRecord, TrialRecord
 from cade_cli.searchers.base import Decision, ExitReason, decision_to_json
 from cade_cli.settings import Settings
@@ -35,9 +35,8 @@ class SyncContext:
     def rung_of(self, bracket: int, length: int) -> int:
         """The highest rung of `bracket` at or below `length` (0 below the first)."""
         if self._ladders is None:
-            self._ladders = tuple(b.rungs for b in preview(self.spec).brackets) or ((),)
-        lengths = self._ladders[min(bracket, len(self._ladders) - 1)]
-        return max([i for i, rung in enumerate(lengths) if length >= rung], default=0)
+            self._ladders = tuple(b.rungs for b in preview(self.spec).brackets)
+        return rung_reached(self._ladders, bracket, length) or 0
 
     def refresh(self) -> None:
         self.experiment = self.ledger.experiment(self.experiment.id)

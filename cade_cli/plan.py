@@ -9,6 +9,7 @@ there; every trial that enters the top rung stops there.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,6 +58,16 @@ def preview(spec: ExperimentSpec) -> Plan:
         raise SpecError(f"unknown searcher {searcher.name!r}",
                         hint=f"choose one of: {', '.join(planners)}")
     return planners[searcher.name]()
+
+
+def rung_reached(ladders: Sequence[Sequence[int]], bracket: int, length: int) -> int | None:
+    """The highest rung of `bracket`'s ladder at or below `length`; None below the first.
+
+    A bracket index beyond the ladders (a spec that changed) reads the last ladder.
+    """
+    lengths = ladders[min(bracket, len(ladders) - 1)] if ladders else ()
+    reached = [i for i, rung in enumerate(lengths) if length >= rung]
+    return reached[-1] if reached else None
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:

@@ -148,13 +148,6 @@ def _rung_counts(trial: TrialRecord, lengths: list[int], i: int) -> Counter[str]
     return counts
 
 
-def trial_rung(ladders: list[list[int]], trial: TrialRecord) -> int | None:
-    """The highest rung of its bracket the trial has reached; None before the first."""
-    lengths = ladders[min(trial.bracket, len(ladders) - 1)]
-    reached = [i for i, length in enumerate(lengths) if trial.length >= length]
-    return reached[-1] if reached else None
-
-
 def ladder_stats(data: ExperimentData) -> list[list[RungStats]]:
     """Per bracket, per rung: how many trials reached, were promoted, stopped, are running."""
     ladders = rung_ladders(data)

@@ -14,6 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from cade_cli.plan import rung_reached
 from cade_cli.records import ExperimentRecord, SegmentRecord, TrialRecord
 from cade_cli.viewmodel import (
     SORTS,
@@ -31,7 +32,6 @@ from cade_cli.viewmodel import (
     rung_ladders,
     sort_trials,
     sparkline,
-    trial_rung,
     validation_curve,
 )
 
@@ -131,7 +131,7 @@ DROPPABLE = ("job", "br", "sched")  # dropped in this order when the terminal is
 
 def _trial_cells(data: ExperimentData, trial: TrialRecord, segment: SegmentRecord | None,
                  ladders: list[list[int]]) -> dict[str, str]:
-    rung = trial_rung(ladders, trial)
+    rung = rung_reached(ladders, trial.bracket, trial.length)
     cells = {"id": str(trial.id), "state": trial.state, "br": str(trial.bracket),
              "rung": "-" if rung is None else str(rung),
              "length": f"{trial.length}/{trial.target_length}",

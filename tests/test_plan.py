@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from cade_cli.errors import SpecError
-from cade_cli.plan import BracketPlan, plan_to_json, preview
+from cade_cli.plan import BracketPlan, plan_to_json, preview, rung_reached
 from cade_cli.space import Categorical, Int, Nested
 from cade_cli.spec import ExperimentSpec, SearcherSpec
 
@@ -116,3 +116,11 @@ def test_missing_setting_is_a_spec_error() -> None:
 def test_unknown_searcher_is_a_spec_error() -> None:
     with pytest.raises(SpecError, match="bayes"):
         preview(experiment("bayes", max_length=3))
+
+
+def test_rung_reached_reads_the_bracket_ladder() -> None:
+    ladders = [(100, 300, 900), (300, 900)]
+    assert [rung_reached(ladders, 0, n) for n in (0, 99, 100, 299, 900, 2000)] == [
+        None, None, 0, 0, 2, 2]
+    assert rung_reached(ladders, 1, 300) == 0 and rung_reached(ladders, 5, 900) == 1
+    assert rung_reached([], 0, 10) is None

@@ -183,7 +183,6 @@ def watch_command(experiment: str | None, slots: int | None, driver: str,
     exp = ledger.find_experiment(experiment)
     settings = _settings(slots)
     if driver == "job":
-        DriverJobOptions().check(exp.backend)
         _start_driver_job(ledger, exp, settings, as_json=False)
         return
     _drive_to_end(ledger, exp, settings)
