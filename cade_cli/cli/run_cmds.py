@@ -35,8 +35,8 @@ ledger_option = click.option(
     help="The ledger file (default: $CADE_LEDGER, else .cade/ledger.db).")
 driver_option = click.option(
     "--driver", type=click.Choice(["here", "job"]), default="here", show_default=True,
-    help="Where the driver runs: here (this process, or in the background with --detach) "
-         "or job (a 1-CPU batch job that resubmits itself; Slurm and PBS only).")
+    help="Where the driver runs: here (on this machine) or job (a 1-CPU batch job that "
+         "resubmits itself before its time limit; Slurm and PBS only).")
 slots_option = click.option("--slots", type=click.IntRange(min=1), default=None,
                             help="Slots of the local backend (default: the CPU count).")
 
