@@ -23,6 +23,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
+from cade_cli.backends.processes import (
+    group_alive,
+    proc_stat,
+    process_exists,
+    send_signal,
+    signal_number,
+    start_ticks,
+)
 from cade_cli.errors import SchedulerError
 
 KILL_GRACE_SECONDS = 5.0      # cancel: TERM, then KILL if the group still lives this long after
@@ -147,12 +155,12 @@ class LocalScheduler(Scheduler):
         the launcher and the ranks. A signal to the whole group would also kill helpers that
         keep USR1's default action (terminate), such as data-loader workers.
         """
-        signum = _signal_number(signal_name)
+        signum = signal_number(signal_name)
         with self._locked():
             self._refresh()
             for job in filter(None, map(self._load, job_ids)):
                 if job.state == JobState.RUNNING.value and job.pid and self._leader_alive(job):
-                    _send(job.pid, signum, group=False)
+                    send_signal(job.pid, signum, group=False)
 
     # -- state files -----------------------------------------------------------------------
 
@@ -264,7 +272,7 @@ class LocalScheduler(Scheduler):
             self._end(job, JobState.FAILED, None, f"could not start the job: {error}")
             return
         _CHILDREN[child.pid] = child
-        job.pid, job.start_ticks = child.pid, _start_ticks(child.pid)
+        job.pid, job.start_ticks = child.pid, start_ticks(child.pid)
         job.starting, job.state = False, JobState.RUNNING.value
         self._save(job)
 
@@ -280,7 +288,7 @@ class LocalScheduler(Scheduler):
                     else JobState.FAILED
                 self._end(job, lost, None, "the driver stopped while starting the job")
             return
-        job.pid, job.start_ticks, job.starting = pid, _start_ticks(pid), False
+        job.pid, job.start_ticks, job.starting = pid, start_ticks(pid), False
         if job.state == JobState.PENDING.value:
             job.state = JobState.RUNNING.value
         self._save(job)
@@ -301,8 +309,8 @@ class LocalScheduler(Scheduler):
             reason = "the job's process ended without writing exit_code (killed, or out of memory?)"
         elif code != 0 and not reason:
             reason = f"exit code {code}"
-        if _group_alive(job.pid):
-            _send(job.pid, signal.SIGKILL, group=True)  # like Slurm: a job's leftovers end with it
+        if group_alive(job.pid):
+            send_signal(job.pid, signal.SIGKILL, group=True)  # like Slurm: a job's leftovers end with it
         job.live = False
         self._end(job, JobState.COMPLETED if code == 0 else JobState.FAILED, code, reason)
 
@@ -314,7 +322,7 @@ class LocalScheduler(Scheduler):
             self._end(job, JobState.CANCELLED, None, "cancelled before it started")
             return False
         if job.pid:
-            _send(job.pid, signal.SIGTERM, group=True)
+            send_signal(job.pid, signal.SIGTERM, group=True)
         job.state, job.reason = JobState.CANCELLED.value, "cancelled"
         job.kill_at = time.time() + KILL_GRACE_SECONDS
         self._save(job)
@@ -325,12 +333,12 @@ class LocalScheduler(Scheduler):
         if job.pid is None and job.starting:
             self._adopt_starting(job)  # cancelled while a crashed driver was starting it
             if job.pid:
-                _send(job.pid, signal.SIGTERM, group=True)
+                send_signal(job.pid, signal.SIGTERM, group=True)
             return False
         self._leader_alive(job)  # reaps the leader when it is this process's child
-        if job.pid and _group_alive(job.pid):
+        if job.pid and group_alive(job.pid):
             if job.kill_at is not None and time.time() >= job.kill_at:
-                _send(job.pid, signal.SIGKILL, group=True)
+                send_signal(job.pid, signal.SIGKILL, group=True)
             return False
         job.live = False
         if job.exit_code is None:
@@ -354,60 +362,11 @@ class LocalScheduler(Scheduler):
             _WAITED[job.pid] = returncode
             return False
         if not os.path.isdir("/proc"):  # no process table to read: trust the pid
-            return _exists(job.pid, group=False)
-        info = _proc(job.pid)
+            return process_exists(job.pid, group=False)
+        info = proc_stat(job.pid)
         if info is None or (job.start_ticks is not None and info[1] != job.start_ticks):
             return False  # gone, or the pid now belongs to another process
         return info[0] != "Z"
-
-
-def _signal_number(name: str) -> signal.Signals:
-    text = name.upper()
-    text = text if text.startswith("SIG") else "SIG" + text
-    try:
-        return signal.Signals[text]
-    except KeyError:
-        raise SchedulerError(f"unknown signal {name!r}", hint="use a name such as USR1 or TERM") from None
-
-
-def _send(pid: int, signum: int, group: bool) -> None:
-    try:
-        if group:
-            os.killpg(pid, signum)
-        else:
-            os.kill(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass  # already gone (or no longer ours): nothing left to signal
-
-
-def _exists(pid: int, group: bool) -> bool:
-    try:
-        os.killpg(pid, 0) if group else os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _group_alive(pgid: int) -> bool:
-    return _exists(pgid, group=True)
-
-
-def _proc(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks since boot) from /proc; None when gone."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = text[text.rfind(")") + 2:].split()
-    return fields[0], int(fields[19])
-
-
-def _start_ticks(pid: int) -> int | None:
-    info = _proc(pid)
-    return info[1] if info else None
 
 
 def _exit_code_file(run_dir: Path) -> int | None:

@@ -1,0 +1,62 @@
+"""Signals and liveness of this machine's processes, for the local backend.
+
+A pid alone can be reused after its process ended, so liveness checks compare the start
+time recorded at launch (from /proc) where there is a /proc to read.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from cade_cli.errors import SchedulerError
+
+
+def signal_number(name: str) -> signal.Signals:
+    text = name.upper()
+    text = text if text.startswith("SIG") else "SIG" + text
+    try:
+        return signal.Signals[text]
+    except KeyError:
+        raise SchedulerError(f"unknown signal {name!r}", hint="use a name such as USR1 or TERM") from None
+
+
+def send_signal(pid: int, signum: int, group: bool) -> None:
+    try:
+        if group:
+            os.killpg(pid, signum)
+        else:
+            os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone (or no longer ours): nothing left to signal
+
+
+def process_exists(pid: int, group: bool) -> bool:
+    try:
+        os.killpg(pid, 0) if group else os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    return process_exists(pgid, group=True)
+
+
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks since boot) from /proc; None when gone."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    fields = text[text.rfind(")") + 2:].split()
+    return fields[0], int(fields[19])
+
+
+def start_ticks(pid: int) -> int | None:
+    info = proc_stat(pid)
+    return info[1] if info else None
