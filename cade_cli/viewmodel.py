@@ -175,10 +175,19 @@ def planned_length(data: ExperimentData) -> int:
 
 
 def progress(data: ExperimentData) -> float:
+    """Trained length over what the search will train: the plan, or more when it has gone past.
+
+    The asynchronous promotion type may promote more trials than the plan, and a restarted
+    segment retrains from its checkpoint, so the trained length can pass the plan's total.
+    The work already committed (what open trials still train to their target) then counts
+    too, and only a completed experiment shows 100%.
+    """
     if data.experiment.state == "completed":
         return 1.0
     trained = sum(t.length for t in data.trials)
-    return min(trained / max(planned_length(data), 1), 1.0)
+    committed = sum(max(t.target_length - t.length, 0) for t in data.trials if not t.closed)
+    fraction = trained / max(planned_length(data), trained + committed, 1)
+    return min(fraction, 0.99)
 
 
 def validation_curve(data: ExperimentData, trial: int) -> list[tuple[int, float]]:

@@ -151,6 +151,7 @@ def build_data(exp: ExperimentRecord, fates: list[tuple[int, int, int, str, str]
         trial = TrialRecord(
             exp.id, trial_id, state, _params(rng), bracket=bracket, length=length,
             target_length=target, rung=rung, best_metric=best,
+            closed=state in ("completed", "stopped", "errored"),
             latest_metric=values[-1] if values else None,
             latest_checkpoint=f"{exp.root}/trials/{trial_id}/checkpoints/{length}" if length else None,
             message="CUDA out of memory (after 5 restarts)" if state == "errored" else "",

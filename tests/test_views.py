@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -101,9 +102,26 @@ def test_every_trial_is_counted_once_per_rung_it_headed_for(state: str) -> None:
 def test_progress_uses_the_plan_total() -> None:
     data = experiment_in_state("active", 2)
     assert planned_length(data) == 4400  # `cade preview` of 16 trials, rungs 100/300/900
-    assert progress(data) == pytest.approx(sum(t.length for t in data.trials) / 4400)
+    trained = sum(t.length for t in data.trials)
+    assert trained == 3140
+    # Open trials still train 1400 to their targets, and 3140 + 1400 > 4400: asynchronous
+    # promotions went past the synchronous plan, so progress divides by the larger total.
+    assert progress(data) == pytest.approx(3140 / (3140 + 1400))
+    fewer = replace(data, trials=data.trials[:8])   # 1800 trained, 800 committed
+    assert progress(fewer) == pytest.approx(1800 / 4400)
     assert progress(experiment_in_state("completed", 4)) == 1.0
     assert progress(experiment_in_state("pending", 1)) == 0.0
+
+
+def test_progress_past_the_plan_counts_committed_work_and_stays_below_one() -> None:
+    # Asynchronous promotions can train more than the plan's 4400: 14 trials at 900.
+    data = experiment_in_state("active", 2)
+    past = [replace(t, length=900, target_length=900, closed=True) for t in data.trials]
+    assert progress(replace(data, trials=tuple(past))) == 0.99   # not done until completed
+    # Two open trials still train from 300 to 900: 1200 of 12600 + 1200 is still to come.
+    past[0] = replace(past[0], length=300, closed=False)
+    past[1] = replace(past[1], length=300, closed=False)
+    assert progress(replace(data, trials=tuple(past))) == pytest.approx(11400 / 12600)
 
 
 def test_sort_orders() -> None:
