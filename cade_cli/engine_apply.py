@@ -108,9 +108,12 @@ def raise_targets(ctx: SyncContext) -> None:
     One that validated at its target and was not promoted ends at once instead of waiting
     out CADE_DECISION_WAIT: ASHA decides on a report within the sync that ingests it, and a
     later promotion (when other trials fall behind it) is cheaper as a new segment than
-    holding a slot the searcher wants for another trial.
+    holding a slot the searcher wants for another trial. PBT members wait for their round
+    unless another member still has to start it (see _releases_unpromoted).
     """
     release = _releases_unpromoted(ctx)
+    release_reason = ("the round is decided later" if ctx.spec.searcher.name == "pbt"
+                      else "not promoted (yet)")
     for seg in ctx.ledger.segments(ctx.exp_id, states=("queued", "running")):
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
         if trial.closed or seg.stop_requested is not None:
@@ -120,13 +123,25 @@ def raise_targets(ctx: SyncContext) -> None:
             ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index,
                                       target_length=trial.target_length)
         elif release and _validated_at(ctx, trial, seg.target_length):
-            write_control(seg.run_dir, stop=True, reason="not promoted (yet)",
+            write_control(seg.run_dir, stop=True, reason=release_reason,
                           target_length=seg.target_length)
 
 
 def _releases_unpromoted(ctx: SyncContext) -> bool:
-    # PBT decides a round only when the whole population reported: its trials wait.
-    return decision_wait(ctx) > 0 and ctx.spec.searcher.name != "pbt"
+    if decision_wait(ctx) <= 0:
+        return False
+    if ctx.spec.searcher.name != "pbt":
+        return True
+    # PBT decides a round only once the whole population has reported, so a member at the
+    # round's end waits to continue in place, unless another member has not started its
+    # round (no slot under the cap, or its job is still queued): that member trains a whole
+    # round first, far longer than the wait, and needs the slot the waiting one holds.
+    for trial in ctx.ledger.trials(ctx.exp_id):
+        latest = ctx.ledger.latest_segment(ctx.exp_id, trial.id)
+        if needs_segment(trial, latest) or (
+                not trial.closed and latest is not None and latest.state in ("intent", "queued")):
+            return True
+    return False
 
 
 def _validated_at(ctx: SyncContext, trial: TrialRecord, length: int) -> bool:

@@ -312,6 +312,64 @@ def test_unpromoted_trials_end_at_once_and_promoted_ones_train_on(tmp_path: Path
     assert len(ledger.trials(exp_id)) > 4 and len(scheduler.submitted) == 4
 
 
+PBT_SPEC = """
+name: pbt-unit
+entrypoint: python train.py
+hyperparameters:
+  x: {type: double, minval: 0, maxval: 1}
+searcher:
+  name: pbt
+  metric: loss
+  population_size: 4
+  num_rounds: 3
+  length_per_round: 5
+  replace_function: {truncate_fraction: 0.25}
+  explore_function: {resample_probability: 0.2, perturb_factor: 0.2}
+  max_concurrent_trials: %d
+resources: {launcher: none}
+reproducibility: {experiment_seed: 5}
+"""
+
+
+@pytest.mark.parametrize("concurrency", [2, 4])
+def test_pbt_members_wait_at_the_round_end_only_when_the_whole_population_runs(
+        tmp_path: Path, ledger: Ledger, concurrency: int) -> None:
+    from cade_cli.spec import parse_spec
+
+    spec = parse_spec(PBT_SPEC % concurrency, source="spec.yaml")
+    exp_id = engine.submit(ledger, spec, "local")
+    scheduler = FakeScheduler(_validate_and_wait)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    controls = {seg.trial: json.loads((Path(seg.run_dir) / "control.json").read_text())
+                for seg in ledger.segments(exp_id)}
+    assert len(scheduler.submitted) == concurrency
+    if concurrency == 4:
+        # All four reported round 1 together: the round is decided at once, the survivors
+        # train on in place, the worst one stops and trial 1's child replaces it.
+        assert {t: (c["stop"], c["reason"], c["target_length"])
+                for t, c in controls.items()} == {
+            1: (False, "", 10), 2: (False, "", 10), 3: (False, "", 10),
+            4: (True, "searcher", 5)}
+        assert ledger.trial(exp_id, 5).parent == 1
+    else:
+        # Trials 3 and 4 have not started round 1: 1 and 2 give their slots back at once.
+        assert {t: (c["stop"], c["reason"]) for t, c in controls.items()} == {
+            1: (True, "the round is decided later"), 2: (True, "the round is decided later")}
+        assert not ledger.trial(exp_id, 1).closed
+
+
+def _validate_and_wait(request: JobRequest, control: dict[str, object]) -> Outcome:
+    """A job that validates and checkpoints at its target, then waits there for the driver."""
+    trial = int(request.name.split("-")[2])       # loss grows with the trial id
+    target = int(str(control["target_length"]))
+    ckpt = str(request.run_dir.parents[1] / "checkpoints" / str(target))
+    return Outcome([{"kind": "validation", "length": target, "time": 1.0,
+                     "metrics": {"loss": float(trial)}},
+                    {"kind": "checkpoint", "length": target, "time": 1.0, "path": ckpt}],
+                   exit_code=None, state=JobState.RUNNING)
+
+
 def test_the_driver_wakes_as_soon_as_a_live_job_reports_or_ends(tmp_path: Path,
                                                                  ledger: Ledger) -> None:
     from cade_cli.engine_driver import REACT_SECONDS, activity, wait_for_activity
