@@ -277,6 +277,17 @@ def test_segment_outcome_states_are_recorded(tmp_path: Path, ledger: Ledger,
     assert ledger.trial(exp_id, 1).restarts == 0
 
 
+def _validate_and_wait(request: JobRequest, control: dict[str, object]) -> Outcome:
+    """A job that validates and checkpoints at its target, then waits there for the driver."""
+    trial = int(request.name.split("-")[2])       # loss grows with the trial id
+    target = int(str(control["target_length"]))
+    ckpt = str(request.run_dir.parents[1] / "checkpoints" / str(target))
+    return Outcome([{"kind": "validation", "length": target, "time": 1.0,
+                     "metrics": {"loss": float(trial)}},
+                    {"kind": "checkpoint", "length": target, "time": 1.0, "path": ckpt}],
+                   exit_code=None, state=JobState.RUNNING)
+
+
 def test_unpromoted_trials_end_at_once_and_promoted_ones_train_on(tmp_path: Path,
                                                                   ledger: Ledger) -> None:
     """Promotion-type ASHA: a job waiting at its rung learns its fate from control.json."""
@@ -289,17 +300,7 @@ def test_unpromoted_trials_end_at_once_and_promoted_ones_train_on(tmp_path: Path
         "  max_concurrent_trials", "  num_rungs: 2\n  divisor: 2\n  stop_once: false\n"
                                    "  max_concurrent_trials")
     exp_id = engine.submit(ledger, parse_spec(text, source="spec.yaml"), "local")
-
-    def wait_at_rung(request: JobRequest, control: dict[str, object]) -> Outcome:
-        trial = int(request.name.split("-")[2])       # loss grows with the trial id
-        target = int(str(control["target_length"]))
-        ckpt = str(request.run_dir.parents[1] / "checkpoints" / str(target))
-        return Outcome([{"kind": "validation", "length": target, "time": 1.0,
-                         "metrics": {"loss": float(trial)}},
-                        {"kind": "checkpoint", "length": target, "time": 1.0, "path": ckpt}],
-                       exit_code=None, state=JobState.RUNNING)
-
-    scheduler = FakeScheduler(wait_at_rung)
+    scheduler = FakeScheduler(_validate_and_wait)
     engine.sync(ledger, exp_id, scheduler, SETTINGS)
     engine.sync(ledger, exp_id, scheduler, SETTINGS)
     controls = {seg.trial: json.loads((Path(seg.run_dir) / "control.json").read_text())
@@ -357,17 +358,6 @@ def test_pbt_members_wait_at_the_round_end_only_when_the_whole_population_runs(
         assert {t: (c["stop"], c["reason"]) for t, c in controls.items()} == {
             1: (True, "the round is decided later"), 2: (True, "the round is decided later")}
         assert not ledger.trial(exp_id, 1).closed
-
-
-def _validate_and_wait(request: JobRequest, control: dict[str, object]) -> Outcome:
-    """A job that validates and checkpoints at its target, then waits there for the driver."""
-    trial = int(request.name.split("-")[2])       # loss grows with the trial id
-    target = int(str(control["target_length"]))
-    ckpt = str(request.run_dir.parents[1] / "checkpoints" / str(target))
-    return Outcome([{"kind": "validation", "length": target, "time": 1.0,
-                     "metrics": {"loss": float(trial)}},
-                    {"kind": "checkpoint", "length": target, "time": 1.0, "path": ckpt}],
-                   exit_code=None, state=JobState.RUNNING)
 
 
 def test_the_driver_wakes_as_soon_as_a_live_job_reports_or_ends(tmp_path: Path,
