@@ -8,14 +8,12 @@ bash scripts/setup-env.sh test
 export PATH="$PWD/.venv/bin:$PATH"
 bash scripts/install-test-tools.sh    # chromium (HTML report test), tmux (live view test)
 bash scripts/install-horovod.sh
-# A test cluster that was already up (a contributor's, or another checkout's) stays up after
-# the run; one this run started is stopped again.
-if bash scripts/slurm-up.sh --status >/dev/null 2>&1; then
-  bash scripts/slurm-up.sh
-else
-  bash scripts/slurm-up.sh
-  trap 'bash scripts/slurm-down.sh' EXIT
-fi
+# A test cluster found up (a contributor's, or another checkout's) stays up after the run;
+# one this run started is stopped again.
+found_up=false
+bash scripts/slurm-up.sh --status >/dev/null 2>&1 && found_up=true
+bash scripts/slurm-up.sh
+"$found_up" || trap 'bash scripts/slurm-down.sh' EXIT
 # Everything the tests need is installed and running now: a test that finds a part missing
 # fails instead of skipping.
 export CI="${CI:-1}"
