@@ -98,7 +98,7 @@ def regret_curve(bench: Any, trace: Trace, optimum: float) -> list[tuple[int, fl
 # --- cade's searchers through cade's own simulator ---------------------------------------
 
 def cade_spec(method: str, dims: int, budget_trials: int) -> Any:
-    from cade_cli.spec import parse_spec
+    from cade_cli.spec.experiment import parse_spec
 
     hps = "\n".join(f"  X_{i}: {{type: double, minval: 0.0, maxval: 1.0}}" for i in range(dims))
     many = budget_trials * 40  # more than the budget can ever use: the budget ends the run
@@ -122,7 +122,7 @@ def cade_spec(method: str, dims: int, budget_trials: int) -> Any:
 
 
 def run_cade(method: str, bench: Any, dims: int, trace: Trace, seed: int) -> None:
-    from cade_cli.simulate import simulate
+    from cade_cli.search.simulate import simulate
 
     spec = cade_spec(method, dims, trace.budget // MAX_LENGTH)
     parents: dict[int, int] = {}

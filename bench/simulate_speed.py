@@ -42,7 +42,7 @@ def time_cli(spec: Path, repeats: int) -> tuple[float, int]:
     for _ in range(repeats):
         started = time.perf_counter()
         out = subprocess.run([sys.executable, "-m", "cade_cli", "simulate", str(spec),
-                              "--objective", "cade_cli.objectives:power_law", "--json"],
+                              "--objective", "cade_cli.search.objectives:power_law", "--json"],
                              check=True, capture_output=True, text=True)
         samples.append(time.perf_counter() - started)
         trials = len(json.loads(out.stdout)["trials"])
@@ -50,9 +50,9 @@ def time_cli(spec: Path, repeats: int) -> tuple[float, int]:
 
 
 def time_in_process(spec: Path, repeats: int) -> float:
-    from cade_cli.objectives import power_law
-    from cade_cli.simulate import simulate
-    from cade_cli.spec import load_spec
+    from cade_cli.search.objectives import power_law
+    from cade_cli.search.simulate import simulate
+    from cade_cli.spec.experiment import load_spec
 
     loaded = load_spec(spec)
     samples = []

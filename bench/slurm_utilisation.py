@@ -40,22 +40,23 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cade_cli import engine, engine_apply
+from cade_cli.engine import apply as engine_apply
+from cade_cli.engine import lifecycle as engine
 from cade_cli.backends.base import JobRequest
 from cade_cli.backends.slurm import SlurmScheduler
-from cade_cli.engine_context import trial_seed
-from cade_cli.engine_driver import (
+from cade_cli.engine.context import trial_seed
+from cade_cli.engine.drive import (
     TERMINAL_STATES,
     driver_lock,
     sync_pass,
     wait_for_activity,
 )
-from cade_cli.ingest import read_exit_code
-from cade_cli.ledger import Ledger
-from cade_cli.records import SegmentRecord
-from cade_cli.rundir import prepare_segment
-from cade_cli.settings import Settings
-from cade_cli.spec import ExperimentSpec, load_spec
+from cade_cli.jobs.ingest import read_exit_code
+from cade_cli.store.ledger import Ledger
+from cade_cli.store.records import SegmentRecord
+from cade_cli.jobs.rundir import prepare_segment
+from cade_cli.spec.settings import Settings
+from cade_cli.spec.experiment import ExperimentSpec, load_spec
 
 GOAL = 0.90
 SPEC_TEXT = """\

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
-from cade_cli.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.spec import parse_spec
+from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.spec.experiment import parse_spec
 
 
 @dataclass
@@ -146,7 +146,7 @@ class FakeSearcher:
 
 
 def install_fake_searcher(monkeypatch: Any, count: int = 2, length: int = 10) -> None:
-    from cade_cli import engine
+    from cade_cli.engine import lifecycle as engine
 
     monkeypatch.setattr(engine, "make_searcher",
                         lambda spec, space, seed: FakeSearcher(count, length))

@@ -13,9 +13,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from cade_cli.ledger import Ledger
-from cade_cli.records import ExperimentRecord, MetricRecord, SegmentRecord, TrialRecord
-from cade_cli.viewmodel import ExperimentData, Snapshot
+from cade_cli.store.ledger import Ledger
+from cade_cli.store.records import ExperimentRecord, MetricRecord, SegmentRecord, TrialRecord
+from cade_cli.views.model import ExperimentData, Snapshot
 
 T0 = 1_700_000_000.0
 TAKEN = T0 + 2 * 3600 + 17 * 60

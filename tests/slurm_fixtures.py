@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from cade_cli.ledger import Ledger
-from cade_cli.records import ExperimentRecord, SegmentRecord
+from cade_cli.store.ledger import Ledger
+from cade_cli.store.records import ExperimentRecord, SegmentRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from cade_cli.errors import SpecError
-from cade_cli.searchers.adaptive import (
+from cade_cli.search.searchers.adaptive import (
     AdaptiveAsha,
     bracket_max_concurrent_trials,
     bracket_max_trials,
@@ -18,10 +18,10 @@ from cade_cli.searchers.adaptive import (
     max_rung_count,
     plan_brackets,
 )
-from cade_cli.searchers.base import Create, Shutdown, Stop, Train
-from cade_cli.searchers.golog import go_log, log_ratio_floor
-from cade_cli.space import Int, Nested
-from cade_cli.spec import SearcherSpec
+from cade_cli.search.searchers.base import Create, Shutdown, Stop, Train
+from cade_cli.search.searchers.golog import go_log, log_ratio_floor
+from cade_cli.search.space import Int, Nested
+from cade_cli.spec.experiment import SearcherSpec
 
 SPACE = Nested((("x", Int(0, 1000)),))
 

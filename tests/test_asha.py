@@ -11,11 +11,11 @@ from dataclasses import replace
 import pytest
 
 from cade_cli.errors import SpecError
-from cade_cli.searchers.asha import AsyncHalving
-from cade_cli.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.searchers.brackets import initial_trial_count, rung_lengths
-from cade_cli.space import Int, Nested
-from cade_cli.spec import SearcherSpec
+from cade_cli.search.searchers.asha import AsyncHalving
+from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.searchers.brackets import initial_trial_count, rung_lengths
+from cade_cli.search.space import Int, Nested
+from cade_cli.spec.experiment import SearcherSpec
 
 SPACE = Nested((("x", Int(0, 1000)),))
 WORST = sys.float_info.max

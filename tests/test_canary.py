@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from cade_cli import render, rundir
-from cade_cli.space import Nested
-from cade_cli.spec import ExperimentSpec, ResourcesSpec, SearcherSpec
+from cade_cli.jobs import render, rundir
+from cade_cli.search.space import Nested
+from cade_cli.spec.experiment import ExperimentSpec, ResourcesSpec, SearcherSpec
 
 NASTY = [
     "$(touch canary)",

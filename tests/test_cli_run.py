@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from cade_cli.cli import cli
-from cade_cli.ledger import Ledger
-from cade_cli.searchers import make_searcher
-from cade_cli.spec import spec_from_raw
+from cade_cli.store.ledger import Ledger
+from cade_cli.search.searchers import make_searcher
+from cade_cli.spec.experiment import spec_from_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINER = ROOT / "examples" / "synthetic" / "train.py"

@@ -142,7 +142,7 @@ def test_simulate_options(workdir: Path) -> None:
 def test_simulate_seed_defaults_to_the_experiment_seed(workdir: Path) -> None:
     def run(*extra: str) -> dict[str, object]:
         result = CliRunner().invoke(cli, ["simulate", "asha.yaml", "--objective",
-                                          "cade_cli.objectives:power_law", "--json", *extra])
+                                          "cade_cli.search.objectives:power_law", "--json", *extra])
         assert result.exit_code == 0, result.output
         data: dict[str, object] = json.loads(result.stdout)
         return data
@@ -153,7 +153,7 @@ def test_simulate_seed_defaults_to_the_experiment_seed(workdir: Path) -> None:
 
 def test_simulate_summary(workdir: Path) -> None:
     result = CliRunner().invoke(cli, ["simulate", "asha.yaml", "--objective",
-                                      "cade_cli.objectives:power_law"])
+                                      "cade_cli.search.objectives:power_law"])
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "tiny-asha: simulated async_halving search, seed 7: 9 trials" in out
@@ -164,7 +164,7 @@ def test_simulate_summary(workdir: Path) -> None:
 
 @pytest.mark.parametrize(("objective", "message"), [
     ("no_such_module_here:f", "cannot import objective module 'no_such_module_here'"),
-    ("cade_cli.objectives:missing", "has no function 'missing'"),
+    ("cade_cli.search.objectives:missing", "has no function 'missing'"),
     ("power_law", "is not MODULE:FUNC"),
 ])
 def test_bad_objective_is_exit_2(workdir: Path, objective: str, message: str) -> None:

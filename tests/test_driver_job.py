@@ -25,9 +25,9 @@ from slurm_fixtures import (
     wait_for_end,
 )
 
-from cade_cli import engine
+from cade_cli.engine import lifecycle as engine
 from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
-from cade_cli.driverjob import (
+from cade_cli.engine.driverjob import (
     DriverJobOptions,
     HandOverClock,
     driver_directives,
@@ -39,9 +39,9 @@ from cade_cli.driverjob import (
     submit_driver_job,
 )
 from cade_cli.errors import CadeError, SchedulerError, SpecError
-from cade_cli.ledger import Ledger
-from cade_cli.settings import Settings
-from cade_cli.spec import load_spec
+from cade_cli.store.ledger import Ledger
+from cade_cli.spec.settings import Settings
+from cade_cli.spec.experiment import load_spec
 
 SPEC = EXAMPLES / "synthetic" / "restart-slurm.yaml"
 
@@ -96,7 +96,7 @@ def test_slurm_driver_script_asks_for_one_cpu_and_hands_over(tmp_path: Path) -> 
                  "#SBATCH --signal=B:USR1@150", "#SBATCH --dependency=singleton",
                  "#SBATCH '--partition=short q'", "export CADE_POLL_INTERVAL=5.0"):
         assert line in text.splitlines(), (line, text)
-    assert (f"exec /opt/py/bin/python -m cade_cli.driverjob run 1 --ledger {ledger_path} "
+    assert (f"exec /opt/py/bin/python -m cade_cli.engine.driverjob run 1 --ledger {ledger_path} "
             "--backend slurm --time-limit 7200 --margin 300 --partition 'short q'") in text
     assert fake.submitted[0].name == name
     assert subprocess.run(["bash", "-n", record.script], check=False).returncode == 0
@@ -192,7 +192,7 @@ def test_run_driver_job_submits_its_successor_at_the_deadline(tmp_path: Path,
     fake.states[first.job_id] = JobState.RUNNING
     passes: list[int] = []
     # The drive loop itself is the engine's (tested there); here one pass per sleep.
-    monkeypatch.setattr("cade_cli.engine_driver.sync_pass",
+    monkeypatch.setattr("cade_cli.engine.drive.sync_pass",
                         lambda *args, **kwargs: passes.append(1) or True)
     clock = FakeClock()
     outcome = run_driver_job(ledger_path, exp_id, Settings(poll_interval=10.0),
@@ -218,7 +218,7 @@ def test_a_scheduler_outage_does_not_end_the_driver_job(tmp_path: Path,
             raise SchedulerError("squeue: Socket timed out on send/recv operation")
         return True
 
-    monkeypatch.setattr("cade_cli.engine_driver.sync_pass", flaky_pass)
+    monkeypatch.setattr("cade_cli.engine.drive.sync_pass", flaky_pass)
     outcome = run_driver_job(ledger_path, exp_id, Settings(poll_interval=100.0),
                              options=DriverJobOptions(3600, 3000), backend="slurm",
                              job_id=first.job_id, clock=clock, sleep=clock.sleep,
@@ -331,7 +331,7 @@ def test_a_driver_job_needs_a_batch_scheduler(tmp_path: Path) -> None:
 def test_the_job_entry_point_refuses_to_run_outside_a_job(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from cade_cli.driverjob import main
+    from cade_cli.engine.driverjob import main
 
     for name in ("SLURM_JOB_ID", "PBS_JOBID"):
         monkeypatch.delenv(name, raising=False)

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from engine_fakes import FakeScheduler, Outcome, install_fake_searcher, make_spec
 
-from cade_cli import engine, render
+from cade_cli.engine import lifecycle as engine
+from cade_cli.jobs import render
 from cade_cli.backends.base import JobRequest, JobState
 from cade_cli.errors import CadeError
-from cade_cli.ledger import Ledger
-from cade_cli.settings import Settings
+from cade_cli.store.ledger import Ledger
+from cade_cli.spec.settings import Settings
 
 SETTINGS = Settings(poll_interval=0, stop_grace=30, max_queued_jobs=8)
 
@@ -186,8 +187,8 @@ def wide_experiment(tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPa
     """A searcher that starts five trials at once, against a spec allowing `concurrency`."""
     from engine_fakes import FakeSearcher
 
-    import cade_cli.engine as eng
-    from cade_cli.searchers.base import Create, Train
+    import cade_cli.engine.lifecycle as eng
+    from cade_cli.search.searchers.base import Create, Train
 
     class Wide(FakeSearcher):
         def start(self):  # type: ignore[no-untyped-def]
@@ -293,7 +294,7 @@ def test_unpromoted_trials_end_at_once_and_promoted_ones_train_on(tmp_path: Path
     """Promotion-type ASHA: a job waiting at its rung learns its fate from control.json."""
     from engine_fakes import spec_text
 
-    from cade_cli.spec import parse_spec
+    from cade_cli.spec.experiment import parse_spec
 
     text = spec_text(tmp_path, searcher="async_halving", max_trials=16, max_length=8,
                      concurrency=4).replace(
@@ -335,7 +336,7 @@ reproducibility: {experiment_seed: 5}
 @pytest.mark.parametrize("concurrency", [2, 4])
 def test_pbt_members_wait_at_the_round_end_only_when_the_whole_population_runs(
         tmp_path: Path, ledger: Ledger, concurrency: int) -> None:
-    from cade_cli.spec import parse_spec
+    from cade_cli.spec.experiment import parse_spec
 
     spec = parse_spec(PBT_SPEC % concurrency, source="spec.yaml")
     exp_id = engine.submit(ledger, spec, "local")
@@ -362,7 +363,7 @@ def test_pbt_members_wait_at_the_round_end_only_when_the_whole_population_runs(
 
 def test_the_driver_wakes_as_soon_as_a_live_job_reports_or_ends(tmp_path: Path,
                                                                  ledger: Ledger) -> None:
-    from cade_cli.engine_driver import REACT_SECONDS, activity, wait_for_activity
+    from cade_cli.engine.drive import REACT_SECONDS, activity, wait_for_activity
 
     exp_id = submit(tmp_path, ledger)
     slept: list[float] = []
@@ -394,7 +395,7 @@ def test_the_driver_wakes_as_soon_as_a_live_job_reports_or_ends(tmp_path: Path,
 def test_the_ledger_records_the_rung_each_trial_reached(tmp_path: Path, ledger: Ledger) -> None:
     from engine_fakes import spec_text
 
-    from cade_cli.spec import parse_spec
+    from cade_cli.spec.experiment import parse_spec
 
     text = spec_text(tmp_path, searcher="async_halving", max_trials=4, max_length=8,
                      concurrency=4).replace(

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from cade_cli.cli import cli
-from cade_cli.plan import preview
-from cade_cli.spec import load_spec
+from cade_cli.search.plan import preview
+from cade_cli.spec.experiment import load_spec
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EXPECTED = {
@@ -47,7 +47,7 @@ def test_example_previews_and_simulates(path: Path) -> None:
     assert plan["total_trials"] == preview(load_spec(path)).total_trials
 
     simulated = runner.invoke(cli, ["simulate", str(path), "--objective",
-                                    "cade_cli.objectives:unstable_power_law", "--json"])
+                                    "cade_cli.search.objectives:unstable_power_law", "--json"])
     assert simulated.exit_code == 0, simulated.output
     result = json.loads(simulated.stdout)
     assert result["best"] is not None
@@ -57,7 +57,7 @@ def test_example_previews_and_simulates(path: Path) -> None:
                for t in result["trials"])
 
     table = runner.invoke(cli, ["simulate", str(path), "--objective",
-                                "cade_cli.objectives:power_law"])
+                                "cade_cli.search.objectives:power_law"])
     assert table.exit_code == 0 and "Best: trial" in table.stdout
 
 

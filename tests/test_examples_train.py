@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cade_cli import rundir
+from cade_cli.jobs import rundir
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SYNTHETIC = EXAMPLES / "synthetic" / "train.py"

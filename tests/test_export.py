@@ -13,7 +13,7 @@ from fixtures_ledger import all_experiments, experiment_in_state, write_ledger
 
 from cade_cli.cli import cli
 from cade_cli.errors import CadeError
-from cade_cli.export import crc32c, export, masked_crc32c
+from cade_cli.views.export import crc32c, export, masked_crc32c
 
 
 def read_tfrecords(path: Path) -> list[bytes]:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from cade_cli import render
-from cade_cli.space import Nested
-from cade_cli.spec import ExperimentSpec, ResourcesSpec, SearcherSpec
+from cade_cli.jobs import render
+from cade_cli.search.space import Nested
+from cade_cli.spec.experiment import ExperimentSpec, ResourcesSpec, SearcherSpec
 
 GOLDEN = Path(__file__).parent / "golden"
 FAKE_DIRECTIVES = {

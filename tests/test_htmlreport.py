@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from fixtures_ledger import STATES, all_experiments, experiment_in_state, write_ledger
 
 from cade_cli.cli import cli
-from cade_cli.htmlreport import render_report, write_report
+from cade_cli.views.html import render_report, write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(

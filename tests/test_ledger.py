@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from cade_cli.errors import LedgerError, NotFoundError
-from cade_cli.ledger import Ledger, default_ledger_path
-from cade_cli.ledger_fs import filesystem_type, journal_mode_for, parse_mounts
-from cade_cli.ledger_schema import MIGRATIONS
+from cade_cli.store.ledger import Ledger, default_ledger_path
+from cade_cli.store.journal import filesystem_type, journal_mode_for, parse_mounts
+from cade_cli.store.schema import MIGRATIONS
 
 CLUSTER_MOUNTS = """\
 /dev/sda1 / ext4 rw,relatime 0 0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cade_cli.errors import LedgerError
-from cade_cli.lock import DriverLock
+from cade_cli.store.lock import DriverLock
 
 
 def test_only_one_holder_at_a_time(tmp_path: Path) -> None:
@@ -83,7 +83,7 @@ def test_waiting_acquire_gets_the_lock_when_it_is_released(tmp_path: Path) -> No
     path = tmp_path / "l.lock"
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, sys.argv[1]);"
-        "from cade_cli.lock import DriverLock; l = DriverLock(sys.argv[2]); l.acquire();"
+        "from cade_cli.store.lock import DriverLock; l = DriverLock(sys.argv[2]); l.acquire();"
         "print('held', flush=True); time.sleep(0.5); l.release()"),
         str(Path(__file__).resolve().parents[1]), str(path)], stdout=subprocess.PIPE,
         text=True)

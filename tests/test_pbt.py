@@ -9,11 +9,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cade_cli.searchers import make_searcher, restore_searcher
-from cade_cli.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.searchers.pbt import Pbt
-from cade_cli.space import Double, Int, Nested, explore, sample
-from cade_cli.spec import SearcherSpec
+from cade_cli.search.searchers import make_searcher, restore_searcher
+from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.searchers.pbt import Pbt
+from cade_cli.search.space import Double, Int, Nested, explore, sample
+from cade_cli.spec.experiment import SearcherSpec
 
 SPACE = Nested((("lr", Double(0.001, 1.0)), ("width", Int(8, 512))))
 

@@ -8,9 +8,9 @@ from dataclasses import replace
 import pytest
 
 from cade_cli.errors import SpecError
-from cade_cli.plan import BracketPlan, plan_to_json, preview, rung_reached
-from cade_cli.space import Categorical, Int, Nested
-from cade_cli.spec import ExperimentSpec, SearcherSpec
+from cade_cli.search.plan import BracketPlan, plan_to_json, preview, rung_reached
+from cade_cli.search.space import Categorical, Int, Nested
+from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
 
 SPACE = Nested((("layers", Int(0, 4, count=5)), ("opt", Categorical(("adam", "sgd")))))
 

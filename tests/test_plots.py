@@ -10,7 +10,7 @@ from fixtures_ledger import all_experiments, experiment_in_state, write_ledger
 
 from cade_cli.cli import cli
 from cade_cli.errors import CadeError
-from cade_cli.plots import (
+from cade_cli.views.plots import (
     curve_lines,
     hparam_axes,
     ladder_bars,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cade_cli import render
+from cade_cli.jobs import render
 from cade_cli.errors import SpecError
-from cade_cli.space import Nested
-from cade_cli.spec import ExperimentSpec, ResourcesSpec, SearcherSpec
+from cade_cli.search.space import Nested
+from cade_cli.spec.experiment import ExperimentSpec, ResourcesSpec, SearcherSpec
 
 
 def make_spec(**changes: object) -> ExperimentSpec:
@@ -167,7 +167,7 @@ def test_local_script_forwards_stop_signal_and_records_exit(tmp_path: Path) -> N
     import sys
     import time
 
-    from cade_cli import rundir
+    from cade_cli.jobs import rundir
 
     trainer = Path(__file__).resolve().parents[1] / "examples" / "synthetic" / "train.py"
     spec = make_spec(entrypoint=(sys.executable, str(trainer)), workdir=str(tmp_path),

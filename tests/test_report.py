@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cade_cli import report, rundir
+from cade_cli import report
+from cade_cli.jobs import rundir
 
 
 @pytest.fixture

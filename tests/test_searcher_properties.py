@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cade_cli.searchers.adaptive import AdaptiveAsha, plan_brackets
-from cade_cli.searchers.asha import AsyncHalving, BracketSearch, asha_bracket_config
-from cade_cli.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.searchers.brackets import BracketConfig
-from cade_cli.space import Int, Nested
-from cade_cli.spec import SearcherSpec
+from cade_cli.search.searchers.adaptive import AdaptiveAsha, plan_brackets
+from cade_cli.search.searchers.asha import AsyncHalving, BracketSearch, asha_bracket_config
+from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.searchers.brackets import BracketConfig
+from cade_cli.search.space import Int, Nested
+from cade_cli.spec.experiment import SearcherSpec
 
 SPACE = Nested((("x", Int(0, 10**6)),))
 WORST = sys.float_info.max

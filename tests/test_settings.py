@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cade_cli.errors import SpecError
-from cade_cli.settings import Settings, config_path, load_settings
+from cade_cli.spec.settings import Settings, config_path, load_settings
 
 
 def test_defaults_without_a_file(tmp_path: Path) -> None:

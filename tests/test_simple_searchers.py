@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cade_cli.errors import SpecError
-from cade_cli.searchers import make_searcher, restore_searcher
-from cade_cli.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.searchers.simple import Grid, Random, Single
-from cade_cli.space import Categorical, Double, Int, Nested, grid, sample
-from cade_cli.spec import SearcherSpec
+from cade_cli.search.searchers import make_searcher, restore_searcher
+from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.searchers.simple import Grid, Random, Single
+from cade_cli.search.space import Categorical, Double, Int, Nested, grid, sample
+from cade_cli.spec.experiment import SearcherSpec
 
 SPACE = Nested((("lr", Double(0.0, 1.0, count=2)), ("n", Int(1, 3, count=3))))
 

@@ -1,4 +1,4 @@
-"""`cade_cli.simulate`: the simulated clock, slots, reports, stops, errors, the JSON result."""
+"""`cade_cli.search.simulate`: the simulated clock, slots, reports, stops, errors, the JSON result."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from cade_cli.errors import ObjectiveError
-from cade_cli.objectives import power_law, unstable_power_law
-from cade_cli.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.simulate import Simulation, full_length, result_to_json, simulate
-from cade_cli.space import Categorical, Const, Int, Log, Nested
-from cade_cli.spec import ExperimentSpec, SearcherSpec
+from cade_cli.search.objectives import power_law, unstable_power_law
+from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.simulate import Simulation, full_length, result_to_json, simulate
+from cade_cli.search.space import Categorical, Const, Int, Log, Nested
+from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
 
 
 def experiment(searcher: SearcherSpec, space: Nested | None = None) -> ExperimentSpec:

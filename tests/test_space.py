@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cade_cli.errors import LedgerError, SpecError
-from cade_cli.space import (
+from cade_cli.search.space import (
     Categorical,
     Const,
     Double,

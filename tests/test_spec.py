@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from cade_cli.errors import SpecError
-from cade_cli.space import Categorical, Const, Double, Int, Log, Nested
-from cade_cli.spec import (
+from cade_cli.search.space import Categorical, Const, Double, Int, Log, Nested
+from cade_cli.spec.experiment import (
     CheckpointStorageSpec,
     ExperimentSpec,
     ResourcesSpec,

@@ -35,7 +35,7 @@ def make_scheduler(name: str, state_dir: Path, settings: Any = None) -> Schedule
     """Build the scheduler called `name`; `auto` detects it from the commands on PATH.
 
     `state_dir` is the ledger's directory: the local backend keeps its job table under
-    `state_dir/local/`. `settings` is a `cade_cli.settings.Settings` (or None for defaults).
+    `state_dir/local/`. `settings` is a `cade_cli.spec.settings.Settings` (or None for defaults).
     """
     chosen = detect_scheduler() if name == "auto" else name
     if chosen not in _BACKENDS:

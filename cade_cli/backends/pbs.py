@@ -46,7 +46,7 @@ from cade_cli.backends.retry import (
 )
 from cade_cli.backends.slurm_parse import current_user
 from cade_cli.errors import SchedulerError, SpecError
-from cade_cli.spec import ExperimentSpec
+from cade_cli.spec.experiment import ExperimentSpec
 
 PASSTHROUGH_KEY = "pbs.pbsbatch_args"
 TRANSIENT_ERRORS = (

@@ -48,7 +48,7 @@ from cade_cli.backends.retry import (
     run_subprocess,
 )
 from cade_cli.errors import SchedulerError, SpecError
-from cade_cli.spec import ExperimentSpec
+from cade_cli.spec.experiment import ExperimentSpec
 
 PASSTHROUGH_KEY = "slurm.sbatch_args"
 

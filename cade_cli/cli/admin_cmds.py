@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from cade_cli import render
-from cade_cli.settings import load_settings
+from cade_cli.jobs import render
+from cade_cli.spec.settings import load_settings
 
 _DIR_OPTION = click.option(
     "--template-dir", "template_dirs", multiple=True,
@@ -61,8 +61,8 @@ def show_command(name: str, template_dirs: tuple[Path, ...]) -> None:
 def render_command(spec_path: str, backend: str, overrides: tuple[str, ...],
                    template_dirs: tuple[Path, ...]) -> None:
     """Print the job script SPEC's first trial segment would submit (nothing is written)."""
-    from cade_cli.rundir import scheduler_directives
-    from cade_cli.spec import load_spec
+    from cade_cli.jobs.rundir import scheduler_directives
+    from cade_cli.spec.experiment import load_spec
 
     spec = load_spec(spec_path, overrides)
     root = Path(".cade/experiments/0").absolute()

@@ -17,18 +17,18 @@ import click
 from rich.console import Console
 from rich.live import Live
 
-from cade_cli import engine
+from cade_cli.engine import lifecycle as engine
 from cade_cli.backends import detect_scheduler, make_scheduler
 from cade_cli.cli import run_format
-from cade_cli.driverjob import DriverJobOptions, submit_driver_job
-from cade_cli.engine_driver import drive, driver_lock, sync_pass, with_lock
-from cade_cli.engine_process import spawn_watch
+from cade_cli.engine.driverjob import DriverJobOptions, submit_driver_job
+from cade_cli.engine.drive import drive, driver_lock, sync_pass, with_lock
+from cade_cli.engine.provenance import spawn_watch
 from cade_cli.errors import CadeError, NotFoundError
-from cade_cli.ledger import Ledger
-from cade_cli.progress import progress_view, summary_line
-from cade_cli.records import ExperimentRecord, SegmentRecord
-from cade_cli.settings import Settings, load_settings
-from cade_cli.spec import load_spec
+from cade_cli.store.ledger import Ledger
+from cade_cli.views.progress import progress_view, summary_line
+from cade_cli.store.records import ExperimentRecord, SegmentRecord
+from cade_cli.spec.settings import Settings, load_settings
+from cade_cli.spec.experiment import load_spec
 
 ledger_option = click.option(
     "--ledger", "ledger_path", type=click.Path(dir_okay=False), default=None,

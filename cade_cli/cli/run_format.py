@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cade_cli.engine import Best
-from cade_cli.progress import best_trial
-from cade_cli.records import ExperimentRecord, TrialRecord
+from cade_cli.engine.lifecycle import Best
+from cade_cli.views.progress import best_trial
+from cade_cli.store.records import ExperimentRecord, TrialRecord
 
 
 def _number(value: float | None) -> str:

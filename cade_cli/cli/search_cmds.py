@@ -13,16 +13,16 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cade_cli.plan import Plan, plan_to_json, preview
-from cade_cli.simulate import (
+from cade_cli.search.plan import Plan, plan_to_json, preview
+from cade_cli.search.simulate import (
     ProgressCallback,
     SimulationResult,
     load_objective,
     result_to_json,
     simulate,
 )
-from cade_cli.space import flatten
-from cade_cli.spec import ExperimentSpec, load_spec
+from cade_cli.search.space import flatten
+from cade_cli.spec.experiment import ExperimentSpec, load_spec
 
 PROGRESS_DELAY = 1.0   # seconds before a progress bar appears
 
@@ -86,7 +86,7 @@ def _render_plan(console: Console, spec: ExperimentSpec, plan: Plan) -> None:
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--objective", required=True, metavar="MODULE:FUNC",
               help="FUNC(params, length, trial) -> metric; MODULE is imported from the "
-                   "current directory. Try cade_cli.objectives:power_law.")
+                   "current directory. Try cade_cli.search.objectives:power_law.")
 @click.option("--workers", type=click.IntRange(min=0), default=None, metavar="W",
               help="Simulated slots (default: max_concurrent_trials; 0 = unlimited).")
 @click.option("--validation-period", type=click.IntRange(min=1), default=None, metavar="P",

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from cade_cli.ledger import Ledger
-from cade_cli.viewmodel import ExperimentData, read_experiment
+from cade_cli.store.ledger import Ledger
+from cade_cli.views.model import ExperimentData, read_experiment
 
 ledger_option = click.option(
     "--ledger", "ledger_path", envvar="CADE_LEDGER", default=None,
@@ -33,9 +33,9 @@ def load_data(ledger_path: str | None, ref: str | None) -> ExperimentData:
 def syncing(ledger: Ledger) -> Iterator[Callable[[], None]]:
     """A sync callable: one pass over the ledger's experiments when the driver lock is free
     (another driver holding it keeps them fresh), each at most once per poll interval."""
-    from cade_cli.engine import Schedulers
-    from cade_cli.engine_driver import driver_lock, sync_pass
-    from cade_cli.settings import load_settings
+    from cade_cli.engine.lifecycle import Schedulers
+    from cade_cli.engine.drive import driver_lock, sync_pass
+    from cade_cli.spec.settings import load_settings
 
     settings = load_settings()
     schedulers = Schedulers(ledger, settings)
@@ -67,8 +67,8 @@ def top_cmd(experiment: str | None, once: bool, width: int | None, interval: flo
     """
     from rich.console import Console
 
-    from cade_cli.top import load_snapshot, run_top, try_sync
-    from cade_cli.views import render_frame
+    from cade_cli.views.top import load_snapshot, run_top, try_sync
+    from cade_cli.views.frames import render_frame
 
     ledger = open_ledger(ledger_path)
     chosen = ledger.find_experiment(experiment)
@@ -95,7 +95,7 @@ def top_cmd(experiment: str | None, once: bool, width: int | None, interval: flo
 def plot_cmd(experiment: str, metric: str | None, kind: str, out: Path | None,
              ledger_path: str | None) -> None:
     """Learning curves, metric against hyperparameters, or the rung ladder."""
-    from cade_cli.plots import save_plot, terminal_plot
+    from cade_cli.views.plots import save_plot, terminal_plot
 
     data = load_data(ledger_path, experiment)
     if out is not None:
@@ -114,7 +114,7 @@ def plot_cmd(experiment: str, metric: str | None, kind: str, out: Path | None,
 @ledger_option
 def report_cmd(experiment: str, html_path: Path, metric: str | None, ledger_path: str | None) -> None:
     """Write a one-file HTML report: overview, curves, hyperparameters, ladder, trials."""
-    from cade_cli.htmlreport import write_report
+    from cade_cli.views.html import write_report
 
     click.echo(f"wrote {write_report(load_data(ledger_path, experiment), html_path, metric)}")
 
@@ -128,7 +128,7 @@ def report_cmd(experiment: str, html_path: Path, metric: str | None, ledger_path
 @ledger_option
 def export_cmd(experiment: str, fmt: str, out: Path | None, ledger_path: str | None) -> None:
     """Export metrics and hyperparameters as tidy CSV/JSON or TensorBoard event files."""
-    from cade_cli.export import export
+    from cade_cli.views.export import export
 
     data = load_data(ledger_path, experiment)
     target = out or Path(f"cade-export-{data.experiment.id}")

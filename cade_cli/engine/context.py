@@ -1,0 +1,105 @@
+"""What one sync of one experiment works with, and the searcher's inputs as ledger events."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cade_cli.backends.base import Scheduler
+from cade_cli.store.ledger import Ledger
+from cade_cli.search.plan import preview, rung_reached
+from cade_cli.store.records import ExperimentRecord, TrialRecord
+from cade_cli.search.searchers.base import Decision, ExitReason, decision_to_json
+from cade_cli.spec.settings import Settings
+from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
+
+
+@dataclass
+class SyncContext:
+    ledger: Ledger
+    experiment: ExperimentRecord
+    spec: ExperimentSpec
+    searcher: Any                  # a searcher restored from the ledger's latest snapshot
+    scheduler: Scheduler
+    settings: Settings
+    clock: Callable[[], float] = field(default=time.time)
+    _ladders: tuple[tuple[int, ...], ...] | None = None
+
+    @property
+    def exp_id(self) -> int:
+        return self.experiment.id
+
+    def rung_of(self, bracket: int, length: int) -> int:
+        """The highest rung of `bracket` at or below `length` (0 below the first)."""
+        if self._ladders is None:
+            self._ladders = tuple(b.rungs for b in preview(self.spec).brackets)
+        return rung_reached(self._ladders, bracket, length) or 0
+
+    def refresh(self) -> None:
+        self.experiment = self.ledger.experiment(self.experiment.id)
+
+
+def trial_seed(experiment_seed: int, trial_id: int) -> int:
+    """A trial's seed: a fixed function of the experiment seed and the trial id."""
+    digest = hashlib.sha256(f"cade-trial:{experiment_seed}:{trial_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def final_length(searcher: SearcherSpec) -> int | None:
+    """The length a trial that runs to the end of the search trains to, when known."""
+    if searcher.name == "pbt" and searcher.num_rounds and searcher.length_per_round:
+        return searcher.num_rounds * searcher.length_per_round
+    return searcher.max_length
+
+
+def closed_state(ctx: SyncContext, trial: TrialRecord) -> str:
+    """The state of a trial the searcher closes: completed at the end of the search, else stopped."""
+    if trial.state == "errored":
+        return "errored"
+    top = final_length(ctx.spec.searcher)
+    reached = top if top is not None else max(trial.target_length, 1)
+    return "completed" if trial.length >= reached else "stopped"
+
+
+def better(smaller_is_better: bool, new: float, old: float | None) -> bool:
+    if old is None:
+        return True
+    return new < old if smaller_is_better else new > old
+
+
+def record_event(ctx: SyncContext, event: dict[str, Any]) -> list[Decision]:
+    """Feed one event to the searcher and record it, its decisions and the snapshot.
+
+    Must run inside the caller's transaction: the event is recorded together with the
+    ledger change that caused it, before anything is acted on.
+    """
+    op = event["op"]
+    if op == "validation":
+        decisions = ctx.searcher.on_validation(event["trial"], event["length"], event["metric"])
+    elif op == "exit":
+        decisions = ctx.searcher.on_exit(event["trial"], ExitReason(event["reason"]))
+    else:
+        raise ValueError(f"unknown searcher event {op!r}")
+    ctx.ledger.append_event(ctx.exp_id, event, [decision_to_json(d) for d in decisions],
+                            ctx.searcher.snapshot())
+    return list(decisions)
+
+
+def close_trial(ctx: SyncContext, trial: TrialRecord, state: str, message: str,
+                reason: ExitReason | None, stop_reason: str) -> None:
+    """Close a trial (inside a transaction): state, searcher exit event, stop its segment."""
+    ctx.ledger.update_trial(ctx.exp_id, trial.id, closed=True, state=state, message=message)
+    if reason is not None:
+        record_event(ctx, {"op": "exit", "trial": trial.id, "reason": reason.value})
+    request_stop(ctx, trial.id, stop_reason)
+
+
+def request_stop(ctx: SyncContext, trial_id: int, reason: str) -> None:
+    """Mark the trial's live segments to be stopped; the reconcile step makes it happen."""
+    for seg in ctx.ledger.live_segments(ctx.exp_id):
+        if seg.trial == trial_id and seg.stop_requested is None:
+            ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index,
+                                      stop_requested=ctx.clock(), stop_reason=reason)

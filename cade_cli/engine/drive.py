@@ -1,0 +1,149 @@
+"""Driving: sync every experiment that needs it under the driver lock, on a polling loop.
+
+The lock is taken for one pass over the ledger at a time, so two drivers (two `cade watch`,
+or a watch and a `cade status`) take turns instead of one waiting forever; a reader that
+finds it held just reads. A pass syncs every experiment of the ledger that has work, so two
+experiments submitted from two terminals both progress whichever driver runs.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cade_cli.engine.lifecycle import Schedulers, needs_sync, sync
+from cade_cli.errors import LedgerError
+from cade_cli.store.ledger import Ledger
+from cade_cli.store.lock import DriverLock
+from cade_cli.store.records import ExperimentRecord
+from cade_cli.spec.settings import Settings
+
+TERMINAL_STATES = ("completed", "errored", "canceled")
+# Between two polls the driver looks at the live jobs' run directories this often: a report
+# or a job's end is acted on at once (a promotion, a freed slot) instead of a poll interval
+# later. Files only: the scheduler itself is still asked at most once per poll interval.
+REACT_SECONDS = 0.25
+# A metrics line of any kind but `training` (validation, checkpoint, segment_end, ...) is
+# worth a sync; training reports alone are not (a trial may write several a second).
+DECISIVE_LINE = re.compile(rb'"kind": "(?!training")')
+
+
+def lock_path(ledger: Ledger) -> Path:
+    return ledger.path.with_name(ledger.path.name + ".lock")
+
+
+def driver_lock(ledger: Ledger) -> DriverLock:
+    return DriverLock(lock_path(ledger))
+
+
+def sync_pass(ledger: Ledger, settings: Settings, schedulers: Schedulers, lock: DriverLock,
+              force: int | None = None, only: int | None = None) -> bool:
+    """Sync the experiments that need it, if the lock is free; False when it was not.
+
+    An experiment synced less than its backend's poll interval ago is skipped (be kind to
+    the scheduler), except `force`.
+    """
+    if not lock.acquire(wait=False):
+        return False
+    try:
+        now = time.time()
+        for exp in ledger.experiments():
+            if only is not None and exp.id != only:
+                continue
+            if not needs_sync(ledger, exp):
+                continue
+            interval = settings.poll_interval_for(exp.backend)
+            if exp.id != force and now - exp.synced < interval:
+                continue
+            sync(ledger, exp.id, schedulers.get(exp.backend), settings)
+            lock.refresh()
+    finally:
+        lock.release()
+    return True
+
+
+def drive(ledger: Ledger, experiment_id: int, settings: Settings,
+          on_update: Callable[[ExperimentRecord], None] | None = None,
+          sleep: Callable[[float], None] = time.sleep) -> ExperimentRecord:
+    """Sync until the experiment has ended and none of its jobs is live; its final record."""
+    schedulers = Schedulers(ledger, settings)
+    lock = driver_lock(ledger)
+    try:
+        while True:
+            sync_pass(ledger, settings, schedulers, lock, force=experiment_id)
+            exp = ledger.experiment(experiment_id)
+            if on_update is not None:
+                on_update(exp)
+            if exp.state in TERMINAL_STATES and not ledger.live_segments(exp.id):
+                return exp
+            wait_for_activity(ledger, exp.id, settings.poll_interval_for(exp.backend), sleep)
+    finally:
+        lock.release()
+        schedulers.close()
+
+
+def activity(ledger: Ledger, experiment_id: int) -> dict[str, tuple[int, bool]]:
+    """What each live job has written so far: run dir -> (metrics size, exit file written)."""
+    seen = {}
+    for seg in ledger.live_segments(experiment_id):
+        if not seg.run_dir:
+            continue
+        run_dir = Path(seg.run_dir)
+        try:
+            size = (run_dir / "metrics.jsonl").stat().st_size
+        except OSError:
+            size = -1
+        seen[seg.run_dir] = (size, (run_dir / "exit_code").exists())
+    return seen
+
+
+def decisive_change(before: dict[str, tuple[int, bool]],
+                    now: dict[str, tuple[int, bool]]) -> bool:
+    """A job ended, or wrote something the searcher decides on (not a training report)."""
+    for run_dir, (size, ended) in now.items():
+        old_size, old_ended = before.get(run_dir, (size, ended))
+        if ended != old_ended:
+            return True
+        if size > old_size and _decisive_lines(Path(run_dir) / "metrics.jsonl",
+                                               max(old_size, 0), size):
+            return True
+    return False
+
+
+def _decisive_lines(path: Path, start: int, end: int) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(start, end - 65536))
+            return DECISIVE_LINE.search(handle.read(end - start)) is not None
+    except OSError:
+        return False
+
+
+def wait_for_activity(ledger: Ledger, experiment_id: int, seconds: float,
+                      sleep: Callable[[float], None] = time.sleep) -> None:
+    """Sleep up to `seconds`; return early once a live job validates, checkpoints or ends."""
+    before = activity(ledger, experiment_id)
+    left = seconds
+    while left > 0:
+        step = min(REACT_SECONDS, left)
+        sleep(step)
+        left -= step
+        if before and decisive_change(before, activity(ledger, experiment_id)):
+            return
+
+
+def with_lock(ledger: Ledger, action: Callable[[], ExperimentRecord],
+              timeout: float = 120.0) -> ExperimentRecord:
+    """Run a write command (cancel, pause, resume) once the running sync pass is over."""
+    lock = driver_lock(ledger)
+    if not lock.acquire(wait=True, timeout=timeout):
+        info = lock.holder() or {}
+        raise LedgerError(f"the ledger stayed locked by pid {info.get('pid', '?')} on "
+                          f"{info.get('host', '?')} for {timeout:.0f} s",
+                          hint=f"if that process is gone, remove {lock.path}")
+    try:
+        return action()
+    finally:
+        lock.release()

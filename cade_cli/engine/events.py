@@ -1,0 +1,208 @@
+"""Sync steps 2 and 3: ingest run directories and feed what happened to the searcher.
+
+Every metrics line is handled in one transaction: the metric row, the trial's new state, the
+searcher event with its decisions and snapshot, and the segment's new byte offset. A kill at
+any instant either loses the whole line (read again next time) or none of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cade_cli.backends.base import JobState, JobStatus
+from cade_cli.engine.apply import apply_events
+from cade_cli.engine.context import SyncContext, better, close_trial, record_event
+from cade_cli.jobs.ingest import (
+    Line,
+    as_length,
+    as_metric,
+    read_exit_code,
+    read_new_lines,
+    was_preempted,
+)
+from cade_cli.store.records import SegmentRecord, TrialRecord
+from cade_cli.search.searchers.base import ExitReason
+
+
+def ingest_segment(ctx: SyncContext, seg: SegmentRecord) -> SegmentRecord:
+    """Handle the complete lines of the segment's metrics.jsonl not ingested yet."""
+    path = Path(seg.run_dir) / "metrics.jsonl"
+    for line in read_new_lines(path, seg.offset):
+        with ctx.ledger.transaction():
+            _apply_line(ctx, seg, line)
+            ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, offset=line.end_offset)
+        # Decisions reach the ledger before the next line: a Stop closes the trial, so the
+        # reports that follow it are ignored.
+        apply_events(ctx)
+    return ctx.ledger.segments(ctx.exp_id, seg.trial)[seg.index - 1]
+
+
+def _apply_line(ctx: SyncContext, seg: SegmentRecord, line: Line) -> None:
+    trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
+    data = line.data
+    if data is None:
+        if not trial.closed:
+            close_trial(ctx, trial, "errored", f"malformed line in {seg.run_dir}/metrics.jsonl:"
+                        f" {line.error}", ExitReason.ERRORED, "errored")
+        return
+    kind = data.get("kind")
+    if kind == "validation" or kind == "training":
+        _report(ctx, seg, trial, data, kind)
+    elif kind == "checkpoint":
+        _checkpoint(ctx, trial, data)
+    elif kind == "segment_end":
+        length = as_length(data.get("length"))
+        ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, end_length=length)
+        if length is not None and length > trial.length:
+            ctx.ledger.update_trial(ctx.exp_id, trial.id, length=length)
+    elif kind == "invalid_hp" and not trial.closed:
+        message = str(data.get("message", "")) or "no reason given"
+        close_trial(ctx, trial, "errored", f"invalid hyperparameters: {message}",
+                    ExitReason.INVALID_HP, "errored")
+    # Unknown kinds are skipped: newer trial-side code may write more.
+
+
+def _report(ctx: SyncContext, seg: SegmentRecord, trial: TrialRecord, data: dict[str, Any],
+            kind: str) -> None:
+    values = data.get("metrics")
+    values = values if isinstance(values, dict) else {}
+    length = as_length(data.get("length"))
+    time_metric = ctx.spec.searcher.time_metric
+    if kind == "validation" and time_metric:
+        length = as_length(values.get(time_metric))
+    if length is None:
+        if kind == "validation" and not trial.closed:
+            what = f"metric {time_metric!r}" if time_metric else "length"
+            close_trial(ctx, trial, "errored", f"a validation report without a valid {what}",
+                        ExitReason.ERRORED, "errored")
+        return
+    when = data.get("time")
+    when = float(when) if isinstance(when, (int, float)) else ctx.clock()
+    previous = _validated_length(ctx, trial.id) if kind == "validation" else None
+    ctx.ledger.add_metric(ctx.exp_id, trial.id, seg.index, kind, length, when, values)
+    if length > trial.length:
+        ctx.ledger.update_trial(ctx.exp_id, trial.id, length=length)
+    if kind != "validation":
+        return
+    metric = as_metric(values.get(ctx.spec.searcher.metric))
+    if metric is None:
+        if not trial.closed:
+            close_trial(ctx, trial, "errored",
+                        f"validation at length {length} has no finite value for the searcher "
+                        f"metric {ctx.spec.searcher.metric!r} (reported: "
+                        f"{', '.join(sorted(values)) or 'nothing'})", ExitReason.ERRORED,
+                        "errored")
+        return
+    _note_metric(ctx, trial, length, metric)
+    # Reports after a Stop are ignored, and so is a repeat of a length already fed (a
+    # segment restarted from an older checkpoint validates again on its way).
+    if trial.closed or (previous is not None and length <= previous):
+        return
+    record_event(ctx, {"op": "validation", "trial": trial.id, "length": length,
+                       "metric": metric})
+
+
+def _validated_length(ctx: SyncContext, trial_id: int) -> int | None:
+    lengths = [m.length for m in ctx.ledger.metrics(ctx.exp_id, trial_id, "validation")]
+    return max(lengths) if lengths else None
+
+
+def _note_metric(ctx: SyncContext, trial: TrialRecord, length: int, metric: float) -> None:
+    fields: dict[str, Any] = {"latest_metric": metric,
+                              "rung": max(trial.rung, ctx.rung_of(trial.bracket, length))}
+    if better(ctx.experiment.smaller_is_better, metric, trial.best_metric):
+        fields.update(best_metric=metric, best_length=length)
+        if trial.latest_checkpoint and trial.checkpoint_length == length:
+            fields["best_checkpoint"] = trial.latest_checkpoint
+    ctx.ledger.update_trial(ctx.exp_id, trial.id, **fields)
+
+
+def _checkpoint(ctx: SyncContext, trial: TrialRecord, data: dict[str, Any]) -> None:
+    length = as_length(data.get("length"))
+    path = data.get("path")
+    if length is None or not isinstance(path, str) or length < trial.checkpoint_length:
+        return
+    fields: dict[str, Any] = {"latest_checkpoint": path, "checkpoint_length": length}
+    if trial.best_length == length:
+        fields["best_checkpoint"] = path
+    if length > trial.length:
+        fields["length"] = length
+    ctx.ledger.update_trial(ctx.exp_id, trial.id, **fields)
+
+
+# -- segment outcomes -------------------------------------------------------------------
+
+def finished_status(seg: SegmentRecord, status: JobStatus | None) -> tuple[bool, int | None]:
+    """(has the job ended, its exit code): the exit file wins over the scheduler's view."""
+    code = read_exit_code(seg.run_dir) if seg.run_dir else None
+    if code is not None:
+        return True, code
+    if status is not None and status.state.finished:
+        return True, status.exit_code
+    return False, None
+
+
+def finish_segment(ctx: SyncContext, seg: SegmentRecord, status: JobStatus | None,
+                   exit_code: int | None) -> None:
+    """Record how a segment ended and what that means for its trial (one transaction)."""
+    with ctx.ledger.transaction():
+        trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
+        state = status.state if status is not None else JobState.UNKNOWN
+        seg_state, reason = _segment_outcome(seg, state, exit_code, status)
+        ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state=seg_state,
+                                  exit_code=exit_code, ended=ctx.clock(), reason=reason)
+        if trial.closed:
+            return
+        if seg.stop_reason == "pause":
+            ctx.ledger.update_trial(ctx.exp_id, trial.id, state="paused")
+        elif seg_state in ("preempted", "timeout"):
+            ctx.ledger.update_trial(ctx.exp_id, trial.id, state="preempted",
+                                    message=f"segment {seg.index} {reason}; resuming")
+        elif seg_state == "completed":
+            done = (seg.end_length or 0) >= trial.target_length
+            ctx.ledger.update_trial(ctx.exp_id, trial.id, state="stopped" if done else "queued")
+        elif seg_state == "canceled":
+            close_trial(ctx, trial, "stopped", f"segment {seg.index} was canceled outside "
+                        "cade", ExitReason.CANCELED, "cancel")
+        else:
+            _failed(ctx, trial, seg, reason)
+
+
+def _segment_outcome(seg: SegmentRecord, state: JobState, exit_code: int | None,
+                     status: JobStatus | None) -> tuple[str, str]:
+    detail = status.reason if status is not None and status.reason else ""
+    if seg.stop_requested is not None and seg.stop_reason != "pause":
+        if exit_code == 0 and (seg.end_length or 0) >= seg.target_length:
+            return "completed", ""
+        return ("completed" if exit_code == 0 else "canceled"), f"stopped ({seg.stop_reason})"
+    if was_preempted(seg.run_dir) or state == JobState.PREEMPTED:
+        return "preempted", "was preempted"
+    if state == JobState.TIMEOUT:
+        return "timeout", "hit its time limit"
+    if exit_code == 0 and seg.end_length is not None:
+        return "completed", ""
+    if seg.stop_requested is not None:  # paused and canceled before it could checkpoint
+        return "canceled", "stopped (pause)"
+    if state == JobState.CANCELLED and exit_code in (None, 0):
+        return "canceled", detail or "canceled"
+    if state == JobState.UNKNOWN and exit_code is None:
+        return "lost", "the scheduler lost the job and it left no exit code"
+    if exit_code == 0:
+        return "failed", "exited 0 without reaching the end of its segment"
+    code = f"exit code {exit_code}" if exit_code is not None else f"state {state.value}"
+    return "failed", code if not detail or detail == code else f"{code}: {detail}"
+
+
+def _failed(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord, reason: str) -> None:
+    restarts = trial.restarts + 1
+    limit = ctx.spec.max_restarts
+    if restarts > limit:
+        ctx.ledger.update_trial(ctx.exp_id, trial.id, restarts=restarts)
+        close_trial(ctx, trial, "errored", f"segment {seg.index} failed ({reason}) after "
+                    f"{limit} restart{'s' if limit != 1 else ''}; see "
+                    f"{seg.run_dir}/stderr.log", ExitReason.ERRORED, "errored")
+        return
+    ctx.ledger.update_trial(ctx.exp_id, trial.id, restarts=restarts, state="queued",
+                            message=f"segment {seg.index} failed ({reason}); restart "
+                                    f"{restarts} of {limit}")

@@ -1,0 +1,312 @@
+"""The one composer: submit, sync, cancel, pause, resume, best.
+
+`sync` is idempotent and crash-safe. Each call: (1) one batched poll of the live jobs,
+(2) ingest their run directories, (3) feed what happened to the searcher, recording each
+event with its decisions and snapshot in one transaction, (4) apply the decisions and bring
+the jobs in line (engine_apply). Kill it at any instant and the next sync goes on with the
+decisions an uninterrupted run would have made.
+"""
+
+from __future__ import annotations
+
+import getpass
+import secrets
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cade_cli.backends import make_scheduler
+from cade_cli.backends.base import JobState, Scheduler
+from cade_cli.engine.apply import (
+    apply_events,
+    launch_segments,
+    needs_segment,
+    raise_targets,
+    reconcile_stops,
+    recover_intents,
+)
+from cade_cli.engine.context import SyncContext, close_trial, request_stop, trial_seed
+from cade_cli.engine.events import finish_segment, finished_status, ingest_segment
+from cade_cli.engine.provenance import code_snapshot
+from cade_cli.errors import CadeError, LedgerError
+from cade_cli.jobs.ingest import started_host
+from cade_cli.store.ledger import Ledger
+from cade_cli.store.records import RUNNING_EXPERIMENT_STATES, ExperimentRecord, TrialRecord
+from cade_cli.jobs.rundir import prepare_segment
+from cade_cli.search.searchers import make_searcher, restore_searcher
+from cade_cli.search.searchers.base import Create, ExitReason, Train, decision_to_json
+from cade_cli.spec.settings import Settings
+from cade_cli.spec.experiment import ExperimentSpec, spec_from_raw
+
+TERMINAL_STATES = ("completed", "errored", "canceled")
+Clock = Callable[[], float]
+
+
+def submit(ledger: Ledger, spec: ExperimentSpec, backend: str, *, message: str = "",
+           clock: Clock = time.time) -> int:
+    """Record a new experiment and the searcher's start(); the first sync launches it."""
+    seed = spec.experiment_seed if spec.experiment_seed is not None else secrets.randbelow(2**31)
+    searcher = make_searcher(spec.searcher, spec.hyperparameters, seed)
+    decisions = searcher.start()
+    code = code_snapshot(spec.workdir)
+    now = clock()
+    with ledger.transaction():
+        exp_id = ledger.create_experiment(
+            name=spec.name, state="pending", searcher=spec.searcher.name,
+            metric=spec.searcher.metric, smaller_is_better=spec.searcher.smaller_is_better,
+            backend=backend, seed=seed, spec=spec.raw, spec_path=spec.source,
+            owner=_owner(), created=now, updated=now, code_commit=code.commit,
+            code_dirty=code.dirty, code_diff=code.diff, message=message)
+        root = (ledger.state_dir / "experiments" / str(exp_id)).absolute()
+        ledger.update_experiment(exp_id, root=str(root))
+        ledger.append_event(exp_id, {"op": "start"}, [decision_to_json(d) for d in decisions],
+                            searcher.snapshot())
+    root.mkdir(parents=True, exist_ok=True)
+    return exp_id
+
+
+def _owner() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def experiment_spec(exp: ExperimentRecord) -> ExperimentSpec:
+    """The spec an experiment was submitted with, rebuilt from the ledger."""
+    workdir = str(Path(exp.spec_path).parent) if exp.spec_path.startswith("/") else None
+    return spec_from_raw(exp.spec, exp.spec_path or "<ledger>", workdir)
+
+
+def dry_run_script(spec: ExperimentSpec, backend: str, settings: Settings) -> str:
+    """The job script of the first trial's first segment; nothing is recorded."""
+    seed = spec.experiment_seed if spec.experiment_seed is not None else 0
+    decisions = make_searcher(spec.searcher, spec.hyperparameters, seed).start()
+    create = next(d for d in decisions if isinstance(d, Create))
+    train = next((d for d in decisions if isinstance(d, Train) and d.trial == create.trial),
+                 None)
+    target = train.length if train else spec.searcher.max_length or 0
+    with tempfile.TemporaryDirectory(prefix="cade-dry-run-") as root:
+        paths = prepare_segment(
+            spec=spec, experiment_id=0, trial_id=create.trial, segment=1, params=create.params,
+            start_length=0, target_length=target,
+            report_at=list(train.report_at) if train else [target], resume_from=None,
+            trial_seed=trial_seed(seed, create.trial), backend=backend, exp_root=root,
+            template_dirs=(settings.templates,) if settings.templates else ())
+        return paths.script.read_text(encoding="utf-8")
+
+
+class Schedulers:
+    """One scheduler per backend name, built on first use."""
+
+    def __init__(self, ledger: Ledger, settings: Settings) -> None:
+        self.ledger, self.settings = ledger, settings
+        self._built: dict[str, Scheduler] = {}
+
+    def get(self, backend: str) -> Scheduler:
+        if backend not in self._built:
+            self._built[backend] = make_scheduler(backend, self.ledger.state_dir, self.settings)
+        return self._built[backend]
+
+    def close(self) -> None:
+        for scheduler in self._built.values():
+            scheduler.close()
+
+
+def _context(ledger: Ledger, exp: ExperimentRecord, scheduler: Scheduler,
+             settings: Settings, clock: Clock) -> SyncContext:
+    spec = experiment_spec(exp)
+    snapshot = ledger.latest_snapshot(exp.id)
+    if snapshot is None:
+        raise LedgerError(f"experiment {exp.id} has no searcher state in the ledger")
+    searcher = restore_searcher(spec.searcher, spec.hyperparameters, snapshot)
+    return SyncContext(ledger, exp, spec, searcher, scheduler, settings, clock)
+
+
+def needs_sync(ledger: Ledger, exp: ExperimentRecord) -> bool:
+    return exp.state not in TERMINAL_STATES or bool(ledger.live_segments(exp.id))
+
+
+def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Settings,
+         clock: Clock = time.time) -> ExperimentRecord:
+    """One idempotent pass over an experiment. The caller holds the driver lock."""
+    exp = ledger.experiment(experiment_id)
+    if not needs_sync(ledger, exp):
+        return exp
+    ctx = _context(ledger, exp, scheduler, settings, clock)
+    apply_events(ctx)            # decisions recorded by a sync that died before applying
+    recover_intents(ctx)
+    _poll_and_ingest(ctx)
+    _note_first_start(ctx)
+    apply_events(ctx)
+    reconcile_stops(ctx)
+    raise_targets(ctx)
+    launch_segments(ctx)
+    _check_completion(ctx)
+    ledger.update_experiment(experiment_id, synced=clock())
+    return ledger.experiment(experiment_id)
+
+
+def _poll_and_ingest(ctx: SyncContext) -> None:
+    live = ctx.ledger.segments(ctx.exp_id, states=("queued", "running"))
+    ids = [s.job_id for s in live if s.job_id]
+    statuses = ctx.scheduler.poll(ids) if ids else {}
+    for seg in live:
+        status = statuses.get(seg.job_id or "")
+        if seg.state == "queued":
+            # The job's own marker counts too: the scheduler's answer may be a poll old,
+            # and a stop must not treat a job that is already training as still queued.
+            host = started_host(seg.run_dir) if seg.run_dir else None
+            running = status is not None and status.state == JobState.RUNNING
+            if running or host is not None:
+                nodes = status.nodes if status is not None and status.nodes else host
+                _mark_running(ctx, seg.trial, seg.index, nodes or "")
+        seg = ingest_segment(ctx, seg)
+        ended, code = finished_status(seg, status)
+        if ended:
+            seg = ingest_segment(ctx, seg)  # lines written between the two reads
+            finish_segment(ctx, seg, status, code)
+        elif status is not None and status.never_starts and seg.stop_requested is None:
+            _never_starts(ctx, seg.trial, status.reason)
+
+
+def _note_first_start(ctx: SyncContext) -> None:
+    """pending -> active once any job of the experiment has started (or already ended)."""
+    if ctx.experiment.state != "pending":
+        return
+    if any(s.state not in ("intent", "queued") for s in ctx.ledger.segments(ctx.exp_id)):
+        ctx.ledger.update_experiment(ctx.exp_id, state="active")
+        ctx.refresh()
+
+
+def _mark_running(ctx: SyncContext, trial_id: int, index: int, nodes: str) -> None:
+    with ctx.ledger.transaction():
+        ctx.ledger.update_segment(ctx.exp_id, trial_id, index, state="running",
+                                  started=ctx.clock(), nodes=nodes)
+        trial = ctx.ledger.trial(ctx.exp_id, trial_id)
+        if not trial.closed and trial.state in ("queued", "preempted", "paused"):
+            ctx.ledger.update_trial(ctx.exp_id, trial_id, state="running", message="")
+
+
+def _never_starts(ctx: SyncContext, trial_id: int, reason: str) -> None:
+    with ctx.ledger.transaction():
+        trial = ctx.ledger.trial(ctx.exp_id, trial_id)
+        if not trial.closed:
+            close_trial(ctx, trial, "errored", f"the scheduler will never start its job: "
+                        f"{reason or 'no reason given'}", ExitReason.ERRORED, "errored")
+
+
+def _check_completion(ctx: SyncContext) -> None:
+    exp = ctx.ledger.experiment(ctx.exp_id)
+    if exp.state not in RUNNING_EXPERIMENT_STATES or ctx.ledger.live_segments(ctx.exp_id):
+        return
+    trials = ctx.ledger.trials(ctx.exp_id)
+    if exp.searcher_done:
+        failed = bool(trials) and all(t.state == "errored" for t in trials)
+        _end(ctx.ledger, exp.id, "errored" if failed else "completed",
+             "every trial errored" if failed else "", ctx.clock())
+        return
+    waiting = any(needs_segment(t, ctx.ledger.latest_segment(exp.id, t.id)) for t in trials)
+    if not waiting and not ctx.ledger.events(exp.id, unapplied_only=True):
+        _end(ctx.ledger, exp.id, "errored", "the searcher has nothing left to run but did "
+             "not finish the search", ctx.clock())
+
+
+def _end(ledger: Ledger, exp_id: int, state: str, message: str, now: float) -> None:
+    ledger.update_experiment(exp_id, state=state, ended=now, message=message)
+
+
+# -- experiment-level commands (the caller holds the driver lock) ------------------------
+
+def pause(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Settings,
+          clock: Clock = time.time) -> ExperimentRecord:
+    """Stop launching; running segments checkpoint and exit; their trials become paused."""
+    exp = ledger.experiment(experiment_id)
+    if exp.state not in RUNNING_EXPERIMENT_STATES:
+        raise CadeError(f"experiment {exp.id} is {exp.state}; only a pending or active one "
+                        "can pause")
+    ctx = _context(ledger, exp, scheduler, settings, clock)
+    with ledger.transaction():
+        ledger.update_experiment(exp.id, state="paused")
+        for trial in ledger.trials(exp.id):
+            if not trial.closed:
+                request_stop(ctx, trial.id, "pause")
+                if trial.state == "queued":
+                    ledger.update_trial(exp.id, trial.id, state="paused")
+    ctx.refresh()
+    reconcile_stops(ctx)
+    return ledger.experiment(exp.id)
+
+
+def resume(ledger: Ledger, experiment_id: int, clock: Clock = time.time) -> ExperimentRecord:
+    """Paused trials get new segments from their checkpoints at the next sync."""
+    exp = ledger.experiment(experiment_id)
+    if exp.state != "paused":
+        raise CadeError(f"experiment {exp.id} is {exp.state}; only a paused one can resume")
+    with ledger.transaction():
+        ledger.update_experiment(exp.id, state="active")
+        for trial in ledger.trials(exp.id):
+            if trial.state in ("paused", "preempted") and not trial.closed:
+                ledger.update_trial(exp.id, trial.id, state="queued")
+    return ledger.experiment(exp.id)
+
+
+def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
+           clock: Clock = time.time) -> ExperimentRecord:
+    """End the experiment now: every live job is canceled, open trials are stopped."""
+    exp = ledger.experiment(experiment_id)
+    if exp.state in TERMINAL_STATES:
+        return exp
+    now = clock()
+    with ledger.transaction():
+        ledger.update_experiment(exp.id, state="canceled", ended=now,
+                                 message="canceled by the user")
+        for trial in ledger.trials(exp.id):
+            if not trial.closed:
+                ledger.update_trial(exp.id, trial.id, closed=True, state="stopped",
+                                    message="the experiment was canceled")
+    live = ledger.live_segments(exp.id)
+    for seg in live:
+        if seg.state == "intent":
+            found = scheduler.find_by_name(seg.job_name)
+            if seg.job_name in found:
+                scheduler.cancel([found[seg.job_name]])
+    scheduler.cancel([s.job_id for s in live if s.job_id])
+    with ledger.transaction():
+        for seg in live:
+            ledger.update_segment(exp.id, seg.trial, seg.index, state="canceled", ended=now,
+                                  stop_requested=seg.stop_requested or now,
+                                  stop_reason=seg.stop_reason or "cancel", cancel_sent=now,
+                                  reason="the experiment was canceled")
+    return ledger.experiment(exp.id)
+
+
+@dataclass(frozen=True)
+class Best:
+    trial: TrialRecord
+    metric: float
+    length: int
+    checkpoint: str | None
+
+
+def best(ledger: Ledger, experiment_id: int) -> Best | None:
+    """The trial with the best validation metric (ties: the earlier trial)."""
+    exp = ledger.experiment(experiment_id)
+    chosen: TrialRecord | None = None
+    for trial in ledger.trials(exp.id):
+        if trial.best_metric is None:
+            continue
+        if chosen is None or chosen.best_metric is None or (
+                trial.best_metric < chosen.best_metric if exp.smaller_is_better
+                else trial.best_metric > chosen.best_metric):
+            chosen = trial
+    if chosen is None or chosen.best_metric is None:
+        return None
+    return Best(chosen, chosen.best_metric, chosen.best_length or chosen.length,
+                chosen.best_checkpoint or chosen.latest_checkpoint)
+
+
+def with_slots(settings: Settings, slots: int | None) -> Settings:
+    return settings if slots is None else replace(settings, local_slots=slots)

@@ -1,0 +1,157 @@
+"""Lays out one segment's run directory: params.json, control.json, launchers, job.sh.
+
+Layout (docs/DEVELOPING.md):
+    <exp_root>/trials/<trial>/params.json
+    <exp_root>/trials/<trial>/segments/<k>/{job.sh, launch/, control.json}
+
+Preparing a segment twice (a crash between preparing and submitting) gives the same files.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cade_cli.jobs import render
+from cade_cli.errors import SpecError
+from cade_cli.spec.experiment import ExperimentSpec
+
+# Backends with scheduler directives: module under cade_cli.backends, function name.
+_DIRECTIVE_FUNCTIONS = {"slurm": "sbatch_directives", "pbs": "pbs_directives"}
+
+
+@dataclass(frozen=True)
+class SegmentPaths:
+    run_dir: Path
+    script: Path
+    job_name: str
+    trial_dir: Path
+
+
+def trial_dir_of(exp_root: str | Path, trial_id: int) -> Path:
+    return Path(exp_root) / "trials" / str(trial_id)
+
+
+def run_dir_of(exp_root: str | Path, trial_id: int, segment: int) -> Path:
+    return trial_dir_of(exp_root, trial_id) / "segments" / str(segment)
+
+
+def prepare_segment(
+    *,
+    spec: ExperimentSpec,
+    experiment_id: int | str,
+    trial_id: int,
+    segment: int,
+    params: Mapping[str, Any],
+    start_length: int,
+    target_length: int,
+    report_at: Sequence[int],
+    resume_from: str | Path | None,
+    trial_seed: int,
+    backend: str,
+    exp_root: str | Path,
+    template_dirs: Sequence[str | Path] = (),
+    decision_wait: float = 0.0,
+    job_name: str | None = None,
+) -> SegmentPaths:
+    """Write everything a segment's batch job needs; return where it went.
+
+    `decision_wait`: seconds a trial that reached its target waits for the driver to raise
+    it (a promotable trial keeps its allocation instead of queueing again). `job_name`:
+    the name the ledger recorded for the segment (default: derived the same way).
+    """
+    if backend not in render.TEMPLATE_FOR_BACKEND:
+        known = ", ".join(sorted(render.TEMPLATE_FOR_BACKEND))
+        raise SpecError(f"unknown backend {backend!r}", hint=f"one of: {known}")
+    exp_root = Path(exp_root).absolute()
+    trial_dir = trial_dir_of(exp_root, trial_id)
+    run_dir = run_dir_of(exp_root, trial_id, segment)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    name = job_name or render.job_name(experiment_id, trial_id, segment, exp_root)
+
+    write_json_atomic(
+        trial_dir / "params.json",
+        {"params": dict(params), "trial": trial_id, "experiment": experiment_id},
+    )
+    write_control(run_dir, stop=False, reason="", target_length=target_length)
+    copy_launchers(run_dir / "launch")
+
+    cade_env = render.cade_environment(
+        spec,
+        experiment_id=experiment_id,
+        trial_id=trial_id,
+        segment=segment,
+        run_dir=run_dir,
+        trial_dir=trial_dir,
+        start_length=start_length,
+        target_length=target_length,
+        report_at=report_at,
+        resume_from=resume_from,
+        trial_seed=trial_seed,
+        decision_wait=decision_wait,
+    )
+    context = render.build_context(
+        spec,
+        backend=backend,
+        job_name=name,
+        cade_env=cade_env,
+        directives=scheduler_directives(backend, spec, name, run_dir),
+    )
+    text = render.render_script(render.TEMPLATE_FOR_BACKEND[backend], context, template_dirs)
+    script = run_dir / "job.sh"
+    write_text_atomic(script, text, mode=0o755)
+    return SegmentPaths(run_dir=run_dir, script=script, job_name=name, trial_dir=trial_dir)
+
+
+def scheduler_directives(backend: str, spec: ExperimentSpec, job_name: str, run_dir: Path) -> list[str]:
+    """`#SBATCH`/`#PBS` option strings from the backend module; the local backend has none."""
+    function_name = _DIRECTIVE_FUNCTIONS.get(backend)
+    if function_name is None:
+        return []
+    # Imported lazily: a local-only installation never loads the cluster backends.
+    module = importlib.import_module(f"cade_cli.backends.{backend}")
+    function: Callable[[ExperimentSpec, str, Path], Sequence[str]] = getattr(module, function_name)
+    return [str(d) for d in function(spec, job_name, run_dir)]
+
+
+def write_control(run_dir: str | Path, *, stop: bool, reason: str, target_length: int) -> None:
+    """Replace control.json atomically: the trial never reads half a file."""
+    write_json_atomic(
+        Path(run_dir) / "control.json",
+        {"stop": bool(stop), "reason": str(reason), "target_length": int(target_length)},
+    )
+
+
+def copy_launchers(destination: Path) -> None:
+    """Copy the package's launchers so a queued job never changes when the package does."""
+    source = Path(str(importlib.resources.files("cade_cli.launchers")))
+    destination.mkdir(parents=True, exist_ok=True)
+    for path in sorted(source.iterdir()):
+        if path.is_file() and path.suffix in (".sh", ".py") and path.name != "__init__.py":
+            shutil.copyfile(path, destination / path.name)
+            os.chmod(destination / path.name, 0o755)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

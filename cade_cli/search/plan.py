@@ -1,0 +1,159 @@
+"""`cade preview`: what a spec's search will train, without running anything. Pure.
+
+Like Determined's preview-search: the brackets (rung lengths, trials, concurrency) and, for
+each length, how many trials end their training there. ASHA is planned as if every rung
+fills up: of the n trials entering a rung, max(int(n / divisor), 1) go on and the rest stop
+there; every trial that enters the top rung stops there.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cade_cli.errors import SpecError
+from cade_cli.search.searchers.adaptive import plan_brackets
+from cade_cli.search.searchers.asha import asha_bracket_config
+from cade_cli.search.searchers.brackets import BracketConfig
+from cade_cli.search.searchers.simple import require
+from cade_cli.search.space import grid_size
+from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
+
+
+@dataclass(frozen=True)
+class BracketPlan:
+    rungs: tuple[int, ...]          # lengths trained to, one per rung
+    max_trials: int
+    max_concurrent_trials: int      # trials of this bracket running at once
+
+
+@dataclass(frozen=True)
+class Plan:
+    searcher: str
+    length_unit: str
+    brackets: tuple[BracketPlan, ...]
+    ends: tuple[tuple[int, int], ...]   # (length, trials whose training ends there), ascending
+    total_length: int                   # the length actually trained, all trials together
+    note: str = ""                      # how max_concurrent_trials was applied
+
+    @property
+    def total_trials(self) -> int:
+        return sum(trials for _, trials in self.ends)
+
+
+def preview(spec: ExperimentSpec) -> Plan:
+    """The plan of `spec`'s search (any searcher)."""
+    searcher = spec.searcher
+    planners = {
+        "single": lambda: _fixed_length_plan(searcher, 1),
+        "random": lambda: _fixed_length_plan(searcher, require(searcher, "max_trials")),
+        "grid": lambda: _fixed_length_plan(searcher, grid_size(spec.hyperparameters)),
+        "async_halving": lambda: _asha_plan(searcher, [asha_bracket_config(searcher)]),
+        "adaptive_asha": lambda: _asha_plan(searcher, plan_brackets(searcher)),
+        "pbt": lambda: _pbt_plan(searcher),
+    }
+    if searcher.name not in planners:
+        raise SpecError(f"unknown searcher {searcher.name!r}",
+                        hint=f"choose one of: {', '.join(planners)}")
+    return planners[searcher.name]()
+
+
+def rung_reached(ladders: Sequence[Sequence[int]], bracket: int, length: int) -> int | None:
+    """The highest rung of `bracket`'s ladder at or below `length`; None below the first.
+
+    A bracket index beyond the ladders (a spec that changed) reads the last ladder.
+    """
+    lengths = ladders[min(bracket, len(ladders) - 1)] if ladders else ()
+    reached = [i for i, rung in enumerate(lengths) if length >= rung]
+    return reached[-1] if reached else None
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    return {
+        "searcher": plan.searcher,
+        "length_unit": plan.length_unit,
+        "brackets": [{"rungs": list(b.rungs), "max_trials": b.max_trials,
+                      "max_concurrent_trials": b.max_concurrent_trials} for b in plan.brackets],
+        "plan": [{"length": length, "trials": trials} for length, trials in plan.ends],
+        "total_length": plan.total_length,
+        "total_trials": plan.total_trials,
+        "note": plan.note,
+    }
+
+
+def asha_bracket_ends(config: BracketConfig) -> Counter[int]:
+    """Trials ending at each rung length of one bracket, if every rung fills up."""
+    ends: Counter[int] = Counter()
+    entering = config.max_trials
+    top = config.num_rungs - 1
+    for index, length in enumerate(config.rungs):
+        continuing = 0 if index == top else max(int(entering / config.divisor), 1)
+        ends[length] += entering - continuing
+        entering = continuing
+    return ends
+
+
+def _sorted_ends(ends: Counter[int]) -> tuple[tuple[int, int], ...]:
+    return tuple(sorted((length, n) for length, n in ends.items() if n > 0))
+
+
+def _fixed_length_plan(spec: SearcherSpec, trials: int) -> Plan:
+    length = require(spec, "max_length")
+    concurrency = min(spec.max_concurrent_trials or trials, trials)
+    note = (f"max_concurrent_trials {spec.max_concurrent_trials}: {concurrency} "
+            f"trial{'s' if concurrency != 1 else ''} at once")
+    return Plan(spec.name, spec.length_unit, (BracketPlan((length,), trials, concurrency),),
+                _sorted_ends(Counter({length: trials})), length * trials, note)
+
+
+def _asha_plan(spec: SearcherSpec, configs: list[BracketConfig]) -> Plan:
+    ends: Counter[int] = Counter()
+    for config in configs:
+        ends.update(asha_bracket_ends(config))
+    brackets = tuple(BracketPlan(c.rungs, c.max_trials, c.initial_trials) for c in configs)
+    total = sum(length * n for length, n in ends.items())
+    return Plan(spec.name, spec.length_unit, brackets, _sorted_ends(ends), total,
+                _asha_concurrency_note(spec, configs))
+
+
+def _asha_concurrency_note(spec: SearcherSpec, configs: list[BracketConfig]) -> str:
+    running = [c.initial_trials for c in configs]
+    mct = spec.max_concurrent_trials
+    if len(configs) == 1:
+        c = configs[0]
+        if mct == 0:
+            return (f"max_concurrent_trials 0: divisor**(num_rungs-1) = "
+                    f"{c.divisor ** (c.num_rungs - 1)}, clamped to [1, max_trials]: "
+                    f"{running[0]} at once")
+        return f"max_concurrent_trials {mct} (at most max_trials): {running[0]} at once"
+    split = [c.max_concurrent_trials for c in configs]
+    if mct == 0:
+        how = (f"max_concurrent_trials 0: each bracket may run max(trials of the last bracket, "
+               f"divisor) = {split[0]}")
+    else:
+        how = (f"max_concurrent_trials {mct} split over {len(configs)} brackets as "
+               f"{' + '.join(map(str, split))} (remainder to the first)")
+    return (f"{how}; running at once (at most each bracket's max_trials): "
+            f"{' + '.join(map(str, running))}")
+
+
+def _pbt_plan(spec: SearcherSpec) -> Plan:
+    population = require(spec, "population_size")
+    rounds = require(spec, "num_rounds")
+    per_round = require(spec, "length_per_round")
+    # Each round the worst `truncated` close and as many children of the best start from
+    # their parents' checkpoints; a child's length counts its parent's training too.
+    truncated = min(int(spec.truncate_fraction * population), population // 2)
+    ends: Counter[int] = Counter()
+    for k in range(1, rounds):
+        ends[per_round * k] += truncated
+    ends[per_round * rounds] += population
+    lengths = tuple(per_round * k for k in range(1, rounds + 1))
+    trials = population + truncated * (rounds - 1)
+    note = (f"{population} trials train {per_round} per round, all at once; after each of "
+            f"the first {rounds - 1} rounds the worst {truncated} close and as many children "
+            f"of the best start from their parents' checkpoints")
+    return Plan(spec.name, spec.length_unit, (BracketPlan(lengths, trials, population),),
+                _sorted_ends(ends), population * rounds * per_round, note)

@@ -1,0 +1,65 @@
+"""Searchers: pure state machines from events to decisions (see `base.py`).
+
+`make_searcher` builds a fresh one from the spec; `restore_searcher` rebuilds one from a
+snapshot so that it makes exactly the decisions the original would have made.
+"""
+
+from __future__ import annotations
+
+import importlib
+import random
+from typing import Any, Protocol
+
+from cade_cli.errors import SpecError
+from cade_cli.search.searchers.base import Decision, ExitReason
+from cade_cli.search.space import Space
+from cade_cli.spec.experiment import SEARCHER_NAMES, SearcherSpec
+
+# name -> (module, class); imported on demand so that each searcher module stands alone.
+_CLASSES = {
+    "single": ("cade_cli.search.searchers.simple", "Single"),
+    "grid": ("cade_cli.search.searchers.simple", "Grid"),
+    "random": ("cade_cli.search.searchers.simple", "Random"),
+    "async_halving": ("cade_cli.search.searchers.asha", "AsyncHalving"),
+    "adaptive_asha": ("cade_cli.search.searchers.adaptive", "AdaptiveAsha"),
+    "pbt": ("cade_cli.search.searchers.pbt", "Pbt"),
+}
+
+
+class Searcher(Protocol):
+    """What every searcher class provides."""
+
+    done: bool
+
+    def start(self) -> list[Decision]: ...
+
+    def on_validation(self, trial: int, length: int, metric: float) -> list[Decision]: ...
+
+    def on_exit(self, trial: int, reason: ExitReason) -> list[Decision]: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def progress(self) -> float: ...
+
+
+def searcher_class(name: str) -> Any:
+    if name not in _CLASSES:
+        raise SpecError(f"unknown searcher {name!r}",
+                        hint=f"choose one of: {', '.join(SEARCHER_NAMES)}")
+    module_name, class_name = _CLASSES[name]
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def make_searcher(searcher_spec: SearcherSpec, space: Space, seed: int) -> Searcher:
+    """A fresh searcher whose random choices all come from `random.Random(seed)`."""
+    cls = searcher_class(searcher_spec.name)
+    searcher: Searcher = cls(searcher_spec, space, random.Random(seed))
+    return searcher
+
+
+def restore_searcher(searcher_spec: SearcherSpec, space: Space,
+                     snapshot: dict[str, Any]) -> Searcher:
+    """Rebuild a searcher from `snapshot()` output."""
+    searcher: Searcher = searcher_class(searcher_spec.name).restore(searcher_spec, space,
+                                                                    snapshot)
+    return searcher

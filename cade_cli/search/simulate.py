@@ -1,0 +1,306 @@
+"""`cade simulate`: run a searcher against an objective function on a simulated clock.
+
+Pure apart from calling the objective. A discrete-event simulation: `workers` slots, every
+trial trains one unit of length per unit of time, reports at the lengths the searcher asks
+for (or at every multiple of `validation_period`) and whenever its segment ends. Events at
+the same time are handled in trial-creation order; trials waiting for a slot start first
+come, first served. A trial whose report continues it (promotion, next PBT round) keeps its
+slot; a Stop for a running trial takes effect at once. An exception raised by the objective
+means the trial exits early (errored) at that length.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import importlib
+import math
+import os
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cade_cli.errors import ObjectiveError
+from cade_cli.search.searchers import Searcher, make_searcher
+from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
+
+Objective = Callable[[dict[str, Any], int, int], float]
+ProgressCallback = Callable[[float], None]
+PROGRESS_EVERY = 256  # events between progress callbacks
+
+
+@dataclass
+class SimTrial:
+    """One simulated trial; `validations` holds (length, raw metric) pairs."""
+
+    trial: int
+    params: dict[str, Any]
+    bracket: int = 0
+    parent: int | None = None
+    start_length: int = 0
+    length: int = 0
+    validations: list[tuple[int, float]] = field(default_factory=list)
+    state: str = "stopped"          # completed | stopped | errored (set when the run ends)
+
+
+@dataclass(frozen=True)
+class Best:
+    trial: int
+    metric: float
+    length: int
+
+
+@dataclass(frozen=True)
+class SimulationResult:
+    trials: tuple[SimTrial, ...]
+    best: Best | None
+    total_length: int
+    makespan: int
+
+
+@dataclass
+class _Run:
+    """Where a trial stands on the simulated clock."""
+
+    record: SimTrial
+    target: int = 0
+    report_at: tuple[int, ...] = ()
+    running: bool = False
+    queued: bool = False
+    closed: bool = False
+    errored: bool = False
+    segment_time: int = 0           # when the current segment (or its extension) began
+    segment_length: int = 0         # the trial's length at that moment
+    generation: int = 0             # invalidates scheduled events of an older segment
+
+
+def full_length(spec: SearcherSpec) -> int:
+    """The length a trial that is never stopped early reaches."""
+    if spec.name == "pbt":
+        return (spec.num_rounds or 0) * (spec.length_per_round or 0)
+    return spec.max_length or 0
+
+
+class Simulation:
+    def __init__(self, searcher: Searcher, objective: Objective, *, workers: int | None,
+                 validation_period: int | None, smaller_is_better: bool,
+                 full_length: int, on_progress: ProgressCallback | None = None) -> None:
+        self.searcher = searcher
+        self.objective = objective
+        self.workers = workers or None          # 0 / None: as many as needed
+        self.period = validation_period or None
+        self.sign = 1.0 if smaller_is_better else -1.0
+        self.full_length = full_length
+        self.on_progress = on_progress
+        self.runs: dict[int, _Run] = {}
+        self.queue: deque[int] = deque()
+        self.events: list[tuple[int, int, int, int]] = []   # (time, trial, generation, length)
+        self.busy = 0
+        self.now = 0
+        self.shut_down = False
+
+    def run(self) -> SimulationResult:
+        self._apply(self.searcher.start())
+        self._fill_slots()
+        handled = 0
+        while self.events and not self.shut_down:
+            time, trial, generation, length = heapq.heappop(self.events)
+            run = self.runs[trial]
+            if generation != run.generation or not run.running:
+                continue  # the segment was stopped or extended after this was scheduled
+            self.now = time
+            self._report(run, length)
+            self._fill_slots()
+            handled += 1
+            if self.on_progress and handled % PROGRESS_EVERY == 0:
+                self.on_progress(self.searcher.progress())
+        return self._result()
+
+    # -- the clock ------------------------------------------------------------------------
+    def _position(self, run: _Run) -> int:
+        if not run.running:
+            return run.record.length
+        return run.segment_length + (self.now - run.segment_time)
+
+    def _next_point(self, run: _Run, position: int) -> int:
+        if self.period:
+            candidate = (position // self.period + 1) * self.period
+        else:
+            index = bisect.bisect_right(run.report_at, position)
+            candidate = run.report_at[index] if index < len(run.report_at) else run.target
+        return max(min(candidate, run.target), position)
+
+    def _schedule(self, run: _Run, position: int) -> None:
+        """(Re)start the clock of a running trial, now at `position`."""
+        run.record.length = position
+        run.segment_time, run.segment_length = self.now, position
+        run.generation += 1
+        point = self._next_point(run, position)
+        event = (self.now + point - position, run.record.trial, run.generation, point)
+        heapq.heappush(self.events, event)
+
+    def _fill_slots(self) -> None:
+        while self.queue and (self.workers is None or self.busy < self.workers):
+            run = self.runs[self.queue.popleft()]
+            if not run.queued:
+                continue  # stopped while waiting
+            run.queued, run.running = False, True
+            self.busy += 1
+            self._schedule(run, run.record.length)
+
+    def _release(self, run: _Run) -> None:
+        run.record.length = self._position(run)
+        run.running = False
+        run.generation += 1
+        self.busy -= 1
+
+    # -- events ---------------------------------------------------------------------------
+    def _report(self, run: _Run, length: int) -> None:
+        record = run.record
+        record.length = length
+        metric = self._evaluate(record, length)
+        if metric is None:
+            self._release(run)
+            run.errored = run.closed = True
+            self._apply(self.searcher.on_exit(record.trial, ExitReason.ERRORED))
+            return
+        record.validations.append((length, metric))
+        segment_ended = length >= run.target
+        if not segment_ended:
+            self._schedule(run, length)
+        self._apply(self.searcher.on_validation(record.trial, length, metric))
+        if segment_ended and run.running and run.target <= length:
+            self._release(run)  # not continued in place: the slot goes to the queue
+
+    def _evaluate(self, record: SimTrial, length: int) -> float | None:
+        """The objective's metric, or None when the trial fails at this length."""
+        try:
+            value = self.objective(record.params, length, record.trial)
+        except Exception:  # noqa: BLE001 - any failure of user code is the trial failing
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ObjectiveError(
+                f"the objective returned {value!r} for trial {record.trial} at length "
+                f"{length}; it must return a number",
+                hint="FUNC(params, length, trial) -> float")
+        return float(value) if math.isfinite(value) else None
+
+    def _apply(self, decisions: list[Decision]) -> None:
+        for decision in decisions:
+            if isinstance(decision, Create):
+                self._create(decision)
+            elif isinstance(decision, Train):
+                self._train(decision)
+            elif isinstance(decision, Stop):
+                self._stop(decision.trial)
+            elif isinstance(decision, Shutdown):
+                self.shut_down = True
+
+    def _create(self, decision: Create) -> None:
+        start = 0
+        if decision.parent is not None:
+            start = self._position(self.runs[decision.parent])
+        record = SimTrial(decision.trial, decision.params, decision.bracket, decision.parent,
+                          start_length=start, length=start)
+        self.runs[decision.trial] = _Run(record)
+
+    def _train(self, decision: Train) -> None:
+        run = self.runs[decision.trial]
+        if run.closed:
+            return
+        run.target, run.report_at = decision.length, tuple(sorted(decision.report_at))
+        if run.running:
+            self._schedule(run, self._position(run))
+        elif not run.queued:
+            run.queued = True
+            self.queue.append(decision.trial)
+
+    def _stop(self, trial: int) -> None:
+        run = self.runs[trial]
+        if run.running:
+            self._release(run)
+        run.queued = False
+        run.closed = True
+
+    # -- the outcome ----------------------------------------------------------------------
+    def _result(self) -> SimulationResult:
+        best: tuple[float, int, int, float] | None = None
+        total = 0
+        for run in self.runs.values():
+            if run.running:
+                self._release(run)
+            record = run.record
+            total += record.length - record.start_length
+            if run.errored:
+                record.state = "errored"
+            elif record.length >= self.full_length:
+                record.state = "completed"
+            else:
+                record.state = "stopped"
+            for length, metric in record.validations:
+                key = (self.sign * metric, record.trial, length, metric)
+                if best is None or key < best:
+                    best = key
+        trials = tuple(self.runs[t].record for t in sorted(self.runs))
+        top = Best(best[1], best[3], best[2]) if best else None
+        return SimulationResult(trials, top, total, self.now)
+
+
+def simulate(spec: ExperimentSpec, objective: Objective, *, workers: int | None = None,
+             validation_period: int | None = None, seed: int = 0,
+             on_progress: ProgressCallback | None = None) -> SimulationResult:
+    """Run the spec's search against `objective` with `workers` simulated slots.
+
+    `workers` None means the spec's max_concurrent_trials (0 there: unlimited).
+    """
+    searcher = make_searcher(spec.searcher, spec.hyperparameters, seed)
+    slots = spec.searcher.max_concurrent_trials if workers is None else workers
+    simulation = Simulation(searcher, objective, workers=slots,
+                            validation_period=validation_period,
+                            smaller_is_better=spec.searcher.smaller_is_better,
+                            full_length=full_length(spec.searcher), on_progress=on_progress)
+    return simulation.run()
+
+
+def load_objective(reference: str, search_dir: str | None = None) -> Objective:
+    """Import `MODULE:FUNC`; MODULE is looked up in `search_dir` (default: the cwd) first."""
+    module_name, _, function_name = reference.partition(":")
+    if not module_name or not function_name:
+        raise ObjectiveError(f"--objective {reference!r} is not MODULE:FUNC",
+                             hint="e.g. --objective cade_cli.search.objectives:power_law")
+    directory = os.path.abspath(search_dir or os.getcwd())
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        raise ObjectiveError(f"cannot import objective module {module_name!r}: {err}",
+                             hint=f"MODULE is imported from {directory} or the installed "
+                                  "packages") from err
+    except Exception as err:
+        raise ObjectiveError(f"importing objective module {module_name!r} failed: "
+                             f"{type(err).__name__}: {err}") from err
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise ObjectiveError(f"module {module_name!r} has no function {function_name!r}",
+                             hint="FUNC(params, length, trial) -> float")
+    objective: Objective = function
+    return objective
+
+
+def result_to_json(result: SimulationResult) -> dict[str, Any]:
+    best = None
+    if result.best is not None:
+        best = {"trial": result.best.trial, "metric": result.best.metric,
+                "length": result.best.length}
+    return {
+        "trials": [{"trial": t.trial, "params": t.params,
+                    "validations": [[length, metric] for length, metric in t.validations],
+                    "final_length": t.length, "state": t.state} for t in result.trials],
+        "best": best,
+        "total_length": result.total_length,
+        "makespan": result.makespan,
+    }

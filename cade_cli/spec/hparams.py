@@ -1,0 +1,128 @@
+"""The `hyperparameters` section -> a `cade_cli.search.space.Nested` (Determined's forms).
+
+A scalar or a list is a constant; a mapping whose `type` is a string is a typed
+hyperparameter (const, int, double, log, categorical); any other mapping is a nested group.
+"""
+
+from __future__ import annotations
+
+import math
+
+from cade_cli.search.space import Categorical, Const, Double, Hyperparameter, Int, Log, Nested
+from cade_cli.spec.reader import MapReader, show_number
+from cade_cli.spec.yamlpos import Loc, Node, Problems, describe, join_path, to_plain
+
+HP_TYPES = ("const", "int", "double", "log", "categorical")
+
+_KEYS = {
+    "const": ("type", "val"),
+    "int": ("type", "minval", "maxval", "count"),
+    "double": ("type", "minval", "maxval", "count"),
+    "log": ("type", "minval", "maxval", "base", "count"),
+    "categorical": ("type", "vals"),
+}
+
+
+def read_space(node: Node | None, problems: Problems, parent_loc: Loc, *, grid: bool) -> Nested:
+    """Read `hyperparameters` (absent or null: no hyperparameters).
+
+    `grid` is True under the grid searcher, which needs `count` on every int/double/log.
+    """
+    if node is None or node.value is None:
+        return Nested(())
+    if not isinstance(node.value, dict):
+        problems.add(node.loc, "hyperparameters", f"expected a mapping of names to hyperparameters, "
+                                                  f"found {describe(node.value)}")
+        return Nested(())
+    return _nested(node, "hyperparameters", problems, grid)
+
+
+def _nested(node: Node, path: str, problems: Problems, grid: bool) -> Nested:
+    assert isinstance(node.value, dict)
+    items: list[tuple[str, Hyperparameter]] = []
+    for name, child in node.value.items():
+        child_path = join_path(path, name)
+        if not name.strip():
+            problems.add(child.key_where, child_path, "expected a non-empty hyperparameter name, found ''")
+            continue
+        items.append((name, _hyperparameter(child, child_path, problems, grid)))
+    # Sorted by name: every traversal (sampling, grid order) is then deterministic.
+    return Nested(tuple(sorted(items, key=lambda item: item[0])))
+
+
+def _hyperparameter(node: Node, path: str, problems: Problems, grid: bool) -> Hyperparameter:
+    value = node.value
+    if not isinstance(value, dict):
+        return Const(_plain_value(node, path, problems))
+    type_node = value.get("type")
+    if type_node is None or not isinstance(type_node.value, str):
+        return _nested(node, path, problems, grid)
+    reader = MapReader(node, path, problems, node.loc)
+    kind = reader.choice("type", HP_TYPES, default="")
+    if not kind:
+        return Const(None)  # the bad type is reported; its other keys cannot be judged
+    reader.reject_unknown(_KEYS[kind])
+    if kind == "const":
+        val = reader.entries.get("val")
+        if val is None:
+            reader.missing("val", "the constant's value")
+        return Const(_plain_value(val, reader.key_path("val"), problems) if val is not None else None)
+    if kind == "categorical":
+        return _categorical(reader, problems)
+    return _ranged(reader, kind, grid)
+
+
+def _plain_value(node: Node, path: str, problems: Problems) -> object:
+    """A constant or categorical value; NaN and infinity are refused (params.json is JSON)."""
+    for inner, inner_path in _walk(node, path):
+        if isinstance(inner.value, float) and not math.isfinite(inner.value):
+            problems.add(inner.loc, inner_path, f"expected a finite value, found {describe(inner)}")
+    return to_plain(node)
+
+
+def _walk(node: Node, path: str) -> list[tuple[Node, str]]:
+    found = [(node, path)]
+    if isinstance(node.value, dict):
+        for key, child in node.value.items():
+            found.extend(_walk(child, join_path(path, key)))
+    elif isinstance(node.value, list):
+        for index, child in enumerate(node.value):
+            found.extend(_walk(child, f"{path}[{index}]"))
+    return found
+
+
+def _categorical(reader: MapReader, problems: Problems) -> Categorical:
+    expected = "a non-empty list of values"
+    node = reader.node("vals", expected, required=True)
+    if node is None:
+        return Categorical(())
+    if not isinstance(node.value, list) or not node.value:
+        reader.bad(node, "vals", expected)
+        return Categorical(())
+    path = reader.key_path("vals")
+    return Categorical(tuple(_plain_value(item, f"{path}[{i}]", problems) for i, item in enumerate(node.value)))
+
+
+def _ranged(reader: MapReader, kind: str, grid: bool) -> Hyperparameter:
+    """int, double and log: minval < maxval, and `count` (required under grid)."""
+    why_count = " (the grid searcher needs it)" if grid else ""
+    count = reader.optional_integer("count", minimum=1, required=grid, why=why_count)
+    if kind == "int":
+        low_int = reader.optional_integer("minval", required=True)
+        high_int = reader.optional_integer("maxval", required=True)
+        _check_order(reader, low_int, high_int)
+        return Int(low_int or 0, high_int or 0, count)
+    low = reader.optional_number("minval", required=True)
+    high = reader.optional_number("maxval", required=True)
+    _check_order(reader, low, high)
+    if kind == "double":
+        return Double(low or 0.0, high or 0.0, count)
+    base = reader.optional_number("base", required=True, why=" (log values are base ** x)")
+    if base is not None and base <= 0:
+        reader.bad(reader.entries["base"], "base", "a number > 0")
+    return Log(low or 0.0, high or 0.0, base or 10.0, count)
+
+
+def _check_order(reader: MapReader, low: float | None, high: float | None) -> None:
+    if low is not None and high is not None and not low < high:
+        reader.bad(reader.entries["minval"], "minval", f"a value below maxval ({show_number(high)})")

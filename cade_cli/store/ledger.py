@@ -1,0 +1,340 @@
+"""The ledger: one SQLite file on the submit side, written by one cade process at a time.
+
+The only importer of sqlite_utils. It holds experiments, trials, segments (one batch job
+each), metrics, and the searcher's events with their decisions and snapshots (the ledger IS
+the searcher's state). Reads return the frozen records of `records.py`. Any SQLite failure
+(corrupt file, not a database, locked) becomes a LedgerError, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from cade_cli.errors import LedgerError, NotFoundError
+from cade_cli.store.journal import journal_mode_for
+from cade_cli.store.schema import MIGRATIONS, MIGRATIONS_TABLE
+from cade_cli.store.records import (
+    ExperimentRecord,
+    MetricRecord,
+    SearcherEventRecord,
+    SegmentRecord,
+    TrialRecord,
+)
+
+DEFAULT_LEDGER = Path(".cade") / "ledger.db"
+LIVE_SEGMENT_STATES = ("intent", "queued", "running")
+BUSY_TIMEOUT_MS = 30_000
+
+_EXPERIMENT_BOOLS = ("smaller_is_better", "code_dirty", "searcher_done")
+_EXPERIMENT_JSON = ("spec",)
+_TRIAL_BOOLS = ("closed",)
+_TRIAL_JSON = ("params", "report_at")
+
+
+def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env["CADE_LEDGER"]) if env.get("CADE_LEDGER") else DEFAULT_LEDGER
+
+
+@contextmanager
+def _sqlite_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.DatabaseError as err:
+        text = str(err)
+        if "locked" in text or "busy" in text:
+            raise LedgerError(f"the ledger {path} is locked: {text}",
+                              hint="another cade process is writing it; try again") from None
+        raise LedgerError(f"the ledger {path} is unreadable: {text}",
+                          hint="is it a cade ledger? restore it from a backup or move it "
+                               "aside and start a new one") from None
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if isinstance(value, (dict, list, tuple)):
+            value = json.dumps(list(value) if isinstance(value, tuple) else value,
+                               sort_keys=True)
+        elif isinstance(value, bool):
+            value = int(value)
+        out[key] = value
+    return out
+
+
+def _decode(row: dict[str, Any], bools: tuple[str, ...], jsons: tuple[str, ...]) -> None:
+    for key in bools:
+        row[key] = bool(row[key])
+    for key in jsons:
+        row[key] = json.loads(row[key])
+
+
+class Ledger:
+    """Open (and create, migrate) the ledger at `path`."""
+
+    def __init__(self, path: str | Path | None = None, *, create: bool = True,
+                 mounts_text: str | None = None) -> None:
+        self.path = (Path(path) if path is not None else default_ledger_path()).absolute()
+        self.state_dir = self.path.parent
+        if not self.path.exists():
+            if not create:
+                raise LedgerError(f"no ledger at {self.path}",
+                                  hint="submit an experiment first (cade submit SPEC), or "
+                                       "pass --ledger / set CADE_LEDGER")
+            self._create_file()
+        with _sqlite_errors(self.path):
+            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db.execute("PRAGMA schema_version").fetchone()  # fails on a non-database
+            self.journal_mode = journal_mode_for(self.path, mounts_text)
+            self._set_journal_mode()
+            self._migrate()
+
+    def _create_file(self) -> None:
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as err:
+            raise LedgerError(f"cannot create the ledger {self.path}: {err.strerror}") from None
+
+    def _set_journal_mode(self) -> None:
+        current = self.db.execute("PRAGMA journal_mode").fetchone()[0].lower()
+        if current != self.journal_mode:
+            self.db.execute(f"PRAGMA journal_mode = {self.journal_mode}").fetchone()
+        if self.journal_mode == "wal":
+            self.db.execute("PRAGMA synchronous = NORMAL")
+
+    def _migrate(self) -> None:
+        self.db.execute(MIGRATIONS_TABLE)
+        done = {row[0] for row in self.db.execute("SELECT id FROM migrations").fetchall()}
+        for number, name, sql in MIGRATIONS:
+            if number in done:
+                continue
+            with self.transaction():
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute("INSERT INTO migrations (id, name, applied) VALUES (?, ?, ?)",
+                                [number, name, time.time()])
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[Ledger]:
+        """One write transaction (BEGIN IMMEDIATE takes the write lock up front)."""
+        with _sqlite_errors(self.path):
+            if self.db.conn.in_transaction:
+                yield self  # already inside one: part of it
+                return
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+        with _sqlite_errors(self.path):
+            return list(self.db.query(sql, list(params)))
+
+    def _exec(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        with _sqlite_errors(self.path):
+            return self.db.execute(sql, list(params))
+
+    def _update(self, table: str, where: dict[str, Any], fields: dict[str, Any]) -> None:
+        if not fields:
+            return
+        values = _encode(fields)
+        assignments = ", ".join(f'"{key}" = ?' for key in values)
+        condition = " AND ".join(f'"{key}" = ?' for key in where)
+        cursor = self._exec(f"UPDATE {table} SET {assignments} WHERE {condition}",
+                            [*values.values(), *where.values()])
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"no {table[:-1]} {tuple(where.values())} in the ledger")
+
+    def _insert(self, table: str, fields: dict[str, Any], ignore: bool = False) -> int:
+        values = _encode(fields)
+        columns = ", ".join(f'"{key}"' for key in values)
+        marks = ", ".join("?" for _ in values)
+        verb = "INSERT OR IGNORE" if ignore else "INSERT"
+        cursor = self._exec(f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+                            .replace("INSERT", verb, 1), list(values.values()))
+        return int(cursor.lastrowid or 0)
+
+    # -- experiments ---------------------------------------------------------------------
+    @staticmethod
+    def _experiment(row: dict[str, Any]) -> ExperimentRecord:
+        row.pop("code_diff", None)
+        _decode(row, _EXPERIMENT_BOOLS, _EXPERIMENT_JSON)
+        return ExperimentRecord(**row)
+
+    def experiments(self) -> list[ExperimentRecord]:
+        return [self._experiment(r) for r in self._rows("SELECT * FROM experiments ORDER BY id")]
+
+    def experiment(self, experiment_id: int) -> ExperimentRecord:
+        rows = self._rows("SELECT * FROM experiments WHERE id = ?", [experiment_id])
+        if not rows:
+            raise NotFoundError(f"no experiment {experiment_id} in {self.path}",
+                                hint="`cade status` lists the experiments")
+        return self._experiment(rows[0])
+
+    def find_experiment(self, ref: str | int | None = None) -> ExperimentRecord:
+        """By id, else by name (the latest with that name); None: the latest experiment."""
+        if ref is None or ref == "":
+            rows = self._rows("SELECT * FROM experiments ORDER BY id DESC LIMIT 1")
+            if not rows:
+                raise NotFoundError(f"no experiments in {self.path} yet",
+                                    hint="submit one with `cade submit SPEC`")
+            return self._experiment(rows[0])
+        text = str(ref).strip()
+        if text.isdigit():
+            return self.experiment(int(text))
+        rows = self._rows("SELECT * FROM experiments WHERE name = ? ORDER BY id DESC LIMIT 1",
+                          [text])
+        if not rows:
+            raise NotFoundError(f"no experiment with id or name {text!r} in {self.path}",
+                                hint="`cade status` lists the experiments")
+        return self._experiment(rows[0])
+
+    def code_diff(self, experiment_id: int) -> str | None:
+        rows = self._rows("SELECT code_diff FROM experiments WHERE id = ?", [experiment_id])
+        return rows[0]["code_diff"] if rows else None
+
+    def create_experiment(self, **fields: Any) -> int:
+        return self._insert("experiments", fields)
+
+    def update_experiment(self, experiment_id: int, **fields: Any) -> None:
+        fields.setdefault("updated", time.time())
+        self._update("experiments", {"id": experiment_id}, fields)
+
+    # -- trials --------------------------------------------------------------------------
+    @staticmethod
+    def _trial(row: dict[str, Any]) -> TrialRecord:
+        _decode(row, _TRIAL_BOOLS, _TRIAL_JSON)
+        row["report_at"] = tuple(row["report_at"])
+        return TrialRecord(**row)
+
+    def trials(self, experiment_id: int) -> list[TrialRecord]:
+        return [self._trial(r) for r in self._rows(
+            "SELECT * FROM trials WHERE experiment = ? ORDER BY id", [experiment_id])]
+
+    def trial(self, experiment_id: int, trial_id: int) -> TrialRecord:
+        rows = self._rows("SELECT * FROM trials WHERE experiment = ? AND id = ?",
+                          [experiment_id, trial_id])
+        if not rows:
+            raise NotFoundError(f"no trial {trial_id} in experiment {experiment_id}",
+                                hint=f"`cade status {experiment_id}` lists its trials")
+        return self._trial(rows[0])
+
+    def insert_trial(self, **fields: Any) -> bool:
+        """Insert a trial unless it exists (applying a Create twice is harmless)."""
+        now = time.time()
+        fields.setdefault("created", now)
+        fields.setdefault("updated", now)
+        before = self.db.conn.total_changes
+        self._insert("trials", fields, ignore=True)
+        return self.db.conn.total_changes > before
+
+    def update_trial(self, experiment_id: int, trial_id: int, **fields: Any) -> None:
+        fields.setdefault("updated", time.time())
+        self._update("trials", {"experiment": experiment_id, "id": trial_id}, fields)
+
+    # -- segments ------------------------------------------------------------------------
+    @staticmethod
+    def _segment(row: dict[str, Any]) -> SegmentRecord:
+        row["index"] = row.pop("idx")
+        return SegmentRecord(**row)
+
+    def segments(self, experiment_id: int, trial: int | None = None,
+                 states: tuple[str, ...] = ()) -> list[SegmentRecord]:
+        sql = "SELECT * FROM segments WHERE experiment = ?"
+        params: list[Any] = [experiment_id]
+        if trial is not None:
+            sql, params = sql + " AND trial = ?", params + [trial]
+        if states:
+            sql += f" AND state IN ({', '.join('?' for _ in states)})"
+            params += list(states)
+        return [self._segment(r) for r in self._rows(sql + " ORDER BY trial, idx", params)]
+
+    def live_segments(self, experiment_id: int) -> list[SegmentRecord]:
+        return self.segments(experiment_id, states=LIVE_SEGMENT_STATES)
+
+    def latest_segment(self, experiment_id: int, trial: int) -> SegmentRecord | None:
+        rows = self._rows("SELECT * FROM segments WHERE experiment = ? AND trial = ? "
+                          "ORDER BY idx DESC LIMIT 1", [experiment_id, trial])
+        return self._segment(rows[0]) if rows else None
+
+    def insert_segment(self, **fields: Any) -> None:
+        fields["idx"] = fields.pop("index")
+        self._insert("segments", fields)
+
+    def update_segment(self, experiment_id: int, trial: int, index: int, **fields: Any) -> None:
+        self._update("segments", {"experiment": experiment_id, "trial": trial, "idx": index},
+                     fields)
+
+    # -- metrics -------------------------------------------------------------------------
+    def add_metric(self, experiment_id: int, trial: int, segment: int, kind: str,
+                   length: int, when: float, values: dict[str, Any]) -> None:
+        self._insert("metrics", {"experiment": experiment_id, "trial": trial,
+                                 "segment": segment, "kind": kind, "length": length,
+                                 "time": when, "values": values})
+
+    def metrics(self, experiment_id: int, trial: int | None = None,
+                kind: str | None = None) -> list[MetricRecord]:
+        sql = "SELECT * FROM metrics WHERE experiment = ?"
+        params: list[Any] = [experiment_id]
+        if trial is not None:
+            sql, params = sql + " AND trial = ?", params + [trial]
+        if kind is not None:
+            sql, params = sql + " AND kind = ?", params + [kind]
+        rows = self._rows(sql + " ORDER BY id", params)
+        return [MetricRecord(experiment=r["experiment"], trial=r["trial"], kind=r["kind"],
+                             length=r["length"], time=r["time"],
+                             values=json.loads(r["values"]), segment=r["segment"])
+                for r in rows]
+
+    # -- searcher events -----------------------------------------------------------------
+    def append_event(self, experiment_id: int, event: dict[str, Any],
+                     decisions: list[dict[str, Any]], snapshot: dict[str, Any]) -> int:
+        rows = self._rows("SELECT COALESCE(MAX(seq), -1) AS last FROM searcher_events "
+                          "WHERE experiment = ?", [experiment_id])
+        seq = int(rows[0]["last"]) + 1
+        self._insert("searcher_events", {
+            "experiment": experiment_id, "seq": seq, "event": event, "decisions": decisions,
+            "snapshot": snapshot, "applied": False, "time": time.time()})
+        return seq
+
+    def events(self, experiment_id: int, unapplied_only: bool = False) -> list[SearcherEventRecord]:
+        sql = "SELECT * FROM searcher_events WHERE experiment = ?"
+        if unapplied_only:
+            sql += " AND applied = 0"
+        rows = self._rows(sql + " ORDER BY seq", [experiment_id])
+        return [SearcherEventRecord(
+            experiment=r["experiment"], seq=r["seq"], event=json.loads(r["event"]),
+            decisions=json.loads(r["decisions"]), snapshot=json.loads(r["snapshot"]),
+            applied=bool(r["applied"]), time=r["time"]) for r in rows]
+
+    def latest_snapshot(self, experiment_id: int) -> dict[str, Any] | None:
+        rows = self._rows("SELECT snapshot FROM searcher_events WHERE experiment = ? "
+                          "ORDER BY seq DESC LIMIT 1", [experiment_id])
+        return json.loads(rows[0]["snapshot"]) if rows else None
+
+    def mark_applied(self, experiment_id: int, seq: int) -> None:
+        self._update("searcher_events", {"experiment": experiment_id, "seq": seq},
+                     {"applied": True})

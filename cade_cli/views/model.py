@@ -1,0 +1,264 @@
+"""What the views show, computed from ledger records only: the rung ladder, progress, sorted
+trials, flattened hyperparameters, learning curves, sparklines.
+
+Pure: every function here is a function of records (no clock, no terminal, no I/O). `views`
+(rich), `plots` (plotext, matplotlib), `htmlreport` (SVG) and `export` all draw from it, so
+they agree on every number.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cade_cli.errors import CadeError
+from cade_cli.search.plan import Plan, preview
+from cade_cli.store.records import ExperimentRecord, MetricRecord, SegmentRecord, TrialRecord
+from cade_cli.spec.experiment import spec_from_raw
+
+SORTS = ("metric", "id", "state", "length")
+ACTIVE_TRIAL_STATES = frozenset({"queued", "running", "preempted"})
+ENDED_TRIAL_STATES = frozenset({"stopped", "completed", "errored"})
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+class LedgerReader(Protocol):
+    """The part of the ledger the views read (see ledger.py)."""
+
+    def experiments(self) -> list[ExperimentRecord]: ...
+    def trials(self, exp: int) -> list[TrialRecord]: ...
+    def segments(self, exp: int, trial: int | None = None) -> list[SegmentRecord]: ...
+    def metrics(self, exp: int, trial: int | None = None,
+                kind: str | None = None) -> list[MetricRecord]: ...
+
+
+@dataclass(frozen=True)
+class ExperimentData:
+    """Everything the ledger holds about one experiment."""
+
+    experiment: ExperimentRecord
+    trials: tuple[TrialRecord, ...] = ()
+    segments: tuple[SegmentRecord, ...] = ()
+    metrics: tuple[MetricRecord, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One frame's worth of data: all experiments, and the details of the selected one."""
+
+    experiments: tuple[ExperimentRecord, ...]
+    current: ExperimentData | None
+    taken: float                    # when it was read (durations are relative to it)
+    message: str = ""               # e.g. why the last sync failed
+
+
+def read_experiment(ledger: LedgerReader, exp: ExperimentRecord) -> ExperimentData:
+    return ExperimentData(exp, tuple(ledger.trials(exp.id)), tuple(ledger.segments(exp.id)),
+                          tuple(ledger.metrics(exp.id)))
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+
+def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested hyperparameters -> {"a.b": value}; lists become JSON text (one cell each)."""
+    flat: dict[str, Any] = {}
+    for name in sorted(params):
+        value = params[name]
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(flatten_params(value, key + "."))
+        elif isinstance(value, (list, tuple)):
+            flat[key] = json.dumps(list(value))
+        else:
+            flat[key] = value
+    return flat
+
+
+def param_columns(trials: Iterable[TrialRecord]) -> list[str]:
+    names: set[str] = set()
+    for trial in trials:
+        names.update(flatten_params(trial.params))
+    return sorted(names)
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+# ----------------------------------------------------------------------------- the rung ladder
+
+def search_plan(raw: dict[str, Any]) -> Plan | None:
+    """The plan `cade preview` shows for the stored spec; None if it no longer validates."""
+    try:
+        return preview(spec_from_raw(raw))
+    except CadeError:
+        return None
+
+
+def rung_ladders(data: ExperimentData) -> list[list[int]]:
+    """Rung lengths of each bracket (one bracket unless the searcher is adaptive_asha)."""
+    plan = search_plan(data.experiment.spec)
+    if plan is not None:
+        return [list(bracket.rungs) for bracket in plan.brackets]
+    # A spec this version no longer accepts: one rung at the longest target seen.
+    return [[max([t.target_length for t in data.trials] + [1])]]
+
+
+@dataclass(frozen=True)
+class RungStats:
+    length: int
+    reached: int = 0      # reported at this rung's length
+    promoted: int = 0     # went on past it
+    stopped: int = 0      # ended here or on the way to the next rung (top rung: completed)
+    errored: int = 0      # failed while training towards it
+    running: int = 0      # queued or training towards it now
+    waiting: int = 0      # reported here, waiting for a decision
+
+
+def _rung_counts(trial: TrialRecord, lengths: list[int], i: int) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    # Headed for rung i: a new trial (i == 0), or one that reached rung i - 1 and was sent
+    # on past it. One stopped at rung i - 1 is counted there, not here again.
+    below = i == 0 or (trial.length >= lengths[i - 1]
+                       and max(trial.length, trial.target_length) > lengths[i - 1])
+    if trial.length >= lengths[i]:
+        counts["reached"] += 1
+        last = i == len(lengths) - 1
+        if not last and max(trial.length, trial.target_length) > lengths[i]:
+            counts["promoted"] += 1
+        elif trial.state in ENDED_TRIAL_STATES:
+            counts["stopped"] += 1
+        else:
+            counts["waiting"] += 1
+    elif below and trial.state == "errored":
+        counts["errored"] += 1
+    elif below and trial.state in ENDED_TRIAL_STATES:  # stopped on the way (canceled)
+        counts["stopped"] += 1
+    elif below and trial.state in ACTIVE_TRIAL_STATES:
+        counts["running"] += 1
+    return counts
+
+
+def ladder_stats(data: ExperimentData) -> list[list[RungStats]]:
+    """Per bracket, per rung: how many trials reached, were promoted, stopped, are running."""
+    ladders = rung_ladders(data)
+    result: list[list[RungStats]] = []
+    for index, lengths in enumerate(ladders):
+        members = [t for t in data.trials if min(t.bracket, len(ladders) - 1) == index]
+        rungs = []
+        for i, length in enumerate(lengths):
+            counts: Counter[str] = Counter()
+            for trial in members:
+                counts.update(_rung_counts(trial, lengths, i))
+            rungs.append(RungStats(length, **counts))
+        result.append(rungs)
+    return result
+
+
+# ----------------------------------------------------------------------------- progress, metrics
+
+def planned_length(data: ExperimentData) -> int:
+    """The total length the search trains if it runs to the end (as `cade preview` says)."""
+    plan = search_plan(data.experiment.spec)
+    if plan is not None:
+        return plan.total_length
+    return sum(max(t.length, t.target_length) for t in data.trials)
+
+
+def progress(data: ExperimentData) -> float:
+    """Trained length over what the search will train: the plan, or more when it has gone past.
+
+    The asynchronous promotion type may promote more trials than the plan, and a restarted
+    segment retrains from its checkpoint, so the trained length can pass the plan's total.
+    The work already committed (what open trials still train to their target) then counts
+    too, and only a completed experiment shows 100%.
+    """
+    if data.experiment.state == "completed":
+        return 1.0
+    trained = sum(t.length for t in data.trials)
+    committed = sum(max(t.target_length - t.length, 0) for t in data.trials if not t.closed)
+    fraction = trained / max(planned_length(data), trained + committed, 1)
+    return min(fraction, 0.99)
+
+
+def validation_curve(data: ExperimentData, trial: int) -> list[tuple[int, float]]:
+    """(length, searcher metric) in length order; a length reported twice keeps the last."""
+    points: dict[int, float] = {}
+    for record in sorted(data.metrics, key=lambda m: (m.length, m.time)):
+        value = record.values.get(data.experiment.metric)
+        if record.trial == trial and record.kind == "validation" and value is not None:
+            points[record.length] = float(value)
+    return sorted(points.items())
+
+
+def best_metric(data: ExperimentData, trial: TrialRecord) -> float | None:
+    if trial.best_metric is not None:
+        return trial.best_metric
+    values = [v for _, v in validation_curve(data, trial.id)]
+    if not values:
+        return None
+    return min(values) if data.experiment.smaller_is_better else max(values)
+
+
+def best_trial(data: ExperimentData) -> TrialRecord | None:
+    ranked = sort_trials(data, "metric")
+    return ranked[0] if ranked and best_metric(data, ranked[0]) is not None else None
+
+
+def latest_segments(data: ExperimentData) -> dict[int, SegmentRecord]:
+    latest: dict[int, SegmentRecord] = {}
+    for segment in sorted(data.segments, key=lambda s: s.index):
+        latest[segment.trial] = segment
+    return latest
+
+
+def sort_trials(data: ExperimentData, sort: str, reverse: bool = False) -> list[TrialRecord]:
+    """Trials in display order; by metric the best comes first and trials with none come last."""
+    if sort == "metric":
+        sign = 1.0 if data.experiment.smaller_is_better else -1.0
+
+        def metric_key(t: TrialRecord) -> tuple[bool, float, int]:
+            value = best_metric(data, t)
+            return (value is None, sign * value if value is not None else 0.0, t.id)
+
+        ranked = sorted(data.trials, key=metric_key)
+        if reverse:  # the best last, still keeping trials without a metric at the bottom
+            scored = [t for t in ranked if best_metric(data, t) is not None]
+            ranked = scored[::-1] + ranked[len(scored):]
+        return ranked
+    keys = {"id": lambda t: (t.id,), "state": lambda t: (t.state, t.id),
+            "length": lambda t: (-t.length, t.id)}
+    if sort not in keys:
+        raise ValueError(f"unknown sort {sort!r}; expected one of {', '.join(SORTS)}")
+    return sorted(data.trials, key=keys[sort], reverse=reverse)
+
+
+def sparkline(values: list[float], low: float, high: float, width: int) -> str:
+    """Unicode block sparkline; more points than `width` are sampled evenly."""
+    if len(values) > width:
+        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    span = high - low
+    top = len(SPARK_BLOCKS) - 1
+    return "".join(SPARK_BLOCKS[round((v - low) / span * top) if span > 0 else top // 2]
+                   for v in values)
+
+
+def duration(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

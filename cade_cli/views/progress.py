@@ -1,0 +1,82 @@
+"""The live progress of a driven experiment (submit / watch), and its one-line summary.
+
+Pure functions of records: the CLI puts the renderable in a rich Live on stderr, or prints
+the summary line when stderr is not a terminal (a detached driver's log).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from cade_cli.store.records import TRIAL_STATES, ExperimentRecord, TrialRecord
+
+STATE_STYLES = {"running": "green", "queued": "yellow", "paused": "cyan",
+                "preempted": "magenta", "errored": "red", "completed": "bold",
+                "stopped": "dim"}
+
+
+def best_trial(exp: ExperimentRecord, trials: list[TrialRecord]) -> TrialRecord | None:
+    scored = [t for t in trials if t.best_metric is not None]
+    if not scored:
+        return None
+    sign = 1.0 if exp.smaller_is_better else -1.0
+    return min(scored, key=lambda t: (sign * float(t.best_metric or 0.0), t.id))
+
+
+def state_counts(trials: list[TrialRecord]) -> str:
+    counts = Counter(t.state for t in trials)
+    parts = [f"{counts[s]} {s}" for s in TRIAL_STATES if counts[s]]
+    return ", ".join(parts) if parts else "no trials yet"
+
+
+def best_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
+    top = best_trial(exp, trials)
+    if top is None:
+        return f"best {exp.metric}: none yet"
+    return (f"best {exp.metric}: {top.best_metric:.6g} (trial {top.id}, length "
+            f"{top.best_length if top.best_length is not None else top.length})")
+
+
+def rung_counts(trials: list[TrialRecord]) -> list[tuple[int, int, int]]:
+    """(length, trials that reached it, trials sent to it) for every target length."""
+    lengths = sorted({t.target_length for t in trials if t.target_length > 0})
+    rows = []
+    for length in lengths:
+        sent = sum(1 for t in trials if t.target_length >= length)
+        reached = sum(1 for t in trials if t.length >= length)
+        rows.append((length, reached, sent))
+    return rows
+
+
+def summary_line(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
+    return (f"experiment {exp.id} {exp.name} [{exp.state}]: {state_counts(trials)}; "
+            f"{best_text(exp, trials)}")
+
+
+def progress_view(exp: ExperimentRecord, trials: list[TrialRecord],
+                  searcher_progress: float | None = None) -> RenderableType:
+    title = Text(f"experiment {exp.id} {exp.name} ", style="bold")
+    title.append(f"({exp.searcher}, {exp.backend}) ", style="")
+    title.append(exp.state, style=STATE_STYLES.get(exp.state, ""))
+    if searcher_progress is not None:
+        title.append(f"  {searcher_progress:.0%} of the search")
+    states = Text()
+    counts = Counter(t.state for t in trials)
+    for state in TRIAL_STATES:
+        if counts[state]:
+            states.append(f"{counts[state]} {state}  ", style=STATE_STYLES.get(state, ""))
+    if not trials:
+        states.append("no trials yet")
+    rungs = Table(box=None, show_header=True, header_style="bold", pad_edge=False)
+    rungs.add_column("length", justify="right")
+    rungs.add_column("reached", justify="right")
+    rungs.add_column("", justify="left")
+    for length, reached, sent in rung_counts(trials):
+        filled = round(10 * reached / sent) if sent else 0
+        rungs.add_row(str(length), f"{reached}/{sent}", "#" * filled + "." * (10 - filled))
+    footer = Text("Ctrl-C detaches; the experiment goes on.", style="dim")
+    return Group(title, states, Text(best_text(exp, trials)), rungs, footer)
