@@ -175,9 +175,11 @@ def test_a_job_ignoring_term_is_killed_after_the_grace(
     scheduler = LocalScheduler(state, slots=1, gpus=[])
     job = local_job(tmp_path / "j", "trap '' TERM\necho $$ > shell.pid\nwhile :; do sleep 0.05; done")
     job_id = scheduler.submit(job)
-    while not (tmp_path / "j" / "shell.pid").exists():
+    pid_file = tmp_path / "j" / "shell.pid"
+    # The file exists a moment before echo has written into it: wait for the whole line.
+    while not pid_file.exists() or not pid_file.read_text().endswith("\n"):
         time.sleep(0.05)
-    shell = int((tmp_path / "j" / "shell.pid").read_text())
+    shell = int(pid_file.read_text())
     scheduler.cancel([job_id])
     assert scheduler.poll([job_id])[job_id].state == JobState.CANCELLED
     deadline = time.monotonic() + 10
