@@ -136,7 +136,7 @@ def test_cluster_scripts_parse(tmp_path: Path, layout: tuple[Path, Path], backen
     # PBS refuses spaces in output paths; ${IFS} plants the space for the shell instead.
     run_dir = tmp_path / "run`touch${IFS}canary`;touch${IFS}canary"
     cade_env = render.cade_environment(
-        spec, experiment_id=5, trial_id=1, segment=1, run_dir=run_dir, trial_dir=tmp_path,
+        spec, backend=backend, experiment_id=5, trial_id=1, segment=1, run_dir=run_dir, trial_dir=tmp_path,
         start_length=0, target_length=10, report_at=[5], resume_from=None, trial_seed=3,
     )
     context = render.build_context(spec, backend=backend, job_name="cade-5-1-1", cade_env=cade_env,

@@ -45,6 +45,7 @@ def render_case(backend: str, launcher: str, slots: int) -> str:
     root = Path("/scratch/.cade/experiments/7")
     cade_env = render.cade_environment(
         spec,
+        backend=backend,
         experiment_id=7,
         trial_id=3,
         segment=2,

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cade_cli.jobs import render
+from cade_cli.jobs.layout import Layout, trial_layout
 from cade_cli.errors import SpecError
 from cade_cli.search.space import Nested
 from cade_cli.spec.experiment import ExperimentSpec, ResourcesSpec, SearcherSpec
@@ -26,7 +27,7 @@ def make_spec(**changes: object) -> ExperimentSpec:
 
 def context_for(spec: ExperimentSpec, backend: str = "local", directives: tuple[str, ...] = ()) -> dict:
     cade_env = render.cade_environment(
-        spec, experiment_id=1, trial_id=2, segment=3, run_dir=Path("/r/trials/2/segments/3"),
+        spec, backend=backend, experiment_id=1, trial_id=2, segment=3, run_dir=Path("/r/trials/2/segments/3"),
         trial_dir=Path("/r/trials/2"), start_length=0, target_length=10, report_at=[5, 10],
         resume_from=None, trial_seed=9,
     )
@@ -65,9 +66,9 @@ def test_context_is_plain_sorted_strings() -> None:
 
 def test_task_layout() -> None:
     four_on_two = ResourcesSpec(slots_per_trial=4, slots_per_node=2)
-    assert render.task_layout(make_spec(resources=four_on_two)) == (2, 2, 4)
+    assert trial_layout(make_spec(resources=four_on_two), "local") == Layout(2, 2, 4, 2, 0)
     none_launcher = ResourcesSpec(slots_per_trial=4, slots_per_node=2, launcher="none")
-    assert render.task_layout(make_spec(resources=none_launcher)) == (2, 1, 2)
+    assert trial_layout(make_spec(resources=none_launcher), "slurm") == Layout(2, 2, 2, 1, 0)
 
 
 def test_bad_environment_names_and_multiline_directives_are_refused() -> None:

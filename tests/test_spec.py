@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cade_cli.errors import SpecError
+from cade_cli.jobs.layout import trial_layout
 from cade_cli.search.space import Categorical, Const, Double, Int, Log, Nested
 from cade_cli.spec.experiment import (
     CheckpointStorageSpec,
@@ -189,7 +190,8 @@ def test_environment_variable_forms() -> None:
 
 def test_scheduler_sections() -> None:
     spec = load_spec(SPECS / "grid.yaml")
-    assert spec.resources.nodes == 2 and spec.resources.tasks_per_node == 2
+    layout = trial_layout(spec, "slurm")
+    assert layout.nodes == 2 and layout.tasks_per_node == 2
     assert spec.slurm.sbatch_args == ("--exclusive",) and spec.slurm.account == "proj-123"
     pbs = load_spec(SPECS / "async_halving.yaml").pbs
     assert pbs.pbsbatch_args == ("-l", "place=scatter") and pbs.account == "proj-9"

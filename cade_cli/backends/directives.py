@@ -89,20 +89,6 @@ def canonical_option(option: str, short_names: dict[str, str]) -> str:
     return short_names.get(option, option)
 
 
-def layout(slots_per_trial: int, slots_per_node: int, key: str) -> tuple[int, int]:
-    """(nodes, tasks per node); a trial spanning nodes must fill each node equally."""
-    if slots_per_trial < 1 or slots_per_node < 1:
-        raise SpecError(f"{key}: slots must be >= 1 (got {slots_per_trial} per trial, "
-                        f"{slots_per_node} per node)")
-    if slots_per_trial <= slots_per_node:
-        return 1, slots_per_trial
-    if slots_per_trial % slots_per_node:
-        raise SpecError(
-            f"{key}: slots_per_trial ({slots_per_trial}) is not a multiple of slots_per_node "
-            f"({slots_per_node})", hint="every node of a trial runs the same number of ranks")
-    return slots_per_trial // slots_per_node, slots_per_node
-
-
 def mem_megabytes(text: str, key: str = "resources.mem_per_node") -> int:
     """'16G', '16GB', '16gib', '512M', '2048' (MB) -> megabytes."""
     match = _MEM_RE.match(str(text))

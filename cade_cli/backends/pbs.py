@@ -30,7 +30,6 @@ from cade_cli.backends.directives import (
     STDERR_FILE,
     STDOUT_FILE,
     group_passthrough,
-    layout,
     mem_megabytes,
     quoted,
     read_exit_file,
@@ -46,6 +45,7 @@ from cade_cli.backends.retry import (
 )
 from cade_cli.backends.slurm_parse import current_user
 from cade_cli.errors import SchedulerError, SpecError
+from cade_cli.jobs.layout import trial_layout
 from cade_cli.spec.experiment import ExperimentSpec
 
 PASSTHROUGH_KEY = "pbs.pbsbatch_args"
@@ -67,15 +67,15 @@ def walltime(seconds: int) -> str:
 
 def _select(spec: ExperimentSpec) -> tuple[str, int]:
     res = spec.resources
-    per_node = spec.pbs.slots_per_node or res.slots_per_node or res.slots_per_trial
-    nodes, tasks = layout(res.slots_per_trial, per_node, "pbs.slots_per_node")
-    chunk = f"select={nodes}:ncpus={tasks * res.cpus_per_slot}"
-    if res.slot_type == "gpu":
-        chunk += f":ngpus={tasks}"
+    layout = trial_layout(spec, "pbs")
+    tasks = layout.tasks_per_node
+    chunk = f"select={layout.nodes}:ncpus={tasks * res.cpus_per_slot}"
+    if layout.gpus_per_node:
+        chunk += f":ngpus={layout.gpus_per_node}"
     chunk += f":mpiprocs={tasks}"
     if res.mem_per_node:
         chunk += f":mem={mem_megabytes(res.mem_per_node)}mb"
-    return chunk, nodes
+    return chunk, layout.nodes
 
 
 def _managed(spec: ExperimentSpec, job_name: str, run_dir: Path | str) -> list[tuple[str, str]]:

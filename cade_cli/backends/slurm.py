@@ -31,7 +31,6 @@ from cade_cli.backends.directives import (
     STDOUT_FILE,
     canonical_option,
     group_passthrough,
-    layout,
     mem_megabytes,
     notice_seconds,
     quoted,
@@ -48,6 +47,7 @@ from cade_cli.backends.retry import (
     run_subprocess,
 )
 from cade_cli.errors import SchedulerError, SpecError
+from cade_cli.jobs.layout import trial_layout
 from cade_cli.spec.experiment import ExperimentSpec
 
 PASSTHROUGH_KEY = "slurm.sbatch_args"
@@ -81,12 +81,11 @@ def walltime(seconds: int) -> str:
 def _managed(spec: ExperimentSpec, job_name: str, run_dir: Path | str) -> dict[str, object]:
     """Long option name -> value (None: a flag) for everything cade decides."""
     res = spec.resources
-    per_node = spec.slurm.slots_per_node or res.slots_per_node or res.slots_per_trial
-    nodes, tasks_per_node = layout(res.slots_per_trial, per_node, "slurm.slots_per_node")
+    layout = trial_layout(spec, "slurm")
     out: dict[str, object] = {
         "job-name": job_name,
-        "nodes": nodes,
-        "ntasks-per-node": tasks_per_node,
+        "nodes": layout.nodes,
+        "ntasks-per-node": layout.tasks_per_node,
         "cpus-per-task": res.cpus_per_slot,
         "output": f"{run_dir}/{STDOUT_FILE}",
         "error": f"{run_dir}/{STDERR_FILE}",
@@ -95,9 +94,9 @@ def _managed(spec: ExperimentSpec, job_name: str, run_dir: Path | str) -> dict[s
         "signal": f"B:{res.preempt_signal.upper().removeprefix('SIG')}@"
                   f"{notice_seconds(res.preempt_notice, res.time)}",
     }
-    if res.slot_type == "gpu":
+    if layout.gpus_per_node:
         gpu_type = spec.slurm.gpu_type
-        out["gpus-per-node"] = f"{gpu_type}:{tasks_per_node}" if gpu_type else tasks_per_node
+        out["gpus-per-node"] = f"{gpu_type}:{layout.gpus_per_node}" if gpu_type else layout.gpus_per_node
     if res.mem_per_node:
         out["mem"] = f"{mem_megabytes(res.mem_per_node)}M"
     if res.time is not None:

@@ -60,25 +60,13 @@ def show_command(name: str, template_dirs: tuple[Path, ...]) -> None:
 @_DIR_OPTION
 def render_command(spec_path: str, backend: str, overrides: tuple[str, ...],
                    template_dirs: tuple[Path, ...]) -> None:
-    """Print the job script SPEC's first trial segment would submit (nothing is written)."""
-    from cade_cli.jobs.rundir import scheduler_directives
+    """Print the job script SPEC's first trial segment would submit (nothing is recorded)."""
+    from cade_cli.engine.lifecycle import dry_run_script
     from cade_cli.spec.experiment import load_spec
 
     spec = load_spec(spec_path, overrides)
-    root = Path(".cade/experiments/0").absolute()
-    run_dir, trial_dir = root / "trials/1/segments/1", root / "trials/1"
-    name = render.job_name(0, 1, 1)
-    cade_env = render.cade_environment(
-        spec, experiment_id=0, trial_id=1, segment=1, run_dir=run_dir, trial_dir=trial_dir,
-        start_length=0, target_length=spec.searcher.max_length or 0, report_at=[],
-        resume_from=None, trial_seed=0,
-    )
-    context = render.build_context(
-        spec, backend=backend, job_name=name, cade_env=cade_env,
-        directives=scheduler_directives(backend, spec, name, run_dir),
-    )
-    dirs = _template_dirs(template_dirs)
-    click.echo(render.render_script(render.TEMPLATE_FOR_BACKEND[backend], context, dirs), nl=False)
+    text = dry_run_script(spec, backend, load_settings(), _template_dirs(template_dirs))
+    click.echo(text, nl=False)
 
 
 def register(cli: click.Group) -> None:

@@ -13,7 +13,7 @@ import getpass
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -80,8 +80,15 @@ def experiment_spec(exp: ExperimentRecord) -> ExperimentSpec:
     return spec_from_raw(exp.spec, exp.spec_path or "<ledger>", workdir)
 
 
-def dry_run_script(spec: ExperimentSpec, backend: str, settings: Settings) -> str:
-    """The job script of the first trial's first segment; nothing is recorded."""
+def dry_run_script(spec: ExperimentSpec, backend: str, settings: Settings,
+                   template_dirs: Sequence[str | Path] | None = None) -> str:
+    """The job script of the first trial's first segment; nothing is recorded.
+
+    The one renderer of a first script (`cade submit --dry-run`, `cade templates render`).
+    `template_dirs` default to the `templates` setting.
+    """
+    if template_dirs is None:
+        template_dirs = (settings.templates,) if settings.templates else ()
     seed = spec.experiment_seed if spec.experiment_seed is not None else 0
     decisions = make_searcher(spec.searcher, spec.hyperparameters, seed).start()
     create = next(d for d in decisions if isinstance(d, Create))
@@ -94,7 +101,7 @@ def dry_run_script(spec: ExperimentSpec, backend: str, settings: Settings) -> st
             start_length=0, target_length=target,
             report_at=list(train.report_at) if train else [target], resume_from=None,
             trial_seed=trial_seed(seed, create.trial), backend=backend, exp_root=root,
-            template_dirs=(settings.templates,) if settings.templates else ())
+            template_dirs=template_dirs)
         return paths.script.read_text(encoding="utf-8")
 
 

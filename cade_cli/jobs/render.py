@@ -24,14 +24,22 @@ from typing import Any
 import jinja2
 
 from cade_cli.errors import SpecError
+from cade_cli.jobs.layout import trial_layout
 from cade_cli.spec.experiment import ExperimentSpec
 
 BUILTIN_PREFIX = "builtin:"
+# The one backend -> template map. A cluster backend's driver job template shares the
+# job template's suffix: slurm.sbatch.j2 -> driver.sbatch.j2.
 TEMPLATE_FOR_BACKEND = {"local": "local.sh.j2", "slurm": "slurm.sbatch.j2", "pbs": "pbs.pbs.j2"}
 LAUNCHERS = ("torch", "horovod", "none")
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JOB_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def driver_template(backend: str) -> str:
+    """The driver job template of a cluster backend (`slurm` or `pbs`)."""
+    return "driver." + TEMPLATE_FOR_BACKEND[backend].split(".", 1)[1]
 
 
 def builtin_template_dir() -> Path:
@@ -191,17 +199,10 @@ def job_name(experiment_id: int | str, trial_id: int, segment: int,
     return name
 
 
-def task_layout(spec: ExperimentSpec) -> tuple[int, int, int]:
-    """(nodes, tasks per node, total ranks). Launcher `none` runs one process per node."""
-    res = spec.resources
-    if res.launcher == "none":
-        return res.nodes, 1, res.nodes
-    return res.nodes, res.tasks_per_node, res.slots_per_trial
-
-
 def cade_environment(
     spec: ExperimentSpec,
     *,
+    backend: str,
     experiment_id: int | str,
     trial_id: int,
     segment: int,
@@ -214,8 +215,8 @@ def cade_environment(
     trial_seed: int,
     decision_wait: float = 0.0,
 ) -> dict[str, str]:
-    """The CADE_* variables of docs/DEVELOPING.md, as strings."""
-    nodes, tasks_per_node, nprocs = task_layout(spec)
+    """The CADE_* variables of docs/DEVELOPING.md, as strings; the layout is `backend`'s."""
+    layout = trial_layout(spec, backend)
     return {
         "CADE_EXPERIMENT_ID": str(experiment_id),
         "CADE_TRIAL_ID": str(trial_id),
@@ -230,9 +231,9 @@ def cade_environment(
         "CADE_RESUME_FROM": "" if resume_from is None else str(resume_from),
         "CADE_METRIC": spec.searcher.metric,
         "CADE_LAUNCHER": spec.resources.launcher,
-        "CADE_NPROCS": str(nprocs),
-        "CADE_NODES": str(nodes),
-        "CADE_TASKS_PER_NODE": str(tasks_per_node),
+        "CADE_NPROCS": str(layout.ranks),
+        "CADE_NODES": str(layout.nodes),
+        "CADE_TASKS_PER_NODE": str(layout.ranks_per_node),
         "CADE_SEED": str(trial_seed),
         "CADE_DECISION_WAIT": f"{decision_wait:g}",
     }
@@ -251,7 +252,7 @@ def build_context(
         if "\n" in directive or "\r" in directive:
             raise SpecError(f"scheduler option {directive!r} spans several lines")
     user_env = _user_environment(spec)
-    nodes, tasks_per_node, nprocs = task_layout(spec)
+    layout = trial_layout(spec, backend)
     run_dir = Path(cade_env["CADE_RUN_DIR"])
     return {
         "backend": backend,
@@ -267,9 +268,9 @@ def build_context(
         "entrypoint": [str(a) for a in spec.entrypoint],
         "preempt_signal": spec.resources.preempt_signal,
         "preempt_notice": str(spec.resources.preempt_notice),
-        "nodes": str(nodes),
-        "tasks_per_node": str(tasks_per_node),
-        "nprocs": str(nprocs),
+        "nodes": str(layout.nodes),
+        "tasks_per_node": str(layout.ranks_per_node),
+        "nprocs": str(layout.ranks),
     }
 
 

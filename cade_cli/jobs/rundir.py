@@ -86,6 +86,7 @@ def prepare_segment(
 
     cade_env = render.cade_environment(
         spec,
+        backend=backend,
         experiment_id=experiment_id,
         trial_id=trial_id,
         segment=segment,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.errors import SpecError
+from cade_cli.jobs.layout import UnevenNodes, split_slots
 from cade_cli.search.space import Space
 from cade_cli.spec.hparams import read_space
 from cade_cli.spec.reader import MapReader
@@ -91,15 +92,6 @@ class ResourcesSpec:
     launcher: str = "torch"                # torch | horovod | none
     preempt_signal: str = "USR1"           # notice sent before the time limit / preemption
     preempt_notice: int = 120              # seconds of notice
-
-    @property
-    def nodes(self) -> int:
-        per_node = self.slots_per_node or self.slots_per_trial
-        return max(1, -(-self.slots_per_trial // per_node))
-
-    @property
-    def tasks_per_node(self) -> int:
-        return self.slots_per_node or self.slots_per_trial
 
 
 @dataclass(frozen=True)
@@ -241,8 +233,8 @@ def _build(root: Node, problems: Problems) -> dict[str, Any]:
         "checkpoint_storage": _checkpoint_storage(top.section("checkpoint_storage")),
         "experiment_seed": _seed(top.section("reproducibility")),
         "environment_variables": _environment(top.section("environment"), resources.slot_type),
-        "slurm": _slurm(top.section("slurm")),
-        "pbs": _pbs(top.section("pbs")),
+        "slurm": _slurm(top.section("slurm"), resources.slots_per_trial),
+        "pbs": _pbs(top.section("pbs"), resources.slots_per_trial),
     }
 
 
@@ -326,21 +318,33 @@ def _environment(section: MapReader, slot_type: str) -> tuple[tuple[str, str], .
     return read_environment(section, slot_type)
 
 
-def _slurm(section: MapReader) -> SlurmSpec:
+def _node_size(section: MapReader, slots_per_trial: int) -> int | None:
+    """A backend's slots_per_node: larger nodes are fine, but a trial spanning nodes fills them equally."""
+    per_node = section.optional_integer("slots_per_node", minimum=1)
+    try:
+        split_slots(slots_per_trial, per_node)
+    except UnevenNodes:
+        section.bad(section.entries["slots_per_node"], "slots_per_node",
+                    f"a divisor of resources.slots_per_trial ({slots_per_trial}) or a number at least as large",
+                    why=" (every node of a trial runs the same number of tasks)")
+    return per_node
+
+
+def _slurm(section: MapReader, slots_per_trial: int) -> SlurmSpec:
     section.reject_unknown(("sbatch_args", "slots_per_node", "gpu_type", "account", "qos"))
     return SlurmSpec(
         sbatch_args=section.string_list("sbatch_args"),
-        slots_per_node=section.optional_integer("slots_per_node", minimum=1),
+        slots_per_node=_node_size(section, slots_per_trial),
         gpu_type=section.optional_string("gpu_type"),
         account=section.optional_string("account"),
         qos=section.optional_string("qos"),
     )
 
 
-def _pbs(section: MapReader) -> PbsSpec:
+def _pbs(section: MapReader, slots_per_trial: int) -> PbsSpec:
     section.reject_unknown(("pbsbatch_args", "slots_per_node", "account"))
     return PbsSpec(
         pbsbatch_args=section.string_list("pbsbatch_args"),
-        slots_per_node=section.optional_integer("slots_per_node", minimum=1),
+        slots_per_node=_node_size(section, slots_per_trial),
         account=section.optional_string("account"),
     )
