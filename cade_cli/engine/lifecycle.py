@@ -38,7 +38,8 @@ from cade_cli.jobs.rundir import prepare_segment
 from cade_cli.search.searchers import make_searcher, restore_searcher
 from cade_cli.search.searchers.base import Create, ExitReason, Train, decision_to_json
 from cade_cli.spec.settings import Settings
-from cade_cli.spec.experiment import ExperimentSpec, spec_from_raw
+from cade_cli.spec import stored
+from cade_cli.spec.experiment import ExperimentSpec
 
 TERMINAL_STATES = ("completed", "errored", "canceled")
 Clock = Callable[[], float]
@@ -56,7 +57,8 @@ def submit(ledger: Ledger, spec: ExperimentSpec, backend: str, *, message: str =
         exp_id = ledger.create_experiment(
             name=spec.name, state="pending", searcher=spec.searcher.name,
             metric=spec.searcher.metric, smaller_is_better=spec.searcher.smaller_is_better,
-            backend=backend, seed=seed, spec=spec.raw, spec_path=spec.source,
+            backend=backend, seed=seed, spec=spec.raw, stored_spec=stored.to_json(spec),
+            spec_path=spec.source,
             owner=_owner(), created=now, updated=now, code_commit=code.commit,
             code_dirty=code.dirty, code_diff=code.diff, message=message)
         root = (ledger.state_dir / "experiments" / str(exp_id)).absolute()
@@ -75,9 +77,15 @@ def _owner() -> str:
 
 
 def experiment_spec(exp: ExperimentRecord) -> ExperimentSpec:
-    """The spec an experiment was submitted with, rebuilt from the ledger."""
-    workdir = str(Path(exp.spec_path).parent) if exp.spec_path.startswith("/") else None
-    return spec_from_raw(exp.spec, exp.spec_path or "<ledger>", workdir)
+    """The spec an experiment was submitted with, restored from the ledger's stored JSON."""
+    return stored.restore(exp.stored_spec, exp.spec, exp.spec_path)
+
+
+def _store_spec_once(ledger: Ledger, exp: ExperimentRecord, spec: ExperimentSpec) -> None:
+    """An experiment recorded before the ledger kept the spec as JSON: its YAML was
+    validated once more just now; keep the result so that it never is again."""
+    if exp.stored_spec is None:
+        ledger.update_experiment(exp.id, stored_spec=stored.to_json(spec), updated=exp.updated)
 
 
 def dry_run_script(spec: ExperimentSpec, backend: str, settings: Settings,
@@ -125,6 +133,7 @@ class Schedulers:
 def _context(ledger: Ledger, exp: ExperimentRecord, scheduler: Scheduler,
              settings: Settings, clock: Clock) -> SyncContext:
     spec = experiment_spec(exp)
+    _store_spec_once(ledger, exp, spec)
     snapshot = ledger.latest_snapshot(exp.id)
     if snapshot is None:
         raise LedgerError(f"experiment {exp.id} has no searcher state in the ledger")

@@ -182,6 +182,8 @@ class Ledger:
     def _experiment(row: dict[str, Any]) -> ExperimentRecord:
         row.pop("code_diff", None)
         _decode(row, _EXPERIMENT_BOOLS, _EXPERIMENT_JSON)
+        if row.get("stored_spec") is not None:
+            row["stored_spec"] = json.loads(row["stored_spec"])
         return ExperimentRecord(**row)
 
     def experiments(self) -> list[ExperimentRecord]:

@@ -37,6 +37,7 @@ class ExperimentRecord:
     # Driver bookkeeping (additive; views may ignore them).
     searcher_done: bool = False    # the searcher emitted Shutdown
     synced: float = 0.0            # when a driver last synced it
+    stored_spec: dict[str, Any] | None = None   # cade_cli.spec.stored JSON; None: older ledger
 
 
 @dataclass(frozen=True)

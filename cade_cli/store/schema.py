@@ -104,6 +104,11 @@ CREATE TABLE searcher_events (
     PRIMARY KEY (experiment, seq)
 );
 """),
+    # The normalised spec as versioned JSON (cade_cli.spec.stored): sync and the views rebuild
+    # the spec from it, never re-validating the YAML. NULL: recorded before this migration.
+    (2, "stored spec", """
+ALTER TABLE experiments ADD COLUMN stored_spec TEXT
+"""),
 )
 
 MIGRATIONS_TABLE = """

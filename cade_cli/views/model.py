@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from cade_cli.errors import CadeError
 from cade_cli.search.plan import Plan, preview
 from cade_cli.store.records import ExperimentRecord, MetricRecord, SegmentRecord, TrialRecord
-from cade_cli.spec.experiment import spec_from_raw
+from cade_cli.spec import stored
 
 SORTS = ("metric", "id", "state", "length")
 ACTIVE_TRIAL_STATES = frozenset({"queued", "running", "preempted"})
@@ -96,17 +96,18 @@ def format_value(value: Any) -> str:
 
 # ----------------------------------------------------------------------------- the rung ladder
 
-def search_plan(raw: dict[str, Any]) -> Plan | None:
-    """The plan `cade preview` shows for the stored spec; None if it no longer validates."""
+def search_plan(exp: ExperimentRecord) -> Plan | None:
+    """The plan `cade preview` shows for the stored spec; None if it cannot be rebuilt
+    (an experiment recorded before the spec was stored whose YAML no longer validates)."""
     try:
-        return preview(spec_from_raw(raw))
+        return preview(stored.restore(exp.stored_spec, exp.spec, exp.spec_path))
     except CadeError:
         return None
 
 
 def rung_ladders(data: ExperimentData) -> list[list[int]]:
     """Rung lengths of each bracket (one bracket unless the searcher is adaptive_asha)."""
-    plan = search_plan(data.experiment.spec)
+    plan = search_plan(data.experiment)
     if plan is not None:
         return [list(bracket.rungs) for bracket in plan.brackets]
     # A spec this version no longer accepts: one rung at the longest target seen.
@@ -168,7 +169,7 @@ def ladder_stats(data: ExperimentData) -> list[list[RungStats]]:
 
 def planned_length(data: ExperimentData) -> int:
     """The total length the search trains if it runs to the end (as `cade preview` says)."""
-    plan = search_plan(data.experiment.spec)
+    plan = search_plan(data.experiment)
     if plan is not None:
         return plan.total_length
     return sum(max(t.length, t.target_length) for t in data.trials)
