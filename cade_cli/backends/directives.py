@@ -10,11 +10,9 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 
 from cade_cli.errors import SpecError
 
-EXIT_CODE_FILE = "exit_code"          # written by the job script's EXIT trap
 STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
 
@@ -111,17 +109,3 @@ def notice_seconds(notice: int, walltime: int | None) -> int:
     if walltime is not None and notice >= walltime:
         return max(1, walltime // 2)
     return max(1, notice)
-
-
-def read_exit_file(run_dir: Path | str | None) -> int | None:
-    """The job script's exit status from `<run_dir>/exit_code`, if it wrote one."""
-    if run_dir is None:
-        return None
-    try:
-        text = (Path(run_dir) / EXIT_CODE_FILE).read_text().strip()
-    except OSError:
-        return None
-    try:
-        return int(text.split()[0])
-    except (ValueError, IndexError):
-        return None

@@ -32,6 +32,7 @@ from cade_cli.backends.processes import (
     start_ticks,
 )
 from cade_cli.errors import SchedulerError
+from cade_cli.jobs.ingest import read_exit_code
 
 KILL_GRACE_SECONDS = 5.0      # cancel: TERM, then KILL if the group still lives this long after
 CANCEL_WAIT_SECONDS = 1.0     # cancel() waits at most this long before leaving KILL to a poll
@@ -299,7 +300,7 @@ class LocalScheduler(Scheduler):
         if self._leader_alive(job):
             return
         assert job.pid is not None
-        code, reason = _exit_code_file(Path(job.run_dir)), ""
+        code, reason = read_exit_code(job.run_dir), ""
         waited = _WAITED.pop(job.pid, None)
         if code is None and waited is not None:
             code = waited if waited >= 0 else 128 - waited
@@ -342,7 +343,7 @@ class LocalScheduler(Scheduler):
             return False
         job.live = False
         if job.exit_code is None:
-            job.exit_code = _exit_code_file(Path(job.run_dir))
+            job.exit_code = read_exit_code(job.run_dir)
         self._save(job)
         return True
 
@@ -367,13 +368,6 @@ class LocalScheduler(Scheduler):
         if info is None or (job.start_ticks is not None and info[1] != job.start_ticks):
             return False  # gone, or the pid now belongs to another process
         return info[0] != "Z"
-
-
-def _exit_code_file(run_dir: Path) -> int | None:
-    try:
-        return int((run_dir / "exit_code").read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _write_atomic(path: Path, text: str) -> None:

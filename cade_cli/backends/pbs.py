@@ -32,7 +32,6 @@ from cade_cli.backends.directives import (
     group_passthrough,
     mem_megabytes,
     quoted,
-    read_exit_file,
 )
 from cade_cli.backends.retry import (
     CommandRunner,
@@ -45,6 +44,7 @@ from cade_cli.backends.retry import (
 )
 from cade_cli.backends.slurm_parse import current_user
 from cade_cli.errors import SchedulerError, SpecError
+from cade_cli.jobs.ingest import read_exit_code
 from cade_cli.jobs.layout import trial_layout
 from cade_cli.spec.experiment import ExperimentSpec
 
@@ -205,7 +205,7 @@ class PbsScheduler(Scheduler):
     def _status(self, job_id: str, job: dict[str, Any] | None) -> JobStatus:
         if job is not None:
             return parse.status_from_job(job_id, job, job_id in self._cancelled)
-        code = read_exit_file(self._run_dirs.get(job_id))
+        code = read_exit_code(self._run_dirs.get(job_id))
         if code is None:
             if job_id in self._cancelled:
                 return JobStatus(job_id, JobState.CANCELLED, reason="deleted; no job history")

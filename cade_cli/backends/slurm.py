@@ -34,7 +34,6 @@ from cade_cli.backends.directives import (
     mem_megabytes,
     notice_seconds,
     quoted,
-    read_exit_file,
 )
 from cade_cli.backends.retry import (
     CommandResult,
@@ -47,6 +46,7 @@ from cade_cli.backends.retry import (
     run_subprocess,
 )
 from cade_cli.errors import SchedulerError, SpecError
+from cade_cli.jobs.ingest import read_exit_code
 from cade_cli.jobs.layout import trial_layout
 from cade_cli.spec.experiment import ExperimentSpec
 
@@ -289,7 +289,7 @@ class SlurmScheduler(Scheduler):
         return {}
 
     def _from_exit_file(self, job_id: str, row: JobStatus | None) -> JobStatus:
-        code = read_exit_file(self._run_dirs.get(job_id))
+        code = read_exit_code(self._run_dirs.get(job_id))
         if row is not None:
             return JobStatus(job_id, row.state, code, row.nodes, row.reason)
         if code is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+EXIT_CODE_FILE = "exit_code"   # written by the job script's EXIT trap (base.sh.j2)
 MAX_READ = 16 * 1024 * 1024  # bytes per read: a runaway file cannot exhaust memory
 
 
@@ -59,17 +60,21 @@ def _parse(raw: bytes, end_offset: int) -> Line:
     return Line(end_offset, data)
 
 
-def read_exit_code(run_dir: str | Path) -> int | None:
-    """The job script's exit status, or None while it has not been written (completely)."""
-    try:
-        text = Path(run_dir, "exit_code").read_text(encoding="utf-8").strip()
-    except (FileNotFoundError, NotADirectoryError):
+def read_exit_code(run_dir: str | Path | None) -> int | None:
+    """The job script's exit status from `<run_dir>/exit_code`, or None while it has not
+    been written (the trap writes it atomically) or when there is no run directory yet.
+
+    The one reader: the engine, and the backends when the scheduler has forgotten a job.
+    """
+    if not run_dir:
         return None
-    except OSError:
+    try:
+        words = Path(run_dir, EXIT_CODE_FILE).read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError):
         return None
     try:
-        return int(text)
-    except ValueError:
+        return int(words[0])
+    except (ValueError, IndexError):
         return None
 
 
