@@ -19,7 +19,8 @@ from contract.suite import (
     write_job_script,
 )
 
-from cade_cli.backends import TEMPLATES, detect_scheduler, make_scheduler
+from cade_cli.backends import SCHEDULER_NAMES, detect_scheduler, make_scheduler
+from cade_cli.jobs.render import TEMPLATE_FOR_BACKEND
 from cade_cli.backends import local as local_backend
 from cade_cli.backends.base import JobRequest, JobState
 from cade_cli.backends.local import LocalScheduler, detect_gpus
@@ -268,7 +269,7 @@ class _Settings:
 def test_make_scheduler_builds_the_local_backend(state: Path) -> None:
     scheduler = make_scheduler("local", state, _Settings())
     assert isinstance(scheduler, LocalScheduler) and scheduler.slots == 3
-    assert set(TEMPLATES) == {"local", "slurm", "pbs"}
+    assert set(TEMPLATE_FOR_BACKEND) == set(SCHEDULER_NAMES) == {"local", "slurm", "pbs"}
 
 
 def test_make_scheduler_rejects_unknown_names(state: Path) -> None:

@@ -21,13 +21,6 @@ _BACKENDS: dict[str, tuple[str, str]] = {
     "pbs": ("cade_cli.backends.pbs", "PbsScheduler"),
 }
 
-# The job template each backend renders (a file in cade_cli.templates or a site directory).
-TEMPLATES: dict[str, str] = {
-    "local": "local.sh.j2",
-    "slurm": "slurm.sbatch.j2",
-    "pbs": "pbs.pbs.j2",
-}
-
 SCHEDULER_NAMES: tuple[str, ...] = tuple(_BACKENDS)
 
 

@@ -97,6 +97,19 @@ def _managed(spec: ExperimentSpec, job_name: str, run_dir: Path | str) -> list[t
     return sorted(pairs)
 
 
+def driver_directives(name: str, *, time_limit: int, notice: int, partition: str | None,
+                      account: str | None, log_dir: Path) -> list[str]:
+    """`#PBS` arguments of a driver job: one CPU, the time limit, the logs. PBS sends no
+    notice before the limit (`notice` is unused): the driver's own clock hands over."""
+    lines = [quoted("-N", name), quoted("-l", "select=1:ncpus=1"),
+             quoted("-l", f"walltime={walltime(time_limit)}"),
+             quoted("-o", f"{log_dir}/{STDOUT_FILE}"), quoted("-e", f"{log_dir}/{STDERR_FILE}"),
+             "-j n", "-r n"]
+    lines += [quoted("-q", partition)] if partition else []
+    lines += [quoted("-A", account)] if account else []
+    return lines
+
+
 def pbs_directives(spec: ExperimentSpec, job_name: str, run_dir: Path | str) -> list[str]:
     """The `#PBS` arguments for one segment: cade's own (sorted), then the passthrough.
 

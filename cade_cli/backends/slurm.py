@@ -123,6 +123,22 @@ def _conflicts_with(managed: Mapping[str, object]) -> dict[str, str]:
     return table
 
 
+def driver_directives(name: str, *, time_limit: int, notice: int, partition: str | None,
+                      account: str | None, log_dir: Path) -> list[str]:
+    """`#SBATCH` arguments of a driver job: one task, one CPU, the time limit, the logs."""
+    lines = [quoted("--job-name", name), "--nodes=1", "--ntasks=1", "--cpus-per-task=1",
+             quoted("--time", walltime(time_limit)),
+             quoted("--output", f"{log_dir}/{STDOUT_FILE}"),
+             quoted("--error", f"{log_dir}/{STDERR_FILE}"), "--open-mode=append", "--no-requeue",
+             # Successors wait until this job has ended: one driver job runs at a time.
+             "--dependency=singleton"]
+    if notice > 0:
+        lines.append(f"--signal=B:USR1@{notice}")
+    lines += [quoted("--partition", partition)] if partition else []
+    lines += [quoted("--account", account)] if account else []
+    return lines
+
+
 def sbatch_directives(spec: ExperimentSpec, job_name: str, run_dir: Path | str) -> list[str]:
     """The `#SBATCH` arguments for one segment: cade's own (sorted), then the passthrough.
 

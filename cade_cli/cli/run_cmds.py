@@ -20,6 +20,7 @@ from rich.live import Live
 from cade_cli.engine import lifecycle as engine
 from cade_cli.backends import detect_scheduler, make_scheduler
 from cade_cli.cli import run_format
+from cade_cli.cli.options import ledger_option
 from cade_cli.engine.driverjob import DriverJobOptions, submit_driver_job
 from cade_cli.engine.drive import drive, driver_lock, sync_pass, with_lock
 from cade_cli.engine.provenance import spawn_watch
@@ -30,9 +31,6 @@ from cade_cli.store.records import ExperimentRecord, SegmentRecord
 from cade_cli.spec.settings import Settings, load_settings
 from cade_cli.spec.experiment import load_spec
 
-ledger_option = click.option(
-    "--ledger", "ledger_path", type=click.Path(dir_okay=False), default=None,
-    help="The ledger file (default: $CADE_LEDGER, else .cade/ledger.db).")
 driver_option = click.option(
     "--driver", type=click.Choice(["here", "job"]), default="here", show_default=True,
     help="Where the driver runs: here (on this machine) or job (a 1-CPU batch job that "

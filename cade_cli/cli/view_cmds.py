@@ -11,12 +11,10 @@ from pathlib import Path
 
 import click
 
+from cade_cli.cli.options import ledger_option
 from cade_cli.store.ledger import Ledger
 from cade_cli.views.model import ExperimentData, read_experiment
 
-ledger_option = click.option(
-    "--ledger", "ledger_path", envvar="CADE_LEDGER", default=None,
-    type=click.Path(dir_okay=False), help="The ledger file (default: .cade/ledger.db; env: CADE_LEDGER).")
 
 
 def open_ledger(path: str | None) -> Ledger:

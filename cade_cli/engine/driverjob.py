@@ -29,7 +29,6 @@ from typing import Any
 from cade_cli.jobs import render
 from cade_cli.backends import make_scheduler
 from cade_cli.backends.base import JobRequest, JobState, Scheduler
-from cade_cli.backends.directives import quoted
 from cade_cli.engine.drive import TERMINAL_STATES, drive
 from cade_cli.errors import CadeError, SchedulerError, SpecError
 from cade_cli.store.ledger import Ledger
@@ -42,7 +41,6 @@ DRIVER_FILE = "driver.json"
 DEFAULT_TIME_LIMIT = 4 * 3600      # seconds a driver job asks for
 DEFAULT_MARGIN = 600               # hand over this long before the limit
 BACKENDS = ("slurm", "pbs")
-TEMPLATES = {"slurm": "driver.sbatch.j2", "pbs": "driver.pbs.j2"}
 MIN_SLURM_LIMIT = 60               # Slurm counts time limits in whole minutes
 # Variables that describe the driver job's own allocation: trial jobs submitted from inside
 # it must not inherit them (sbatch exports the submitting environment).
@@ -224,7 +222,7 @@ def _write_script(exp: ExperimentRecord, backend: str, options: DriverJobOptions
         "workdir": str(workdir),
         "command": command,
     }
-    text = render.render_script(TEMPLATES[backend], context,
+    text = render.render_script(render.driver_template(backend), context,
                                 (settings.templates,) if settings.templates else ())
     script = directory / "job.sh"
     write_text_atomic(script, text, mode=0o755)
@@ -233,30 +231,15 @@ def _write_script(exp: ExperimentRecord, backend: str, options: DriverJobOptions
 
 def driver_directives(backend: str, name: str, options: DriverJobOptions,
                       directory: Path) -> list[str]:
-    """Scheduler directives of a driver job: one task, one CPU, the time limit, the logs."""
-    out, err = directory / "stdout.log", directory / "stderr.log"
+    """Scheduler directives of a driver job, built by the backend (`slurm` or `pbs`)."""
+    # Imported here: a PBS site never loads the Slurm module, and the reverse.
     if backend == "slurm":
-        from cade_cli.backends.slurm import walltime as slurm_walltime
-
-        lines = [quoted("--job-name", name), "--nodes=1", "--ntasks=1", "--cpus-per-task=1",
-                 quoted("--time", slurm_walltime(options.time_limit)),
-                 quoted("--output", out), quoted("--error", err), "--open-mode=append",
-                 "--no-requeue",
-                 # Successors wait until this job has ended: one driver job runs at a time.
-                 "--dependency=singleton"]
-        if options.notice_seconds > 0:
-            lines.append(f"--signal=B:USR1@{options.notice_seconds}")
-        lines += [quoted("--partition", options.partition)] if options.partition else []
-        lines += [quoted("--account", options.account)] if options.account else []
-        return lines
-    from cade_cli.backends.pbs import walltime as pbs_walltime
-
-    lines = [quoted("-N", name), quoted("-l", "select=1:ncpus=1"),
-             quoted("-l", f"walltime={pbs_walltime(options.time_limit)}"),
-             quoted("-o", out), quoted("-e", err), "-j n", "-r n"]
-    lines += [quoted("-q", options.partition)] if options.partition else []
-    lines += [quoted("-A", options.account)] if options.account else []
-    return lines
+        from cade_cli.backends import slurm as chosen
+    else:
+        from cade_cli.backends import pbs as chosen  # type: ignore[no-redef]
+    return chosen.driver_directives(name, time_limit=options.time_limit,
+                                    notice=options.notice_seconds, partition=options.partition,
+                                    account=options.account, log_dir=directory)
 
 
 def settings_environment(settings: Settings) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from cade_cli.backends import make_scheduler
@@ -256,7 +256,7 @@ def pause(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Se
     return ledger.experiment(exp.id)
 
 
-def resume(ledger: Ledger, experiment_id: int, clock: Clock = time.time) -> ExperimentRecord:
+def resume(ledger: Ledger, experiment_id: int) -> ExperimentRecord:
     """Paused trials get new segments from their checkpoints at the next sync."""
     exp = ledger.experiment(experiment_id)
     if exp.state != "paused":
@@ -322,7 +322,3 @@ def best(ledger: Ledger, experiment_id: int) -> Best | None:
         return None
     return Best(chosen, chosen.best_metric, chosen.best_length or chosen.length,
                 chosen.best_checkpoint or chosen.latest_checkpoint)
-
-
-def with_slots(settings: Settings, slots: int | None) -> Settings:
-    return settings if slots is None else replace(settings, local_slots=slots)
