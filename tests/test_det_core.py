@@ -271,3 +271,16 @@ def test_real_determined_steps_aside_when_asked(tmp_path: Path) -> None:
     assert (shim.stdout.strip(), real.stdout.strip()) == ("False", "True")
     template = (ROOT / "templates" / "base.sh.j2").read_text()
     assert 'if [ "${CADE_DETERMINED:-}" != real ]; then' in template
+
+
+def test_workers_started_by_determineds_launch_module(tmp_path: Path) -> None:
+    """`python -m determined.launch.torch_distributed` starts this node's workers with ranks."""
+    env = segment(tmp_path, target=7, CADE_LAUNCHER="none")
+    done = run_script(tmp_path, COLLECTIVES, env, command=[
+        sys.executable, "-m", "determined.launch.torch_distributed", "--nproc-per-node", "2"])
+    assert done.returncode == 0, done.stderr
+    results = sorted((json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines()
+                      if line.startswith("RESULT ")), key=lambda r: r["rank"])
+    assert [(r["rank"], r["size"], r["allgather"]) for r in results] == [
+        (0, 2, [0, 10]), (1, 2, [0, 10])]
+    assert results[0]["op"] == results[1]["op"] == 7

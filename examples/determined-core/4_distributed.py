@@ -2,7 +2,6 @@
 reports them; a sharded checkpoint every rank writes its own file into."""
 
 import logging
-import os
 
 import torch
 import torch.distributed as dist
@@ -33,7 +32,8 @@ def main(core_context: det.core.Context, info: det.ClusterInfo) -> None:
             if rank == 0 and step % 10 == 0:
                 core_context.train.report_training_metrics(step, {"loss": sum(losses) / size})
         metrics = evaluate(model, vx, vy)
-        hosts = core_context.distributed.allgather(f"{rank}@{os.uname().nodename}")
+        node = info.container_addrs[info.container_rank]
+        hosts = core_context.distributed.allgather(f"{rank}@{node}")
         local = core_context.distributed.allgather_local(rank)
         print(f"rank={rank} size={size} allgather={','.join(hosts)} local={local}", flush=True)
         with core_context.checkpoint.store_path({"steps_completed": step, f"rank{rank}": True},
