@@ -87,3 +87,8 @@ def test_distributed_stage_on_two_slurm_nodes(tmp_path: Path) -> None:
     hosts = {entry.split("@")[1] for entry in
              RANKS.search((directory / "stdout.log").read_text()).group(2).split(",")}
     assert len(hosts) == 2, hosts
+
+
+def test_script_that_starts_its_own_workers(tmp_path: Path) -> None:
+    answer = submit(tmp_path, STAGES / "5_launch_workers.yaml")
+    check_two_ranks(run_dir(tmp_path, answer["experiment"]))
