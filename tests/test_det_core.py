@@ -178,7 +178,7 @@ def test_should_preempt_answers_the_searchers_stop(tmp_path: Path) -> None:
 
 
 COLLECTIVES = r'''
-import json, os
+import json, os, sys
 import determined as det
 with det.core.init() as ctx:
     d = ctx.distributed
@@ -196,7 +196,9 @@ with det.core.init() as ctx:
     with ctx.checkpoint.store_path({"steps_completed": 5, f"r{d.rank}": 1}, shard=True) as (p, s):
         (p / f"rank{d.rank}").write_text("x")
     out["sid"] = s
-print("RESULT " + json.dumps(out), flush=True)
+# One write per line: the ranks share one pipe, and print() writes the newline apart.
+sys.stdout.write("RESULT " + json.dumps(out) + "\n")
+sys.stdout.flush()
 '''
 
 
@@ -284,3 +286,18 @@ def test_workers_started_by_determineds_launch_module(tmp_path: Path) -> None:
     assert [(r["rank"], r["size"], r["allgather"]) for r in results] == [
         (0, 2, [0, 10]), (1, 2, [0, 10])]
     assert results[0]["op"] == results[1]["op"] == 7
+
+
+def test_a_validation_without_the_searcher_metric_waits_for_report_completed(
+        tmp_path: Path) -> None:
+    env = segment(tmp_path, target=10)
+    done = run_script(tmp_path, "import determined as det\n"
+                      "with det.core.init() as ctx:\n"
+                      "    ctx.train.report_validation_metrics(5, {'accuracy': 0.5})\n"
+                      "    for op in ctx.searcher.operations():\n"
+                      "        ctx.train.report_validation_metrics(op.length, {'accuracy': 0.9})\n"
+                      "        op.report_completed(0.25)\n", env)
+    assert done.returncode == 0, done.stderr
+    rows = [(r["kind"], r["length"], r.get("metrics")) for r in lines(env)]
+    assert rows == [("validation", 10, {"accuracy": 0.9, "loss": 0.25}),
+                    ("training", 5, {"validation/accuracy": 0.5}), ("segment_end", 10, None)]

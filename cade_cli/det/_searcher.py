@@ -44,15 +44,17 @@ class SearcherOperation:
         self._train.report_progress(min(1.0, max(0.0, length / max(1, self._length))))
 
     def report_completed(self, searcher_metric: Any) -> None:
-        """Completes the op; the metric becomes a validation at op.length unless the script
-        already reported the searcher's metric there."""
+        """Completes the op; the metric joins the validation at op.length (or becomes one)
+        unless the script already reported the searcher's metric there."""
         self._chief_only("report_completed")
         if self._completed:
             raise RuntimeError("op.report_completed() may be called only once per operation")
         self._completed = True
         if self._length not in self._train.searcher_metric_lengths:
             name = os.environ.get("CADE_METRIC") or "searcher_metric"
-            self._train.report_validation_metrics(self._length, {name: searcher_metric})
+            reported = self._train.pending_validations.get(self._length, {})
+            self._train.report_validation_metrics(self._length,
+                                                  {**reported, name: searcher_metric})
 
     def _chief_only(self, call: str) -> None:
         if not self._is_chief:

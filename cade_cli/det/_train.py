@@ -25,6 +25,9 @@ class TrainContext:
         self.tensorboard_mode = TensorboardMode(tensorboard_mode)
         self.last_steps: int | None = None
         self.searcher_metric_lengths: set[int] = set()   # validations that carry CADE_METRIC
+        # Validations without the searcher's metric wait for op.report_completed() to add it:
+        # cade's driver fails a trial whose validation lacks that metric.
+        self.pending_validations: dict[int, dict[str, Any]] = {}
 
     def _note(self, steps_completed: int) -> int:
         steps = int(steps_completed)
@@ -38,9 +41,21 @@ class TrainContext:
     def report_validation_metrics(self, steps_completed: int,
                                   metrics: Mapping[str, Any]) -> None:
         steps = self._note(steps_completed)
-        if os.environ.get("CADE_METRIC", "") in metrics:
-            self.searcher_metric_lengths.add(steps)
+        name = os.environ.get("CADE_METRIC", "")
+        if name and name not in metrics:
+            self.pending_validations[steps] = {**self.pending_validations.get(steps, {}),
+                                               **metrics}
+            return
+        self.searcher_metric_lengths.add(steps)
+        self.pending_validations.pop(steps, None)
         report.report_validation(steps, metrics)
+
+    def flush_pending(self) -> None:
+        """Validations op.report_completed() never completed are kept as training metrics
+        named `validation/NAME` (a validation without the searcher's metric fails a trial)."""
+        pending, self.pending_validations = self.pending_validations, {}
+        for steps, metrics in sorted(pending.items()):
+            report.report_training(steps, {f"validation/{k}": v for k, v in metrics.items()})
 
     def report_metrics(self, group: str, steps_completed: int,
                        metrics: Mapping[str, Any]) -> None:

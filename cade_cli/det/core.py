@@ -62,6 +62,7 @@ class Context:
         self.close()
 
     def close(self) -> None:
+        self.train.flush_pending()
         self.distributed.close()
 
     def alert(self, title: str = "", description: str = "", level: str = "warning",

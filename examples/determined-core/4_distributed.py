@@ -35,7 +35,9 @@ def main(core_context: det.core.Context, info: det.ClusterInfo) -> None:
         node = info.container_addrs[info.container_rank]
         hosts = core_context.distributed.allgather(f"{rank}@{node}")
         local = core_context.distributed.allgather_local(rank)
-        print(f"rank={rank} size={size} allgather={','.join(hosts)} local={local}", flush=True)
+        # One write (end="" and the newline inside): all ranks share the job's stdout.log.
+        print(f"rank={rank} size={size} allgather={','.join(hosts)} local={local}\n", end="",
+              flush=True)
         with core_context.checkpoint.store_path({"steps_completed": step, f"rank{rank}": True},
                                                 shard=True) as (path, _):
             torch.save(model.state_dict(), path / f"model-rank{rank}.pt")
