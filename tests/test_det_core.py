@@ -301,3 +301,24 @@ def test_a_validation_without_the_searcher_metric_waits_for_report_completed(
     rows = [(r["kind"], r["length"], r.get("metrics")) for r in lines(env)]
     assert rows == [("validation", 10, {"accuracy": 0.9, "loss": 0.25}),
                     ("training", 5, {"validation/accuracy": 0.5}), ("segment_end", 10, None)]
+
+
+def test_distributed_context_from_horovod(tmp_path: Path) -> None:
+    from slurm_fixtures import require_horovod
+
+    require_horovod()
+    env = segment(tmp_path, target=3, CADE_LAUNCHER="horovod")
+    script = ("import json, sys\n"
+              "import horovod.torch as hvd\n"
+              "import determined as det\n"
+              "hvd.init()\n"
+              "d = det.core.DistributedContext.from_horovod(hvd)\n"
+              "with det.core.init(distributed=d) as ctx:\n"
+              "    got = [d.rank, d.size, d.cross_size, d.allgather(d.rank + 1)]\n"
+              "    sys.stdout.write('RESULT ' + json.dumps(got) + '\\n')\n")
+    done = run_script(tmp_path, script, env,
+                      command=[sys.executable, str(SPAWN), "horovod", "2", "--"])
+    assert done.returncode == 0, done.stderr
+    results = sorted(json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines()
+                     if line.startswith("RESULT "))
+    assert results == [[0, 2, 1, [1, 2]], [1, 2, 1, [1, 2]]]
