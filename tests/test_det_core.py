@@ -322,3 +322,19 @@ def test_distributed_context_from_horovod(tmp_path: Path) -> None:
     results = sorted(json.loads(line.split(" ", 1)[1]) for line in done.stdout.splitlines()
                      if line.startswith("RESULT "))
     assert results == [[0, 2, 1, [1, 2]], [1, 2, 1, [1, 2]]]
+
+
+def test_outside_cade_checkpoints_go_to_checkpoint_storage(tmp_path: Path) -> None:
+    env = {k: v for k, v in segment(tmp_path / "x", target=1).items()
+           if not k.startswith("CADE_")}
+    script = ("import determined as det\n"
+              "assert det.get_cluster_info() is None\n"
+              f"storage = {{'host_path': {str(tmp_path)!r}, 'storage_path': 'ckpts'}}\n"
+              "with det.core.init(checkpoint_storage=storage) as ctx:\n"
+              "    with ctx.checkpoint.store_path({'steps_completed': 2}) as (p, sid):\n"
+              "        (p / 'w').write_text('1')\n"
+              "    print(sid, ctx.checkpoint.get_metadata(sid))\n")
+    done = run_script(tmp_path, script, env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{tmp_path / 'ckpts' / '2'} {{'steps_completed': 2}}"
+    assert (tmp_path / "ckpts" / "2" / "w").read_text() == "1"

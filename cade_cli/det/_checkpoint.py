@@ -155,13 +155,14 @@ def _publish_under(base: Path, length: int) -> Iterator[Path]:
 
 
 def storage_base(checkpoint_storage: Any) -> Path | None:
-    """Where checkpoints go outside cade, from core.init's `checkpoint_storage`."""
+    """Where checkpoints go outside cade, from core.init's `checkpoint_storage`: a path, or
+    Determined's shared_fs dict (`host_path`, optionally joined with `storage_path`)."""
     if checkpoint_storage is None:
         return None
     if isinstance(checkpoint_storage, (str, os.PathLike)):
         return Path(checkpoint_storage)
-    host = checkpoint_storage.get("host_path") or checkpoint_storage.get("storage_path")
+    host = checkpoint_storage.get("host_path")
     if not host:
-        raise ValueError("checkpoint_storage outside cade needs host_path (a directory)")
-    return Path(host) / checkpoint_storage.get("storage_path", "") \
-        if checkpoint_storage.get("host_path") else Path(host)
+        raise ValueError("checkpoint_storage outside cade needs a directory: a path, or "
+                         "{'host_path': DIR}")
+    return Path(host) / str(checkpoint_storage.get("storage_path") or "")

@@ -47,7 +47,11 @@ class Group:
         self._chief: socket.socket | None = None      # worker: the socket to the chief
         if size > 1 and rank == 0:
             # Bound at once, so that workers that start first find the port listening.
-            self._listener = socket.create_server(("", port), reuse_port=False, backlog=size)
+            try:
+                self._listener = socket.create_server(("", port), backlog=size)
+            except OSError as error:
+                raise ConnectionError(f"the chief rank cannot listen on port {port}: {error} "
+                                      "(set CADE_DET_PORT to a free port)") from None
 
     def _connect(self) -> None:
         if self.size == 1 or self._peers or self._chief is not None:
