@@ -263,7 +263,8 @@ def test_real_determined_steps_aside_when_asked(tmp_path: Path) -> None:
     fake = tmp_path / "site" / "determined"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("REAL = True\n")
-    line = ('if [ "${CADE_DETERMINED:-}" != real ]; then export PYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH}; fi; '
+    line = ('if [ "${CADE_DETERMINED:-}" != real ]; then '
+            'export PYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH}; fi; '
             '%s -c "import determined; print(getattr(determined, \'REAL\', False))"'
             % (SHIM, sys.executable))
     base = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path / 'site'}"}
@@ -338,3 +339,15 @@ def test_outside_cade_checkpoints_go_to_checkpoint_storage(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"{tmp_path / 'ckpts' / '2'} {{'steps_completed': 2}}"
     assert (tmp_path / "ckpts" / "2" / "w").read_text() == "1"
+
+
+@pytest.mark.parametrize("how", ["raise det.InvalidHP('lr too large')",
+                                 "ctx.train.report_early_exit("
+                                 "det.core.EarlyExitReason.INVALID_HP)"])
+def test_invalid_hyperparameters_end_the_trial_with_status_0(tmp_path: Path, how: str) -> None:
+    env = segment(tmp_path, target=1)
+    done = run_script(tmp_path, f"import determined as det\n"
+                      f"with det.core.init() as ctx:\n    {how}\n", env)
+    assert done.returncode == 0, done.stderr
+    (row,) = [r for r in lines(env) if r["kind"] == "invalid_hp"]
+    assert row["message"] in ("lr too large", "the trial reported invalid hyperparameters")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from cade_cli.det import core
 from cade_cli.det._info import ClusterInfo, TrialInfo, get_cluster_info
+from cade_cli.det._train import InvalidHP
 from cade_cli.det._unsupported import UnsupportedCall
 
 # Determined's log line format (its trial logs prefix every line like this).
 LOG_FORMAT = "%(levelname)s: [%(process)s] %(name)s: %(message)s"
 
-__all__ = ["LOG_FORMAT", "ClusterInfo", "TrialInfo", "UnsupportedCall", "core",
+__all__ = ["LOG_FORMAT", "ClusterInfo", "InvalidHP", "TrialInfo", "UnsupportedCall", "core",
            "get_cluster_info"]

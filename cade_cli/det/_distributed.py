@@ -103,8 +103,8 @@ class DistributedContext:
     @classmethod
     def from_deepspeed(cls, chief_ip: str | None = None) -> DistributedContext:
         unsupported("DistributedContext.from_deepspeed()",
-                    "DeepSpeed initialises torch.distributed: use "
-                    "DistributedContext.from_torch_distributed() after deepspeed.init_distributed()")
+                    "DeepSpeed initialises torch.distributed: use DistributedContext."
+                    "from_torch_distributed() after deepspeed.init_distributed()")
 
 
 def from_environment(env: Mapping[str, str] | None = None) -> DistributedContext | None:

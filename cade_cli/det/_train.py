@@ -20,6 +20,14 @@ class TensorboardMode(enum.Enum):
     MANUAL = "MANUAL"
 
 
+class EarlyExitReason(enum.Enum):
+    INVALID_HP = "EXITED_REASON_INVALID_HP"
+
+
+class InvalidHP(Exception):
+    """Raise inside `with core.init()`: these hyperparameters cannot train (not a failure)."""
+
+
 class TrainContext:
     def __init__(self, tensorboard_mode: TensorboardMode = TensorboardMode.AUTO) -> None:
         self.tensorboard_mode = TensorboardMode(tensorboard_mode)
@@ -100,6 +108,12 @@ class TrainContext:
         unsupported("core_context.train.get_experiment_best_validation()",
                     "a trial cannot see other trials under cade; the driver compares them "
                     "(`cade best EXP` after the run)")
+
+    def report_early_exit(self, reason: EarlyExitReason) -> None:
+        """INVALID_HP tells the searcher these hyperparameters cannot train and ends the
+        process with status 0 (cade's report.invalid_hyperparameters)."""
+        if EarlyExitReason(reason) == EarlyExitReason.INVALID_HP:
+            report.invalid_hyperparameters("the trial reported invalid hyperparameters")
 
     def report_trial_metrics(self, group: str, steps_completed: int,
                              metrics: Mapping[str, Any]) -> None:

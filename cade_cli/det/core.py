@@ -24,13 +24,13 @@ from cade_cli.det._distributed import DistributedContext, from_environment
 from cade_cli.det._info import get_cluster_info
 from cade_cli.det._preempt import PreemptContext, PreemptMode
 from cade_cli.det._searcher import SearcherContext, SearcherMode, SearcherOperation, Unit
-from cade_cli.det._train import TensorboardMode, TrainContext
+from cade_cli.det._train import EarlyExitReason, InvalidHP, TensorboardMode, TrainContext
 from cade_cli.det._unsupported import UnsupportedCall, unsupported
 
 __all__ = [
     "CheckpointContext", "Context", "DistributedContext", "DownloadMode",
-    "DummyDistributedContext", "PreemptContext", "PreemptMode", "SearcherContext",
-    "SearcherMode", "SearcherOperation", "TensorboardMode", "TrainContext", "Unit",
+    "DummyDistributedContext", "EarlyExitReason", "InvalidHP", "PreemptContext", "PreemptMode",
+    "SearcherContext", "SearcherMode", "SearcherOperation", "TensorboardMode", "TrainContext", "Unit",
     "UnsupportedCall", "init",
 ]
 
@@ -60,6 +60,8 @@ class Context:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+        if isinstance(error, InvalidHP):
+            report.invalid_hyperparameters(str(error) or "invalid hyperparameters")
 
     def close(self) -> None:
         self.train.flush_pending()

@@ -8,10 +8,18 @@ started from lets it win instead. See docs/determined-core.md.
 
 from typing import Any
 
-from cade_cli.det import LOG_FORMAT, ClusterInfo, TrialInfo, UnsupportedCall, core, get_cluster_info
+from cade_cli.det import (
+    LOG_FORMAT,
+    ClusterInfo,
+    InvalidHP,
+    TrialInfo,
+    UnsupportedCall,
+    core,
+    get_cluster_info,
+)
 from cade_cli.det._unsupported import unsupported
 
-__all__ = ["LOG_FORMAT", "ClusterInfo", "TrialInfo", "UnsupportedCall", "core",
+__all__ = ["LOG_FORMAT", "ClusterInfo", "InvalidHP", "TrialInfo", "UnsupportedCall", "core",
            "get_cluster_info"]
 
 _ELSEWHERE = {
