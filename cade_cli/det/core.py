@@ -30,8 +30,8 @@ from cade_cli.det._unsupported import UnsupportedCall, unsupported
 __all__ = [
     "CheckpointContext", "Context", "DistributedContext", "DownloadMode",
     "DummyDistributedContext", "EarlyExitReason", "InvalidHP", "PreemptContext", "PreemptMode",
-    "SearcherContext", "SearcherMode", "SearcherOperation", "TensorboardMode", "TrainContext", "Unit",
-    "UnsupportedCall", "init",
+    "SearcherContext", "SearcherMode", "SearcherOperation", "TensorboardMode", "TrainContext",
+    "Unit", "UnsupportedCall", "init",
 ]
 
 
