@@ -117,8 +117,12 @@ class CheckpointContext:
             return
         for path in sorted(root.rglob("*"), reverse=True):
             relative = str(path.relative_to(root))
-            if any(fnmatch.fnmatch(relative, pattern) for pattern in globs):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if not any(fnmatch.fnmatch(relative, pattern) for pattern in globs):
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def _existing(storage_id: str) -> Path:
