@@ -265,6 +265,7 @@ def build_context(
         "run_dir": str(run_dir),
         "launcher": spec.resources.launcher,
         "launcher_path": str(run_dir / "launch" / f"{spec.resources.launcher}.sh"),
+        "determined_shim": str(run_dir / "launch" / "det"),
         "entrypoint": [str(a) for a in spec.entrypoint],
         "preempt_signal": spec.resources.preempt_signal,
         "preempt_notice": str(spec.resources.preempt_notice),

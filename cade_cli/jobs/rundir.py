@@ -139,6 +139,10 @@ def copy_launchers(destination: Path) -> None:
         if path.is_file() and path.suffix in (".sh", ".py") and path.name != "__init__.py":
             shutil.copyfile(path, destination / path.name)
             os.chmod(destination / path.name, 0o755)
+    # The `determined` import shim travels with the launchers (docs/determined-core.md).
+    shim = Path(str(importlib.resources.files("cade_cli.det"))) / "shim"
+    shutil.copytree(shim, destination / "det", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

@@ -26,6 +26,11 @@ export CADE_TARGET_LENGTH=100
 export CADE_TASKS_PER_NODE=1
 export CADE_TRIAL_DIR=/scratch/.cade/experiments/7/trials/3
 export CADE_TRIAL_ID=3
+# `import determined` finds cade's Determined Core API; CADE_DETERMINED=real leaves an
+# installed determined package in charge (docs/determined-core.md).
+if [ "${CADE_DETERMINED:-}" != real ]; then
+    export PYTHONPATH=/scratch/.cade/experiments/7/trials/3/segments/2/launch/det${PYTHONPATH:+:$PYTHONPATH}
+fi
 
 # The exit status lands in exit_code atomically (tmp + rename), whatever ends the job.
 __cade_on_exit() {
