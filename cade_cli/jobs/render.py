@@ -270,6 +270,9 @@ def build_context(
         "nodes": str(nodes),
         "tasks_per_node": str(tasks_per_node),
         "nprocs": str(nprocs),
+        # Determined's environment.image and bind_mounts, for site templates that run a container.
+        "image": spec.image or "",
+        "bind_mounts": sorted(spec.bind_mounts),
     }
 
 

@@ -262,6 +262,14 @@ def _mapped_away(path: str) -> bool:
                         "searcher.max_length", "searcher.time_metric", "searcher.divisor")
 
 
+def notes(spec: Any, *, variant: bool = True) -> list[str]:
+    """What `cade preview` and `cade submit` print to stderr: one warning per key without
+    effect, then (with `variant`) which ASHA variant runs."""
+    lines = [f"warning: {line}" for line in spec.warnings]
+    which = asha_variant(spec) if variant else None
+    return lines + ([which] if which else [])
+
+
 def asha_variant(spec: Any) -> str | None:
     """One line saying which ASHA variant runs and how to get the other; None for other searchers."""
     searcher = spec.searcher
