@@ -299,7 +299,8 @@ def checkpoint(length: int) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="cade-checkpoint-") as throwaway:
             yield Path(throwaway)
         return
-    base = Path(trial_dir) / "checkpoints"
+    # resolve(): `checkpoints` may link to a shared directory not created yet (shared_fs storage).
+    base = (Path(trial_dir) / "checkpoints").resolve()
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{length}-", dir=base))
     try:

@@ -136,7 +136,7 @@ def link_checkpoint_directory(spec: ExperimentSpec, experiment_id: int | str, tr
     # The ledger's directory token tells apart experiment 1 of two projects sharing the directory.
     experiment = f"cade-{experiment_id}-{render.directory_token(trial_dir.parent.parent)}"
     target = Path(spec.checkpoint_storage.directory) / experiment / trial_dir.name
-    target.mkdir(parents=True, exist_ok=True)
+    # The target is created by the first checkpoint (a dry run leaves the shared directory alone).
     if link.is_symlink() or link.exists():
         return  # a later segment of the same trial: already linked (or already holding checkpoints)
     link.symlink_to(target, target_is_directory=True)

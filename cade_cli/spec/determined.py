@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cade_cli.spec.determined_map import Determined, rewrite
+from cade_cli.spec.determined_map import CONTAINER, Determined, rewrite
 from cade_cli.spec.reader import suggest
 from cade_cli.spec.yamlpos import Node, Problems, join_path
 
@@ -36,12 +36,9 @@ def _used(note: str = "read as Determined reads it") -> Decision:
 
 
 _TO_TRIAL = "handed to the trial: params.json's experiment_config"
-_CONTAINER = "jobs run in the cluster's own environment, not in a container"
+_CONTAINER = CONTAINER
 _TEMPLATE = ("passed to the job template as `{name}`; the built-in templates do not use it "
              "(a site template that runs Apptainer/Singularity can)")
-_OBJECT_STORE = ("checkpoint_storage.type {kind!r}: checkpoints stay in each trial's run directory; "
-                 "cade uploads nothing (copy them with your own tools, or use shared_fs)")
-
 # Key paths: `a.b` for mappings, `a[].b` for the items of a list. A section with an entry
 # ending in `.*` is free-form below that point.
 TABLE: dict[str, Decision] = {
@@ -202,13 +199,13 @@ def normalise(root: Node, problems: Problems, source: str) -> Determined:
     return found
 
 
-def _table_path(path: str) -> str:
+def table_path(path: str) -> str:
     return re.sub(r"\[\d+\]", "[]", path)
 
 
 def _free_form(path: str) -> bool:
     """True below a `section.*` entry: nothing there is checked."""
-    parts = _table_path(path)
+    parts = table_path(path)
     while parts:
         if parts + ".*" in TABLE or parts + "[].*" in TABLE:
             return True
@@ -225,10 +222,10 @@ def _check_sections(node: Node, path: str, problems: Problems) -> None:
     if not isinstance(node.value, dict) or _free_form(path):
         return
     own = path not in _READ_BY_CADE  # cade's readers check the keys of their sections
-    siblings = determined_keys(_table_path(path))
+    siblings = determined_keys(table_path(path))
     for key, child in node.value.items():
         child_path = join_path(path, key)
-        if _table_path(child_path) in TABLE:
+        if table_path(child_path) in TABLE:
             if child_path != "hyperparameters":
                 _check_sections(child, child_path, problems)
         elif own and siblings:

@@ -35,6 +35,7 @@ REFUSED_SEARCHERS = {
 _LAUNCHERS = {"torch_distributed": "torch", "horovod": "horovod", "autohorovod": "horovod",
               "deepspeed": "torch"}
 _PYTHON = re.compile(r"^(?:.*/)?python[0-9.]*$")
+CONTAINER = "jobs run in the cluster's own environment, not in a container"
 _BUILTIN_TEMPLATE = "the built-in templates do not use it (a site template running Apptainer/Singularity can)"
 
 
@@ -42,14 +43,19 @@ _BUILTIN_TEMPLATE = "the built-in templates do not use it (a site template runni
 class Determined:
     """What the normalisation found: warnings and the values handed on."""
 
-    warnings: list[str] = field(default_factory=list)
+    located: list[tuple[int, str]] = field(default_factory=list)   # (line, warning)
     trial_config: dict[str, Any] = field(default_factory=dict)
     image: str | None = None
     bind_mounts: list[str] = field(default_factory=list)
     checkpoint_dir: str | None = None
 
     def warn(self, node: Node, path: str, message: str) -> None:
-        self.warnings.append(f"{node.key_where.where}: {path}: {message}")
+        self.located.append((node.key_where.line, f"{node.key_where.where}: {path}: {message}"))
+
+    @property
+    def warnings(self) -> list[str]:
+        """By line, as the file reads (a stable sort keeps one line's warnings in order)."""
+        return [text for _, text in sorted(self.located, key=lambda item: item[0])]
 
 
 def rewrite(root: Node, problems: Problems, source: str, found: Determined) -> None:
@@ -267,7 +273,7 @@ def _container(top: dict[str, Node], problems: Problems, found: Determined) -> N
         problems.add(mounts.loc, "bind_mounts", f"expected a list of mounts, found {describe(mounts)}")
         return
     for index, item in enumerate(mounts.value):
-        mount = _bind_mount(item, f"bind_mounts[{index}]", problems)
+        mount = _bind_mount(item, f"bind_mounts[{index}]", problems, found)
         if mount:
             found.bind_mounts.append(mount)
     if found.bind_mounts:
@@ -292,7 +298,7 @@ def _image(node: Node, slot_type: str, problems: Problems) -> str | None:
     return None
 
 
-def _bind_mount(item: Node, path: str, problems: Problems) -> str | None:
+def _bind_mount(item: Node, path: str, problems: Problems, found: Determined) -> str | None:
     entries = item.value if isinstance(item.value, dict) else {}
     host, inside = entries.get("host_path"), entries.get("container_path")
     if not (host is not None and isinstance(host.value, str) and inside is not None
@@ -300,6 +306,9 @@ def _bind_mount(item: Node, path: str, problems: Problems) -> str | None:
         problems.add(item.loc, path, "expected a mapping with host_path and container_path, "
                                      f"found {describe(item)}")
         return None
+    propagation = entries.get("propagation")
+    if propagation is not None:
+        found.warn(propagation, "bind_mounts[].propagation", "a container mount option; " + CONTAINER)
     read_only = entries.get("read_only")
     suffix = ":ro" if read_only is not None and read_only.value is True else ""
     return f"{host.value}:{inside.value}{suffix}"
