@@ -281,3 +281,10 @@ def test_every_fixture_submits_dry_on_slurm(name: str) -> None:
     assert result.exit_code == 0, result.output
     assert "#SBATCH" in result.stdout
 
+
+
+def test_the_from_determined_page_lists_every_key_with_its_decision() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "determined.md").read_text()
+    for path, decision in TABLE.items():
+        if not path.endswith("*"):
+            assert f"| `{path}` | {decision.kind} |" in page, path
