@@ -299,9 +299,9 @@ def checkpoint(length: int) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="cade-checkpoint-") as throwaway:
             yield Path(throwaway)
         return
-    # resolve(): `checkpoints` may link to a shared directory not created yet (shared_fs storage).
-    base = (Path(trial_dir) / "checkpoints").resolve()
-    base.mkdir(parents=True, exist_ok=True)
+    base = Path(trial_dir) / "checkpoints"
+    # With shared_fs storage `checkpoints` links to a directory the first checkpoint creates.
+    (base.resolve() if base.is_symlink() else base).mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{length}-", dir=base))
     try:
         yield staging
