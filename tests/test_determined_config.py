@@ -170,6 +170,7 @@ def test_rebuilding_from_the_ledger_maps_again() -> None:
     again = spec_from_raw(spec.raw, str(DATA / "core_api_038.yaml"))
     assert again == spec
     assert again.trial_config == spec.trial_config
+    assert spec_from_raw(spec.raw).name == "core_api_038"   # the default name is kept in the ledger
     # The ledger keeps no lines: the same warnings, located in the spec file only.
     assert sorted(text.split(": ", 1)[1] for text in again.warnings) == sorted(
         text.split(": ", 1)[1] for text in spec.warnings)

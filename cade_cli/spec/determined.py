@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cade_cli.spec.determined_map import CONTAINER, Determined, rewrite
+from cade_cli.spec.determined_map import CONTAINER, Determined, name_when_absent, rewrite
 from cade_cli.spec.reader import suggest
 from cade_cli.spec.yamlpos import Node, Problems, join_path
 
@@ -165,6 +165,9 @@ TABLE: dict[str, Decision] = {
                                      "nothing to do on a batch cluster"),
     "integrations.*": Decision(WARNED, "see integrations"),
     "internal": Decision(WARNED, "Determined-internal settings of its master"),
+    "security": Decision(WARNED, "Kerberos settings of Determined's storage; jobs use the credentials "
+                                 "of the user who submits them"),
+    "security.*": Decision(WARNED, "see security"),
     "internal.*": Decision(WARNED, "see internal"),
     "slurm": _used(),
     "slurm.sbatch_args": _used(),
@@ -188,13 +191,13 @@ def determined_keys(section: str) -> tuple[str, ...]:
                          and "[" not in path[len(prefix):]}))
 
 
-def normalise(root: Node, problems: Problems, source: str) -> Determined:
+def normalise(root: Node, problems: Problems) -> Determined:
     """Rewrite a Determined config (the located tree, in place) into cade's forms."""
     found = Determined()
     if not isinstance(root.value, dict):
         return found
     _check_sections(root, "", problems)
-    rewrite(root, problems, source, found)
+    rewrite(root, problems, found)
     _drop_unread(root, "", problems, found)
     return found
 

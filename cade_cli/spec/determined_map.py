@@ -58,11 +58,18 @@ class Determined:
         return [text for _, text in sorted(self.located, key=lambda item: item[0])]
 
 
-def rewrite(root: Node, problems: Problems, source: str, found: Determined) -> None:
+def name_when_absent(root: Node, source: str) -> None:
+    """Determined names an experiment for you; cade uses the spec file's name.
+
+    Run before the ledger's copy is taken, so a rebuilt spec keeps the name.
+    """
+    if isinstance(root.value, dict) and root.value.get("name") is None:
+        root.value["name"] = Node(default_name(source), root.loc, root.loc)
+
+
+def rewrite(root: Node, problems: Problems, found: Determined) -> None:
     top = root.value
     assert isinstance(top, dict)
-    if top.get("name") is None:
-        top["name"] = Node(default_name(source), root.loc, root.loc)
     _entrypoint(top, problems, found)
     _resources(top, found)
     _searcher(top, problems, found)
@@ -78,7 +85,6 @@ def rewrite(root: Node, problems: Problems, source: str, found: Determined) -> N
 
 
 def default_name(source: str) -> str:
-    """Determined names an experiment for you; cade uses the spec file's name."""
     return "experiment" if source.startswith("<") else Path(source).stem
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from cade_cli.errors import SpecError
 from cade_cli.search.space import Space
-from cade_cli.spec.determined import Determined, determined_keys, normalise
+from cade_cli.spec.determined import Determined, determined_keys, name_when_absent, normalise
 from cade_cli.spec.hparams import read_space
 from cade_cli.spec.reader import MapReader
 from cade_cli.spec.searcher import SEARCHER_NAMES, read_searcher
@@ -209,8 +209,9 @@ def _validate(root: Node, problems: Problems, source: str, workdir: str,
         raise SpecError(f"{root.loc.where}: expected a mapping of spec keys (name, entrypoint, searcher, ...) "
                         f"at the top level, found {describe(root.value)}")
     apply_overrides(root, overrides, problems)
+    name_when_absent(root, source)
     raw = to_plain(root)  # as written: rebuilding from the ledger maps Determined's keys again
-    determined = normalise(root, problems, source)
+    determined = normalise(root, problems)
     spec = _build(root, problems, determined)
     problems.raise_if_any()
     return ExperimentSpec(**spec, source=source, workdir=workdir, raw=raw,
