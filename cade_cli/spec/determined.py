@@ -3,8 +3,11 @@
 `TABLE` holds every key of Determined's reference and its decision:
   used     cade reads it as Determined does;
   mapped   cade turns it into something of its own (`note` says what);
-  warned   accepted with one warning line (`note`) saying why it has no effect on a batch cluster;
-  refused  an error (`note` says why).
+  warned   accepted with one warning line (`note`) saying why it has no effect on a batch cluster.
+No key is refused as a whole: the values cade cannot run (a custom searcher, a fractional
+divisor, a Determined launcher it has no counterpart for, a Trial class) are refused with
+file:line and the reason, as the notes of their keys say.
+
 `normalise` runs on the located YAML tree before cade's own readers: it rewrites mapped keys
 into cade's forms (new nodes keep the location of the key they come from, so later errors
 still say file:line), removes the keys cade's readers do not read, checks the keys of the
@@ -16,19 +19,22 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from cade_cli.spec.determined_map import CONTAINER, Determined, name_when_absent, rewrite
 from cade_cli.spec.reader import suggest
 from cade_cli.spec.yamlpos import Node, Problems, join_path
 
-USED, MAPPED, WARNED, REFUSED = "used", "mapped", "warned", "refused"
+if TYPE_CHECKING:  # experiment.py imports this module
+    from cade_cli.spec.experiment import ExperimentSpec
+
+USED, MAPPED, WARNED = "used", "mapped", "warned"
 
 
 @dataclass(frozen=True)
 class Decision:
-    kind: str     # USED | MAPPED | WARNED | REFUSED
-    note: str     # what it does / maps onto / the warning / why refused
+    kind: str     # USED | MAPPED | WARNED
+    note: str     # what it does / maps onto / the warning; which values are refused
 
 
 def _used(note: str = "read as Determined reads it") -> Decision:
@@ -51,7 +57,8 @@ TABLE: dict[str, Decision] = {
                                 "they were submitted from"),
     "entrypoint": Decision(MAPPED, "a command; `python3 -m determined.launch.<torch_distributed|horovod|"
                                    "deepspeed> [OPTIONS --] SCRIPT` runs SCRIPT under cade's torch or "
-                                   "horovod launcher (resources.launcher)"),
+                                   "horovod launcher (resources.launcher); other determined.launch "
+                                   "modules and Trial classes refused"),
     "hyperparameters": _used("const, int, double, log, categorical and nested groups"),
     "hyperparameters.*": _used(),
     "max_restarts": _used(),
@@ -64,7 +71,7 @@ TABLE: dict[str, Decision] = {
     "min_checkpoint_period.*": Decision(MAPPED, _TO_TRIAL),
     "scheduling_unit": Decision(MAPPED, _TO_TRIAL),
     "perform_initial_validation": Decision(MAPPED, _TO_TRIAL),
-    "checkpoint_policy": Decision(MAPPED, "best | all | none, " + _TO_TRIAL + "; none keeps no best "
+    "checkpoint_policy": Decision(MAPPED, "best, all or none (other values refused), " + _TO_TRIAL + "; none keeps no best "
                                                                              "checkpoints (save_trial_best: 0)"),
     "checkpoint_storage": _used(),
     "checkpoint_storage.save_trial_best": _used(),
@@ -118,7 +125,8 @@ TABLE: dict[str, Decision] = {
     "resources.native_parallel": Decision(WARNED, "removed from Determined; cade always runs the entrypoint "
                                                   "itself under resources.launcher"),
     "searcher": _used(),
-    "searcher.name": _used("single, grid, random, async_halving, adaptive_asha, pbt; custom refused"),
+    "searcher.name": _used("single, grid, random, async_halving, adaptive_asha, pbt; custom and the "
+                           "removed adaptive, adaptive_simple, sync_halving refused"),
     "searcher.metric": _used(),
     "searcher.smaller_is_better": _used(),
     "searcher.max_concurrent_trials": _used(),
@@ -245,9 +253,7 @@ def _drop_unread(node: Node, path: str, problems: Problems, found: Determined) -
         decision = TABLE.get(child_path)
         if decision is None:
             continue  # cade's reader judges it (a misspelling is reported there)
-        if decision.kind == REFUSED:
-            problems.add(child.key_where, child_path, f"not supported: {decision.note}")
-        elif decision.kind == WARNED:
+        if decision.kind == WARNED:
             found.warn(child, child_path, decision.note)
             del node.value[key]
         elif decision.kind == MAPPED and child_path not in _READ_BY_CADE and _mapped_away(child_path):
@@ -262,7 +268,7 @@ def _mapped_away(path: str) -> bool:
                         "searcher.max_length", "searcher.time_metric", "searcher.divisor")
 
 
-def notes(spec: Any, *, variant: bool = True) -> list[str]:
+def notes(spec: ExperimentSpec, *, variant: bool = True) -> list[str]:
     """What `cade preview` and `cade submit` print to stderr: one warning per key without
     effect, then (with `variant`) which ASHA variant runs."""
     lines = [f"warning: {line}" for line in spec.warnings]
@@ -270,7 +276,7 @@ def notes(spec: Any, *, variant: bool = True) -> list[str]:
     return lines + ([which] if which else [])
 
 
-def asha_variant(spec: Any) -> str | None:
+def asha_variant(spec: ExperimentSpec) -> str | None:
     """One line saying which ASHA variant runs and how to get the other; None for other searchers."""
     searcher = spec.searcher
     if searcher.name not in ("async_halving", "adaptive_asha"):
