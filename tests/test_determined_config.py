@@ -289,3 +289,23 @@ def test_the_from_determined_page_lists_every_key_with_its_decision() -> None:
     for path, decision in TABLE.items():
         if not path.endswith("*"):
             assert f"| `{path}` | {decision.kind} |" in page, path
+
+
+MINIMAL = "name: m\nentrypoint: python3 train.py\nsearcher: {name: single, metric: loss, max_length: 5}\n"
+
+
+def test_preemption_timeout_without_resources_is_the_notice() -> None:
+    spec = parse_spec(MINIMAL + "preemption_timeout: 45\ncheckpoint_policy: none\n", "spec.yaml")
+    assert spec.resources.preempt_notice == 45
+    assert spec.checkpoint_storage.save_trial_best == 0
+
+
+def test_bad_values_of_mapped_resource_keys_are_errors_with_lines() -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_spec(MINIMAL + "resources: {max_slots: 0, is_single_node: 'yes'}\npreemption_timeout: soon\n",
+                   "spec.yaml")
+    assert caught.value.message.splitlines() == [
+        "spec.yaml:4: resources.is_single_node: expected true or false, found 'yes' (a string)",
+        "spec.yaml:4: resources.max_slots: expected an integer >= 1, found 0 (an integer)",
+        "spec.yaml:5: preemption_timeout: expected an integer >= 0 (seconds), found 'soon' (a string)",
+    ]

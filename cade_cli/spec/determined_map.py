@@ -71,7 +71,7 @@ def rewrite(root: Node, problems: Problems, found: Determined) -> None:
     top = root.value
     assert isinstance(top, dict)
     _entrypoint(top, problems, found)
-    _resources(top, found)
+    _resources(top, problems, found)
     _searcher(top, problems, found)
     _checkpoints(top, problems, found)
     _container(top, problems, found)
@@ -88,9 +88,12 @@ def default_name(source: str) -> str:
     return "experiment" if source.startswith("<") else Path(source).stem
 
 
-def _section(top: dict[str, Node], key: str) -> dict[str, Node]:
-    """The entries of a mapping section, created (empty, unlocated) when absent."""
+def _section(top: dict[str, Node], key: str, create_at: Node | None = None) -> dict[str, Node]:
+    """The entries of a mapping section. An absent (or null) one is created, located at
+    `create_at`, when that is given; otherwise it reads as empty."""
     node = top.get(key)
+    if (node is None or node.value is None) and create_at is not None:
+        node = top[key] = Node({}, create_at.loc, create_at.key_where)
     return node.value if node is not None and isinstance(node.value, dict) else {}
 
 
@@ -121,11 +124,9 @@ def _entrypoint(top: dict[str, Node], problems: Problems, found: Determined) -> 
                                              "launcher")
         return
     top["entrypoint"] = Node(shlex.join(script), node.loc, node.key_where)
-    resources = top.get("resources")
-    if resources is None or resources.value is None:
-        resources = top["resources"] = Node({}, node.loc, node.key_where)
-    if isinstance(resources.value, dict) and "launcher" not in resources.value:
-        _set(resources.value, "launcher", launcher, node)
+    resources = _section(top, "resources", create_at=node)
+    if "launcher" not in resources:
+        _set(resources, "launcher", launcher, node)
     message = f"{module} runs as cade's {launcher} launcher (resources.launcher: {launcher})"
     if options:
         message += f"; its options {shlex.join(options)!r} are dropped (resources sets the layout)"
@@ -149,7 +150,7 @@ def launcher_prefix(words: list[str]) -> tuple[str, str, list[str], list[str]] |
     return module, _LAUNCHERS.get(module.removeprefix("determined.launch."), ""), options, rest
 
 
-def _resources(top: dict[str, Node], found: Determined) -> None:
+def _resources(top: dict[str, Node], problems: Problems, found: Determined) -> None:
     resources = _section(top, "resources")
     slots = resources.get("slots_per_trial")
     if slots is not None and slots.value == 0 and is_int(slots.value):
@@ -163,30 +164,38 @@ def _resources(top: dict[str, Node], found: Determined) -> None:
                    "default slot_type is cpu; add resources.slot_type: gpu for GPUs")
     single = resources.pop("is_single_node", None)
     per_trial = resources.get("slots_per_trial")
-    if single is not None and single.value is True and per_trial is not None and is_int(per_trial.value):
+    if single is not None and not isinstance(single.value, bool):
+        problems.add(single.loc, "resources.is_single_node", f"expected true or false, found {describe(single)}")
+    elif single is not None and single.value and per_trial is not None and is_int(per_trial.value):
         resources.setdefault("slots_per_node", Node(per_trial.value, single.loc, single.key_where))
-    _max_slots(top, resources)
+    _max_slots(top, resources, problems)
     timeout = top.pop("preemption_timeout", None)
-    if timeout is not None and is_int(timeout.value) and timeout.value >= 0 and resources is not None:
-        if "preempt_notice" not in resources and "resources" in top:
-            _set(resources, "preempt_notice", timeout.value, timeout)
-        elif "resources" not in top:
-            top["resources"] = Node({"preempt_notice": Node(timeout.value, timeout.loc, timeout.key_where)},
-                                    timeout.loc, timeout.key_where)
+    if timeout is None or timeout.value is None:
+        return
+    if not is_int(timeout.value) or timeout.value < 0:
+        problems.add(timeout.loc, "preemption_timeout", f"expected an integer >= 0 (seconds), "
+                                                        f"found {describe(timeout)}")
+        return
+    _section(top, "resources", create_at=timeout).setdefault(
+        "preempt_notice", Node(timeout.value, timeout.loc, timeout.key_where))
 
 
-def _max_slots(top: dict[str, Node], resources: dict[str, Node]) -> None:
+def _max_slots(top: dict[str, Node], resources: dict[str, Node], problems: Problems) -> None:
     """max_slots bounds the experiment's slots: fewer trials at once."""
     cap_node = resources.pop("max_slots", None)
-    if cap_node is None or not is_int(cap_node.value) or cap_node.value < 1:
+    if cap_node is None or cap_node.value is None:
+        return
+    if not is_int(cap_node.value) or cap_node.value < 1:
+        problems.add(cap_node.loc, "resources.max_slots", f"expected an integer >= 1, found {describe(cap_node)}")
         return
     per_trial = resources.get("slots_per_trial")
     slots = per_trial.value if per_trial is not None and is_int(per_trial.value) and per_trial.value > 0 else 1
     cap = max(1, cap_node.value // slots)
     searcher = _section(top, "searcher")
     given = searcher.get("max_concurrent_trials")
-    current = given.value if given is not None and is_int(given.value) else 16
-    if "searcher" in top and (current == 0 or current > cap):
+    # Absent, the searcher reader's default applies; a cap of 16 or more cannot lower it.
+    current = given.value if given is not None and is_int(given.value) else None
+    if "searcher" in top and (current is None and cap < 16 or current == 0 or (current or 0) > cap):
         _set(searcher, "max_concurrent_trials", cap, cap_node)
 
 
@@ -221,10 +230,9 @@ def _checkpoints(top: dict[str, Node], problems: Problems, found: Determined) ->
         problems.add(policy.loc, "checkpoint_policy", f"expected one of {', '.join(CHECKPOINT_POLICIES)}, "
                                                       f"found {describe(policy)}"
                                                       f"{suggest(text, CHECKPOINT_POLICIES, listing=False)}")
-    elif policy is not None and policy.value == "none" and "save_trial_best" not in storage:
-        if "checkpoint_storage" not in top:
-            top["checkpoint_storage"] = Node(storage, policy.loc, policy.key_where)
-        _set(storage, "save_trial_best", 0, policy)
+    elif policy is not None and policy.value == "none":
+        _section(top, "checkpoint_storage", create_at=policy).setdefault(
+            "save_trial_best", Node(0, policy.loc, policy.key_where))
     _storage_type(top, storage, problems, found)
 
 
