@@ -309,3 +309,50 @@ def test_bad_values_of_mapped_resource_keys_are_errors_with_lines() -> None:
         "spec.yaml:4: resources.max_slots: expected an integer >= 1, found 0 (an integer)",
         "spec.yaml:5: preemption_timeout: expected an integer >= 0 (seconds), found 'soon' (a string)",
     ]
+
+
+TRAIN_038 = '''\
+import json, os
+from pathlib import Path
+from cade_cli import report
+config = json.loads(Path(os.environ["CADE_PARAMS_FILE"]).read_text())["experiment_config"]
+epochs = 3  # a 0.38 script decides its own length
+for epoch in range(1, epochs + 1):
+    report.report_validation(epoch, {"loss": 1.0 / epoch, "records": config["records_per_epoch"]})
+with report.checkpoint(epochs) as directory:
+    (directory / "unit").write_text(report.length_unit())
+'''
+
+
+def test_a_038_config_runs_on_the_local_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No name, no max_length, a data section and shared_fs storage: submitted unedited."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CADE_CONFIG", str(tmp_path / "no-config.yaml"))
+    monkeypatch.setenv("CADE_POLL_INTERVAL", "0.05")
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    monkeypatch.delenv("CADE_LEDGER", raising=False)
+    (tmp_path / "train.py").write_text(TRAIN_038)
+    (tmp_path / "digits.yaml").write_text(f"""\
+entrypoint: {sys.executable} train.py
+records_per_epoch: 1797
+min_validation_period: {{epochs: 1}}
+data: {{url: https://example.org/digits.tgz}}
+checkpoint_storage:
+  type: shared_fs
+  host_path: {tmp_path / "shared"}
+  storage_path: ckpt
+resources:
+  slots_per_trial: 0
+searcher:
+  name: single
+  metric: loss
+""")
+    result = CliRunner().invoke(cli, ["submit", "digits.yaml", "--scheduler", "local", "--slots", "1"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "searcher.max_length: not given" in result.stderr
+    status = json.loads(CliRunner().invoke(cli, ["status", "--json", "digits"]).output)
+    assert status["experiment"]["state"] == "completed"
+    assert [(t["state"], t["length"]) for t in status["trials"]] == [("completed", 3)]
+    saved = list((tmp_path / "shared" / "ckpt").glob("cade-*/1/3/unit"))
+    assert [path.read_text() for path in saved] == ["batches"]
