@@ -300,7 +300,8 @@ def checkpoint(length: int) -> Iterator[Path]:
             yield Path(throwaway)
         return
     base = Path(trial_dir) / "checkpoints"
-    base.mkdir(parents=True, exist_ok=True)
+    # With shared_fs storage `checkpoints` links to a directory the first checkpoint creates.
+    (base.resolve() if base.is_symlink() else base).mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{length}-", dir=base))
     try:
         yield staging

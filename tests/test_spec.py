@@ -347,13 +347,13 @@ def test_several_errors_sorted_by_line() -> None:
           max_slots: 2
         searcher: {name: random, metric: loss, max_trials: 0, max_length: 10}
         labels: [a]
+        lables: [b]
         """)) == [
         "spec.yaml:5: resources.slots_per_node: expected a divisor of slots_per_trial (6), found 4 (an integer)",
         "spec.yaml:6: resources.slot_type: expected one of gpu, cpu, found 'GPU' (a string)",
-        "spec.yaml:7: resources.max_slots: unknown key: a Determined key that cade does not use; remove it",
         ("spec.yaml:8: searcher.max_trials: expected an integer >= 1 (the 'random' searcher needs it), "
         "found 0 (an integer)"),
-        "spec.yaml:9: labels: unknown key: a Determined key that cade does not use; remove it",
+        "spec.yaml:10: lables: unknown key; did you mean 'labels'?",
     ]
 
 

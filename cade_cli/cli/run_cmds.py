@@ -29,6 +29,7 @@ from cade_cli.store.ledger import Ledger
 from cade_cli.views.progress import progress_view, summary_line
 from cade_cli.store.records import ExperimentRecord, SegmentRecord
 from cade_cli.spec.settings import Settings, load_settings
+from cade_cli.spec import determined
 from cade_cli.spec.experiment import load_spec
 
 driver_option = click.option(
@@ -110,6 +111,8 @@ def submit_command(spec_path: str, scheduler: str | None, slots: int | None, dry
     """Submit the experiment in SPEC and drive it (Ctrl-C detaches, cancels nothing)."""
     settings = _settings(slots, scheduler)
     spec = load_spec(spec_path, tuple(overrides))
+    for line in determined.notes(spec):
+        click.echo(line, err=True)
     backend = detect_scheduler() if settings.scheduler == "auto" else settings.scheduler
     if dry_run:
         click.echo(engine.dry_run_script(spec, backend, settings), nl=False)

@@ -22,6 +22,7 @@ from cade_cli.search.simulate import (
     simulate,
 )
 from cade_cli.search.space import flatten
+from cade_cli.spec import determined
 from cade_cli.spec.experiment import ExperimentSpec, load_spec
 
 PROGRESS_DELAY = 1.0   # seconds before a progress bar appears
@@ -44,6 +45,8 @@ def _stdout() -> Console:
 def preview_command(spec_path: str, as_json: bool, overrides: tuple[str, ...]) -> None:
     """Show what SPEC's search will train: brackets, rung lengths, where trials end."""
     spec = load_spec(spec_path, overrides)
+    for line in determined.notes(spec, variant=False):  # the plan itself names the variant
+        click.echo(line, err=True)
     plan = preview(spec)
     if as_json:
         click.echo(json.dumps(plan_to_json(plan), indent=2))
@@ -78,6 +81,9 @@ def _render_plan(console: Console, spec: ExperimentSpec, plan: Plan) -> None:
     console.print(f"Total length trained: [bold]{plan.total_length}[/] {unit}")
     if plan.note:
         console.print(f"Concurrency: {plan.note}")
+    variant = determined.asha_variant(spec)
+    if variant:
+        console.print(variant)
 
 
 # -- simulate -----------------------------------------------------------------------------

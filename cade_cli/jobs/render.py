@@ -272,6 +272,9 @@ def build_context(
         "nodes": str(layout.nodes),
         "tasks_per_node": str(layout.ranks_per_node),
         "nprocs": str(layout.ranks),
+        # Determined's environment.image and bind_mounts, for site templates that run a container.
+        "image": spec.image or "",
+        "bind_mounts": sorted(spec.bind_mounts),
     }
 
 

@@ -79,8 +79,10 @@ def prepare_segment(
 
     write_json_atomic(
         trial_dir / "params.json",
-        {"params": dict(params), "trial": trial_id, "experiment": experiment_id},
+        {"params": dict(params), "trial": trial_id, "experiment": experiment_id,
+         "experiment_config": dict(spec.trial_config)},
     )
+    link_checkpoint_directory(spec, experiment_id, trial_dir)
     write_control(run_dir, stop=False, reason="", target_length=target_length)
     copy_launchers(run_dir / "launch")
 
@@ -121,6 +123,24 @@ def scheduler_directives(backend: str, spec: ExperimentSpec, job_name: str, run_
     module = importlib.import_module(f"cade_cli.backends.{backend}")
     function: Callable[[ExperimentSpec, str, Path], Sequence[str]] = getattr(module, function_name)
     return [str(d) for d in function(spec, job_name, run_dir)]
+
+
+def link_checkpoint_directory(spec: ExperimentSpec, experiment_id: int | str, trial_dir: Path) -> None:
+    """With a checkpoint directory (Determined's shared_fs), trials/<n>/checkpoints links into it.
+
+    Every reader of checkpoints (the trial API, PBT's parent lookup) keeps using the trial's
+    own path; the bytes land on the shared file system the spec names.
+    """
+    if spec.checkpoint_storage.directory is None:
+        return
+    link = trial_dir / "checkpoints"
+    # The ledger's directory token tells apart experiment 1 of two projects sharing the directory.
+    experiment = f"cade-{experiment_id}-{render.directory_token(trial_dir.parent.parent)}"
+    target = Path(spec.checkpoint_storage.directory) / experiment / trial_dir.name
+    # The target is created by the first checkpoint (a dry run leaves the shared directory alone).
+    if link.is_symlink() or link.exists():
+        return  # a later segment of the same trial: already linked (or already holding checkpoints)
+    link.symlink_to(target, target_is_directory=True)
 
 
 def write_control(run_dir: str | Path, *, stop: bool, reason: str, target_length: int) -> None:

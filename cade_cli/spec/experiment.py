@@ -18,6 +18,7 @@ from typing import Any
 from cade_cli.errors import SpecError
 from cade_cli.jobs.layout import UnevenNodes, split_slots
 from cade_cli.search.space import Space
+from cade_cli.spec.determined import Determined, determined_keys, name_when_absent, normalise
 from cade_cli.spec.hparams import read_space
 from cade_cli.spec.reader import MapReader
 from cade_cli.spec.searcher import SEARCHER_NAMES, read_searcher
@@ -115,6 +116,7 @@ class CheckpointStorageSpec:
     save_trial_best: int = 1
     save_trial_latest: int = 1
     save_experiment_best: int = 0
+    directory: str | None = None           # shared_fs/directory: trials/<n>/checkpoints links here
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,11 @@ class ExperimentSpec:
     source: str = "<string>"               # file the spec came from (for messages)
     workdir: str = "."                     # where the entrypoint runs: the spec's directory
     raw: dict[str, Any] = field(default_factory=dict, compare=False)  # parsed YAML, for the ledger
+    # From Determined's keys (cade_cli/spec/determined.py): what the trial and the template get.
+    trial_config: dict[str, Any] = field(default_factory=dict, compare=False)  # params.json experiment_config
+    image: str | None = None               # environment.image, for site templates
+    bind_mounts: tuple[str, ...] = ()      # HOST:CONTAINER[:ro], for site templates
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # one line per key without effect
 
 
 # ---------------------------------------------------------------------------------------------
@@ -143,21 +150,6 @@ _TOP_KEYS = ("name", "description", "entrypoint", "hyperparameters", "searcher",
              "max_restarts", "checkpoint_storage", "reproducibility", "environment", "slurm", "pbs")
 _RESOURCE_KEYS = ("slots_per_trial", "slots_per_node", "slot_type", "resource_pool", "time", "mem_per_node",
                   "cpus_per_slot", "launcher", "preempt_signal", "preempt_notice")
-_UNUSED = "a Determined key that cade does not use; remove it"
-_DETERMINED_ONLY = {
-    "": {key: _UNUSED for key in ("bind_mounts", "labels", "min_validation_period", "min_checkpoint_period",
-                                  "records_per_epoch", "scheduling_unit", "workspace", "project", "profiling",
-                                  "optimizations", "perform_initial_validation", "debug", "log_policies")}
-    | {"data": "Determined's free-form data; give such values as const hyperparameters instead"},
-    "resources": {key: _UNUSED for key in ("max_slots", "priority", "weight", "shm_size", "agent_label",
-                                           "devices", "native_parallel", "is_single_node")},
-    "checkpoint_storage": {key: "checkpoints are kept in each trial's directory; only save_trial_best, "
-                                "save_trial_latest and save_experiment_best apply"
-                           for key in ("type", "host_path", "storage_path", "propagation", "bucket", "prefix")},
-    "environment": {key: "container settings do not apply: jobs run in the cluster's own environment"
-                    for key in ("image", "force_pull_image", "pod_spec", "registry_auth", "add_capabilities",
-                                "drop_capabilities", "ports", "proxy_ports")},
-}
 _TRIAL_CLASS = re.compile(r"^[\w.]+:[A-Za-z_]\w*$")
 
 
@@ -209,15 +201,20 @@ def _validate(root: Node, problems: Problems, source: str, workdir: str,
         raise SpecError(f"{root.loc.where}: expected a mapping of spec keys (name, entrypoint, searcher, ...) "
                         f"at the top level, found {describe(root.value)}")
     apply_overrides(root, overrides, problems)
-    spec = _build(root, problems)
+    name_when_absent(root, source)
+    raw = to_plain(root)  # as written: rebuilding from the ledger maps Determined's keys again
+    determined = normalise(root, problems)
+    spec = _build(root, problems, determined)
     problems.raise_if_any()
-    return ExperimentSpec(**spec, source=source, workdir=workdir, raw=to_plain(root))
+    return ExperimentSpec(**spec, source=source, workdir=workdir, raw=raw,
+                          trial_config=determined.trial_config, image=determined.image,
+                          bind_mounts=tuple(determined.bind_mounts), warnings=tuple(determined.warnings))
 
 
-def _build(root: Node, problems: Problems) -> dict[str, Any]:
+def _build(root: Node, problems: Problems, determined: Determined) -> dict[str, Any]:
     """ExperimentSpec keyword arguments; sound only when no problem was recorded."""
     top = MapReader(root, "", problems, root.loc)
-    top.reject_unknown(_TOP_KEYS, _DETERMINED_ONLY[""])
+    top.reject_unknown(_TOP_KEYS + determined_keys(""))
     searcher = SearcherSpec(**read_searcher(top.section("searcher", required=True,
                                                         expected="a mapping with name and metric")))
     resources = _resources(top.section("resources"))
@@ -230,7 +227,7 @@ def _build(root: Node, problems: Problems) -> dict[str, Any]:
         "searcher": searcher,
         "resources": resources,
         "max_restarts": top.integer("max_restarts", 5, minimum=0),
-        "checkpoint_storage": _checkpoint_storage(top.section("checkpoint_storage")),
+        "checkpoint_storage": _checkpoint_storage(top.section("checkpoint_storage"), determined.checkpoint_dir),
         "experiment_seed": _seed(top.section("reproducibility")),
         "environment_variables": _environment(top.section("environment"), resources.slot_type),
         "slurm": _slurm(top.section("slurm"), resources.slots_per_trial),
@@ -278,7 +275,7 @@ def _entrypoint(top: MapReader) -> tuple[str, ...]:
 
 
 def _resources(section: MapReader) -> ResourcesSpec:
-    section.reject_unknown(_RESOURCE_KEYS, _DETERMINED_ONLY["resources"])
+    section.reject_unknown(_RESOURCE_KEYS + determined_keys("resources"))
     slots = section.integer("slots_per_trial", 1, minimum=1)
     per_node = section.optional_integer("slots_per_node", minimum=1)
     if per_node is not None and (per_node > slots or slots % per_node):
@@ -298,10 +295,11 @@ def _resources(section: MapReader) -> ResourcesSpec:
     )
 
 
-def _checkpoint_storage(section: MapReader) -> CheckpointStorageSpec:
-    section.reject_unknown(("save_trial_best", "save_trial_latest", "save_experiment_best"),
-                           _DETERMINED_ONLY["checkpoint_storage"])
+def _checkpoint_storage(section: MapReader, directory: str | None) -> CheckpointStorageSpec:
+    section.reject_unknown(("save_trial_best", "save_trial_latest", "save_experiment_best")
+                           + determined_keys("checkpoint_storage"))
     return CheckpointStorageSpec(
+        directory=directory,
         save_trial_best=section.integer("save_trial_best", 1, minimum=0),
         save_trial_latest=section.integer("save_trial_latest", 1, minimum=0),
         save_experiment_best=section.integer("save_experiment_best", 0, minimum=0),
@@ -309,12 +307,12 @@ def _checkpoint_storage(section: MapReader) -> CheckpointStorageSpec:
 
 
 def _seed(section: MapReader) -> int | None:
-    section.reject_unknown(("experiment_seed",))
+    section.reject_unknown(("experiment_seed",) + determined_keys("reproducibility"))
     return section.optional_integer("experiment_seed", minimum=0, maximum=2**31 - 1)
 
 
 def _environment(section: MapReader, slot_type: str) -> tuple[tuple[str, str], ...]:
-    section.reject_unknown(("environment_variables",), _DETERMINED_ONLY["environment"])
+    section.reject_unknown(("environment_variables",) + determined_keys("environment"))
     return read_environment(section, slot_type)
 
 
@@ -331,7 +329,7 @@ def _node_size(section: MapReader, slots_per_trial: int) -> int | None:
 
 
 def _slurm(section: MapReader, slots_per_trial: int) -> SlurmSpec:
-    section.reject_unknown(("sbatch_args", "slots_per_node", "gpu_type", "account", "qos"))
+    section.reject_unknown(("sbatch_args", "slots_per_node", "gpu_type", "account", "qos") + determined_keys("slurm"))
     return SlurmSpec(
         sbatch_args=section.string_list("sbatch_args"),
         slots_per_node=_node_size(section, slots_per_trial),
@@ -342,7 +340,7 @@ def _slurm(section: MapReader, slots_per_trial: int) -> SlurmSpec:
 
 
 def _pbs(section: MapReader, slots_per_trial: int) -> PbsSpec:
-    section.reject_unknown(("pbsbatch_args", "slots_per_node", "account"))
+    section.reject_unknown(("pbsbatch_args", "slots_per_node", "account") + determined_keys("pbs"))
     return PbsSpec(
         pbsbatch_args=section.string_list("pbsbatch_args"),
         slots_per_node=_node_size(section, slots_per_trial),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cade_cli.spec.determined import determined_keys
 from cade_cli.spec.reader import MapReader, is_int, suggest
 from cade_cli.spec.yamlpos import describe
 
@@ -67,7 +68,8 @@ def _reject_foreign_keys(reader: MapReader, name: str) -> None:
             if key not in own:
                 users = [n for n, ks in _OWN_KEYS.items() if key in ks]
                 explained[key] = f"not used by the {name!r} searcher (a key of: {', '.join(users)})"
-    reader.reject_unknown(own, explained)
+    # Determined-only keys are removed before this; listed, a misspelling of one gets "did you mean".
+    reader.reject_unknown(own | (set(determined_keys("searcher")) - set(explained)), explained)
 
 
 def read_length(reader: MapReader, key: str, *, required: bool, why: str = "") -> tuple[int | None, str]:
@@ -114,7 +116,8 @@ def _asha_common(reader: MapReader, name: str) -> dict[str, Any]:
             reader.missing("time_metric", "the name of the metric that measures length", " (max_time needs it)")
     return {
         "max_length": max_length if length_given else max_time,
-        "length_unit": unit,
+        # With time_metric, lengths are counted in that metric: its name is the unit.
+        "length_unit": unit if length_given or not time_metric else time_metric,
         "time_metric": None if length_given else time_metric,
         "divisor": reader.integer("divisor", 4, minimum=2),
         "stop_once": reader.boolean("stop_once", False),
