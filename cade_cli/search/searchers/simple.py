@@ -11,7 +11,7 @@ whose hyperparameters were rejected is skipped.
 from __future__ import annotations
 
 import random
-from typing import Any, Self
+from typing import Any, TypeVar
 
 from cade_cli.errors import SpecError
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
@@ -47,6 +47,10 @@ def check_snapshot(snapshot: dict[str, Any], name: str) -> None:
     if snapshot.get("searcher") != name or snapshot.get("format") != SNAPSHOT_FORMAT:
         raise ValueError(f"not a format-{SNAPSHOT_FORMAT} {name} searcher snapshot: "
                          f"{snapshot.get('searcher')!r} format {snapshot.get('format')!r}")
+
+
+# The class a classmethod is called on (typing.Self needs Python 3.11).
+_Searcher = TypeVar("_Searcher", bound="_FixedLengthSearcher")
 
 
 class _FixedLengthSearcher:
@@ -109,8 +113,8 @@ class _FixedLengthSearcher:
                 "rng": rng_state_to_json(self.rng)}
 
     @classmethod
-    def restore(cls, searcher_spec: SearcherSpec, space: Space,
-                snapshot: dict[str, Any]) -> Self:
+    def restore(cls: type[_Searcher], searcher_spec: SearcherSpec, space: Space,
+                snapshot: dict[str, Any]) -> _Searcher:
         check_snapshot(snapshot, cls.name)
         searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
         searcher.created = snapshot["created"]
