@@ -27,6 +27,7 @@ from cade_cli.spec.values import (
     read_signal,
     read_walltime,
 )
+from cade_cli.spec.files import read_capped
 from cade_cli.spec.yamlpos import (
     Loc,
     Node,
@@ -166,22 +167,13 @@ _DETERMINED_ONLY = {
                     for key in ("image", "force_pull_image", "pod_spec", "registry_auth", "add_capabilities",
                                 "drop_capabilities", "ports", "proxy_ports")},
 }
-_TRIAL_CLASS = re.compile(r"^[\w.]+:[A-Za-z_]\w*$")
+_TRIAL_CLASS = re.compile(r"[\w.]+:[A-Za-z_]\w*")
 
 
 def load_spec(path: str | Path, overrides: tuple[str, ...] = ()) -> ExperimentSpec:
     """Read and validate a spec file; `overrides` are KEY.PATH=VALUE strings (--config)."""
     shown = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise SpecError(f"{shown}: no such file", hint="give the path of an experiment YAML file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{shown}: is a directory, expected an experiment YAML file") from None
-    except UnicodeDecodeError as err:
-        raise SpecError(f"{shown}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
-        raise SpecError(f"{shown}: cannot read ({err.strerror or err})") from None
+    text = read_capped(path, "experiment spec", encoding="utf-8-sig")
     return parse_spec(text, shown, overrides)
 
 
@@ -278,7 +270,7 @@ def _entrypoint(top: MapReader) -> tuple[str, ...]:
         return ()
     if not argv:
         top.bad(node, "entrypoint", expected)
-    elif len(argv) == 1 and _TRIAL_CLASS.match(argv[0]) and "/" not in argv[0]:
+    elif len(argv) == 1 and _TRIAL_CLASS.fullmatch(argv[0]) and "/" not in argv[0]:
         top.problems.add(node.loc, "entrypoint", f"expected a command (e.g. 'python3 train.py'), found "
                                                  f"{describe(node.value)}, a Determined Trial class; "
                                                  "cade runs a command and reports through cade_cli.report")
@@ -296,7 +288,7 @@ def _resources(section: MapReader) -> ResourcesSpec:
         slots_per_trial=slots,
         slots_per_node=per_node,
         slot_type=section.choice("slot_type", ("gpu", "cpu"), "cpu"),
-        resource_pool=section.optional_string("resource_pool"),
+        resource_pool=section.optional_string("resource_pool", directive=True),
         time=read_walltime(section),
         mem_per_node=read_memory(section),
         cpus_per_slot=section.integer("cpus_per_slot", 1, minimum=1),
@@ -329,18 +321,18 @@ def _environment(section: MapReader, slot_type: str) -> tuple[tuple[str, str], .
 def _slurm(section: MapReader) -> SlurmSpec:
     section.reject_unknown(("sbatch_args", "slots_per_node", "gpu_type", "account", "qos"))
     return SlurmSpec(
-        sbatch_args=section.string_list("sbatch_args"),
+        sbatch_args=section.string_list("sbatch_args", directive=True),
         slots_per_node=section.optional_integer("slots_per_node", minimum=1),
-        gpu_type=section.optional_string("gpu_type"),
-        account=section.optional_string("account"),
-        qos=section.optional_string("qos"),
+        gpu_type=section.optional_string("gpu_type", directive=True),
+        account=section.optional_string("account", directive=True),
+        qos=section.optional_string("qos", directive=True),
     )
 
 
 def _pbs(section: MapReader) -> PbsSpec:
     section.reject_unknown(("pbsbatch_args", "slots_per_node", "account"))
     return PbsSpec(
-        pbsbatch_args=section.string_list("pbsbatch_args"),
+        pbsbatch_args=section.string_list("pbsbatch_args", directive=True),
         slots_per_node=section.optional_integer("slots_per_node", minimum=1),
-        account=section.optional_string("account"),
+        account=section.optional_string("account", directive=True),
     )

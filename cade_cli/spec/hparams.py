@@ -104,7 +104,11 @@ def _categorical(reader: MapReader, problems: Problems) -> Categorical:
 
 
 def _ranged(reader: MapReader, kind: str, grid: bool) -> Hyperparameter:
-    """int, double and log: minval < maxval, and `count` (required under grid)."""
+    """int, double and log: minval < maxval, and `count` (required under grid).
+
+    Every value a trial can get (and every step between) must be a finite number: params
+    travel as JSON, and an overflow found at sampling time would stop the driver mid-run.
+    """
     why_count = " (the grid searcher needs it)" if grid else ""
     count = reader.optional_integer("count", minimum=1, required=grid, why=why_count)
     if kind == "int":
@@ -112,15 +116,45 @@ def _ranged(reader: MapReader, kind: str, grid: bool) -> Hyperparameter:
         high_int = reader.optional_integer("maxval", required=True)
         _check_order(reader, low_int, high_int)
         return Int(low_int or 0, high_int or 0, count)
-    low = reader.optional_number("minval", required=True)
-    high = reader.optional_number("maxval", required=True)
+    low, high = _finite_bound(reader, "minval"), _finite_bound(reader, "maxval")
     _check_order(reader, low, high)
     if kind == "double":
+        if low is not None and high is not None and low < high and not math.isfinite(high - low):
+            reader.bad(reader.entries["maxval"], "maxval", f"a value with maxval - minval finite "
+                                                           f"(minval is {show_number(low)})")
         return Double(low or 0.0, high or 0.0, count)
-    base = reader.optional_number("base", required=True, why=" (log values are base ** x)")
-    if base is not None and base <= 0:
-        reader.bad(reader.entries["base"], "base", "a number > 0")
+    base = _log_base(reader)
+    if base is not None:
+        for key, exponent in (("minval", low), ("maxval", high)):
+            if exponent is not None and _power(base, exponent) is None:
+                reader.bad(reader.entries[key], key, f"an exponent with {show_number(base)} ** {key} "
+                                                     f"a positive finite number")
     return Log(low or 0.0, high or 0.0, base or 10.0, count)
+
+
+def _finite_bound(reader: MapReader, key: str) -> float | None:
+    value = reader.optional_number(key, required=True)
+    if value is not None and not math.isfinite(value):
+        reader.bad(reader.entries[key], key, "a finite number")
+        return None
+    return value
+
+
+def _log_base(reader: MapReader) -> float | None:
+    base = reader.optional_number("base", required=True, why=" (log values are base ** x)")
+    if base is not None and not (math.isfinite(base) and base > 0 and base != 1):
+        reader.bad(reader.entries["base"], "base", "a finite number > 0 other than 1")
+        return None
+    return base
+
+
+def _power(base: float, exponent: float) -> float | None:
+    """base ** exponent when it is a positive finite float, else None (overflow, underflow)."""
+    try:
+        value = base ** exponent
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def _check_order(reader: MapReader, low: float | None, high: float | None) -> None:

@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cade_cli.spec.yamlpos import Loc, Node, Problems, describe, join_path
+
+
+# C0 controls (newline, tab, ESC ...), DEL and C1 controls: none belongs in a value that
+# becomes one line of a job script's scheduler directives.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+DIRECTIVE = " (it becomes a scheduler directive: one line, no control characters)"
 
 
 def range_text(kind: str, minimum: float | None, maximum: float | None) -> str:
@@ -157,12 +164,17 @@ class MapReader:
         return node.value
 
     def optional_string(self, key: str, *, required: bool = False, why: str = "",
-                        expected: str = "a non-empty string") -> str | None:
+                        expected: str = "a non-empty string", directive: bool = False) -> str | None:
+        """`directive`: the value goes into a scheduler directive, so control characters
+        (a newline would start a line of its own in the job script) are refused."""
         node = self.node(key, expected, required=required, why=why)
         if node is None:
             return None
         if not isinstance(node.value, str) or not node.value.strip():
             self.bad(node, key, expected, why)
+            return None
+        if directive and _CONTROL.search(node.value):
+            self.bad(node, key, expected, DIRECTIVE)
             return None
         return node.value
 
@@ -186,7 +198,8 @@ class MapReader:
             return default
         return node.value
 
-    def string_list(self, key: str) -> tuple[str, ...]:
+    def string_list(self, key: str, *, directive: bool = False) -> tuple[str, ...]:
+        """`directive`: as for optional_string, each item without control characters."""
         expected = "a list of strings"
         node = self.node(key, expected)
         if node is None:
@@ -196,9 +209,10 @@ class MapReader:
             return ()
         items: list[str] = []
         for index, item in enumerate(node.value):
-            if isinstance(item.value, str):
+            if isinstance(item.value, str) and not (directive and _CONTROL.search(item.value)):
                 items.append(item.value)
             else:
+                why = DIRECTIVE if isinstance(item.value, str) else ""
                 self.problems.add(item.loc, f"{self.key_path(key)}[{index}]",
-                                  f"expected a string, found {describe(item.value)}")
+                                  f"expected a string{why}, found {describe(item.value)}")
         return tuple(items)

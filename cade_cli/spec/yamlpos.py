@@ -35,7 +35,7 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.add_implicit_resolver(
     _TAG + "float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+\Z"),
     list("-+0123456789"),
 )
 
