@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import math
 
-from cade_cli.search.space import Categorical, Const, Double, Hyperparameter, Int, Log, Nested
+from cade_cli.errors import SpecError
+from cade_cli.search.space import (
+    MAX_GRID_POINTS,
+    Categorical,
+    Const,
+    Double,
+    Hyperparameter,
+    Int,
+    Log,
+    Nested,
+    grid_size,
+)
 from cade_cli.spec.reader import MapReader, show_number
 from cade_cli.spec.yamlpos import Loc, Node, Problems, describe, join_path, to_plain
 
@@ -34,7 +45,23 @@ def read_space(node: Node | None, problems: Problems, parent_loc: Loc, *, grid: 
         problems.add(node.loc, "hyperparameters", f"expected a mapping of names to hyperparameters, "
                                                   f"found {describe(node.value)}")
         return Nested(())
-    return _nested(node, "hyperparameters", problems, grid)
+    space = _nested(node, "hyperparameters", problems, grid)
+    if grid:
+        _check_grid_size(space, node, problems)
+    return space
+
+
+def _check_grid_size(space: Nested, node: Node, problems: Problems) -> None:
+    """Counted, not built: a grid past MAX_GRID_POINTS is refused with its size."""
+    try:
+        size = grid_size(space)
+    except SpecError:
+        return  # a missing count, reported at its own key
+    if size > MAX_GRID_POINTS:
+        shown = f"{size:,}" if size < 10**30 else f"about 10^{len(str(size)) - 1}"
+        problems.add(node.key_where, "hyperparameters",
+                     f"expected a grid of at most {MAX_GRID_POINTS:,} points (one trial each), found "
+                     f"{shown} points (the product of the counts and categories)")
 
 
 def _nested(node: Node, path: str, problems: Problems, grid: bool) -> Nested:

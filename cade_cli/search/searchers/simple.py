@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from cade_cli.errors import SpecError
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.search.space import Space, grid, sample
+from cade_cli.search.space import Space, grid_point, grid_size, sample
 from cade_cli.spec.experiment import SearcherSpec
 
 SNAPSHOT_FORMAT = 1
@@ -191,14 +191,15 @@ class Grid(_FixedLengthSearcher):
 
     def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)
-        self.points = grid(space)
+        # Counted, never built: each trial's point is computed from its index.
+        self.size = grid_size(space)
 
     @property
     def budget(self) -> int:
-        return len(self.points)
+        return self.size
 
     def _invalid_uses_budget(self) -> bool:
         return True  # the same point would be rejected again: move on
 
     def _next_params(self) -> dict[str, Any]:
-        return self.points[self.created - 1]
+        return grid_point(self.space, self.created - 1)
