@@ -18,7 +18,7 @@ from typing import Any
 from cade_cli.errors import SpecError
 from cade_cli.search.space import Space
 from cade_cli.spec.hparams import read_space
-from cade_cli.spec.reader import MapReader
+from cade_cli.spec.reader import DIRECTIVE, MapReader
 from cade_cli.spec.searcher import SEARCHER_NAMES, read_searcher
 from cade_cli.spec.values import (
     parse_walltime,
@@ -222,7 +222,7 @@ def _build(root: Node, problems: Problems) -> dict[str, Any]:
                                                         expected="a mapping with name and metric")))
     resources = _resources(top.section("resources"))
     return {
-        "name": top.string("name", required=True, why=" (the experiment's name)"),
+        "name": top.string("name", required=True, why=" (the experiment's name)", one_line=True),
         "description": _description(top),
         "entrypoint": _entrypoint(top),
         "hyperparameters": read_space(top.entries.get("hyperparameters"), problems, root.loc,
@@ -288,7 +288,7 @@ def _resources(section: MapReader) -> ResourcesSpec:
         slots_per_trial=slots,
         slots_per_node=per_node,
         slot_type=section.choice("slot_type", ("gpu", "cpu"), "cpu"),
-        resource_pool=section.optional_string("resource_pool", directive=True),
+        resource_pool=section.optional_string("resource_pool", one_line=True, why=DIRECTIVE),
         time=read_walltime(section),
         mem_per_node=read_memory(section),
         cpus_per_slot=section.integer("cpus_per_slot", 1, minimum=1),
@@ -321,18 +321,18 @@ def _environment(section: MapReader, slot_type: str) -> tuple[tuple[str, str], .
 def _slurm(section: MapReader) -> SlurmSpec:
     section.reject_unknown(("sbatch_args", "slots_per_node", "gpu_type", "account", "qos"))
     return SlurmSpec(
-        sbatch_args=section.string_list("sbatch_args", directive=True),
+        sbatch_args=section.string_list("sbatch_args", one_line=True, why=DIRECTIVE),
         slots_per_node=section.optional_integer("slots_per_node", minimum=1),
-        gpu_type=section.optional_string("gpu_type", directive=True),
-        account=section.optional_string("account", directive=True),
-        qos=section.optional_string("qos", directive=True),
+        gpu_type=section.optional_string("gpu_type", one_line=True, why=DIRECTIVE),
+        account=section.optional_string("account", one_line=True, why=DIRECTIVE),
+        qos=section.optional_string("qos", one_line=True, why=DIRECTIVE),
     )
 
 
 def _pbs(section: MapReader) -> PbsSpec:
     section.reject_unknown(("pbsbatch_args", "slots_per_node", "account"))
     return PbsSpec(
-        pbsbatch_args=section.string_list("pbsbatch_args", directive=True),
+        pbsbatch_args=section.string_list("pbsbatch_args", one_line=True, why=DIRECTIVE),
         slots_per_node=section.optional_integer("slots_per_node", minimum=1),
-        account=section.optional_string("account", directive=True),
+        account=section.optional_string("account", one_line=True, why=DIRECTIVE),
     )

@@ -20,7 +20,7 @@ from cade_cli.search.space import (
     Nested,
     grid_size,
 )
-from cade_cli.spec.reader import MapReader, show_number
+from cade_cli.spec.reader import ONE_LINE, MapReader, has_control, show_number
 from cade_cli.spec.yamlpos import Loc, Node, Problems, describe, join_path, to_plain
 
 HP_TYPES = ("const", "int", "double", "log", "categorical")
@@ -69,8 +69,9 @@ def _nested(node: Node, path: str, problems: Problems, grid: bool) -> Nested:
     items: list[tuple[str, Hyperparameter]] = []
     for name, child in node.value.items():
         child_path = join_path(path, name)
-        if not name.strip():
-            problems.add(child.key_where, child_path, "expected a non-empty hyperparameter name, found ''")
+        if not name.strip() or has_control(name):
+            problems.add(child.key_where, child_path, f"expected a non-empty hyperparameter name {ONE_LINE}, "
+                                                      f"found {name!r}")
             continue
         items.append((name, _hyperparameter(child, child_path, problems, grid)))
     # Sorted by name: every traversal (sampling, grid order) is then deterministic.

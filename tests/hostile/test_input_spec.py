@@ -202,13 +202,30 @@ def test_no_pattern_ends_in_a_dollar_that_lets_a_newline_through() -> None:
 ])
 def test_a_control_character_in_a_directive_value_is_refused_with_its_line(block: str, path: str) -> None:
     [message] = errors(block)
-    assert message.startswith(f"spec.yaml:9: {path}: expected a non-empty string (it becomes a scheduler "
-                              f"directive: one line, no control characters), found ")
+    assert message.startswith(f"spec.yaml:9: {path}: expected a non-empty string on one line, without "
+                              f"control characters (a scheduler directive), found ")
 
 
 def test_a_control_character_in_passthrough_arguments_is_refused_with_its_index() -> None:
     assert errors('slurm:\n  sbatch_args: ["--exclusive", "--comment=a\\nb"]\n') == [
-        "spec.yaml:9: slurm.sbatch_args[1]: expected a string (it becomes a scheduler directive: one line, "
-        "no control characters), found '--comment=a\\nb' (a string)"]
+        "spec.yaml:9: slurm.sbatch_args[1]: expected a string on one line, without control characters "
+        "(a scheduler directive), found '--comment=a\\nb' (a string)"]
     [message] = errors('pbs:\n  pbsbatch_args: ["-V\\u0085"]\n')
-    assert message.startswith("spec.yaml:9: pbs.pbsbatch_args[0]: expected a string (it becomes")
+    assert message.startswith("spec.yaml:9: pbs.pbsbatch_args[0]: expected a string on one line")
+
+
+# ------------------------------------------------------------------------ 14: names
+
+def test_names_shown_on_terminals_are_one_line_of_text() -> None:
+    text = MINIMAL.replace("name: exp", 'name: "exp\\e]0;owned\\a"').replace(
+        "metric: loss", 'metric: "loss\\e[2J"')
+    with pytest.raises(SpecError) as caught:
+        parse_spec(text + 'hyperparameters:\n  "lr\\e[31m": 0.1\n', "spec.yaml")
+    assert str(caught.value).splitlines() == [
+        "spec.yaml:1: name: expected a non-empty string on one line, without control characters "
+        "(the experiment's name), found 'exp\\x1b]0;owned\\x07' (a string)",
+        "spec.yaml:5: searcher.metric: expected a non-empty string on one line, without control characters "
+        "(the validation metric to compare trials by), found 'loss\\x1b[2J' (a string)",
+        "spec.yaml:9: hyperparameters.'lr\\x1b[31m': expected a non-empty hyperparameter name on one line, "
+        "without control characters, found 'lr\\x1b[31m'",
+    ]
