@@ -171,3 +171,34 @@ def test_the_exit_codes_are_one_table() -> None:
     assert code == 0
     for number, meaning in EXIT_CODES.items():
         assert f"{number} {' '.join(meaning.split())}" in flat
+
+
+# ------------------------------------------------------------------------ the README
+
+def _input_promises() -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    begin, end = "<!-- promises: input (begin) -->", "<!-- promises: input (end) -->"
+    return readme[readme.index(begin):readme.index(end)]
+
+
+def test_every_input_promise_names_tests_that_exist() -> None:
+    """Each `path::test` (or `::test` of the path before it) in the input promises exists."""
+    text = " ".join(_input_promises().split())
+    named = re.findall(r"`((?:tests/hostile/[\w/]+\.py)?)::(\w+)`", text)
+    assert len(named) >= 20
+    current = ""
+    for path, test in named:
+        current = path or current
+        source = (ROOT / current).read_text(encoding="utf-8")
+        assert f"def {test}(" in source, f"{current}::{test}"
+
+
+def test_the_promised_limits_are_the_code_s() -> None:
+    from cade_cli.cli.params import MAX_ID
+    from cade_cli.search.space import MAX_GRID_POINTS
+    from cade_cli.spec.files import MAX_INPUT_BYTES
+
+    text = " ".join(_input_promises().split())
+    assert f"more than {MAX_GRID_POINTS:,} points" in text
+    assert f"at most {MAX_INPUT_BYTES // 2**20} MiB" in text
+    assert MAX_ID == 2**63 - 1 and "from 1 to 2^63 - 1" in text
