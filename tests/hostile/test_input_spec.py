@@ -229,3 +229,40 @@ def test_names_shown_on_terminals_are_one_line_of_text() -> None:
         "spec.yaml:9: hyperparameters.'lr\\x1b[31m': expected a non-empty hyperparameter name on one line, "
         "without control characters, found 'lr\\x1b[31m'",
     ]
+
+
+def test_hostile_environment_values_reach_the_job_unchanged(tmp_path: Path) -> None:
+    """Values are shell-quoted in the job script: a newline, `$(...)`, quotes and a
+    backslash arrive as data, and nothing in them runs."""
+    import subprocess
+
+    from cade_cli.jobs import render
+
+    value = "a\nb $(touch owned) `touch owned` ' \" \\ ;exit 3"
+    spec = parse_spec(MINIMAL + "environment:\n  environment_variables:\n    HOSTILE: "
+                      + '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"\n',
+                      str(tmp_path / "spec.yaml"))
+    assert dict(spec.environment_variables)["HOSTILE"] == value
+    cade_env = render.cade_environment(
+        spec, experiment_id=1, trial_id=1, segment=1, run_dir=tmp_path, trial_dir=tmp_path,
+        start_length=0, target_length=10, report_at=[10], resume_from=None, trial_seed=1)
+    context = render.build_context(spec, backend="local", job_name="cade-1-1-1", cade_env=cade_env,
+                                   directives=[])
+    script = render.render_script("local.sh.j2", context, ())
+    result = subprocess.run(["bash", "-c", _export_block(script) + '\nprintf %s "$HOSTILE"'],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stdout) == (0, value), result.stderr
+    assert not (tmp_path / "owned").exists()
+
+
+def _export_block(script: str) -> str:
+    """The `export HOSTILE=...` statement, which may span lines inside its quotes."""
+    text = script[script.index("export HOSTILE="):]
+    end, quote = len("export HOSTILE="), ""
+    while end < len(text) and (quote or text[end] != "\n"):
+        if quote and text[end] == quote:
+            quote = ""
+        elif not quote and text[end] in "'\"":
+            quote = text[end]
+        end += 1
+    return text[:end]
