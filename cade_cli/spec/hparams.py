@@ -140,8 +140,10 @@ def _ranged(reader: MapReader, kind: str, grid: bool) -> Hyperparameter:
     why_count = " (the grid searcher needs it)" if grid else ""
     count = reader.optional_integer("count", minimum=1, required=grid, why=why_count)
     if kind == "int":
-        low_int = reader.optional_integer("minval", required=True)
-        high_int = reader.optional_integer("maxval", required=True)
+        # 64-bit: what a training script in any language can read, and what floats (grid
+        # steps, PBT's perturbation) can hold without overflowing.
+        low_int = reader.optional_integer("minval", minimum=-(2**63), maximum=2**63 - 1, required=True)
+        high_int = reader.optional_integer("maxval", minimum=-(2**63), maximum=2**63 - 1, required=True)
         _check_order(reader, low_int, high_int)
         return Int(low_int or 0, high_int or 0, count)
     low, high = _finite_bound(reader, "minval"), _finite_bound(reader, "maxval")

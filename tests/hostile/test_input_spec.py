@@ -59,6 +59,9 @@ def errors(extra: str) -> list[str]:
      "spec.yaml:9: hyperparameters.lr.minval: expected a finite number, found -inf (a number)"),
     ("{type: double, minval: 0, maxval: 1e309}",
      "spec.yaml:9: hyperparameters.lr.maxval: expected a finite number, found inf (a number)"),
+    ("{type: int, minval: 0, maxval: 1" + "0" * 400 + "}",
+     "spec.yaml:9: hyperparameters.lr.maxval: expected an integer from -9223372036854775808 to "
+     "9223372036854775807, found 1" + "0" * 400 + " (an integer)"),
     ("{type: double, minval: -1e308, maxval: 1e308}",
      "spec.yaml:9: hyperparameters.lr.maxval: expected a value with maxval - minval finite "
      "(minval is -1e+308), found 1e+308 (a number)"),
