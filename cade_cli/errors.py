@@ -48,18 +48,33 @@ class LaunchError(CadeError):
     exit_code = 5
 
 
+class MissingExtraError(CadeError):
+    """A command needs an optional extra that is not installed (`pip install 'cade[plot]'`)."""
+
+    exit_code = 6
+
+    def __init__(self, what: str, extra: str, module: str) -> None:
+        super().__init__(f"{what} needs {module}, which is not installed",
+                         hint=f"pip install 'cade[{extra}]' (or: pip install {module})")
+
+
 class ObjectiveError(CadeError):
     """`cade simulate --objective` cannot be imported or called."""
 
     exit_code = 2
 
 
+INTERRUPTED = 130
+
+# The one table of exit codes: `cade --help` prints it and the README copies it (a test
+# compares them).
 EXIT_CODES = {
-    0: "success (for `cade watch`: the experiment completed)",
-    1: "the experiment ended but did not complete (errored or canceled), or a generic error",
-    2: "invalid input: spec, objective or command-line usage",
-    3: "scheduler error: sbatch/qsub/squeue/qstat failed",
+    0: "success; for `submit` (foreground) and `watch`: the experiment completed",
+    1: "the experiment ended without completing (errored, canceled), or a generic error",
+    2: "invalid input: spec, settings, objective, command-line usage (an id that is no id)",
+    3: "scheduler error (sbatch/qsub/squeue/qstat failed)",
     4: "ledger error: missing, locked or corrupt ledger, unknown experiment or trial",
-    5: "launch error: a launcher cannot start (missing Horovod, bad environment)",
-    130: "interrupted (Ctrl-C); nothing is canceled",
+    5: "launch error (e.g. Horovod asked for but not installed)",
+    6: "an optional extra is not installed; the message names it (e.g. `pip install 'cade[plot]'`)",
+    INTERRUPTED: "interrupted (Ctrl-C, at any moment of any command): nothing was canceled",
 }

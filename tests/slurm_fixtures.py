@@ -57,7 +57,7 @@ def require_horovod() -> None:
 def cade_env(workdir: Path, poll: float = 0.5, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(CADE_LEDGER=str(workdir / "ledger.db"), CADE_CONFIG=str(workdir / "none.yaml"),
+    env.update(CADE_LEDGER=str(workdir / "ledger.db"), CADE_CONFIG=os.devnull,
                CADE_POLL_INTERVAL=str(poll), CADE_SCHEDULER="slurm")
     env.update(extra)
     return env

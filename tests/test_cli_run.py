@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import json
 import sys
 import time
@@ -40,7 +41,7 @@ reproducibility:
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CADE_CONFIG", str(tmp_path / "no-config.yaml"))
+    monkeypatch.setenv("CADE_CONFIG", os.devnull)
     monkeypatch.setenv("CADE_POLL_INTERVAL", "0.05")
     monkeypatch.setenv("SYNTH_STEP_SECONDS", "0")
     monkeypatch.setenv("PYTHONPATH", str(ROOT))

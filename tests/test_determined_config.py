@@ -327,7 +327,7 @@ with report.checkpoint(epochs) as directory:
 def test_a_038_config_runs_on_the_local_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No name, no max_length, a data section and shared_fs storage: submitted unedited."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CADE_CONFIG", str(tmp_path / "no-config.yaml"))
+    monkeypatch.setenv("CADE_CONFIG", os.devnull)
     monkeypatch.setenv("CADE_POLL_INTERVAL", "0.05")
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
     monkeypatch.delenv("CADE_LEDGER", raising=False)

@@ -6,6 +6,7 @@ Slurm cluster with no foreground driver and forces hand-overs (by the clock and 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -249,7 +250,7 @@ def test_experiment_completes_under_driver_jobs_that_hand_over(
     ledger_path, exp_id = tmp_path / "ledger.db", 1
     ledger = Ledger(ledger_path)
     assert engine.submit(ledger, load_spec(str(spec)), "slurm") == exp_id
-    monkeypatch.setenv("CADE_CONFIG", str(tmp_path / "none.yaml"))
+    monkeypatch.setenv("CADE_CONFIG", os.devnull)
     # A 1-minute limit handing over 50 s early: every driver job drives about 10 s.
     options = DriverJobOptions(time_limit=60, margin=50, notice=0)
     first = submit_driver_job(ledger_path, exp_id, Settings(poll_interval=0.5),

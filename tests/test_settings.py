@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,13 +11,15 @@ from cade_cli.errors import SpecError
 from cade_cli.spec.settings import Settings, config_path, load_settings
 
 
-def test_defaults_without_a_file(tmp_path: Path) -> None:
-    settings = load_settings({"CADE_CONFIG": str(tmp_path / "none.yaml")})
+def test_defaults_without_a_file() -> None:
+    settings = load_settings({"CADE_CONFIG": os.devnull})
     assert settings.scheduler == "auto" and settings.max_queued_jobs == 32
     assert settings.poll_interval_for("slurm") == 30 and settings.poll_interval_for("local") == 2
 
 
-def test_the_file_then_the_environment(tmp_path: Path) -> None:
+def test_the_file_then_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "site").mkdir()
     path = tmp_path / "config.yaml"
     path.write_text("scheduler: slurm\npoll-interval: 120\nmax_queued_jobs: 8\n"
                     "templates: ~/site\nstop_grace: 30\n")
@@ -24,7 +27,7 @@ def test_the_file_then_the_environment(tmp_path: Path) -> None:
                               "CADE_LOCAL_SLOTS": "2"})
     assert (settings.scheduler, settings.poll_interval, settings.max_queued_jobs,
             settings.stop_grace, settings.local_slots) == ("slurm", 120.0, 4, 30.0, 2)
-    assert settings.templates is not None and not settings.templates.startswith("~")
+    assert settings.templates == str(tmp_path / "site")
     assert settings.poll_interval_for("local") == 120.0
 
 
@@ -51,7 +54,7 @@ def test_a_bad_file_names_the_file_and_key(tmp_path: Path, text: str, needle: st
 
 def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
-        load_settings({"CADE_CONFIG": str(tmp_path / "x"), "CADE_STOP_GRACE": "-1"})
+        load_settings({"CADE_CONFIG": os.devnull, "CADE_STOP_GRACE": "-1"})
     assert "CADE_STOP_GRACE" in err.value.message
 
 

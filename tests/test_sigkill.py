@@ -61,7 +61,7 @@ def environment() -> dict[str, str]:
                PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
     env.pop("CADE_LEDGER", None)
     env.pop("CADE_CONFIG", None)
-    env["CADE_CONFIG"] = "/nonexistent/cade-config.yaml"
+    env["CADE_CONFIG"] = os.devnull  # no configuration file
     return env
 
 

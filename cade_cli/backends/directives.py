@@ -16,7 +16,7 @@ from cade_cli.errors import SpecError
 STDOUT_FILE = "stdout.log"
 STDERR_FILE = "stderr.log"
 
-_MEM_RE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b)?\s*$", re.IGNORECASE)
+_MEM_RE = re.compile(r"\s*(\d+)\s*([kmgt]?)(i?b)?\s*", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def canonical_option(option: str, short_names: dict[str, str]) -> str:
 
 def mem_megabytes(text: str, key: str = "resources.mem_per_node") -> int:
     """'16G', '16GB', '16gib', '512M', '2048' (MB) -> megabytes."""
-    match = _MEM_RE.match(str(text))
+    match = _MEM_RE.fullmatch(str(text))
     if not match:
         raise SpecError(f"{key}: {text!r} is not a memory size",
                         hint="use a number with an optional K, M, G or T suffix, e.g. 16G")

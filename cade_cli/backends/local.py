@@ -37,7 +37,7 @@ from cade_cli.jobs.ingest import read_exit_code
 KILL_GRACE_SECONDS = 5.0      # cancel: TERM, then KILL if the group still lives this long after
 CANCEL_WAIT_SECONDS = 1.0     # cancel() waits at most this long before leaving KILL to a poll
 STARTING_TIMEOUT_SECONDS = 30.0
-_JOB_ID = re.compile(r"^local-(\d+)$")
+_JOB_ID = re.compile(r"local-(\d+)")
 
 # Children this process started, by pid: only the parent can read a waited exit status.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -192,7 +192,7 @@ class LocalScheduler(Scheduler):
             (self.root / "jobs" / f"{job.job_id}.pid").unlink(missing_ok=True)
 
     def _load(self, job_id: str) -> _Job | None:
-        if not _JOB_ID.match(job_id):
+        if not _JOB_ID.fullmatch(job_id):
             return None
         for sub in ("jobs", "done"):
             try:

@@ -1,58 +1,47 @@
 """The `cade` command line: the only package that imports click.
 
 Thin commands over the library: parse, call, render, map errors to exit codes. Each area
-keeps its commands in its own module and registers them here.
+keeps its commands in its own module; `group` gathers them into the `cade` group.
+
+This module stays light (neither click nor any command is imported at its top) so that the
+one mapping of errors to exit codes, `exit_for`, is in force from the first moment: a Ctrl-C
+while the commands are still being imported exits 130 as one at any later moment does.
 """
 
 from __future__ import annotations
 
-import importlib
+import sys
 from typing import Any
 
-import click
-
-from cade_cli import __version__
-from cade_cli.errors import CadeError
+from cade_cli.errors import INTERRUPTED, CadeError
 
 
-class CadeGroup(click.Group):
-    """Turns CadeError into `Error: ...` + `hint: ...` on stderr and its exit code."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CadeError as err:
-            click.echo(f"Error: {err.message}", err=True)
-            if err.hint:
-                click.echo(f"hint: {err.hint}", err=True)
-            ctx.exit(err.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
-
-
-@click.group(cls=CadeGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="cade")
-def cli() -> None:
-    """Experiment management for Slurm and PBS clusters, with no server to run.
-
-    Exit codes: 0 success; 1 experiment ended without completing; 2 invalid input;
-    3 scheduler error; 4 ledger error; 5 launch error; 130 interrupted.
-    """
-
-
-def _register() -> None:
-    # Imported here so that each area's module stays independent of the others.
-    for name in ("search_cmds", "run_cmds", "admin_cmds", "view_cmds"):
-        module = importlib.import_module(f"cade_cli.cli.{name}")
-        module.register(cli)
-
-
-_register()
+def exit_for(err: CadeError | KeyboardInterrupt) -> tuple[str, int]:
+    """What to print on stderr and the exit code for an error that ends a command."""
+    if isinstance(err, KeyboardInterrupt):
+        return "Interrupted.", INTERRUPTED
+    text = f"Error: {err.message}"
+    return (f"{text}\nhint: {err.hint}" if err.hint else text), err.exit_code
 
 
 def main() -> None:
-    cli(prog_name="cade")
+    try:
+        from cade_cli.cli.group import cli
+
+        cli(prog_name="cade")
+    except (CadeError, KeyboardInterrupt) as err:  # while importing, or in click's own handling
+        text, code = exit_for(err)
+        sys.stderr.write(text + "\n")
+        sys.exit(code)
+
+
+def __getattr__(name: str) -> Any:
+    # `from cade_cli.cli import cli` (tests, scripts) without importing it here eagerly.
+    if name == "cli":
+        from cade_cli.cli.group import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":  # pragma: no cover

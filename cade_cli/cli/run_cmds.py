@@ -21,10 +21,11 @@ from cade_cli.engine import lifecycle as engine
 from cade_cli.backends import detect_scheduler, make_scheduler
 from cade_cli.cli import run_format
 from cade_cli.cli.options import ledger_option
+from cade_cli.cli.params import EXPERIMENT, TRIAL
 from cade_cli.engine.driverjob import DriverJobOptions, submit_driver_job
 from cade_cli.engine.drive import drive, driver_lock, sync_pass, with_lock
 from cade_cli.engine.provenance import spawn_watch
-from cade_cli.errors import CadeError, NotFoundError
+from cade_cli.errors import INTERRUPTED, CadeError, NotFoundError
 from cade_cli.store.ledger import Ledger
 from cade_cli.views.progress import progress_view, summary_line
 from cade_cli.store.records import ExperimentRecord, SegmentRecord
@@ -83,7 +84,7 @@ def _drive_to_end(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> 
     except KeyboardInterrupt:
         click.echo(f"Detached from experiment {exp.id}; nothing was canceled. Resume "
                    f"driving it with: cade watch {exp.id}", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     if Console(stderr=True).is_terminal:
         click.echo(summary_line(final, ledger.trials(final.id)), err=True)
     if final.message:
@@ -160,7 +161,7 @@ def _json_after_drive(ledger: Ledger, exp: ExperimentRecord, settings: Settings)
         final = drive(ledger, exp.id, settings)
     except KeyboardInterrupt:
         click.echo(json.dumps({"experiment": exp.id, "state": "detached"}))
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     found = engine.best(ledger, exp.id)
     click.echo(json.dumps({"experiment": exp.id, "state": final.state,
                            "message": final.message,
@@ -169,11 +170,11 @@ def _json_after_drive(ledger: Ledger, exp: ExperimentRecord, settings: Settings)
 
 
 @click.command("watch")
-@click.argument("experiment", required=False)
+@click.argument("experiment", required=False, type=EXPERIMENT)
 @slots_option
 @driver_option
 @ledger_option
-def watch_command(experiment: str | None, slots: int | None, driver: str,
+def watch_command(experiment: int | str | None, slots: int | None, driver: str,
                   ledger_path: str | None) -> None:
     """Drive EXPERIMENT (id or name; default: the latest) until it ends.
 
@@ -190,10 +191,10 @@ def watch_command(experiment: str | None, slots: int | None, driver: str,
 
 
 @click.command("status")
-@click.argument("experiment", required=False)
+@click.argument("experiment", required=False, type=EXPERIMENT)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @ledger_option
-def status_command(experiment: str | None, as_json: bool, ledger_path: str | None) -> None:
+def status_command(experiment: int | str | None, as_json: bool, ledger_path: str | None) -> None:
     """Show EXPERIMENT and its trials, or every experiment when none is named."""
     ledger = _open(ledger_path)
     settings = _settings()
@@ -211,10 +212,10 @@ def status_command(experiment: str | None, as_json: bool, ledger_path: str | Non
 
 
 @click.command("best")
-@click.argument("experiment", required=False)
+@click.argument("experiment", required=False, type=EXPERIMENT)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @ledger_option
-def best_command(experiment: str | None, as_json: bool, ledger_path: str | None) -> None:
+def best_command(experiment: int | str | None, as_json: bool, ledger_path: str | None) -> None:
     """The best trial of EXPERIMENT: params, metric, length and checkpoint."""
     ledger = _open(ledger_path)
     exp = ledger.find_experiment(experiment)
@@ -227,22 +228,18 @@ def best_command(experiment: str | None, as_json: bool, ledger_path: str | None)
                else run_format.best_text(exp, found))
 
 
-def _parse_trial_ref(ledger: Ledger, ref: str, experiment: str | None) -> tuple[int, int]:
-    exp_ref, _, trial_text = ref.rpartition(".")
-    if not trial_text.isdigit():
-        raise click.BadParameter(f"{ref!r} is not N or EXP.N", param_hint="TRIAL")
-    exp = ledger.find_experiment(exp_ref or experiment)
-    return exp.id, int(trial_text)
 
 
 @click.command("logs")
-@click.argument("trial_ref", metavar="TRIAL")
+@click.argument("trial_ref", metavar="TRIAL", type=TRIAL)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the segment ends.")
 @click.option("--segment", type=click.IntRange(min=1), default=None,
               help="Which segment of the trial (default: the latest).")
-@click.option("--experiment", default=None, help="Experiment id or name (default: latest).")
+@click.option("--experiment", default=None, type=EXPERIMENT,
+              help="Experiment id or name (default: latest).")
 @ledger_option
-def logs_command(trial_ref: str, follow: bool, segment: int | None, experiment: str | None,
+def logs_command(trial_ref: tuple[int | str | None, int], follow: bool, segment: int | None,
+                 experiment: int | str | None,
                  ledger_path: str | None) -> None:
     """Print a segment's stdout (to stdout) and stderr (to stderr) of TRIAL.
 
@@ -250,7 +247,8 @@ def logs_command(trial_ref: str, follow: bool, segment: int | None, experiment: 
     first, a promotion, a restart, a resume) has its own logs; the latest by default.
     """
     ledger = _open(ledger_path)
-    exp_id, trial_id = _parse_trial_ref(ledger, trial_ref, experiment)
+    exp_ref, trial_id = trial_ref
+    exp_id = ledger.find_experiment(exp_ref if exp_ref is not None else experiment).id
     ledger.trial(exp_id, trial_id)  # NotFoundError for an unknown trial
     settings = _settings()
     _refresh(ledger, settings, only=exp_id)
@@ -299,9 +297,9 @@ def _print_new(path: Path, offset: int, err: bool) -> int:
 def _lifecycle(name: str, help_text: str,
                action: Callable[[Ledger, ExperimentRecord, Settings], ExperimentRecord]) -> Any:
     @click.command(name, help=help_text)
-    @click.argument("experiment")
+    @click.argument("experiment", type=EXPERIMENT)
     @ledger_option
-    def command(experiment: str, ledger_path: str | None) -> None:
+    def command(experiment: int | str, ledger_path: str | None) -> None:
         ledger = _open(ledger_path)
         exp = ledger.find_experiment(experiment)
         settings = _settings()

@@ -7,6 +7,7 @@ from typing import Any
 
 from cade_cli.engine.lifecycle import Best
 from cade_cli.views.progress import best_trial
+from cade_cli.views.terminal import printable
 from cade_cli.store.records import ExperimentRecord, TrialRecord
 
 
@@ -25,6 +26,7 @@ def _params(params: dict[str, Any], short: bool = False) -> str:
 
 def columns(rows: list[list[str]]) -> str:
     """Left-aligned columns separated by two spaces (stable for scripts and tests)."""
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
                      for row in rows)
@@ -73,10 +75,12 @@ def experiments_text(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> 
 
 def status_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
     direction = "smaller is better" if exp.smaller_is_better else "larger is better"
-    lines = [(f"Experiment {exp.id} {exp.name}: {exp.state} ({exp.searcher}, {exp.backend}; "
-              f"{exp.metric}, {direction})")]
+    # Names, params and messages come from specs and trials: printable() keeps their control
+    # characters off the terminal.
+    lines = [printable(f"Experiment {exp.id} {exp.name}: {exp.state} ({exp.searcher}, {exp.backend}; "
+                       f"{exp.metric}, {direction})")]
     if exp.message:
-        lines.append(f"  {exp.message}")
+        lines.append(printable(f"  {exp.message}", keep_newlines=True))
     if not trials:
         return "\n".join(lines + ["No trials yet."])
     table = [["TRIAL", "STATE", "LENGTH", "BEST", "LATEST", "RESTARTS", "PARAMS"]]
@@ -85,7 +89,7 @@ def status_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
                       _number(t.best_metric), _number(t.latest_metric), str(t.restarts),
                       _params(t.params, short=True)])
     lines.append(columns(table))
-    notes = [f"  trial {t.id}: {t.message}" for t in trials if t.message]
+    notes = [printable(f"  trial {t.id}: {t.message}", keep_newlines=True) for t in trials if t.message]
     return "\n".join(lines + notes)
 
 
@@ -95,7 +99,7 @@ def best_json(exp: ExperimentRecord, found: Best) -> dict[str, Any]:
 
 
 def best_text(exp: ExperimentRecord, found: Best) -> str:
-    return "\n".join([
+    return "\n".join(printable(line) for line in [
         f"Best trial of experiment {exp.id} {exp.name}: trial {found.trial.id}",
         f"  {exp.metric}: {found.metric:.6g} at length {found.length}",
         f"  params: {_params(found.trial.params)}",

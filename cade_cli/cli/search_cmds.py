@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -24,6 +25,7 @@ from cade_cli.search.simulate import (
 from cade_cli.search.space import flatten
 from cade_cli.spec import determined
 from cade_cli.spec.experiment import ExperimentSpec, load_spec
+from cade_cli.views.terminal import printable
 
 PROGRESS_DELAY = 1.0   # seconds before a progress bar appears
 
@@ -56,7 +58,7 @@ def preview_command(spec_path: str, as_json: bool, overrides: tuple[str, ...]) -
 
 def _render_plan(console: Console, spec: ExperimentSpec, plan: Plan) -> None:
     unit = plan.length_unit
-    console.print(f"[bold]{spec.name}[/]: searcher [bold]{plan.searcher}[/], "
+    console.print(f"[bold]{escape(spec.name)}[/]: searcher [bold]{plan.searcher}[/], "
                   f"metric {spec.searcher.metric} "
                   f"({'smaller' if spec.searcher.smaller_is_better else 'larger'} is better)")
     brackets = Table()
@@ -156,18 +158,18 @@ def _render_result(console: Console, spec: ExperimentSpec, result: SimulationRes
                    seed: int) -> None:
     unit = spec.searcher.length_unit
     states = Counter(t.state for t in result.trials)
-    console.print(f"[bold]{spec.name}[/]: simulated {spec.searcher.name} search, seed {seed}: "
+    console.print(f"[bold]{escape(spec.name)}[/]: simulated {spec.searcher.name} search, seed {seed}: "
                   f"{_count(len(result.trials), 'trial')} "
                   f"({', '.join(f'{n} {s}' for s, n in sorted(states.items()))})")
     if result.best is None:
         console.print("No trial reported a usable metric.")
     else:
         best = next(t for t in result.trials if t.trial == result.best.trial)
-        console.print(f"Best: trial [bold]{best.trial}[/], {spec.searcher.metric} "
+        console.print(f"Best: trial [bold]{best.trial}[/], {escape(spec.searcher.metric)} "
                       f"[bold]{result.best.metric:.6g}[/] at length {result.best.length} {unit}")
         params = Table("hyperparameter", "value")
         for name, value in flatten(best.params).items():
-            params.add_row(name, _short(value))
+            params.add_row(escape(printable(name)), escape(printable(_short(value))))
         console.print(params)
     console.print("[bold]Trials by final length[/] (for ASHA: the rung where they ended)")
     console.print(_ends_table(result, unit))

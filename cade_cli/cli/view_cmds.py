@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from cade_cli.cli.options import ledger_option
+from cade_cli.cli.params import EXPERIMENT
 from cade_cli.store.ledger import Ledger
 from cade_cli.views.model import ExperimentData, read_experiment
 
@@ -21,7 +22,7 @@ def open_ledger(path: str | None) -> Ledger:
     return Ledger(path, create=False)
 
 
-def load_data(ledger_path: str | None, ref: str | None) -> ExperimentData:
+def load_data(ledger_path: str | None, ref: int | str | None) -> ExperimentData:
     """The experiment `ref` (id or name; the latest when None) with its trials and metrics."""
     ledger = open_ledger(ledger_path)
     return read_experiment(ledger, ledger.find_experiment(ref))
@@ -50,14 +51,14 @@ def syncing(ledger: Ledger) -> Iterator[Callable[[], None]]:
 
 
 @click.command("top")
-@click.argument("experiment", required=False)
+@click.argument("experiment", required=False, type=EXPERIMENT)
 @click.option("--once", is_flag=True, help="Print one frame and exit (no full screen).")
 @click.option("--width", type=click.IntRange(40, 1000), help="Frame width (default: terminal).")
 @click.option("--interval", type=click.FloatRange(0.2), default=5.0, show_default=True,
               help="Seconds between syncs with the scheduler.")
 @click.option("--no-sync", is_flag=True, help="Only read the ledger; never query the scheduler.")
 @ledger_option
-def top_cmd(experiment: str | None, once: bool, width: int | None, interval: float,
+def top_cmd(experiment: int | str | None, once: bool, width: int | None, interval: float,
             no_sync: bool, ledger_path: str | None) -> None:
     """Live view of experiments, rung ladder, trials, learning curves and the queue.
 
@@ -83,14 +84,14 @@ def top_cmd(experiment: str | None, once: bool, width: int | None, interval: flo
 
 
 @click.command("plot")
-@click.argument("experiment")
+@click.argument("experiment", type=EXPERIMENT)
 @click.option("--metric", help="Metric to plot (default: the searcher's metric).")
 @click.option("--kind", type=click.Choice(["curves", "hparams", "ladder"]), default="curves",
               show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a .png or .svg with matplotlib instead of drawing in the terminal.")
 @ledger_option
-def plot_cmd(experiment: str, metric: str | None, kind: str, out: Path | None,
+def plot_cmd(experiment: int | str, metric: str | None, kind: str, out: Path | None,
              ledger_path: str | None) -> None:
     """Learning curves, metric against hyperparameters, or the rung ladder."""
     from cade_cli.views.plots import save_plot, terminal_plot
@@ -105,12 +106,12 @@ def plot_cmd(experiment: str, metric: str | None, kind: str, out: Path | None,
 
 
 @click.command("report")
-@click.argument("experiment")
+@click.argument("experiment", type=EXPERIMENT)
 @click.option("--html", "html_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The HTML file to write (self-contained, works offline).")
 @click.option("--metric", help="Metric of the charts (default: the searcher's metric).")
 @ledger_option
-def report_cmd(experiment: str, html_path: Path, metric: str | None, ledger_path: str | None) -> None:
+def report_cmd(experiment: int | str, html_path: Path, metric: str | None, ledger_path: str | None) -> None:
     """Write a one-file HTML report: overview, curves, hyperparameters, ladder, trials."""
     from cade_cli.views.html import write_report
 
@@ -118,13 +119,13 @@ def report_cmd(experiment: str, html_path: Path, metric: str | None, ledger_path
 
 
 @click.command("export")
-@click.argument("experiment")
+@click.argument("experiment", type=EXPERIMENT)
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "tensorboard"]),
               default="csv", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write into (default: cade-export-<id>).")
 @ledger_option
-def export_cmd(experiment: str, fmt: str, out: Path | None, ledger_path: str | None) -> None:
+def export_cmd(experiment: int | str, fmt: str, out: Path | None, ledger_path: str | None) -> None:
     """Export metrics and hyperparameters as tidy CSV/JSON or TensorBoard event files."""
     from cade_cli.views.export import export
 

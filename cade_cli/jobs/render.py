@@ -33,8 +33,8 @@ BUILTIN_PREFIX = "builtin:"
 TEMPLATE_FOR_BACKEND = {"local": "local.sh.j2", "slurm": "slurm.sbatch.j2", "pbs": "pbs.pbs.j2"}
 LAUNCHERS = ("torch", "horovod", "none")
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_JOB_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_JOB_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def driver_template(backend: str) -> str:
@@ -194,7 +194,7 @@ def job_name(experiment_id: int | str, trial_id: int, segment: int,
     name = f"cade-{experiment_id}-{trial_id}-{segment}"
     if exp_root is not None:
         name += f"-{directory_token(exp_root)}"
-    if not _JOB_NAME.match(name):
+    if not _JOB_NAME.fullmatch(name):
         raise SpecError(f"job name {name!r} holds characters a scheduler may not accept")
     return name
 
@@ -281,7 +281,7 @@ def build_context(
 def _user_environment(spec: ExperimentSpec) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     for name, value in spec.environment_variables:
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             raise SpecError(
                 f"environment variable name {name!r} is not a valid shell name",
                 hint="names use letters, digits and _ and do not start with a digit",

@@ -10,7 +10,6 @@ functions below them sample, enumerate, perturb and encode spaces.
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 import random
 from dataclasses import dataclass
@@ -72,6 +71,10 @@ Space = Nested
 
 SPACE_FORMAT = 1
 
+# The most trials a grid may ask for (README, "What cade promises"): each is a ledger row
+# and a job, so a larger grid is a mistake in a count, refused before anything is built.
+MAX_GRID_POINTS = 1_000_000
+
 
 def _sorted_items(space: Nested) -> list[tuple[str, Hyperparameter]]:
     return sorted(space.items, key=lambda item: item[0])
@@ -109,10 +112,11 @@ def round_half_away(x: float) -> int:
     return int(magnitude if x >= 0 else -magnitude)
 
 
-def _linspace(minval: float, maxval: float, count: int) -> list[float]:
+def _linspace_at(minval: float, maxval: float, count: int, index: int) -> float:
+    """The `index`-th of `count` evenly spaced values from minval to maxval."""
     if count == 1:
-        return [(minval + maxval) / 2.0]
-    return [minval + i * (maxval - minval) / (count - 1) for i in range(count)]
+        return (minval + maxval) / 2.0
+    return minval + index * (maxval - minval) / (count - 1)
 
 
 def _require_count(hp: Int | Double | Log) -> int:
@@ -125,48 +129,63 @@ def _require_count(hp: Int | Double | Log) -> int:
     return hp.count
 
 
+def axis_length(hp: Hyperparameter) -> int:
+    """How many values the grid searcher tries for `hp` (a nested one: its whole grid)."""
+    if isinstance(hp, Const):
+        return 1
+    if isinstance(hp, Categorical):
+        return len(hp.vals)
+    if isinstance(hp, Int):
+        return min(_require_count(hp), hp.maxval - hp.minval + 1)
+    if isinstance(hp, (Double, Log)):
+        return _require_count(hp)
+    return grid_size(hp)
+
+
+def axis_value(hp: Hyperparameter, index: int) -> Any:
+    """The `index`-th value the grid searcher tries for `hp`, without building the others."""
+    if isinstance(hp, Const):
+        return _copy_value(hp.val)
+    if isinstance(hp, Categorical):
+        return _copy_value(hp.vals[index])
+    if isinstance(hp, Int):
+        count = axis_length(hp)
+        if count == 1:
+            return round_half_away((hp.minval + hp.maxval) / 2.0)
+        # Same arithmetic as Determined: min + i*(max-min)/(count-1), in floats.
+        span = hp.maxval - hp.minval
+        return round_half_away(float(hp.minval) + float(index * span) / float(count - 1))
+    if isinstance(hp, Double):
+        return _linspace_at(hp.minval, hp.maxval, _require_count(hp), index)
+    if isinstance(hp, Log):
+        return hp.base ** _linspace_at(hp.minval, hp.maxval, _require_count(hp), index)
+    return grid_point(hp, index)
+
+
 def grid_axis(hp: Hyperparameter) -> list[Any]:
     """The values the grid searcher tries for one hyperparameter, in order."""
-    if isinstance(hp, Const):
-        return [_copy_value(hp.val)]
-    if isinstance(hp, Categorical):
-        return [_copy_value(v) for v in hp.vals]
-    if isinstance(hp, Int):
-        count = min(_require_count(hp), hp.maxval - hp.minval + 1)
-        if count == 1:
-            return [round_half_away((hp.minval + hp.maxval) / 2.0)]
-        span = hp.maxval - hp.minval
-        # Same arithmetic as Determined: min + i*(max-min)/(count-1), in floats.
-        return [round_half_away(float(hp.minval) + float(i * span) / float(count - 1))
-                for i in range(count)]
-    if isinstance(hp, Double):
-        return _linspace(hp.minval, hp.maxval, _require_count(hp))
-    if isinstance(hp, Log):
-        return [hp.base ** x for x in _linspace(hp.minval, hp.maxval, _require_count(hp))]
-    return grid(hp)
-
-
-def grid(space: Nested) -> list[dict[str, Any]]:
-    """Cartesian product over hyperparameters sorted by name; the first varies slowest."""
-    names = [name for name, _ in _sorted_items(space)]
-    axes = [grid_axis(hp) for _, hp in _sorted_items(space)]
-    return [{name: _copy_value(value) for name, value in zip(names, point)}
-            for point in itertools.product(*axes)]
+    return [axis_value(hp, index) for index in range(axis_length(hp))]
 
 
 def grid_size(space: Nested) -> int:
     """The number of grid points, without building them."""
-    size = 1
-    for _, hp in _sorted_items(space):
-        if isinstance(hp, Nested):
-            size *= grid_size(hp)
-        elif isinstance(hp, Int):
-            size *= min(_require_count(hp), hp.maxval - hp.minval + 1)
-        elif isinstance(hp, (Double, Log)):
-            size *= _require_count(hp)
-        elif isinstance(hp, Categorical):
-            size *= len(hp.vals)
-    return size
+    return math.prod(axis_length(hp) for _, hp in _sorted_items(space))
+
+
+def grid_point(space: Nested, index: int) -> dict[str, Any]:
+    """The `index`-th grid point (0-based) without building the grid: the index in mixed
+    radix, hyperparameters sorted by name, the first varying slowest."""
+    items = _sorted_items(space)
+    digits: list[int] = []
+    for _, hp in reversed(items):
+        index, digit = divmod(index, axis_length(hp))
+        digits.append(digit)
+    return {name: axis_value(hp, digit) for (name, hp), digit in zip(items, reversed(digits))}
+
+
+def grid(space: Nested) -> list[dict[str, Any]]:
+    """Every grid point in order (for small grids; the grid searcher uses grid_point)."""
+    return [grid_point(space, index) for index in range(grid_size(space))]
 
 
 def _perturb(hp: Int | Double | Log, value: Any, decrease: bool, factor: float) -> Any:

@@ -34,7 +34,7 @@ REFUSED_SEARCHERS = {
 }
 _LAUNCHERS = {"torch_distributed": "torch", "horovod": "horovod", "autohorovod": "horovod",
               "deepspeed": "torch"}
-_PYTHON = re.compile(r"^(?:.*/)?python[0-9.]*$")
+_PYTHON = re.compile(r"(?:.*/)?python[0-9.]*")
 CONTAINER = "jobs run in the cluster's own environment, not in a container"
 _BUILTIN_TEMPLATE = "the built-in templates do not use it (a site template running Apptainer/Singularity can)"
 
@@ -135,7 +135,7 @@ def _entrypoint(top: dict[str, Node], problems: Problems, found: Determined) -> 
 
 def launcher_prefix(words: list[str]) -> tuple[str, str, list[str], list[str]] | None:
     """`python3 -m determined.launch.X [OPTS --] SCRIPT...` -> (module, cade launcher, OPTS, SCRIPT)."""
-    if len(words) < 3 or not _PYTHON.match(words[0]) or words[1] != "-m":
+    if len(words) < 3 or not _PYTHON.fullmatch(words[0]) or words[1] != "-m":
         return None
     module = words[2]
     if not module.startswith("determined.launch."):

@@ -20,7 +20,7 @@ from cade_cli.jobs.layout import UnevenNodes, split_slots
 from cade_cli.search.space import Space
 from cade_cli.spec.determined import Determined, determined_keys, name_when_absent, normalise
 from cade_cli.spec.hparams import read_space
-from cade_cli.spec.reader import MapReader
+from cade_cli.spec.reader import DIRECTIVE, MapReader
 from cade_cli.spec.searcher import SEARCHER_NAMES, read_searcher
 from cade_cli.spec.values import (
     parse_walltime,
@@ -29,6 +29,7 @@ from cade_cli.spec.values import (
     read_signal,
     read_walltime,
 )
+from cade_cli.spec.files import read_capped
 from cade_cli.spec.yamlpos import (
     Loc,
     Node,
@@ -150,22 +151,13 @@ _TOP_KEYS = ("name", "description", "entrypoint", "hyperparameters", "searcher",
              "max_restarts", "checkpoint_storage", "reproducibility", "environment", "slurm", "pbs")
 _RESOURCE_KEYS = ("slots_per_trial", "slots_per_node", "slot_type", "resource_pool", "time", "mem_per_node",
                   "cpus_per_slot", "launcher", "preempt_signal", "preempt_notice")
-_TRIAL_CLASS = re.compile(r"^[\w.]+:[A-Za-z_]\w*$")
+_TRIAL_CLASS = re.compile(r"[\w.]+:[A-Za-z_]\w*")
 
 
 def load_spec(path: str | Path, overrides: tuple[str, ...] = ()) -> ExperimentSpec:
     """Read and validate a spec file; `overrides` are KEY.PATH=VALUE strings (--config)."""
     shown = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise SpecError(f"{shown}: no such file", hint="give the path of an experiment YAML file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{shown}: is a directory, expected an experiment YAML file") from None
-    except UnicodeDecodeError as err:
-        raise SpecError(f"{shown}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    except OSError as err:
-        raise SpecError(f"{shown}: cannot read ({err.strerror or err})") from None
+    text = read_capped(path, "experiment spec", encoding="utf-8-sig")
     return parse_spec(text, shown, overrides)
 
 
@@ -219,7 +211,7 @@ def _build(root: Node, problems: Problems, determined: Determined) -> dict[str, 
                                                         expected="a mapping with name and metric")))
     resources = _resources(top.section("resources"))
     return {
-        "name": top.string("name", required=True, why=" (the experiment's name)"),
+        "name": top.string("name", required=True, why=" (the experiment's name)", one_line=True),
         "description": _description(top),
         "entrypoint": _entrypoint(top),
         "hyperparameters": read_space(top.entries.get("hyperparameters"), problems, root.loc,
@@ -267,7 +259,7 @@ def _entrypoint(top: MapReader) -> tuple[str, ...]:
         return ()
     if not argv:
         top.bad(node, "entrypoint", expected)
-    elif len(argv) == 1 and _TRIAL_CLASS.match(argv[0]) and "/" not in argv[0]:
+    elif len(argv) == 1 and _TRIAL_CLASS.fullmatch(argv[0]) and "/" not in argv[0]:
         top.problems.add(node.loc, "entrypoint", f"expected a command (e.g. 'python3 train.py'), found "
                                                  f"{describe(node.value)}, a Determined Trial class; "
                                                  "cade runs a command and reports through cade_cli.report")
@@ -285,7 +277,7 @@ def _resources(section: MapReader) -> ResourcesSpec:
         slots_per_trial=slots,
         slots_per_node=per_node,
         slot_type=section.choice("slot_type", ("gpu", "cpu"), "cpu"),
-        resource_pool=section.optional_string("resource_pool"),
+        resource_pool=section.optional_string("resource_pool", one_line=True, why=DIRECTIVE),
         time=read_walltime(section),
         mem_per_node=read_memory(section),
         cpus_per_slot=section.integer("cpus_per_slot", 1, minimum=1),
@@ -331,18 +323,18 @@ def _node_size(section: MapReader, slots_per_trial: int) -> int | None:
 def _slurm(section: MapReader, slots_per_trial: int) -> SlurmSpec:
     section.reject_unknown(("sbatch_args", "slots_per_node", "gpu_type", "account", "qos") + determined_keys("slurm"))
     return SlurmSpec(
-        sbatch_args=section.string_list("sbatch_args"),
+        sbatch_args=section.string_list("sbatch_args", one_line=True, why=DIRECTIVE),
         slots_per_node=_node_size(section, slots_per_trial),
-        gpu_type=section.optional_string("gpu_type"),
-        account=section.optional_string("account"),
-        qos=section.optional_string("qos"),
+        gpu_type=section.optional_string("gpu_type", one_line=True, why=DIRECTIVE),
+        account=section.optional_string("account", one_line=True, why=DIRECTIVE),
+        qos=section.optional_string("qos", one_line=True, why=DIRECTIVE),
     )
 
 
 def _pbs(section: MapReader, slots_per_trial: int) -> PbsSpec:
     section.reject_unknown(("pbsbatch_args", "slots_per_node", "account") + determined_keys("pbs"))
     return PbsSpec(
-        pbsbatch_args=section.string_list("pbsbatch_args"),
+        pbsbatch_args=section.string_list("pbsbatch_args", one_line=True, why=DIRECTIVE),
         slots_per_node=_node_size(section, slots_per_trial),
-        account=section.optional_string("account"),
+        account=section.optional_string("account", one_line=True, why=DIRECTIVE),
     )

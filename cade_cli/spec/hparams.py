@@ -8,8 +8,19 @@ from __future__ import annotations
 
 import math
 
-from cade_cli.search.space import Categorical, Const, Double, Hyperparameter, Int, Log, Nested
-from cade_cli.spec.reader import MapReader, show_number
+from cade_cli.errors import SpecError
+from cade_cli.search.space import (
+    MAX_GRID_POINTS,
+    Categorical,
+    Const,
+    Double,
+    Hyperparameter,
+    Int,
+    Log,
+    Nested,
+    grid_size,
+)
+from cade_cli.spec.reader import ONE_LINE, MapReader, has_control, show_number
 from cade_cli.spec.yamlpos import Loc, Node, Problems, describe, join_path, to_plain
 
 HP_TYPES = ("const", "int", "double", "log", "categorical")
@@ -34,7 +45,23 @@ def read_space(node: Node | None, problems: Problems, parent_loc: Loc, *, grid: 
         problems.add(node.loc, "hyperparameters", f"expected a mapping of names to hyperparameters, "
                                                   f"found {describe(node.value)}")
         return Nested(())
-    return _nested(node, "hyperparameters", problems, grid)
+    space = _nested(node, "hyperparameters", problems, grid)
+    if grid:
+        _check_grid_size(space, node, problems)
+    return space
+
+
+def _check_grid_size(space: Nested, node: Node, problems: Problems) -> None:
+    """Counted, not built: a grid past MAX_GRID_POINTS is refused with its size."""
+    try:
+        size = grid_size(space)
+    except SpecError:
+        return  # a missing count, reported at its own key
+    if size > MAX_GRID_POINTS:
+        shown = f"{size:,}" if size < 10**30 else f"about 10^{len(str(size)) - 1}"
+        problems.add(node.key_where, "hyperparameters",
+                     f"expected a grid of at most {MAX_GRID_POINTS:,} points (one trial each), found "
+                     f"{shown} points (the product of the counts and categories)")
 
 
 def _nested(node: Node, path: str, problems: Problems, grid: bool) -> Nested:
@@ -42,8 +69,9 @@ def _nested(node: Node, path: str, problems: Problems, grid: bool) -> Nested:
     items: list[tuple[str, Hyperparameter]] = []
     for name, child in node.value.items():
         child_path = join_path(path, name)
-        if not name.strip():
-            problems.add(child.key_where, child_path, "expected a non-empty hyperparameter name, found ''")
+        if not name.strip() or has_control(name):
+            problems.add(child.key_where, child_path, f"expected a non-empty hyperparameter name {ONE_LINE}, "
+                                                      f"found {name!r}")
             continue
         items.append((name, _hyperparameter(child, child_path, problems, grid)))
     # Sorted by name: every traversal (sampling, grid order) is then deterministic.
@@ -104,23 +132,59 @@ def _categorical(reader: MapReader, problems: Problems) -> Categorical:
 
 
 def _ranged(reader: MapReader, kind: str, grid: bool) -> Hyperparameter:
-    """int, double and log: minval < maxval, and `count` (required under grid)."""
+    """int, double and log: minval < maxval, and `count` (required under grid).
+
+    Every value a trial can get (and every step between) must be a finite number: params
+    travel as JSON, and an overflow found at sampling time would stop the driver mid-run.
+    """
     why_count = " (the grid searcher needs it)" if grid else ""
     count = reader.optional_integer("count", minimum=1, required=grid, why=why_count)
     if kind == "int":
-        low_int = reader.optional_integer("minval", required=True)
-        high_int = reader.optional_integer("maxval", required=True)
+        # 64-bit: what a training script in any language can read, and what floats (grid
+        # steps, PBT's perturbation) can hold without overflowing.
+        low_int = reader.optional_integer("minval", minimum=-(2**63), maximum=2**63 - 1, required=True)
+        high_int = reader.optional_integer("maxval", minimum=-(2**63), maximum=2**63 - 1, required=True)
         _check_order(reader, low_int, high_int)
         return Int(low_int or 0, high_int or 0, count)
-    low = reader.optional_number("minval", required=True)
-    high = reader.optional_number("maxval", required=True)
+    low, high = _finite_bound(reader, "minval"), _finite_bound(reader, "maxval")
     _check_order(reader, low, high)
     if kind == "double":
+        if low is not None and high is not None and low < high and not math.isfinite(high - low):
+            reader.bad(reader.entries["maxval"], "maxval", f"a value with maxval - minval finite "
+                                                           f"(minval is {show_number(low)})")
         return Double(low or 0.0, high or 0.0, count)
-    base = reader.optional_number("base", required=True, why=" (log values are base ** x)")
-    if base is not None and base <= 0:
-        reader.bad(reader.entries["base"], "base", "a number > 0")
+    base = _log_base(reader)
+    if base is not None:
+        for key, exponent in (("minval", low), ("maxval", high)):
+            if exponent is not None and _power(base, exponent) is None:
+                reader.bad(reader.entries[key], key, f"an exponent with {show_number(base)} ** {key} "
+                                                     f"a positive finite number")
     return Log(low or 0.0, high or 0.0, base or 10.0, count)
+
+
+def _finite_bound(reader: MapReader, key: str) -> float | None:
+    value = reader.optional_number(key, required=True)
+    if value is not None and not math.isfinite(value):
+        reader.bad(reader.entries[key], key, "a finite number")
+        return None
+    return value
+
+
+def _log_base(reader: MapReader) -> float | None:
+    base = reader.optional_number("base", required=True, why=" (log values are base ** x)")
+    if base is not None and not (math.isfinite(base) and base > 0 and base != 1):
+        reader.bad(reader.entries["base"], "base", "a finite number > 0 other than 1")
+        return None
+    return base
+
+
+def _power(base: float, exponent: float) -> float | None:
+    """base ** exponent when it is a positive finite float, else None (overflow, underflow)."""
+    try:
+        value = base ** exponent
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def _check_order(reader: MapReader, low: float | None, high: float | None) -> None:

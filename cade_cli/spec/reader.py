@@ -8,10 +8,22 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from cade_cli.spec.yamlpos import Loc, Node, Problems, describe, join_path
+
+
+# C0 controls (newline, tab, ESC ...), DEL and C1 controls: none belongs in a value that
+# becomes a line of a job script (a scheduler directive) or a name shown on terminals.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+ONE_LINE = "on one line, without control characters"
+DIRECTIVE = " (a scheduler directive)"
+
+
+def has_control(text: str) -> bool:
+    return _CONTROL.search(text) is not None
 
 
 def range_text(kind: str, minimum: float | None, maximum: float | None) -> str:
@@ -157,17 +169,23 @@ class MapReader:
         return node.value
 
     def optional_string(self, key: str, *, required: bool = False, why: str = "",
-                        expected: str = "a non-empty string") -> str | None:
+                        expected: str = "a non-empty string", one_line: bool = False) -> str | None:
+        """`one_line`: control characters are refused (the value becomes a line of a job
+        script, where a newline would start a line of its own, or a name on terminals)."""
         node = self.node(key, expected, required=required, why=why)
         if node is None:
             return None
         if not isinstance(node.value, str) or not node.value.strip():
             self.bad(node, key, expected, why)
             return None
+        if one_line and has_control(node.value):
+            self.bad(node, key, f"{expected} {ONE_LINE}", why)
+            return None
         return node.value
 
-    def string(self, key: str, default: str = "", *, required: bool = False, why: str = "") -> str:
-        value = self.optional_string(key, required=required, why=why)
+    def string(self, key: str, default: str = "", *, required: bool = False, why: str = "",
+               one_line: bool = False) -> str:
+        value = self.optional_string(key, required=required, why=why, one_line=one_line)
         return default if value is None else value
 
     def choice(self, key: str, choices: Iterable[str], default: str, *, required: bool = False) -> str:
@@ -186,7 +204,8 @@ class MapReader:
             return default
         return node.value
 
-    def string_list(self, key: str) -> tuple[str, ...]:
+    def string_list(self, key: str, *, one_line: bool = False, why: str = "") -> tuple[str, ...]:
+        """`one_line`: as for optional_string, for each item."""
         expected = "a list of strings"
         node = self.node(key, expected)
         if node is None:
@@ -196,9 +215,10 @@ class MapReader:
             return ()
         items: list[str] = []
         for index, item in enumerate(node.value):
-            if isinstance(item.value, str):
+            if isinstance(item.value, str) and not (one_line and has_control(item.value)):
                 items.append(item.value)
             else:
+                wanted = f"a string {ONE_LINE}{why}" if isinstance(item.value, str) else "a string"
                 self.problems.add(item.loc, f"{self.key_path(key)}[{index}]",
-                                  f"expected a string, found {describe(item.value)}")
+                                  f"expected {wanted}, found {describe(item.value)}")
         return tuple(items)

@@ -35,7 +35,8 @@ def read_searcher(reader: MapReader) -> dict[str, Any]:
     _reject_foreign_keys(reader, name)
     result: dict[str, Any] = {
         "name": name or "single",
-        "metric": reader.string("metric", required=True, why=" (the validation metric to compare trials by)"),
+        "metric": reader.string("metric", required=True, why=" (the validation metric to compare trials by)",
+                                one_line=True),
         "smaller_is_better": reader.boolean("smaller_is_better", True),
         "max_concurrent_trials": reader.integer("max_concurrent_trials", 16, minimum=0),
     }

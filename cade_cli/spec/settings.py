@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from cade_cli.errors import SpecError
+from cade_cli.spec.files import read_capped
 
 SCHEDULERS = ("auto", "local", "slurm", "pbs")
 CLUSTER_POLL_INTERVAL = 30.0
@@ -70,6 +71,10 @@ def _directory(value: Any) -> str:
     text = os.path.expanduser(str(value).strip())
     if not text:
         raise ValueError("must be a directory path")
+    # A typo would otherwise fall back to the built-in templates without a word.
+    if not os.path.isdir(text):
+        what = "is not a directory" if os.path.exists(text) else "does not exist"
+        raise ValueError(f"must be an existing directory; {text!r} {what}")
     return text
 
 
@@ -91,13 +96,17 @@ def config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "cade" / "config.yaml"
 
 
-def _read_config_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+def _read_config_file(path: Path, named: bool) -> dict[str, Any]:
+    """The file's settings; `named`: CADE_CONFIG names it, so it must be there (the default
+    file is optional)."""
+    if not named and not path.exists():
         return {}
-    except OSError as err:
-        raise SpecError(f"{path}: cannot read the cade configuration: {err.strerror}") from None
+    try:
+        text = read_capped(path, "cade configuration")
+    except SpecError as err:
+        if named:
+            err.hint = "CADE_CONFIG names this file; fix the path or unset CADE_CONFIG"
+        raise
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -126,7 +135,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     path = config_path(env)
     values: dict[str, Any] = {}
-    for key, raw in _read_config_file(path).items():
+    for key, raw in _read_config_file(path, named=bool(env.get("CADE_CONFIG"))).items():
         if raw is not None:
             values[key] = _parse(key, raw, str(path))
     for key in _PARSERS:

@@ -10,10 +10,10 @@ from cade_cli.spec.reader import MapReader, is_int, is_number
 from cade_cli.spec.yamlpos import Node, describe
 
 _SIGNALS = ("USR1", "USR2", "TERM", "INT", "HUP", "QUIT", "ALRM", "XCPU")
-_MEMORY = re.compile(r"^[0-9]+(?:[KMGTP]i?B?)?$", re.IGNORECASE)
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_DAYS = re.compile(r"^([0-9]{1,4})-([0-9]{1,2})(?::([0-9]{1,2}))?(?::([0-9]{1,2}))?$")
-_CLOCK = re.compile(r"^([0-9]{1,7})(?::([0-9]{1,2}))?(?::([0-9]{1,2}))?$")
+_MEMORY = re.compile(r"[0-9]+(?:[KMGTP]i?B?)?", re.IGNORECASE)
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DAYS = re.compile(r"([0-9]{1,4})-([0-9]{1,2})(?::([0-9]{1,2}))?(?::([0-9]{1,2}))?")
+_CLOCK = re.compile(r"([0-9]{1,7})(?::([0-9]{1,2}))?(?::([0-9]{1,2}))?")
 
 
 def parse_walltime(value: Any) -> int | None:
@@ -24,12 +24,12 @@ def parse_walltime(value: Any) -> int | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
-    match = _DAYS.match(text)
+    match = _DAYS.fullmatch(text)
     if match:  # D-H, D-H:M, D-H:M:S
         days, hours, minutes, seconds = (int(group or 0) for group in match.groups())
         has_hours = has_days = True
     else:
-        match = _CLOCK.match(text)
+        match = _CLOCK.fullmatch(text)
         if not match:
             return None
         fields = [int(group) for group in match.groups() if group is not None]
@@ -61,7 +61,7 @@ def read_memory(section: MapReader) -> str | None:
     if node is None:
         return None
     text = str(node.value).strip() if is_int(node.value) or isinstance(node.value, str) else ""
-    if not _MEMORY.match(text):
+    if not _MEMORY.fullmatch(text):
         section.bad(node, "mem_per_node", expected)
         return None
     return text
@@ -113,7 +113,7 @@ def _env_pairs(node: Node, path: str, section: MapReader) -> tuple[tuple[str, st
                 section.problems.add(item.loc, f"{path}[{index}]", f'expected "NAME=value", found {describe(item)}')
     seen: set[str] = set()
     for name, _, item in pairs:
-        if not _ENV_NAME.match(name):
+        if not _ENV_NAME.fullmatch(name):
             section.problems.add(item.loc, path, f"expected a variable name (letters, digits, _), found {name!r}")
         elif name.startswith("CADE_"):
             section.problems.add(item.loc, path, f"expected a name not starting with CADE_ (cade sets those), "

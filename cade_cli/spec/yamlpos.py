@@ -35,7 +35,7 @@ class _Loader(yaml.SafeLoader):
 
 _Loader.add_implicit_resolver(
     _TAG + "float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+\Z"),
     list("-+0123456789"),
 )
 
@@ -113,7 +113,10 @@ def describe(value: Any) -> str:
 
 
 def join_path(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+    # A key that is not plain printable text is shown as Python writes it (messages go to a
+    # terminal, where an ESC sequence would act instead of being read).
+    shown = key if key.isprintable() else repr(key)
+    return f"{path}.{shown}" if path else shown
 
 
 def _yaml_error_line(err: yaml.YAMLError, text: str) -> tuple[int, str]:

@@ -204,8 +204,11 @@ class Ledger:
                 raise NotFoundError(f"no experiments in {self.path} yet",
                                     hint="submit one with `cade submit SPEC`")
             return self._experiment(rows[0])
-        text = str(ref).strip()
-        if text.isdigit():
+        if isinstance(ref, int):
+            return self.experiment(ref)
+        text = ref.strip()
+        # ASCII digits only: `²`.isdigit() is True, yet no id (the command line checks ids).
+        if text.isascii() and text.isdecimal():
             return self.experiment(int(text))
         rows = self._rows("SELECT * FROM experiments WHERE name = ? ORDER BY id DESC LIMIT 1",
                           [text])

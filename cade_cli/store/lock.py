@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from cade_cli.errors import LedgerError
 
@@ -140,7 +140,7 @@ class DriverLock:
             self.path.unlink(missing_ok=True)
         self.held = False
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> DriverLock:
         if not self.acquire(wait=False):
             info = self.holder() or {}
             raise LedgerError(

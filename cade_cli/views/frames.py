@@ -34,6 +34,7 @@ from cade_cli.views.model import (
     sparkline,
     validation_curve,
 )
+from cade_cli.views.terminal import printable
 
 __all__ = [
     "SORTS",
@@ -77,7 +78,7 @@ def experiments_table(snapshot: Snapshot, width: int = 120) -> Table:
     current = snapshot.current
     for exp in snapshot.experiments:
         data = current if current and current.experiment.id == exp.id else None
-        cells = {"": "▶" if data else "", "id": str(exp.id), "name": exp.name,
+        cells = {"": "▶" if data else "", "id": str(exp.id), "name": Text(printable(exp.name)),
                  "state": _state(exp.state), "searcher": exp.searcher,
                  "trials": str(len(data.trials)) if data else "",
                  "progress": progress_bar(progress(data)) if data else "",
@@ -99,13 +100,14 @@ def overview(data: ExperimentData) -> Text:
     counts = Counter(t.state for t in data.trials)
     states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials yet"
     text = Text()
-    text.append(f"{exp.name} (#{exp.id})", style="bold")
+    text.append(printable(f"{exp.name} (#{exp.id})"), style="bold")
     text.append("  ")
     text.append_text(_state(exp.state))
-    text.append(f"  {exp.searcher} on {exp.backend}  metric {exp.metric} {_direction(exp)}"
-                f"  seed {exp.seed}\ntrials: {states}  best: {_best_text(data)}")
+    text.append(printable(f"  {exp.searcher} on {exp.backend}  metric {exp.metric} {_direction(exp)}"
+                          f"  seed {exp.seed}"))
+    text.append(f"\ntrials: {states}  best: {_best_text(data)}")
     if exp.message:
-        text.append(f"\n{exp.message}", style="red")
+        text.append("\n" + printable(exp.message, keep_newlines=True), style="red")
     return text
 
 
@@ -142,7 +144,8 @@ def _trial_cells(data: ExperimentData, trial: TrialRecord, segment: SegmentRecor
         cells.update({"job": segment.job_id or "-", "sched": segment.state,
                       "node/reason": segment.nodes or segment.reason or "-"})
     cells.update((k, format_value(v)) for k, v in flatten_params(trial.params).items())
-    return cells
+    # Params, scheduler reasons and node names come from trials and schedulers.
+    return {key: printable(value) for key, value in cells.items()}
 
 
 def _column_width(name: str, rows: list[dict[str, str]]) -> int:
@@ -189,14 +192,15 @@ def trials_table(data: ExperimentData, sort: str = "metric", reverse: bool = Fal
     hidden = len(set(hparams) - set(columns))
     if hidden:
         notes.append(f"{hidden} hyperparameters not shown (widen the terminal)")
-    table = Table(box=box.SIMPLE_HEAD, title=f"trials ({exp.metric} {_direction(exp)})",
+    table = Table(box=box.SIMPLE_HEAD, title=Text(printable(f"trials ({exp.metric} {_direction(exp)})")),
                   title_justify="left", pad_edge=False, caption="; ".join(notes) or None,
                   caption_justify="left")
     for name in columns:
         left = name in ("state", "sched", "node/reason")
-        table.add_column(name, justify="left" if left else "right", no_wrap=True)
+        table.add_column(Text(printable(name)), justify="left" if left else "right", no_wrap=True)
     for trial, row in zip(shown, rows):
-        table.add_row(*(_state(trial.state) if c == "state" else row.get(c, "-") for c in columns))
+        # Text, not str: a value such as "[/]" is data, not rich markup.
+        table.add_row(*(_state(trial.state) if c == "state" else Text(row.get(c, "-")) for c in columns))
     return table
 
 
@@ -229,9 +233,9 @@ def queue_summary(data: ExperimentData) -> Text:
     nodes = sorted({node for s in running for node in s.nodes.split(",") if node})
     text = Text(f"queue: {len(queued)} queued, {len(running)} running")
     if reasons:
-        text.append("  pending: " + ", ".join(f"{r} ×{n}" for r, n in sorted(reasons.items())))
+        text.append(printable("  pending: " + ", ".join(f"{r} ×{n}" for r, n in sorted(reasons.items()))))
     if nodes:
-        text.append("  nodes: " + ", ".join(nodes))
+        text.append(printable("  nodes: " + ", ".join(nodes)))
     return text
 
 
@@ -245,7 +249,7 @@ def render_frame(snapshot: Snapshot, width: int = 120, sort: str = "metric",
         header.append(f"  {KEYS_HELP}", style="dim")
     parts: list[RenderableType] = [header]
     if snapshot.message:
-        parts.append(Text(snapshot.message, style="red"))
+        parts.append(Text(printable(snapshot.message, keep_newlines=True), style="red"))
     parts.append(experiments_table(snapshot, width))
     data = snapshot.current
     if data is None:
@@ -254,6 +258,6 @@ def render_frame(snapshot: Snapshot, width: int = 120, sort: str = "metric",
     parts.append(overview(data))
     if data.trials:
         parts += [ladder_table(data), trials_table(data, sort, reverse, max_rows, width),
-                  Text(f"{data.experiment.metric} by length, leading trials"),
+                  Text(printable(f"{data.experiment.metric} by length, leading trials")),
                   curves_table(data, width=max(min(width // 3, 60), 10)), queue_summary(data)]
     return Group(*parts)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from html import escape
 from importlib import resources
 from pathlib import Path
@@ -50,7 +50,7 @@ def _asset(name: str) -> str:
 def _when(timestamp: float | None) -> str:
     if not timestamp:
         return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _color(trial_id: int) -> str:

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cade_cli.errors import CadeError
+from cade_cli.errors import CadeError, MissingExtraError
 from cade_cli.views.model import ExperimentData, flatten_params, ladder_stats, sort_trials
 
 KINDS = ("curves", "hparams", "ladder")
 IMAGE_SUFFIXES = (".png", ".svg")
-MATPLOTLIB_HINT = "pip install 'cade[plot]' (or: pip install matplotlib)"
 
 
 class PlotInputError(CadeError):
@@ -131,8 +130,10 @@ def ladder_bars(data: ExperimentData) -> tuple[list[str], list[int], list[int]]:
 def terminal_plot(data: ExperimentData, kind: str = "curves", metric: str | None = None,
                   width: int = 100, height: int = 24, color: bool = False) -> str:
     """The plot as text for the terminal (ANSI colours only when `color`)."""
-    import plotext
-
+    try:
+        import plotext
+    except ImportError as err:
+        raise MissingExtraError("drawing a plot in the terminal", "plot", "plotext") from err
     figure = plotext.figure
     figure.clear()
     figure.plot_size(width, height)
@@ -209,7 +210,7 @@ def save_plot(data: ExperimentData, path: Path, kind: str = "curves",
     try:
         from matplotlib.figure import Figure
     except ImportError as err:
-        raise CadeError("writing a plot to a file needs matplotlib", hint=MATPLOTLIB_HINT) from err
+        raise MissingExtraError("writing a plot to a file", "plot", "matplotlib") from err
     figure = Figure(figsize=(10, 6), layout="constrained")
     if kind == "ladder":
         _draw_ladder(figure, data)

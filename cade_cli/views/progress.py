@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cade_cli.store.records import TRIAL_STATES, ExperimentRecord, TrialRecord
+from cade_cli.views.terminal import printable
 
 STATE_STYLES = {"running": "green", "queued": "yellow", "paused": "cyan",
                 "preempted": "magenta", "errored": "red", "completed": "bold",
@@ -53,13 +54,13 @@ def rung_counts(trials: list[TrialRecord]) -> list[tuple[int, int, int]]:
 
 
 def summary_line(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
-    return (f"experiment {exp.id} {exp.name} [{exp.state}]: {state_counts(trials)}; "
-            f"{best_text(exp, trials)}")
+    return printable(f"experiment {exp.id} {exp.name} [{exp.state}]: {state_counts(trials)}; "
+                     f"{best_text(exp, trials)}")
 
 
 def progress_view(exp: ExperimentRecord, trials: list[TrialRecord],
                   searcher_progress: float | None = None) -> RenderableType:
-    title = Text(f"experiment {exp.id} {exp.name} ", style="bold")
+    title = Text(printable(f"experiment {exp.id} {exp.name} "), style="bold")
     title.append(f"({exp.searcher}, {exp.backend}) ", style="")
     title.append(exp.state, style=STATE_STYLES.get(exp.state, ""))
     if searcher_progress is not None:
@@ -79,4 +80,4 @@ def progress_view(exp: ExperimentRecord, trials: list[TrialRecord],
         filled = round(10 * reached / sent) if sent else 0
         rungs.add_row(str(length), f"{reached}/{sent}", "#" * filled + "." * (10 - filled))
     footer = Text("Ctrl-C detaches; the experiment goes on.", style="dim")
-    return Group(title, states, Text(best_text(exp, trials)), rungs, footer)
+    return Group(title, states, Text(printable(best_text(exp, trials))), rungs, footer)

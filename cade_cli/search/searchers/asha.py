@@ -15,7 +15,7 @@ Every metric is minimised internally (`m` or `-m`).
 from __future__ import annotations
 
 import random
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, TypeVar
 
 from cade_cli.errors import SpecError
 from cade_cli.search.searchers.base import Decision, ExitReason, Shutdown
@@ -30,6 +30,10 @@ from cade_cli.search.searchers.brackets import (
 from cade_cli.search.searchers.simple import require, rng_from_json, rng_state_to_json
 from cade_cli.search.space import Space
 from cade_cli.spec.experiment import SearcherSpec
+
+
+# The class a classmethod is called on (typing.Self needs Python 3.11).
+_Search = TypeVar("_Search", bound="BracketSearch")
 
 
 class BracketSearch:
@@ -97,8 +101,8 @@ class BracketSearch:
         }
 
     @classmethod
-    def restore(cls, searcher_spec: SearcherSpec, space: Space,
-                snapshot: dict[str, Any]) -> Self:
+    def restore(cls: type[_Search], searcher_spec: SearcherSpec, space: Space,
+                snapshot: dict[str, Any]) -> _Search:
         if snapshot.get("searcher") != cls.searcher_name:
             raise ValueError(f"snapshot of searcher {snapshot.get('searcher')!r}, "
                              f"expected {cls.searcher_name!r}")

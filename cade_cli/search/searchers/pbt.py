@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any, Self
+from typing import Any
 
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
 from cade_cli.search.searchers.simple import (
@@ -99,7 +99,7 @@ class Pbt:
 
     @classmethod
     def restore(cls, searcher_spec: SearcherSpec, space: Space,
-                snapshot: dict[str, Any]) -> Self:
+                snapshot: dict[str, Any]) -> Pbt:
         check_snapshot(snapshot, cls.name)
         searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
         searcher.created = snapshot["created"]

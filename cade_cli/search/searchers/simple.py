@@ -11,11 +11,11 @@ whose hyperparameters were rejected is skipped.
 from __future__ import annotations
 
 import random
-from typing import Any, Self
+from typing import Any, TypeVar
 
 from cade_cli.errors import SpecError
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.search.space import Space, grid, sample
+from cade_cli.search.space import Space, grid_point, grid_size, sample
 from cade_cli.spec.experiment import SearcherSpec
 
 SNAPSHOT_FORMAT = 1
@@ -47,6 +47,10 @@ def check_snapshot(snapshot: dict[str, Any], name: str) -> None:
     if snapshot.get("searcher") != name or snapshot.get("format") != SNAPSHOT_FORMAT:
         raise ValueError(f"not a format-{SNAPSHOT_FORMAT} {name} searcher snapshot: "
                          f"{snapshot.get('searcher')!r} format {snapshot.get('format')!r}")
+
+
+# The class a classmethod is called on (typing.Self needs Python 3.11).
+_Searcher = TypeVar("_Searcher", bound="_FixedLengthSearcher")
 
 
 class _FixedLengthSearcher:
@@ -109,8 +113,8 @@ class _FixedLengthSearcher:
                 "rng": rng_state_to_json(self.rng)}
 
     @classmethod
-    def restore(cls, searcher_spec: SearcherSpec, space: Space,
-                snapshot: dict[str, Any]) -> Self:
+    def restore(cls: type[_Searcher], searcher_spec: SearcherSpec, space: Space,
+                snapshot: dict[str, Any]) -> _Searcher:
         check_snapshot(snapshot, cls.name)
         searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
         searcher.created = snapshot["created"]
@@ -187,14 +191,15 @@ class Grid(_FixedLengthSearcher):
 
     def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)
-        self.points = grid(space)
+        # Counted, never built: each trial's point is computed from its index.
+        self.size = grid_size(space)
 
     @property
     def budget(self) -> int:
-        return len(self.points)
+        return self.size
 
     def _invalid_uses_budget(self) -> bool:
         return True  # the same point would be rejected again: move on
 
     def _next_params(self) -> dict[str, Any]:
-        return self.points[self.created - 1]
+        return grid_point(self.space, self.created - 1)
