@@ -112,7 +112,7 @@ def raise_targets(ctx: SyncContext) -> None:
     unless another member still has to start it (see _releases_unpromoted).
     """
     release = _releases_unpromoted(ctx)
-    release_reason = ("the round is decided later" if ctx.spec.searcher.name == "pbt"
+    release_reason = ("the round is decided later" if ctx.facts.decides_by_round
                       else "not promoted (yet)")
     for seg in ctx.ledger.segments(ctx.exp_id, states=("queued", "running")):
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
@@ -130,7 +130,7 @@ def raise_targets(ctx: SyncContext) -> None:
 def _releases_unpromoted(ctx: SyncContext) -> bool:
     if decision_wait(ctx) <= 0:
         return False
-    if ctx.spec.searcher.name != "pbt":
+    if not ctx.facts.decides_by_round:
         return True
     # PBT decides a round only once the whole population has reported, so a member at the
     # round's end waits to continue in place, unless another member has not started its
@@ -239,9 +239,6 @@ def decision_wait(ctx: SyncContext) -> float:
     decide within one sync of the report; waiting that long keeps the allocation instead of
     queueing a new job. Searchers that train to the end in one segment need no wait.
     """
-    searcher = ctx.spec.searcher
-    steps = searcher.name == "pbt" or (
-        searcher.name in ("async_halving", "adaptive_asha") and not searcher.stop_once)
-    if not steps:
+    if not ctx.facts.continues_in_place:
         return 0.0
     return 2 * ctx.settings.poll_interval_for(ctx.experiment.backend) + 5.0

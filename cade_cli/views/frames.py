@@ -14,7 +14,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cade_cli.search.plan import rung_reached
+from cade_cli.search.searchers.base import rung_reached
 from cade_cli.store.records import ExperimentRecord, SegmentRecord, TrialRecord
 from cade_cli.views.model import (
     SORTS,

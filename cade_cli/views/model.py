@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from cade_cli.errors import CadeError
 from cade_cli.search.plan import Plan, preview
+from cade_cli.search.searchers import searcher_facts
 from cade_cli.store.records import ExperimentRecord, MetricRecord, SegmentRecord, TrialRecord
 from cade_cli.spec.experiment import spec_from_raw
 
@@ -105,10 +106,12 @@ def search_plan(raw: dict[str, Any]) -> Plan | None:
 
 
 def rung_ladders(data: ExperimentData) -> list[list[int]]:
-    """Rung lengths of each bracket (one bracket unless the searcher is adaptive_asha)."""
-    plan = search_plan(data.experiment.spec)
-    if plan is not None:
-        return [list(bracket.rungs) for bracket in plan.brackets]
+    """Rung lengths of each bracket, as the searcher states them."""
+    try:
+        searcher = spec_from_raw(data.experiment.spec).searcher
+        return [list(rungs) for rungs in searcher_facts(searcher).ladders]
+    except CadeError:
+        pass
     # A spec this version no longer accepts: one rung at the longest target seen.
     return [[max([t.target_length for t in data.trials] + [1])]]
 

@@ -18,7 +18,8 @@ import random
 from typing import Any, ClassVar, Self
 
 from cade_cli.errors import SpecError
-from cade_cli.search.searchers.base import Decision, ExitReason, Shutdown
+from cade_cli.search.plan import Plan, asha_plan
+from cade_cli.search.searchers.base import Decision, ExitReason, SearcherFacts, Shutdown
 from cade_cli.search.searchers.brackets import (
     SNAPSHOT_VERSION,
     Bracket,
@@ -48,6 +49,17 @@ class BracketSearch:
     @classmethod
     def bracket_configs(cls, spec: SearcherSpec) -> list[BracketConfig]:
         raise NotImplementedError
+
+    @classmethod
+    def facts(cls, spec: SearcherSpec) -> SearcherFacts:
+        # A promotion-type bracket raises a promoted trial's target; its job trains on.
+        return SearcherFacts(ladders=tuple(c.rungs for c in cls.bracket_configs(spec)),
+                             final_length=spec.max_length, continues_in_place=not spec.stop_once,
+                             max_trials=require(spec, "max_trials"))
+
+    @classmethod
+    def preview(cls, spec: SearcherSpec, space: Space) -> Plan:
+        return asha_plan(spec, cls.bracket_configs(spec))
 
     def start(self) -> list[Decision]:
         if self.started:

@@ -21,7 +21,16 @@ import math
 import random
 from typing import Any, Self
 
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.plan import Plan, pbt_plan
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    SearcherFacts,
+    Shutdown,
+    Stop,
+    Train,
+)
 from cade_cli.search.searchers.simple import (
     SNAPSHOT_FORMAT,
     check_snapshot,
@@ -112,6 +121,21 @@ class Pbt:
         searcher.exited = set(snapshot["exited"])
         searcher.done = snapshot["done"]
         return searcher
+
+    # -- what the rest of cade asks of the searcher -----------------------------------------
+    @classmethod
+    def facts(cls, spec: SearcherSpec) -> SearcherFacts:
+        # Members continue in place from round to round; a round is decided only once the
+        # whole population has reported.
+        rounds, per_round = require(spec, "num_rounds"), require(spec, "length_per_round")
+        return SearcherFacts(ladders=(tuple(per_round * k for k in range(1, rounds + 1)),),
+                             final_length=rounds * per_round, continues_in_place=True,
+                             decides_by_round=True)
+
+    @classmethod
+    def preview(cls, spec: SearcherSpec, space: Space) -> Plan:
+        return pbt_plan(spec, require(spec, "population_size"), require(spec, "num_rounds"),
+                        require(spec, "length_per_round"))
 
     # -- rounds ---------------------------------------------------------------------------
     def _end_round_if_complete(self) -> list[Decision]:

@@ -11,11 +11,20 @@ whose hyperparameters were rejected is skipped.
 from __future__ import annotations
 
 import random
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from cade_cli.errors import SpecError
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.search.space import Space, grid, sample
+from cade_cli.search.plan import Plan, fixed_length_plan
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    SearcherFacts,
+    Shutdown,
+    Stop,
+    Train,
+)
+from cade_cli.search.space import Space, grid, grid_size, sample
 from cade_cli.spec.experiment import SearcherSpec
 
 SNAPSHOT_FORMAT = 1
@@ -120,6 +129,25 @@ class _FixedLengthSearcher:
         searcher.done = snapshot["done"]
         return searcher
 
+    # -- what the rest of cade asks of the searcher ---------------------------------------
+    walks_grid: ClassVar[bool] = False
+
+    @classmethod
+    def trial_budget(cls, spec: SearcherSpec) -> int | None:
+        """The number of trials the spec fixes (None: the grid decides)."""
+        return None
+
+    @classmethod
+    def facts(cls, spec: SearcherSpec) -> SearcherFacts:
+        length = require(spec, "max_length")
+        return SearcherFacts(ladders=((length,),), final_length=length, continues_in_place=False,
+                             walks_grid=cls.walks_grid, max_trials=cls.trial_budget(spec))
+
+    @classmethod
+    def preview(cls, spec: SearcherSpec, space: Space) -> Plan:
+        trials = grid_size(space) if cls.walks_grid else cls.trial_budget(spec) or 1
+        return fixed_length_plan(spec, require(spec, "max_length"), trials)
+
     # -- helpers ------------------------------------------------------------------------
     def _counted_created(self) -> int:
         return self.created - self.uncounted
@@ -158,10 +186,11 @@ class Random(_FixedLengthSearcher):
 
     def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)
-        self._budget = self._max_trials()
+        self._budget = self.trial_budget(searcher_spec) or 1
 
-    def _max_trials(self) -> int:
-        return require(self.spec, "max_trials")
+    @classmethod
+    def trial_budget(cls, spec: SearcherSpec) -> int | None:
+        return require(spec, "max_trials")
 
     @property
     def budget(self) -> int:
@@ -176,7 +205,8 @@ class Single(Random):
 
     name = "single"
 
-    def _max_trials(self) -> int:
+    @classmethod
+    def trial_budget(cls, spec: SearcherSpec) -> int | None:
         return 1
 
 
@@ -184,6 +214,7 @@ class Grid(_FixedLengthSearcher):
     """One trial per grid point, in grid order."""
 
     name = "grid"
+    walks_grid = True
 
     def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)
