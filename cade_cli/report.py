@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+METRICS_FILE = "metrics.jsonl"   # in the run directory; the engine ingests it
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "HOROVOD_RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK")
 _STOP_SIGNALS = ("SIGUSR1", "SIGTERM")
 _NEXT_TARGET_POLL_SECONDS = 0.2
@@ -163,7 +164,7 @@ class _State:
                     return
                 run_dir = Path(os.environ["CADE_RUN_DIR"])
                 # Kept open for the whole segment: one open per process, not per line.
-                self.handle = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+                self.handle = open(run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
                 self._register_atexit()
             self.handle.write(line)
             self.handle.flush()

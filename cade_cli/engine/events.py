@@ -21,13 +21,14 @@ from cade_cli.jobs.ingest import (
     read_new_lines,
     was_preempted,
 )
+from cade_cli.report import METRICS_FILE
 from cade_cli.store.records import SegmentRecord, TrialRecord
 from cade_cli.search.searchers.base import ExitReason
 
 
 def ingest_segment(ctx: SyncContext, seg: SegmentRecord) -> SegmentRecord:
     """Handle the complete lines of the segment's metrics.jsonl not ingested yet."""
-    path = Path(seg.run_dir) / "metrics.jsonl"
+    path = Path(seg.run_dir) / METRICS_FILE
     for line in read_new_lines(path, seg.offset):
         with ctx.ledger.transaction():
             _apply_line(ctx, seg, line)

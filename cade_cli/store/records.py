@@ -5,12 +5,14 @@ OWNER NOTE: shared interface between ledger.py (producer) and views/cli (consume
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 EXPERIMENT_STATES = ("pending", "active", "paused", "completed", "errored", "canceled")
 # pending: submitted, no job of it has started yet; active: one has. Both are driven.
 RUNNING_EXPERIMENT_STATES = ("pending", "active")
+TERMINAL_EXPERIMENT_STATES = ("completed", "errored", "canceled")   # nothing more will run
 TRIAL_STATES = ("queued", "running", "paused", "stopped", "completed", "errored", "preempted")
 
 
@@ -114,3 +116,12 @@ class SearcherEventRecord:
     snapshot: dict[str, Any]
     applied: bool = False          # the engine has applied the decisions to the ledger
     time: float = 0.0
+
+
+def best_trial(trials: Iterable[TrialRecord], smaller_is_better: bool) -> TrialRecord | None:
+    """The trial with the best recorded metric; ties go to the earlier trial."""
+    scored = [t for t in trials if t.best_metric is not None]
+    if not scored:
+        return None
+    sign = 1.0 if smaller_is_better else -1.0
+    return min(scored, key=lambda t: (sign * float(t.best_metric or 0.0), t.id))

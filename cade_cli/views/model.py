@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from cade_cli.errors import CadeError
 from cade_cli.search.plan import Plan, preview
+from cade_cli.search.space import flatten
 from cade_cli.search.searchers import searcher_facts
 from cade_cli.store.records import ExperimentRecord, MetricRecord, SegmentRecord, TrialRecord
 from cade_cli.spec.experiment import spec_from_raw
@@ -65,17 +66,8 @@ def read_experiment(ledger: LedgerReader, exp: ExperimentRecord) -> ExperimentDa
 
 def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested hyperparameters -> {"a.b": value}; lists become JSON text (one cell each)."""
-    flat: dict[str, Any] = {}
-    for name in sorted(params):
-        value = params[name]
-        key = f"{prefix}{name}"
-        if isinstance(value, dict):
-            flat.update(flatten_params(value, key + "."))
-        elif isinstance(value, (list, tuple)):
-            flat[key] = json.dumps(list(value))
-        else:
-            flat[key] = value
-    return flat
+    return {key: json.dumps(list(value)) if isinstance(value, (list, tuple)) else value
+            for key, value in flatten(params, prefix).items()}
 
 
 def param_columns(trials: Iterable[TrialRecord]) -> list[str]:

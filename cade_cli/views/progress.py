@@ -12,19 +12,12 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cade_cli.store.records import TRIAL_STATES, ExperimentRecord, TrialRecord
+from cade_cli.store.records import TRIAL_STATES, ExperimentRecord, TrialRecord, best_trial
 
-STATE_STYLES = {"running": "green", "queued": "yellow", "paused": "cyan",
-                "preempted": "magenta", "errored": "red", "completed": "bold",
-                "stopped": "dim"}
-
-
-def best_trial(exp: ExperimentRecord, trials: list[TrialRecord]) -> TrialRecord | None:
-    scored = [t for t in trials if t.best_metric is not None]
-    if not scored:
-        return None
-    sign = 1.0 if exp.smaller_is_better else -1.0
-    return min(scored, key=lambda t: (sign * float(t.best_metric or 0.0), t.id))
+# One colour per experiment and trial state, shared by every rich view.
+STATE_STYLES = {"pending": "yellow", "active": "green", "paused": "yellow", "completed": "blue",
+                "errored": "red", "canceled": "magenta", "queued": "yellow", "running": "green",
+                "stopped": "dim", "preempted": "yellow"}
 
 
 def state_counts(trials: list[TrialRecord]) -> str:
@@ -34,7 +27,7 @@ def state_counts(trials: list[TrialRecord]) -> str:
 
 
 def best_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
-    top = best_trial(exp, trials)
+    top = best_trial(trials, exp.smaller_is_better)
     if top is None:
         return f"best {exp.metric}: none yet"
     return (f"best {exp.metric}: {top.best_metric:.6g} (trial {top.id}, length "
