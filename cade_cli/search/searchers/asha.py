@@ -19,9 +19,15 @@ from typing import Any, ClassVar, Self
 
 from cade_cli.errors import SpecError
 from cade_cli.search.plan import Plan, asha_plan
-from cade_cli.search.searchers.base import Decision, ExitReason, SearcherFacts, Shutdown
+from cade_cli.search.searchers.base import (
+    Decision,
+    ExitReason,
+    SearcherFacts,
+    Shutdown,
+    check_snapshot,
+    snapshot_header,
+)
 from cade_cli.search.searchers.brackets import (
-    SNAPSHOT_VERSION,
     Bracket,
     BracketConfig,
     TrialFactory,
@@ -99,8 +105,7 @@ class BracketSearch:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "searcher": self.searcher_name,
-            "version": SNAPSHOT_VERSION,
+            **snapshot_header(self.searcher_name),
             "started": self.started,
             "done": self.done,
             "next_trial": self.factory.next_trial,
@@ -111,9 +116,7 @@ class BracketSearch:
     @classmethod
     def restore(cls, searcher_spec: SearcherSpec, space: Space,
                 snapshot: dict[str, Any]) -> Self:
-        if snapshot.get("searcher") != cls.searcher_name:
-            raise ValueError(f"snapshot of searcher {snapshot.get('searcher')!r}, "
-                             f"expected {cls.searcher_name!r}")
+        check_snapshot(snapshot, cls.searcher_name)
         searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
         if len(snapshot["brackets"]) != len(searcher.brackets):
             raise ValueError("snapshot does not match the searcher's brackets")

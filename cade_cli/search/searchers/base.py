@@ -67,6 +67,26 @@ class Shutdown:
 Decision = Create | Train | Stop | Shutdown
 
 
+SNAPSHOT_VERSION = 1   # of every searcher's snapshot(); restore() refuses others
+
+
+def snapshot_header(name: str) -> dict[str, Any]:
+    """The keys every searcher snapshot starts with."""
+    return {"searcher": name, "version": SNAPSHOT_VERSION}
+
+
+def check_snapshot(snapshot: dict[str, Any], name: str) -> None:
+    """Refuse a snapshot of another searcher or version.
+
+    Snapshots of single, grid, random and PBT written before the key was shared call the
+    version "format"; they are read the same.
+    """
+    version = snapshot.get("version", snapshot.get("format"))
+    if snapshot.get("searcher") != name or version != SNAPSHOT_VERSION:
+        raise ValueError(f"not a version-{SNAPSHOT_VERSION} {name} searcher snapshot: "
+                         f"{snapshot.get('searcher')!r} version {version!r}")
+
+
 def decision_to_json(d: Decision) -> dict[str, Any]:
     if isinstance(d, Create):
         return {"op": "create", "trial": d.trial, "params": d.params, "bracket": d.bracket,

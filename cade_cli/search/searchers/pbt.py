@@ -30,10 +30,10 @@ from cade_cli.search.searchers.base import (
     Shutdown,
     Stop,
     Train,
+    check_snapshot,
+    snapshot_header,
 )
 from cade_cli.search.searchers.simple import (
-    SNAPSHOT_FORMAT,
-    check_snapshot,
     require,
     rng_from_json,
     rng_state_to_json,
@@ -97,7 +97,7 @@ class Pbt:
         return min((self.rounds_completed + reported) / self.num_rounds, 1.0)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"searcher": self.name, "format": SNAPSHOT_FORMAT, "created": self.created,
+        return {**snapshot_header(self.name), "created": self.created,
                 "rounds_completed": self.rounds_completed, "population": self.population,
                 "params": {str(t): p for t, p in self.params.items()},
                 "target": {str(t): n for t, n in self.target.items()},

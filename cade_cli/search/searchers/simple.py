@@ -23,12 +23,11 @@ from cade_cli.search.searchers.base import (
     Shutdown,
     Stop,
     Train,
+    check_snapshot,
+    snapshot_header,
 )
 from cade_cli.search.space import Space, grid, grid_size, sample
 from cade_cli.spec.experiment import SearcherSpec
-
-SNAPSHOT_FORMAT = 1
-
 
 def rng_state_to_json(rng: random.Random) -> list[Any]:
     version, internal, gauss_next = rng.getstate()
@@ -50,12 +49,6 @@ def require(spec: SearcherSpec, field_name: str) -> int:
     if value < 1:
         raise SpecError(f"searcher.{field_name} must be at least 1, got {value}")
     return int(value)
-
-
-def check_snapshot(snapshot: dict[str, Any], name: str) -> None:
-    if snapshot.get("searcher") != name or snapshot.get("format") != SNAPSHOT_FORMAT:
-        raise ValueError(f"not a format-{SNAPSHOT_FORMAT} {name} searcher snapshot: "
-                         f"{snapshot.get('searcher')!r} format {snapshot.get('format')!r}")
 
 
 class _FixedLengthSearcher:
@@ -112,7 +105,7 @@ class _FixedLengthSearcher:
         return min(self.closed_counted / self.budget, 1.0)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"searcher": self.name, "format": SNAPSHOT_FORMAT, "created": self.created,
+        return {**snapshot_header(self.name), "created": self.created,
                 "uncounted": self.uncounted, "closed_counted": self.closed_counted,
                 "open": sorted(self.open), "done": self.done,
                 "rng": rng_state_to_json(self.rng)}
