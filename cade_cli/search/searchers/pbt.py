@@ -30,14 +30,8 @@ from cade_cli.search.searchers.base import (
     Shutdown,
     Stop,
     Train,
-    check_snapshot,
-    snapshot_header,
 )
-from cade_cli.search.searchers.simple import (
-    require,
-    rng_from_json,
-    rng_state_to_json,
-)
+from cade_cli.search.searchers.simple import common_snapshot, require, restore_common
 from cade_cli.search.space import Space, explore, sample
 from cade_cli.spec.experiment import SearcherSpec
 
@@ -97,21 +91,18 @@ class Pbt:
         return min((self.rounds_completed + reported) / self.num_rounds, 1.0)
 
     def snapshot(self) -> dict[str, Any]:
-        return {**snapshot_header(self.name), "created": self.created,
+        return {**common_snapshot(self),
                 "rounds_completed": self.rounds_completed, "population": self.population,
                 "params": {str(t): p for t, p in self.params.items()},
                 "target": {str(t): n for t, n in self.target.items()},
                 # JSON has no infinity: the worst value is stored as null.
                 "metrics": {str(t): None if m == WORST else m for t, m in self.metrics.items()},
-                "exited": sorted(self.exited), "done": self.done,
-                "rng": rng_state_to_json(self.rng)}
+                "exited": sorted(self.exited)}
 
     @classmethod
     def restore(cls, searcher_spec: SearcherSpec, space: Space,
                 snapshot: dict[str, Any]) -> Self:
-        check_snapshot(snapshot, cls.name)
-        searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
-        searcher.created = snapshot["created"]
+        searcher: Self = restore_common(cls, searcher_spec, space, snapshot)
         searcher.rounds_completed = snapshot["rounds_completed"]
         searcher.population = list(snapshot["population"])
         searcher.params = {int(t): p for t, p in snapshot["params"].items()}
@@ -119,7 +110,6 @@ class Pbt:
         searcher.metrics = {int(t): WORST if m is None else m
                             for t, m in snapshot["metrics"].items()}
         searcher.exited = set(snapshot["exited"])
-        searcher.done = snapshot["done"]
         return searcher
 
     # -- what the rest of cade asks of the searcher -----------------------------------------

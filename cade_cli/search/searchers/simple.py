@@ -41,6 +41,22 @@ def rng_from_json(state: list[Any]) -> random.Random:
     return rng
 
 
+def common_snapshot(searcher: Any) -> dict[str, Any]:
+    """The snapshot keys of a searcher that counts `created` trials from one `rng`."""
+    return {**snapshot_header(searcher.name), "created": searcher.created, "done": searcher.done,
+            "rng": rng_state_to_json(searcher.rng)}
+
+
+def restore_common(cls: Any, searcher_spec: SearcherSpec, space: Space,
+                   snapshot: dict[str, Any]) -> Any:
+    """A `cls` searcher with the keys of `common_snapshot` restored."""
+    check_snapshot(snapshot, cls.name)
+    searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
+    searcher.created = snapshot["created"]
+    searcher.done = snapshot["done"]
+    return searcher
+
+
 def require(spec: SearcherSpec, field_name: str) -> int:
     """A searcher field that the spec loader should already have checked."""
     value = getattr(spec, field_name)
@@ -105,21 +121,16 @@ class _FixedLengthSearcher:
         return min(self.closed_counted / self.budget, 1.0)
 
     def snapshot(self) -> dict[str, Any]:
-        return {**snapshot_header(self.name), "created": self.created,
-                "uncounted": self.uncounted, "closed_counted": self.closed_counted,
-                "open": sorted(self.open), "done": self.done,
-                "rng": rng_state_to_json(self.rng)}
+        return {**common_snapshot(self), "uncounted": self.uncounted,
+                "closed_counted": self.closed_counted, "open": sorted(self.open)}
 
     @classmethod
     def restore(cls, searcher_spec: SearcherSpec, space: Space,
                 snapshot: dict[str, Any]) -> Self:
-        check_snapshot(snapshot, cls.name)
-        searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
-        searcher.created = snapshot["created"]
+        searcher: Self = restore_common(cls, searcher_spec, space, snapshot)
         searcher.uncounted = snapshot["uncounted"]
         searcher.closed_counted = snapshot["closed_counted"]
         searcher.open = set(snapshot["open"])
-        searcher.done = snapshot["done"]
         return searcher
 
     # -- what the rest of cade asks of the searcher ---------------------------------------
