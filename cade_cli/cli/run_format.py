@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cade_cli.engine.lifecycle import Best
+from cade_cli.engine import Best
 from cade_cli.store.records import best_trial
 from cade_cli.store.records import ExperimentRecord, TrialRecord
 

@@ -1,14 +1,17 @@
 """The live progress of a driven experiment (submit / watch), and its one-line summary.
 
-Pure functions of records: the CLI puts the renderable in a rich Live on stderr, or prints
-the summary line when stderr is not a terminal (a detached driver's log).
+Functions of records: `live_progress` redraws the view on stderr when it is a terminal;
+elsewhere (a detached driver's log) the CLI prints the summary line instead.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
@@ -73,3 +76,15 @@ def progress_view(exp: ExperimentRecord, trials: list[TrialRecord],
         rungs.add_row(str(length), f"{reached}/{sent}", "#" * filled + "." * (10 - filled))
     footer = Text("Ctrl-C detaches; the experiment goes on.", style="dim")
     return Group(title, states, Text(best_text(exp, trials)), rungs, footer)
+
+
+def stderr_is_terminal() -> bool:
+    return Console(stderr=True).is_terminal
+
+
+@contextmanager
+def live_progress(trials_of: Callable[[ExperimentRecord], list[TrialRecord]]
+                  ) -> Iterator[Callable[[ExperimentRecord], None]]:
+    """An update callable that redraws the progress view of each record on stderr."""
+    with Live(console=Console(stderr=True), refresh_per_second=4, transient=False) as live:
+        yield lambda record: live.update(progress_view(record, trials_of(record)))
