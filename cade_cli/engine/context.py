@@ -10,7 +10,7 @@ from typing import Any
 
 from cade_cli.backends.base import Scheduler
 from cade_cli.store.ledger import Ledger
-from cade_cli.store.records import ExperimentRecord, TrialRecord
+from cade_cli.store.records import ExperimentRecord, TrialRecord, TrialState
 from cade_cli.search.searchers import searcher_facts
 from cade_cli.search.searchers.base import Decision, ExitReason, SearcherFacts, decision_to_json
 from cade_cli.spec.settings import Settings
@@ -55,11 +55,11 @@ def trial_seed(experiment_seed: int, trial_id: int) -> int:
 
 def closed_state(ctx: SyncContext, trial: TrialRecord) -> str:
     """The state of a trial the searcher closes: completed at the end of the search, else stopped."""
-    if trial.state == "errored":
-        return "errored"
+    if trial.state == TrialState.ERRORED:
+        return TrialState.ERRORED
     top = ctx.facts.final_length
     reached = top if top is not None else max(trial.target_length, 1)
-    return "completed" if trial.length >= reached else "stopped"
+    return TrialState.COMPLETED if trial.length >= reached else TrialState.STOPPED
 
 
 def better(smaller_is_better: bool, new: float, old: float | None) -> bool:

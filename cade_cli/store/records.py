@@ -7,13 +7,49 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-EXPERIMENT_STATES = ("pending", "active", "paused", "completed", "errored", "canceled")
-# pending: submitted, no job of it has started yet; active: one has. Both are driven.
-RUNNING_EXPERIMENT_STATES = ("pending", "active")
-TERMINAL_EXPERIMENT_STATES = ("completed", "errored", "canceled")   # nothing more will run
-TRIAL_STATES = ("queued", "running", "paused", "stopped", "completed", "errored", "preempted")
+
+
+class ExperimentState(StrEnum):
+    PENDING = "pending"        # submitted, no job of it has started yet
+    ACTIVE = "active"          # one has; pending and active experiments are driven
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ERRORED = "errored"
+    CANCELED = "canceled"
+
+
+class TrialState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"        # closed by the searcher before the end of the search
+    COMPLETED = "completed"    # trained to the search's final length
+    ERRORED = "errored"
+    PREEMPTED = "preempted"
+
+
+class SegmentState(StrEnum):
+    INTENT = "intent"          # recorded before its job is submitted
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    PREEMPTED = "preempted"
+    TIMEOUT = "timeout"
+    LOST = "lost"
+
+
+# The ledger stores the values; a StrEnum member equals its string, so either reads the same.
+EXPERIMENT_STATES = tuple(ExperimentState)
+RUNNING_EXPERIMENT_STATES = (ExperimentState.PENDING, ExperimentState.ACTIVE)
+TERMINAL_EXPERIMENT_STATES = (ExperimentState.COMPLETED, ExperimentState.ERRORED,
+                              ExperimentState.CANCELED)   # nothing more will run
+TRIAL_STATES = tuple(TrialState)
+LIVE_SEGMENT_STATES = (SegmentState.INTENT, SegmentState.QUEUED, SegmentState.RUNNING)
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,19 @@ from cade_cli.errors import CadeError
 from cade_cli.search.plan import Plan, preview
 from cade_cli.search.space import flatten
 from cade_cli.search.searchers import searcher_facts
-from cade_cli.store.records import ExperimentRecord, MetricRecord, SegmentRecord, TrialRecord
+from cade_cli.store.records import (
+    ExperimentRecord,
+    ExperimentState,
+    MetricRecord,
+    SegmentRecord,
+    TrialRecord,
+    TrialState,
+)
 from cade_cli.spec.experiment import spec_from_raw
 
 SORTS = ("metric", "id", "state", "length")
-ACTIVE_TRIAL_STATES = frozenset({"queued", "running", "preempted"})
-ENDED_TRIAL_STATES = frozenset({"stopped", "completed", "errored"})
+ACTIVE_TRIAL_STATES = frozenset({TrialState.QUEUED, TrialState.RUNNING, TrialState.PREEMPTED})
+ENDED_TRIAL_STATES = frozenset({TrialState.STOPPED, TrialState.COMPLETED, TrialState.ERRORED})
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
 
@@ -134,7 +141,7 @@ def _rung_counts(trial: TrialRecord, lengths: list[int], i: int) -> Counter[str]
             counts["stopped"] += 1
         else:
             counts["waiting"] += 1
-    elif below and trial.state == "errored":
+    elif below and trial.state == TrialState.ERRORED:
         counts["errored"] += 1
     elif below and trial.state in ENDED_TRIAL_STATES:  # stopped on the way (canceled)
         counts["stopped"] += 1
@@ -177,7 +184,7 @@ def progress(data: ExperimentData) -> float:
     The work already committed (what open trials still train to their target) then counts
     too, and only a completed experiment shows 100%.
     """
-    if data.experiment.state == "completed":
+    if data.experiment.state == ExperimentState.COMPLETED:
         return 1.0
     trained = sum(t.length for t in data.trials)
     committed = sum(max(t.target_length - t.length, 0) for t in data.trials if not t.closed)
