@@ -6,13 +6,13 @@ keeps its commands in its own module and registers them here.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import click
 
 from cade_cli import __version__
 from cade_cli.errors import CadeError
+from cade_cli.plugins import CLI_MODULES, load
 
 
 class CadeGroup(click.Group):
@@ -43,9 +43,8 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so that each area's module stays independent of the others.
-    for name in ("search_cmds", "run_cmds", "admin_cmds", "view_cmds"):
-        module = importlib.import_module(f"cade_cli.cli.{name}")
-        module.register(cli)
+    for module in CLI_MODULES:
+        load(module, "register")(cli)
 
 
 _register()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import importlib
 import math
 import os
 import sys
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cade_cli.errors import ObjectiveError
+from cade_cli.plugins import load
 from cade_cli.search.searchers import Searcher, make_searcher, searcher_facts
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
 from cade_cli.spec.experiment import ExperimentSpec
@@ -268,7 +268,7 @@ def load_objective(reference: str, search_dir: str | None = None) -> Objective:
     if directory not in sys.path:
         sys.path.insert(0, directory)
     try:
-        module = importlib.import_module(module_name)
+        module = load(module_name)
     except ModuleNotFoundError as err:
         raise ObjectiveError(f"cannot import objective module {module_name!r}: {err}",
                              hint=f"MODULE is imported from {directory} or the installed "
