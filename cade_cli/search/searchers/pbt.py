@@ -31,31 +31,32 @@ from cade_cli.search.searchers.base import (
     Stop,
     Train,
 )
-from cade_cli.search.searchers.simple import common_snapshot, require, restore_common
+from cade_cli.search.searchers.simple import (
+    CountingSearcher,
+    common_snapshot,
+    require,
+    restore_common,
+)
 from cade_cli.search.space import Space, explore, sample
 from cade_cli.spec.experiment import SearcherSpec
 
 WORST = math.inf
 
 
-class Pbt:
+class Pbt(CountingSearcher):
     name = "pbt"
 
     def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
-        self.spec = searcher_spec
-        self.space = space
-        self.rng = rng
+        super().__init__(searcher_spec, space, rng)
         self.population_size = require(searcher_spec, "population_size")
         self.num_rounds = require(searcher_spec, "num_rounds")
         self.length_per_round = require(searcher_spec, "length_per_round")
-        self.created = 0
         self.rounds_completed = 0
         self.population: list[int] = []         # members, in creation order
         self.params: dict[int, dict[str, Any]] = {}
         self.target: dict[int, int] = {}        # length each member trains to this round
         self.metrics: dict[int, float] = {}     # this round's minimised metric per member
         self.exited: set[int] = set()           # members that can train no more
-        self.done = False
 
     # -- the searcher contract --------------------------------------------------------
     def start(self) -> list[Decision]:

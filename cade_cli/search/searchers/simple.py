@@ -67,8 +67,9 @@ def require(spec: SearcherSpec, field_name: str) -> int:
     return int(value)
 
 
-class _FixedLengthSearcher:
-    """Shared machinery: trials trained to max_length, a budget of counted trials."""
+class CountingSearcher:
+    """A searcher that hands out trial ids 1, 2, ... and draws from one rng (see
+    `common_snapshot`): the fixed-length searchers and PBT."""
 
     name = ""
 
@@ -76,12 +77,19 @@ class _FixedLengthSearcher:
         self.spec = searcher_spec
         self.space = space
         self.rng = rng
-        self.max_length = require(searcher_spec, "max_length")
         self.created = 0           # trial ids handed out so far (ids are 1..created)
+        self.done = False
+
+
+class _FixedLengthSearcher(CountingSearcher):
+    """Shared machinery: trials trained to max_length, a budget of counted trials."""
+
+    def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
+        super().__init__(searcher_spec, space, rng)
+        self.max_length = require(searcher_spec, "max_length")
         self.uncounted = 0         # invalid-hyperparameter trials: they use no budget
         self.closed_counted = 0    # trials done that use budget
         self.open: set[int] = set()
-        self.done = False
 
     # -- what subclasses choose -------------------------------------------------------
     @property
