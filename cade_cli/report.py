@@ -33,6 +33,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+METRICS_FILE = "metrics.jsonl"   # in the run directory; the engine ingests it
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "HOROVOD_RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK")
 _STOP_SIGNALS = ("SIGUSR1", "SIGTERM")
 _NEXT_TARGET_POLL_SECONDS = 0.2
@@ -137,15 +138,11 @@ class _State:
         self.lock = threading.Lock()
         self.handle: IO[str] | None = None
         self.last_length: int | None = None
-        self.finished = False
-        self.atexit_registered = False
+        self.finished = self.atexit_registered = False
         self.control_key: tuple[int, int] | None = None
         self.control_checked = 0.0
-        self.control_stop = False
-        self.control_reason = ""
-        self.control_target = 0
-        self.target = 0
-        self.target_handed = False
+        self.control_stop, self.control_reason, self.control_target = False, "", 0
+        self.target, self.target_handed = 0, False   # the target last handed to the script
         self.signal_name: str | None = None
         self.handlers_installed = False
         self.previous_handlers: dict[int, Any] = {}
@@ -163,7 +160,7 @@ class _State:
                     return
                 run_dir = Path(os.environ["CADE_RUN_DIR"])
                 # Kept open for the whole segment: one open per process, not per line.
-                self.handle = open(run_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+                self.handle = open(run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115
                 self._register_atexit()
             self.handle.write(line)
             self.handle.flush()
@@ -280,8 +277,7 @@ def report_validation(length: int, metrics: Mapping[str, Any]) -> None:
 
 
 def _report(kind: str, length: int, metrics: Mapping[str, Any]) -> None:
-    state = _state()
-    length = int(length)
+    state, length = _state(), int(length)
     state.note_length(length)
     state.write({"kind": kind, "length": length, "time": time.time(), "metrics": dict(metrics)})
 
@@ -305,12 +301,8 @@ def checkpoint(length: int) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{length}-", dir=base))
     try:
         yield staging
-        meta = {
-            "length": length,
-            "time": time.time(),
-            "trial": trial_id(),
-            "segment": _env_int("CADE_SEGMENT", 0),
-        }
+        meta = {"length": length, "time": time.time(), "trial": trial_id(),
+                "segment": _env_int("CADE_SEGMENT", 0)}
         (staging / "cade_checkpoint.json").write_text(json.dumps(meta) + "\n", encoding="utf-8")
         final = _publish(staging, base / str(length))
     except BaseException:
@@ -373,9 +365,8 @@ def next_target(timeout: float | None = None) -> int | None:
     # The baseline is the target this script was last handed, not a newer one: a raise
     # that arrived before this call is exactly what the caller waits for.
     baseline = state.target if state.target_handed else _env_int("CADE_TARGET_LENGTH", 0)
-    if timeout is None:
-        timeout = float(os.environ.get("CADE_DECISION_WAIT") or 0)
-    deadline = time.monotonic() + max(0.0, timeout)
+    wait = float(os.environ.get("CADE_DECISION_WAIT") or 0) if timeout is None else timeout
+    deadline = time.monotonic() + max(0.0, wait)
     while True:
         state.refresh_control(force=True)
         if state.signal_name is not None or state.control_stop:

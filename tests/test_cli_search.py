@@ -217,18 +217,18 @@ def test_simulate_requires_an_objective(workdir: Path) -> None:
 
 
 def test_progress_bar_only_on_a_terminal_after_a_delay(monkeypatch: pytest.MonkeyPatch) -> None:
-    from cade_cli.cli import search_cmds
+    from cade_cli.views import search_text
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
-    with search_cmds._ProgressBar() as bar:
+    with search_text.ProgressBar() as bar:
         bar(0.5)
-    assert isinstance(bar, search_cmds._ProgressBar) and bar.progress is None
+    assert isinstance(bar, search_text.ProgressBar) and bar.progress is None
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    with search_cmds._ProgressBar() as bar:
+    with search_text.ProgressBar() as bar:
         bar(0.5)                                   # too early: nothing shown yet
-        assert isinstance(bar, search_cmds._ProgressBar) and bar.progress is None
-        monkeypatch.setattr(search_cmds, "PROGRESS_DELAY", 0.0)
+        assert isinstance(bar, search_text.ProgressBar) and bar.progress is None
+        monkeypatch.setattr(search_text, "PROGRESS_DELAY", 0.0)
         bar(0.5)
         assert bar.progress is not None
         assert bar.progress.tasks[0].completed == 0.5

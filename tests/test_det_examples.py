@@ -21,7 +21,7 @@ def submit(workdir: Path, spec: Path, scheduler: str = "local") -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CADE_", "SLURM_"))}
     env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
                PYTHONPATH=str(ROOT), CADE_LEDGER=str(workdir / "ledger.db"),
-               CADE_CONFIG=str(workdir / "none.yaml"), CADE_POLL_INTERVAL="0.5")
+               CADE_CONFIG=os.devnull, CADE_POLL_INTERVAL="0.5")
     done = subprocess.run([sys.executable, "-m", "cade_cli", "submit", str(spec), "--scheduler",
                            scheduler, "--json"], cwd=workdir, env=env, capture_output=True,
                           text=True, timeout=400, check=False)

@@ -15,7 +15,10 @@ PURE = ("search", "spec.experiment", "spec.yamlpos", "spec.reader", "spec.hparam
 # Which modules may import each library (dotted module names; a package covers its modules).
 ONLY_IMPORTERS = {
     "sqlite_utils": ("store",),
+    "sqlite3": ("store",),
     "click": ("cli",),
+    "rich": ("views",),
+    "yaml": ("spec",),
     "jinja2": ("jobs",),
     "subprocess": ("backends", "engine.provenance"),
 }
@@ -84,6 +87,16 @@ def test_nothing_imports_the_cli() -> None:
     offenders = [m for m, imps in MODULES.items()
                  if not within(m, ("cli", "__main__")) and any(within(i, ("cade_cli.cli",)) for i in imps)]
     assert offenders == []
+
+
+def test_the_cli_reaches_the_engine_through_its_public_face() -> None:
+    from cade_cli import engine
+
+    face = {"cade_cli.engine"} | {f"cade_cli.engine.{name}" for name in engine.__all__}
+    for module, imps in MODULES.items():
+        if within(module, ("cli",)):
+            inner = [i for i in imps if within(i, ("cade_cli.engine",)) and i not in face]
+            assert inner == [], module
 
 
 def test_backends_never_import_the_ledger_or_searchers() -> None:

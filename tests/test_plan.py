@@ -8,7 +8,8 @@ from dataclasses import replace
 import pytest
 
 from cade_cli.errors import SpecError
-from cade_cli.search.plan import BracketPlan, plan_to_json, preview, rung_reached
+from cade_cli.search.plan import BracketPlan, plan_to_json, preview
+from cade_cli.search.searchers.base import rung_reached
 from cade_cli.search.space import Categorical, Int, Nested
 from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
 

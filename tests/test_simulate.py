@@ -10,7 +10,8 @@ import pytest
 from cade_cli.errors import ObjectiveError
 from cade_cli.search.objectives import power_law, unstable_power_law
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.search.simulate import Simulation, full_length, result_to_json, simulate
+from cade_cli.search.searchers import searcher_facts
+from cade_cli.search.simulate import Simulation, result_to_json, simulate
 from cade_cli.search.space import Categorical, Const, Int, Log, Nested
 from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
 
@@ -200,7 +201,7 @@ def test_pbt_children_train_from_their_parents() -> None:
     assert [by_id[n].start_length for n in (5, 6)] == [5, 10]
     assert [by_id[n].validations[0][0] for n in (5, 6)] == [10, 15]
     assert sum(t.state == "completed" for t in result.trials) == 4
-    assert full_length(spec.searcher) == 15
+    assert searcher_facts(spec.searcher).final_length == 15
     assert result.total_length == 4 * 15          # every round trains 4 members by 5
 
 

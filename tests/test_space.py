@@ -1,15 +1,14 @@
-"""Space functions: sampling, grid axes, PBT explore, JSON codec, flatten."""
+"""Space functions: sampling, grid axes, PBT explore, flatten."""
 
 from __future__ import annotations
 
-import json
 import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cade_cli.errors import LedgerError, SpecError
+from cade_cli.errors import SpecError
 from cade_cli.search.space import (
     Categorical,
     Const,
@@ -24,8 +23,6 @@ from cade_cli.search.space import (
     grid_size,
     round_half_away,
     sample,
-    space_from_json,
-    space_to_json,
 )
 
 SPACE = Nested((
@@ -166,17 +163,6 @@ def test_explore_is_deterministic() -> None:
     params = sample(SPACE, random.Random(1))
     assert explore(SPACE, params, random.Random(2), 0.3, 0.2) == \
         explore(SPACE, params, random.Random(2), 0.3, 0.2)
-
-
-def test_json_roundtrip() -> None:
-    encoded = space_to_json(SPACE)
-    assert encoded["format"] == 1
-    assert space_from_json(json.loads(json.dumps(encoded))) == SPACE
-
-
-def test_json_rejects_unknown_format() -> None:
-    with pytest.raises(LedgerError, match="format 2"):
-        space_from_json({"format": 2, "hyperparameters": {}})
 
 
 def test_flatten() -> None:

@@ -61,7 +61,7 @@ def every_searcher_spec() -> list[Path]:
 def test_every_searchers_spec_round_trips_through_json(path: Path) -> None:
     spec = load_spec(path)
     encoded = json.loads(json.dumps(stored.to_json(spec)))
-    assert encoded["format"] == stored.FORMAT
+    assert encoded["version"] == stored.VERSION
     rebuilt = stored.from_json(encoded, spec.raw)
     assert rebuilt == spec and rebuilt.raw == spec.raw
 
@@ -87,10 +87,10 @@ pbs: {pbsbatch_args: [-l, place=scatter]}
     assert stored.from_json(json.loads(json.dumps(stored.to_json(spec))), spec.raw) == spec
 
 
-def test_an_unknown_format_is_refused() -> None:
+def test_an_unknown_version_is_refused() -> None:
     spec = parse_spec(SPEC)
-    with pytest.raises(LedgerError, match="format 99"):
-        stored.from_json({**stored.to_json(spec), "format": 99})
+    with pytest.raises(LedgerError, match="version 99"):
+        stored.from_json({**stored.to_json(spec), "version": 99})
 
 
 def stricter_searcher_check(monkeypatch: pytest.MonkeyPatch) -> None:

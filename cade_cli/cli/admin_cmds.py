@@ -61,7 +61,7 @@ def show_command(name: str, template_dirs: tuple[Path, ...]) -> None:
 def render_command(spec_path: str, backend: str, overrides: tuple[str, ...],
                    template_dirs: tuple[Path, ...]) -> None:
     """Print the job script SPEC's first trial segment would submit (nothing is recorded)."""
-    from cade_cli.engine.lifecycle import dry_run_script
+    from cade_cli.engine import dry_run_script
     from cade_cli.spec.experiment import load_spec
 
     spec = load_spec(spec_path, overrides)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, NoReturn
 
 import click
@@ -10,6 +9,7 @@ import click
 from cade_cli import __version__
 from cade_cli.cli import exit_for
 from cade_cli.errors import EXIT_CODES, CadeError
+from cade_cli.plugins import CLI_MODULES, load
 
 
 class CadeGroup(click.Group):
@@ -47,9 +47,8 @@ def cli() -> None:
 
 def _register() -> None:
     # Imported here so that each area's module stays independent of the others.
-    for name in ("search_cmds", "run_cmds", "admin_cmds", "view_cmds"):
-        module = importlib.import_module(f"cade_cli.cli.{name}")
-        module.register(cli)
+    for module in CLI_MODULES:
+        load(module, "register")(cli)
 
 
 _register()

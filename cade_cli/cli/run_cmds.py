@@ -14,20 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.live import Live
 
-from cade_cli.engine import lifecycle as engine
+from cade_cli import engine
 from cade_cli.backends import detect_scheduler, make_scheduler
 from cade_cli.cli import run_format
 from cade_cli.cli.options import ledger_option
 from cade_cli.cli.params import EXPERIMENT, TRIAL
-from cade_cli.engine.driverjob import DriverJobOptions, submit_driver_job
-from cade_cli.engine.drive import drive, driver_lock, sync_pass, with_lock
-from cade_cli.engine.provenance import spawn_watch
+from cade_cli.engine import (
+    DriverJobOptions,
+    drive_experiment,
+    driver_lock,
+    spawn_watch,
+    submit_driver_job,
+    sync_pass,
+    with_lock,
+)
 from cade_cli.errors import INTERRUPTED, CadeError, NotFoundError
 from cade_cli.store.ledger import Ledger
-from cade_cli.views.progress import progress_view, summary_line
+from cade_cli.views.progress import live_progress, stderr_is_terminal, summary_line
 from cade_cli.store.records import ExperimentRecord, SegmentRecord
 from cade_cli.spec.settings import Settings, load_settings
 from cade_cli.spec import determined
@@ -62,12 +66,9 @@ def _refresh(ledger: Ledger, settings: Settings, only: int | None = None) -> Non
 
 def _follow(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> ExperimentRecord:
     """Drive with a live view on a terminal, else a line per change."""
-    console = Console(stderr=True)
-    if console.is_terminal:
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            def show(record: ExperimentRecord) -> None:
-                live.update(progress_view(record, ledger.trials(record.id)))
-            return drive(ledger, exp.id, settings, on_update=show)
+    if stderr_is_terminal():
+        with live_progress(lambda record: ledger.trials(record.id)) as show:
+            return drive_experiment(ledger, exp.id, settings, on_update=show)
     last = [""]
 
     def log(record: ExperimentRecord) -> None:
@@ -75,7 +76,7 @@ def _follow(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> Experi
         if line != last[0]:
             click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True)
             last[0] = line
-    return drive(ledger, exp.id, settings, on_update=log)
+    return drive_experiment(ledger, exp.id, settings, on_update=log)
 
 
 def _drive_to_end(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> None:
@@ -85,7 +86,7 @@ def _drive_to_end(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> 
         click.echo(f"Detached from experiment {exp.id}; nothing was canceled. Resume "
                    f"driving it with: cade watch {exp.id}", err=True)
         sys.exit(INTERRUPTED)
-    if Console(stderr=True).is_terminal:
+    if stderr_is_terminal():
         click.echo(summary_line(final, ledger.trials(final.id)), err=True)
     if final.message:
         click.echo(final.message, err=True)
@@ -158,7 +159,7 @@ def _start_driver_job(ledger: Ledger, exp: ExperimentRecord, settings: Settings,
 
 def _json_after_drive(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> None:
     try:
-        final = drive(ledger, exp.id, settings)
+        final = drive_experiment(ledger, exp.id, settings)
     except KeyboardInterrupt:
         click.echo(json.dumps({"experiment": exp.id, "state": "detached"}))
         sys.exit(INTERRUPTED)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from cade_cli.engine.lifecycle import Best
-from cade_cli.views.progress import best_trial
+from cade_cli.engine import Best
+from cade_cli.store.records import best_trial
 from cade_cli.views.terminal import printable
 from cade_cli.store.records import ExperimentRecord, TrialRecord
 
@@ -55,7 +55,7 @@ def status_json(exp: ExperimentRecord, trials: list[TrialRecord]) -> dict[str, A
 def experiments_json(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> dict[str, Any]:
     out = []
     for exp, trials in rows:
-        top = best_trial(exp, trials)
+        top = best_trial(trials, exp.smaller_is_better)
         out.append({**experiment_json(exp), "trials": len(trials),
                     "best_metric": top.best_metric if top else None,
                     "best_trial": top.id if top else None})
@@ -67,7 +67,7 @@ def experiments_text(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> 
         return "No experiments yet."
     table = [["ID", "NAME", "STATE", "SEARCHER", "BACKEND", "TRIALS", "BEST"]]
     for exp, trials in rows:
-        top = best_trial(exp, trials)
+        top = best_trial(trials, exp.smaller_is_better)
         table.append([str(exp.id), exp.name, exp.state, exp.searcher, exp.backend,
                       str(len(trials)), _number(top.best_metric if top else None)])
     return columns(table)

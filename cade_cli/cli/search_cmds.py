@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
-import time
-from collections import Counter
-from typing import Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from cade_cli.search.plan import Plan, plan_to_json, preview
-from cade_cli.search.simulate import (
-    ProgressCallback,
-    SimulationResult,
-    load_objective,
-    result_to_json,
-    simulate,
-)
-from cade_cli.search.space import flatten
+from cade_cli.search.plan import plan_to_json, preview
+from cade_cli.search.simulate import load_objective, result_to_json, simulate
 from cade_cli.spec import determined
-from cade_cli.spec.experiment import ExperimentSpec, load_spec
-from cade_cli.views.terminal import printable
-
-PROGRESS_DELAY = 1.0   # seconds before a progress bar appears
+from cade_cli.spec.experiment import load_spec
+from cade_cli.views.search_text import ProgressBar, print_plan, print_simulation
 
 config_option = click.option(
     "--config", "overrides", multiple=True, metavar="KEY=VAL",
     help="Override a spec value, e.g. --config searcher.max_trials=32 (repeatable).")
-
-
-def _stdout() -> Console:
-    return Console(highlight=False, soft_wrap=False)
 
 
 # -- preview ------------------------------------------------------------------------------
@@ -53,39 +32,7 @@ def preview_command(spec_path: str, as_json: bool, overrides: tuple[str, ...]) -
     if as_json:
         click.echo(json.dumps(plan_to_json(plan), indent=2))
         return
-    _render_plan(_stdout(), spec, plan)
-
-
-def _render_plan(console: Console, spec: ExperimentSpec, plan: Plan) -> None:
-    unit = plan.length_unit
-    console.print(f"[bold]{escape(spec.name)}[/]: searcher [bold]{plan.searcher}[/], "
-                  f"metric {spec.searcher.metric} "
-                  f"({'smaller' if spec.searcher.smaller_is_better else 'larger'} is better)")
-    brackets = Table()
-    brackets.add_column("bracket", justify="right")
-    brackets.add_column(f"rung lengths ({unit})")
-    brackets.add_column("max trials", justify="right")
-    brackets.add_column("at once", justify="right")
-    for index, bracket in enumerate(plan.brackets):
-        brackets.add_row(str(index), " ".join(str(r) for r in bracket.rungs),
-                         str(bracket.max_trials), str(bracket.max_concurrent_trials))
-    console.print("[bold]Brackets[/]")
-    console.print(brackets)
-    ends = Table()
-    ends.add_column(f"length ({unit})", justify="right")
-    ends.add_column("trials", justify="right")
-    for length, trials in plan.ends:
-        ends.add_row(str(length), str(trials))
-    ends.add_section()
-    ends.add_row("total", str(plan.total_trials), style="bold")
-    console.print("[bold]Trials ending their training at each length[/]")
-    console.print(ends)
-    console.print(f"Total length trained: [bold]{plan.total_length}[/] {unit}")
-    if plan.note:
-        console.print(f"Concurrency: {plan.note}")
-    variant = determined.asha_variant(spec)
-    if variant:
-        console.print(variant)
+    print_plan(spec, plan)
 
 
 # -- simulate -----------------------------------------------------------------------------
@@ -115,90 +62,13 @@ def simulate_command(spec_path: str, objective: str, workers: int | None,
     function = load_objective(objective)
     if seed is None:
         seed = spec.experiment_seed or 0
-    with _ProgressBar() as bar:
+    with ProgressBar() as bar:
         result = simulate(spec, function, workers=workers,
                           validation_period=validation_period, seed=seed, on_progress=bar)
     if as_json:
         click.echo(json.dumps(result_to_json(result), indent=2))
         return
-    _render_result(_stdout(), spec, result, seed)
-
-
-class _ProgressBar:
-    """A progress bar on stderr, shown only on a terminal and once a run takes a while."""
-
-    def __init__(self) -> None:
-        self.began = time.monotonic()
-        self.enabled = sys.stderr.isatty()
-        self.progress: Progress | None = None
-        self.task: TaskID | None = None
-
-    def __call__(self, fraction: float) -> None:
-        if not self.enabled or time.monotonic() - self.began < PROGRESS_DELAY:
-            return
-        if self.progress is None:
-            self.progress = Progress(TextColumn("simulating"), BarColumn(),
-                                     TextColumn("{task.percentage:>3.0f}%"),
-                                     TimeElapsedColumn(), console=Console(stderr=True),
-                                     transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task("simulate", total=1.0)
-        assert self.task is not None
-        self.progress.update(self.task, completed=fraction)
-
-    def __enter__(self) -> ProgressCallback:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-
-def _render_result(console: Console, spec: ExperimentSpec, result: SimulationResult,
-                   seed: int) -> None:
-    unit = spec.searcher.length_unit
-    states = Counter(t.state for t in result.trials)
-    console.print(f"[bold]{escape(spec.name)}[/]: simulated {spec.searcher.name} search, seed {seed}: "
-                  f"{_count(len(result.trials), 'trial')} "
-                  f"({', '.join(f'{n} {s}' for s, n in sorted(states.items()))})")
-    if result.best is None:
-        console.print("No trial reported a usable metric.")
-    else:
-        best = next(t for t in result.trials if t.trial == result.best.trial)
-        console.print(f"Best: trial [bold]{best.trial}[/], {escape(spec.searcher.metric)} "
-                      f"[bold]{result.best.metric:.6g}[/] at length {result.best.length} {unit}")
-        params = Table("hyperparameter", "value")
-        for name, value in flatten(best.params).items():
-            params.add_row(escape(printable(name)), escape(printable(_short(value))))
-        console.print(params)
-    console.print("[bold]Trials by final length[/] (for ASHA: the rung where they ended)")
-    console.print(_ends_table(result, unit))
-    console.print(f"Total length trained: [bold]{result.total_length}[/] {unit}; "
-                  f"makespan: [bold]{result.makespan}[/] time units "
-                  f"(a time unit is what one slot takes to train one of the {unit})")
-
-
-def _ends_table(result: SimulationResult, unit: str) -> Table:
-    """Trials per final length (for ASHA: per rung where they stopped), by state."""
-    table = Table()
-    table.add_column(f"length ({unit})", justify="right")
-    for state in ("completed", "stopped", "errored", "total"):
-        table.add_column(state, justify="right")
-    counts: Counter[tuple[int, str]] = Counter((t.length, t.state) for t in result.trials)
-    for length in sorted({t.length for t in result.trials}):
-        row = [counts[(length, state)] for state in ("completed", "stopped", "errored")]
-        table.add_row(str(length), *(str(n) for n in row), str(sum(row)))
-    return table
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    return str(value)
+    print_simulation(spec, result, seed)
 
 
 def register(cli: click.Group) -> None:

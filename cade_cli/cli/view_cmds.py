@@ -32,8 +32,7 @@ def load_data(ledger_path: str | None, ref: int | str | None) -> ExperimentData:
 def syncing(ledger: Ledger) -> Iterator[Callable[[], None]]:
     """A sync callable: one pass over the ledger's experiments when the driver lock is free
     (another driver holding it keeps them fresh), each at most once per poll interval."""
-    from cade_cli.engine.lifecycle import Schedulers
-    from cade_cli.engine.drive import driver_lock, sync_pass
+    from cade_cli.engine import Schedulers, driver_lock, sync_pass
     from cade_cli.spec.settings import load_settings
 
     settings = load_settings()
@@ -64,14 +63,12 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
 
     Keys: n/p (or tab) switch experiment, s cycle the sort, r reverse it, q quit.
     """
-    from rich.console import Console
-
-    from cade_cli.views.top import load_snapshot, run_top, try_sync
+    from cade_cli.views.top import load_snapshot, run_top, terminal_console, try_sync
     from cade_cli.views.frames import render_frame
 
     ledger = open_ledger(ledger_path)
     chosen = ledger.find_experiment(experiment)
-    console = Console(width=width) if width else Console()
+    console = terminal_console(width)
     with syncing(ledger) as sync:
         if once:
             import time

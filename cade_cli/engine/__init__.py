@@ -1,0 +1,42 @@
+"""The engine's public face: what the CLI (or any other front end) calls.
+
+The modules behind it (lifecycle, context, events, apply, drive, driverjob, provenance) are
+the engine's own; front ends import from `cade_cli.engine` only, so the engine can move
+code between them without touching the CLI.
+"""
+
+# The driving loop is re-exported as drive_experiment: the name `drive` stays the module's.
+from cade_cli.engine.drive import drive as drive_experiment
+from cade_cli.engine.drive import driver_lock, sync_pass, with_lock
+from cade_cli.engine.driverjob import DriverJobOptions, submit_driver_job
+from cade_cli.engine.lifecycle import (
+    Best,
+    Schedulers,
+    best,
+    cancel,
+    dry_run_script,
+    pause,
+    resume,
+    submit,
+    sync,
+)
+from cade_cli.engine.provenance import spawn_watch
+
+__all__ = [
+    "Best",
+    "DriverJobOptions",
+    "Schedulers",
+    "best",
+    "cancel",
+    "drive_experiment",
+    "driver_lock",
+    "dry_run_script",
+    "pause",
+    "resume",
+    "spawn_watch",
+    "submit",
+    "submit_driver_job",
+    "sync",
+    "sync_pass",
+    "with_lock",
+]

@@ -14,10 +14,13 @@ from pathlib import Path
 from cade_cli.backends.base import JobRequest
 from cade_cli.engine.context import SyncContext, closed_state, request_stop, trial_seed
 from cade_cli.store.records import (
+    LIVE_SEGMENT_STATES,
     RUNNING_EXPERIMENT_STATES,
     SearcherEventRecord,
     SegmentRecord,
+    SegmentState,
     TrialRecord,
+    TrialState,
 )
 from cade_cli.jobs.render import job_name
 from cade_cli.jobs.rundir import prepare_segment, run_dir_of, trial_dir_of, write_control
@@ -42,7 +45,7 @@ def _apply_event(ctx: SyncContext, event: SearcherEventRecord) -> None:
             fields: dict[str, object] = {"target_length": decision.length,
                                          "report_at": list(decision.report_at)}
             if not trial.closed and decision.length > trial.target_length:
-                fields["state"] = "queued" if trial.state in ("stopped", "completed") else trial.state
+                fields["state"] = TrialState.QUEUED if trial.state in (TrialState.STOPPED, TrialState.COMPLETED) else trial.state
             ctx.ledger.update_trial(ctx.exp_id, decision.trial, **fields)
         elif isinstance(decision, Stop):
             trial = ctx.ledger.trial(ctx.exp_id, decision.trial)
@@ -65,7 +68,7 @@ def _create(ctx: SyncContext, decision: Create) -> None:
         checkpoint = trial_dir_of(ctx.experiment.root, parent.id) / "checkpoints" / str(length)
         fields = {"latest_checkpoint": str(checkpoint), "checkpoint_length": length,
                   "length": length}
-    ctx.ledger.insert_trial(experiment=ctx.exp_id, id=decision.trial, state="queued",
+    ctx.ledger.insert_trial(experiment=ctx.exp_id, id=decision.trial, state=TrialState.QUEUED,
                             params=decision.params, bracket=decision.bracket,
                             parent=decision.parent,
                             seed=trial_seed(ctx.experiment.seed, decision.trial), **fields)
@@ -75,13 +78,13 @@ def _create(ctx: SyncContext, decision: Create) -> None:
 
 def needs_segment(trial: TrialRecord, latest: SegmentRecord | None) -> bool:
     """True when the trial has training left and no segment is doing it."""
-    if trial.closed or trial.state == "errored" or trial.target_length <= 0:
+    if trial.closed or trial.state == TrialState.ERRORED or trial.target_length <= 0:
         return False
     if latest is None:
         return True
-    if latest.state in ("intent", "queued", "running"):
+    if latest.state in LIVE_SEGMENT_STATES:
         return False
-    return latest.state != "completed" or (latest.end_length or 0) < trial.target_length
+    return latest.state != SegmentState.COMPLETED or (latest.end_length or 0) < trial.target_length
 
 
 def reconcile_stops(ctx: SyncContext) -> None:
@@ -89,11 +92,11 @@ def reconcile_stops(ctx: SyncContext) -> None:
     now = ctx.clock()
     to_cancel: list[SegmentRecord] = []
     for seg in ctx.ledger.live_segments(ctx.exp_id):
-        if seg.stop_requested is None or seg.cancel_sent is not None or seg.state == "intent":
+        if seg.stop_requested is None or seg.cancel_sent is not None or seg.state == SegmentState.INTENT:
             continue
         write_control(seg.run_dir, stop=True, reason=seg.stop_reason,
                       target_length=seg.target_length)
-        if seg.state == "queued" or now - seg.stop_requested >= ctx.settings.stop_grace:
+        if seg.state == SegmentState.QUEUED or now - seg.stop_requested >= ctx.settings.stop_grace:
             to_cancel.append(seg)
     if to_cancel:
         ctx.scheduler.cancel([s.job_id for s in to_cancel if s.job_id])
@@ -112,9 +115,9 @@ def raise_targets(ctx: SyncContext) -> None:
     unless another member still has to start it (see _releases_unpromoted).
     """
     release = _releases_unpromoted(ctx)
-    release_reason = ("the round is decided later" if ctx.spec.searcher.name == "pbt"
+    release_reason = ("the round is decided later" if ctx.facts.decides_by_round
                       else "not promoted (yet)")
-    for seg in ctx.ledger.segments(ctx.exp_id, states=("queued", "running")):
+    for seg in ctx.ledger.segments(ctx.exp_id, states=(SegmentState.QUEUED, SegmentState.RUNNING)):
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
         if trial.closed or seg.stop_requested is not None:
             continue
@@ -130,7 +133,7 @@ def raise_targets(ctx: SyncContext) -> None:
 def _releases_unpromoted(ctx: SyncContext) -> bool:
     if decision_wait(ctx) <= 0:
         return False
-    if ctx.spec.searcher.name != "pbt":
+    if not ctx.facts.decides_by_round:
         return True
     # PBT decides a round only once the whole population has reported, so a member at the
     # round's end waits to continue in place, unless another member has not started its
@@ -139,7 +142,7 @@ def _releases_unpromoted(ctx: SyncContext) -> bool:
     for trial in ctx.ledger.trials(ctx.exp_id):
         latest = ctx.ledger.latest_segment(ctx.exp_id, trial.id)
         if needs_segment(trial, latest) or (
-                not trial.closed and latest is not None and latest.state in ("intent", "queued")):
+                not trial.closed and latest is not None and latest.state in (SegmentState.INTENT, SegmentState.QUEUED)):
             return True
     return False
 
@@ -153,18 +156,18 @@ def _validated_at(ctx: SyncContext, trial: TrialRecord, length: int) -> bool:
 
 def recover_intents(ctx: SyncContext) -> None:
     """Segments recorded but maybe never submitted: adopt the job if it exists, else submit."""
-    for seg in ctx.ledger.segments(ctx.exp_id, states=("intent",)):
+    for seg in ctx.ledger.segments(ctx.exp_id, states=(SegmentState.INTENT,)):
         found = ctx.scheduler.find_by_name(seg.job_name)
         if seg.job_name in found:
-            ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state="queued",
+            ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state=SegmentState.QUEUED,
                                       job_id=found[seg.job_name], submitted=ctx.clock())
             continue
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
         if trial.closed or ctx.experiment.state not in RUNNING_EXPERIMENT_STATES:
-            ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state="canceled",
+            ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state=SegmentState.CANCELED,
                                       reason="never submitted", ended=ctx.clock())
             if not trial.closed:
-                ctx.ledger.update_trial(ctx.exp_id, trial.id, state="paused")
+                ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.PAUSED)
             continue
         _submit(ctx, trial, seg)
 
@@ -173,7 +176,7 @@ def launch_segments(ctx: SyncContext) -> int:
     """Start segments for trials that need one, within the queued-jobs cap; how many."""
     if ctx.experiment.state not in RUNNING_EXPERIMENT_STATES:
         return 0
-    pending = len(ctx.ledger.segments(ctx.exp_id, states=("intent", "queued")))
+    pending = len(ctx.ledger.segments(ctx.exp_id, states=(SegmentState.INTENT, SegmentState.QUEUED)))
     live = len(ctx.ledger.live_segments(ctx.exp_id))
     # The searcher counts a trial waiting at a rung as idle while its job may still be
     # ending: cap the jobs themselves too, so max_concurrent_trials bounds what is queued.
@@ -207,10 +210,10 @@ def _record_intent(ctx: SyncContext, trial: TrialRecord, index: int) -> SegmentR
     start = trial.checkpoint_length if trial.latest_checkpoint else 0
     with ctx.ledger.transaction():
         ctx.ledger.insert_segment(
-            experiment=ctx.exp_id, trial=trial.id, index=index, state="intent",
+            experiment=ctx.exp_id, trial=trial.id, index=index, state=SegmentState.INTENT,
             backend=ctx.experiment.backend, job_name=name, target_length=trial.target_length,
             start_length=start, run_dir=str(run_dir_of(ctx.experiment.root, trial.id, index)))
-        ctx.ledger.update_trial(ctx.exp_id, trial.id, state="queued")
+        ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.QUEUED)
     return ctx.ledger.segments(ctx.exp_id, trial.id)[index - 1]
 
 
@@ -228,7 +231,7 @@ def _submit(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord) -> None:
                          slots=spec.resources.slots_per_trial,
                          gpus=spec.resources.slot_type == "gpu")
     job_id = ctx.scheduler.submit(request)
-    ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state="queued",
+    ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state=SegmentState.QUEUED,
                               job_id=job_id, submitted=ctx.clock())
 
 
@@ -239,9 +242,6 @@ def decision_wait(ctx: SyncContext) -> float:
     decide within one sync of the report; waiting that long keeps the allocation instead of
     queueing a new job. Searchers that train to the end in one segment need no wait.
     """
-    searcher = ctx.spec.searcher
-    steps = searcher.name == "pbt" or (
-        searcher.name in ("async_halving", "adaptive_asha") and not searcher.stop_once)
-    if not steps:
+    if not ctx.facts.continues_in_place:
         return 0.0
     return 2 * ctx.settings.poll_interval_for(ctx.experiment.backend) + 5.0

@@ -10,11 +10,11 @@ from typing import Any
 
 from cade_cli.backends.base import Scheduler
 from cade_cli.store.ledger import Ledger
-from cade_cli.search.plan import preview, rung_reached
-from cade_cli.store.records import ExperimentRecord, TrialRecord
-from cade_cli.search.searchers.base import Decision, ExitReason, decision_to_json
+from cade_cli.store.records import ExperimentRecord, TrialRecord, TrialState
+from cade_cli.search.searchers import searcher_facts
+from cade_cli.search.searchers.base import Decision, ExitReason, SearcherFacts, decision_to_json
 from cade_cli.spec.settings import Settings
-from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
+from cade_cli.spec.experiment import ExperimentSpec
 
 
 @dataclass
@@ -26,17 +26,22 @@ class SyncContext:
     scheduler: Scheduler
     settings: Settings
     clock: Callable[[], float] = field(default=time.time)
-    _ladders: tuple[tuple[int, ...], ...] | None = None
+    _facts: SearcherFacts | None = None
 
     @property
     def exp_id(self) -> int:
         return self.experiment.id
 
+    @property
+    def facts(self) -> SearcherFacts:
+        """What the searcher says about itself (ladders, final length, ...), asked once."""
+        if self._facts is None:
+            self._facts = searcher_facts(self.spec.searcher)
+        return self._facts
+
     def rung_of(self, bracket: int, length: int) -> int:
         """The highest rung of `bracket` at or below `length` (0 below the first)."""
-        if self._ladders is None:
-            self._ladders = tuple(b.rungs for b in preview(self.spec).brackets)
-        return rung_reached(self._ladders, bracket, length) or 0
+        return self.facts.rung_of(bracket, length) or 0
 
     def refresh(self) -> None:
         self.experiment = self.ledger.experiment(self.experiment.id)
@@ -48,20 +53,13 @@ def trial_seed(experiment_seed: int, trial_id: int) -> int:
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-def final_length(searcher: SearcherSpec) -> int | None:
-    """The length a trial that runs to the end of the search trains to, when known."""
-    if searcher.name == "pbt" and searcher.num_rounds and searcher.length_per_round:
-        return searcher.num_rounds * searcher.length_per_round
-    return searcher.max_length
-
-
 def closed_state(ctx: SyncContext, trial: TrialRecord) -> str:
     """The state of a trial the searcher closes: completed at the end of the search, else stopped."""
-    if trial.state == "errored":
-        return "errored"
-    top = final_length(ctx.spec.searcher)
+    if trial.state == TrialState.ERRORED:
+        return TrialState.ERRORED
+    top = ctx.facts.final_length
     reached = top if top is not None else max(trial.target_length, 1)
-    return "completed" if trial.length >= reached else "stopped"
+    return TrialState.COMPLETED if trial.length >= reached else TrialState.STOPPED
 
 
 def better(smaller_is_better: bool, new: float, old: float | None) -> bool:

@@ -17,10 +17,10 @@ from cade_cli.engine.lifecycle import Schedulers, needs_sync, sync
 from cade_cli.errors import LedgerError
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.lock import DriverLock
-from cade_cli.store.records import ExperimentRecord
+from cade_cli.report import METRICS_FILE
+from cade_cli.store.records import TERMINAL_EXPERIMENT_STATES, ExperimentRecord
 from cade_cli.spec.settings import Settings
 
-TERMINAL_STATES = ("completed", "errored", "canceled")
 # Between two polls the driver looks at the live jobs' run directories this often: a report
 # or a job's end is acted on at once (a promotion, a freed slot) instead of a poll interval
 # later. Files only: the scheduler itself is still asked at most once per poll interval.
@@ -76,7 +76,7 @@ def drive(ledger: Ledger, experiment_id: int, settings: Settings,
             exp = ledger.experiment(experiment_id)
             if on_update is not None:
                 on_update(exp)
-            if exp.state in TERMINAL_STATES and not ledger.live_segments(exp.id):
+            if exp.state in TERMINAL_EXPERIMENT_STATES and not ledger.live_segments(exp.id):
                 return exp
             wait_for_activity(ledger, exp.id, settings.poll_interval_for(exp.backend), sleep)
     finally:
@@ -92,7 +92,7 @@ def activity(ledger: Ledger, experiment_id: int) -> dict[str, tuple[int, bool]]:
             continue
         run_dir = Path(seg.run_dir)
         try:
-            size = (run_dir / "metrics.jsonl").stat().st_size
+            size = (run_dir / METRICS_FILE).stat().st_size
         except OSError:
             size = -1
         seen[seg.run_dir] = (size, (run_dir / "exit_code").exists())
@@ -106,7 +106,7 @@ def decisive_change(before: dict[str, tuple[int, bool]],
         old_size, old_ended = before.get(run_dir, (size, ended))
         if ended != old_ended:
             return True
-        if size > old_size and _decisive_lines(Path(run_dir) / "metrics.jsonl",
+        if size > old_size and _decisive_lines(Path(run_dir) / METRICS_FILE,
                                                max(old_size, 0), size):
             return True
     return False

@@ -29,11 +29,11 @@ from typing import Any
 from cade_cli.jobs import render
 from cade_cli.backends import make_scheduler
 from cade_cli.backends.base import JobRequest, JobState, Scheduler
-from cade_cli.engine.drive import TERMINAL_STATES, drive
+from cade_cli.engine.drive import drive
 from cade_cli.errors import CadeError, SchedulerError, SpecError
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.lock import DriverLock
-from cade_cli.store.records import ExperimentRecord
+from cade_cli.store.records import TERMINAL_EXPERIMENT_STATES, ExperimentRecord
 from cade_cli.jobs.rundir import write_json_atomic, write_text_atomic
 from cade_cli.spec.settings import Settings, load_settings
 
@@ -147,7 +147,7 @@ def submit_driver_job(ledger_path: str | Path, experiment_id: int, settings: Set
         exp = ledger.experiment(experiment_id)
     finally:
         ledger.close()
-    if exp.state in TERMINAL_STATES:
+    if exp.state in TERMINAL_EXPERIMENT_STATES:
         raise CadeError(f"experiment {exp.id} is {exp.state}; it needs no driver")
     chosen = backend or exp.backend
     options.check(chosen)

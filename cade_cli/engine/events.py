@@ -21,13 +21,14 @@ from cade_cli.jobs.ingest import (
     read_new_lines,
     was_preempted,
 )
-from cade_cli.store.records import SegmentRecord, TrialRecord
+from cade_cli.report import METRICS_FILE
+from cade_cli.store.records import SegmentRecord, SegmentState, TrialRecord, TrialState
 from cade_cli.search.searchers.base import ExitReason
 
 
 def ingest_segment(ctx: SyncContext, seg: SegmentRecord) -> SegmentRecord:
     """Handle the complete lines of the segment's metrics.jsonl not ingested yet."""
-    path = Path(seg.run_dir) / "metrics.jsonl"
+    path = Path(seg.run_dir) / METRICS_FILE
     for line in read_new_lines(path, seg.offset):
         with ctx.ledger.transaction():
             _apply_line(ctx, seg, line)
@@ -43,7 +44,7 @@ def _apply_line(ctx: SyncContext, seg: SegmentRecord, line: Line) -> None:
     data = line.data
     if data is None:
         if not trial.closed:
-            close_trial(ctx, trial, "errored", f"malformed line in {seg.run_dir}/metrics.jsonl:"
+            close_trial(ctx, trial, TrialState.ERRORED, f"malformed line in {seg.run_dir}/metrics.jsonl:"
                         f" {line.error}", ExitReason.ERRORED, "errored")
         return
     kind = data.get("kind")
@@ -58,7 +59,7 @@ def _apply_line(ctx: SyncContext, seg: SegmentRecord, line: Line) -> None:
             ctx.ledger.update_trial(ctx.exp_id, trial.id, length=length)
     elif kind == "invalid_hp" and not trial.closed:
         message = str(data.get("message", "")) or "no reason given"
-        close_trial(ctx, trial, "errored", f"invalid hyperparameters: {message}",
+        close_trial(ctx, trial, TrialState.ERRORED, f"invalid hyperparameters: {message}",
                     ExitReason.INVALID_HP, "errored")
     # Unknown kinds are skipped: newer trial-side code may write more.
 
@@ -74,7 +75,7 @@ def _report(ctx: SyncContext, seg: SegmentRecord, trial: TrialRecord, data: dict
     if length is None:
         if kind == "validation" and not trial.closed:
             what = f"metric {time_metric!r}" if time_metric else "length"
-            close_trial(ctx, trial, "errored", f"a validation report without a valid {what}",
+            close_trial(ctx, trial, TrialState.ERRORED, f"a validation report without a valid {what}",
                         ExitReason.ERRORED, "errored")
         return
     when = data.get("time")
@@ -88,7 +89,7 @@ def _report(ctx: SyncContext, seg: SegmentRecord, trial: TrialRecord, data: dict
     metric = as_metric(values.get(ctx.spec.searcher.metric))
     if metric is None:
         if not trial.closed:
-            close_trial(ctx, trial, "errored",
+            close_trial(ctx, trial, TrialState.ERRORED,
                         f"validation at length {length} has no finite value for the searcher "
                         f"metric {ctx.spec.searcher.metric!r} (reported: "
                         f"{', '.join(sorted(values)) or 'nothing'})", ExitReason.ERRORED,
@@ -155,43 +156,43 @@ def finish_segment(ctx: SyncContext, seg: SegmentRecord, status: JobStatus | Non
         if trial.closed:
             return
         if seg.stop_reason == "pause":
-            ctx.ledger.update_trial(ctx.exp_id, trial.id, state="paused")
-        elif seg_state in ("preempted", "timeout"):
-            ctx.ledger.update_trial(ctx.exp_id, trial.id, state="preempted",
+            ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.PAUSED)
+        elif seg_state in (SegmentState.PREEMPTED, SegmentState.TIMEOUT):
+            ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.PREEMPTED,
                                     message=f"segment {seg.index} {reason}; resuming")
-        elif seg_state == "completed":
+        elif seg_state == SegmentState.COMPLETED:
             done = (seg.end_length or 0) >= trial.target_length
-            ctx.ledger.update_trial(ctx.exp_id, trial.id, state="stopped" if done else "queued")
-        elif seg_state == "canceled":
-            close_trial(ctx, trial, "stopped", f"segment {seg.index} was canceled outside "
+            ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.STOPPED if done else TrialState.QUEUED)
+        elif seg_state == SegmentState.CANCELED:
+            close_trial(ctx, trial, TrialState.STOPPED, f"segment {seg.index} was canceled outside "
                         "cade", ExitReason.CANCELED, "cancel")
         else:
             _failed(ctx, trial, seg, reason)
 
 
 def _segment_outcome(seg: SegmentRecord, state: JobState, exit_code: int | None,
-                     status: JobStatus | None) -> tuple[str, str]:
+                     status: JobStatus | None) -> tuple[SegmentState, str]:
     detail = status.reason if status is not None and status.reason else ""
     if seg.stop_requested is not None and seg.stop_reason != "pause":
         if exit_code == 0 and (seg.end_length or 0) >= seg.target_length:
-            return "completed", ""
-        return ("completed" if exit_code == 0 else "canceled"), f"stopped ({seg.stop_reason})"
+            return SegmentState.COMPLETED, ""
+        return (SegmentState.COMPLETED if exit_code == 0 else SegmentState.CANCELED), f"stopped ({seg.stop_reason})"
     if was_preempted(seg.run_dir) or state == JobState.PREEMPTED:
-        return "preempted", "was preempted"
+        return SegmentState.PREEMPTED, "was preempted"
     if state == JobState.TIMEOUT:
-        return "timeout", "hit its time limit"
+        return SegmentState.TIMEOUT, "hit its time limit"
     if exit_code == 0 and seg.end_length is not None:
-        return "completed", ""
+        return SegmentState.COMPLETED, ""
     if seg.stop_requested is not None:  # paused and canceled before it could checkpoint
-        return "canceled", "stopped (pause)"
+        return SegmentState.CANCELED, "stopped (pause)"
     if state == JobState.CANCELLED and exit_code in (None, 0):
-        return "canceled", detail or "canceled"
+        return SegmentState.CANCELED, detail or "canceled"
     if state == JobState.UNKNOWN and exit_code is None:
-        return "lost", "the scheduler lost the job and it left no exit code"
+        return SegmentState.LOST, "the scheduler lost the job and it left no exit code"
     if exit_code == 0:
-        return "failed", "exited 0 without reaching the end of its segment"
+        return SegmentState.FAILED, "exited 0 without reaching the end of its segment"
     code = f"exit code {exit_code}" if exit_code is not None else f"state {state.value}"
-    return "failed", code if not detail or detail == code else f"{code}: {detail}"
+    return SegmentState.FAILED, code if not detail or detail == code else f"{code}: {detail}"
 
 
 def _failed(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord, reason: str) -> None:
@@ -199,10 +200,10 @@ def _failed(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord, reason: st
     limit = ctx.spec.max_restarts
     if restarts > limit:
         ctx.ledger.update_trial(ctx.exp_id, trial.id, restarts=restarts)
-        close_trial(ctx, trial, "errored", f"segment {seg.index} failed ({reason}) after "
+        close_trial(ctx, trial, TrialState.ERRORED, f"segment {seg.index} failed ({reason}) after "
                     f"{limit} restart{'s' if limit != 1 else ''}; see "
                     f"{seg.run_dir}/stderr.log", ExitReason.ERRORED, "errored")
         return
-    ctx.ledger.update_trial(ctx.exp_id, trial.id, restarts=restarts, state="queued",
+    ctx.ledger.update_trial(ctx.exp_id, trial.id, restarts=restarts, state=TrialState.QUEUED,
                             message=f"segment {seg.index} failed ({reason}); restart "
                                     f"{restarts} of {limit}")

@@ -33,7 +33,13 @@ from cade_cli.engine.provenance import code_snapshot
 from cade_cli.errors import CadeError, LedgerError
 from cade_cli.jobs.ingest import started_host
 from cade_cli.store.ledger import Ledger
-from cade_cli.store.records import RUNNING_EXPERIMENT_STATES, ExperimentRecord, TrialRecord
+from cade_cli.store.records import (
+    RUNNING_EXPERIMENT_STATES,
+    TERMINAL_EXPERIMENT_STATES,
+    ExperimentRecord,
+    TrialRecord,
+    best_trial,
+)
 from cade_cli.jobs.rundir import prepare_segment
 from cade_cli.search.searchers import make_searcher, restore_searcher
 from cade_cli.search.searchers.base import Create, ExitReason, Train, decision_to_json
@@ -41,7 +47,6 @@ from cade_cli.spec.settings import Settings
 from cade_cli.spec import stored
 from cade_cli.spec.experiment import ExperimentSpec
 
-TERMINAL_STATES = ("completed", "errored", "canceled")
 Clock = Callable[[], float]
 
 
@@ -142,7 +147,7 @@ def _context(ledger: Ledger, exp: ExperimentRecord, scheduler: Scheduler,
 
 
 def needs_sync(ledger: Ledger, exp: ExperimentRecord) -> bool:
-    return exp.state not in TERMINAL_STATES or bool(ledger.live_segments(exp.id))
+    return exp.state not in TERMINAL_EXPERIMENT_STATES or bool(ledger.live_segments(exp.id))
 
 
 def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Settings,
@@ -273,7 +278,7 @@ def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
            clock: Clock = time.time) -> ExperimentRecord:
     """End the experiment now: every live job is canceled, open trials are stopped."""
     exp = ledger.experiment(experiment_id)
-    if exp.state in TERMINAL_STATES:
+    if exp.state in TERMINAL_EXPERIMENT_STATES:
         return exp
     now = clock()
     with ledger.transaction():
@@ -310,14 +315,7 @@ class Best:
 def best(ledger: Ledger, experiment_id: int) -> Best | None:
     """The trial with the best validation metric (ties: the earlier trial)."""
     exp = ledger.experiment(experiment_id)
-    chosen: TrialRecord | None = None
-    for trial in ledger.trials(exp.id):
-        if trial.best_metric is None:
-            continue
-        if chosen is None or chosen.best_metric is None or (
-                trial.best_metric < chosen.best_metric if exp.smaller_is_better
-                else trial.best_metric > chosen.best_metric):
-            chosen = trial
+    chosen = best_trial(ledger.trials(exp.id), exp.smaller_is_better)
     if chosen is None or chosen.best_metric is None:
         return None
     return Best(chosen, chosen.best_metric, chosen.best_length or chosen.length,

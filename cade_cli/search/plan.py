@@ -9,16 +9,11 @@ there; every trial that enters the top rung stops there.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cade_cli.errors import SpecError
-from cade_cli.search.searchers.adaptive import plan_brackets
-from cade_cli.search.searchers.asha import asha_bracket_config
+from cade_cli.search.searchers import searcher_class
 from cade_cli.search.searchers.brackets import BracketConfig
-from cade_cli.search.searchers.simple import require
-from cade_cli.search.space import grid_size
 from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
 
 
@@ -44,30 +39,8 @@ class Plan:
 
 
 def preview(spec: ExperimentSpec) -> Plan:
-    """The plan of `spec`'s search (any searcher)."""
-    searcher = spec.searcher
-    planners = {
-        "single": lambda: _fixed_length_plan(searcher, 1),
-        "random": lambda: _fixed_length_plan(searcher, require(searcher, "max_trials")),
-        "grid": lambda: _fixed_length_plan(searcher, grid_size(spec.hyperparameters)),
-        "async_halving": lambda: _asha_plan(searcher, [asha_bracket_config(searcher)]),
-        "adaptive_asha": lambda: _asha_plan(searcher, plan_brackets(searcher)),
-        "pbt": lambda: _pbt_plan(searcher),
-    }
-    if searcher.name not in planners:
-        raise SpecError(f"unknown searcher {searcher.name!r}",
-                        hint=f"choose one of: {', '.join(planners)}")
-    return planners[searcher.name]()
-
-
-def rung_reached(ladders: Sequence[Sequence[int]], bracket: int, length: int) -> int | None:
-    """The highest rung of `bracket`'s ladder at or below `length`; None below the first.
-
-    A bracket index beyond the ladders (a spec that changed) reads the last ladder.
-    """
-    lengths = ladders[min(bracket, len(ladders) - 1)] if ladders else ()
-    reached = [i for i, rung in enumerate(lengths) if length >= rung]
-    return reached[-1] if reached else None
+    """The plan of `spec`'s search (any searcher): the searcher plans itself."""
+    return searcher_class(spec.searcher.name).preview(spec.searcher, spec.hyperparameters)
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
@@ -99,8 +72,8 @@ def _sorted_ends(ends: Counter[int]) -> tuple[tuple[int, int], ...]:
     return tuple(sorted((length, n) for length, n in ends.items() if n > 0))
 
 
-def _fixed_length_plan(spec: SearcherSpec, trials: int) -> Plan:
-    length = require(spec, "max_length")
+def fixed_length_plan(spec: SearcherSpec, length: int, trials: int) -> Plan:
+    """Every trial trains to `length` in one segment."""
     concurrency = min(spec.max_concurrent_trials or trials, trials)
     note = (f"max_concurrent_trials {spec.max_concurrent_trials}: {concurrency} "
             f"trial{'s' if concurrency != 1 else ''} at once")
@@ -108,7 +81,8 @@ def _fixed_length_plan(spec: SearcherSpec, trials: int) -> Plan:
                 _sorted_ends(Counter({length: trials})), length * trials, note)
 
 
-def _asha_plan(spec: SearcherSpec, configs: list[BracketConfig]) -> Plan:
+def asha_plan(spec: SearcherSpec, configs: list[BracketConfig]) -> Plan:
+    """Every rung of every bracket fills up."""
     ends: Counter[int] = Counter()
     for config in configs:
         ends.update(asha_bracket_ends(config))
@@ -139,10 +113,8 @@ def _asha_concurrency_note(spec: SearcherSpec, configs: list[BracketConfig]) -> 
             f"{' + '.join(map(str, running))}")
 
 
-def _pbt_plan(spec: SearcherSpec) -> Plan:
-    population = require(spec, "population_size")
-    rounds = require(spec, "num_rounds")
-    per_round = require(spec, "length_per_round")
+def pbt_plan(spec: SearcherSpec, population: int, rounds: int, per_round: int) -> Plan:
+    """`rounds` rounds of `per_round` each for a population of `population`."""
     # Each round the worst `truncated` close and as many children of the best start from
     # their parents' checkpoints; a child's length counts its parent's training too.
     truncated = min(int(spec.truncate_fraction * population), population // 2)

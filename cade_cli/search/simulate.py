@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import importlib
 import math
 import os
 import sys
@@ -23,9 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cade_cli.errors import ObjectiveError
-from cade_cli.search.searchers import Searcher, make_searcher
+from cade_cli.plugins import load
+from cade_cli.search.searchers import Searcher, make_searcher, searcher_facts
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
+from cade_cli.spec.experiment import ExperimentSpec
 
 Objective = Callable[[dict[str, Any], int, int], float]
 ProgressCallback = Callable[[float], None]
@@ -75,13 +75,6 @@ class _Run:
     segment_time: int = 0           # when the current segment (or its extension) began
     segment_length: int = 0         # the trial's length at that moment
     generation: int = 0             # invalidates scheduled events of an older segment
-
-
-def full_length(spec: SearcherSpec) -> int:
-    """The length a trial that is never stopped early reaches."""
-    if spec.name == "pbt":
-        return (spec.num_rounds or 0) * (spec.length_per_round or 0)
-    return spec.max_length or 0
 
 
 class Simulation:
@@ -261,7 +254,7 @@ def simulate(spec: ExperimentSpec, objective: Objective, *, workers: int | None 
     simulation = Simulation(searcher, objective, workers=slots,
                             validation_period=validation_period,
                             smaller_is_better=spec.searcher.smaller_is_better,
-                            full_length=full_length(spec.searcher), on_progress=on_progress)
+                            full_length=searcher_facts(spec.searcher).final_length or 0, on_progress=on_progress)
     return simulation.run()
 
 
@@ -275,7 +268,7 @@ def load_objective(reference: str, search_dir: str | None = None) -> Objective:
     if directory not in sys.path:
         sys.path.insert(0, directory)
     try:
-        module = importlib.import_module(module_name)
+        module = load(module_name)
     except ModuleNotFoundError as err:
         raise ObjectiveError(f"cannot import objective module {module_name!r}: {err}",
                              hint=f"MODULE is imported from {directory} or the installed "

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from cade_cli.errors import LedgerError, SpecError
+from cade_cli.errors import SpecError
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,6 @@ Space = Nested
 # --------------------------------------------------------------------------------------
 # Functions. Every traversal goes through `_sorted_items` so that nested spaces are
 # visited in the same order everywhere.
-
-SPACE_FORMAT = 1
 
 # The most trials a grid may ask for (README, "What cade promises"): each is a ledger row
 # and a job, so a larger grid is a mistake in a count, refused before anything is built.
@@ -222,61 +220,6 @@ def explore(space: Nested, params: dict[str, Any], rng: random.Random,
             else:
                 explored[name] = _copy_value(params[name])
     return explored
-
-
-def hyperparameter_to_json(hp: Hyperparameter) -> dict[str, Any]:
-    if isinstance(hp, Const):
-        return {"type": "const", "val": hp.val}
-    if isinstance(hp, Int):
-        return {"type": "int", "minval": hp.minval, "maxval": hp.maxval, "count": hp.count}
-    if isinstance(hp, Double):
-        return {"type": "double", "minval": hp.minval, "maxval": hp.maxval, "count": hp.count}
-    if isinstance(hp, Log):
-        return {"type": "log", "minval": hp.minval, "maxval": hp.maxval, "base": hp.base,
-                "count": hp.count}
-    if isinstance(hp, Categorical):
-        return {"type": "categorical", "vals": list(hp.vals)}
-    return {"type": "nested",
-            "items": {name: hyperparameter_to_json(sub) for name, sub in _sorted_items(hp)}}
-
-
-def hyperparameter_from_json(obj: dict[str, Any]) -> Hyperparameter:
-    kind = obj.get("type")
-    if kind == "const":
-        return Const(obj["val"])
-    if kind == "int":
-        return Int(obj["minval"], obj["maxval"], obj.get("count"))
-    if kind == "double":
-        return Double(obj["minval"], obj["maxval"], obj.get("count"))
-    if kind == "log":
-        return Log(obj["minval"], obj["maxval"], obj["base"], obj.get("count"))
-    if kind == "categorical":
-        return Categorical(tuple(obj["vals"]))
-    if kind == "nested":
-        return _nested_from_json(obj["items"])
-    raise LedgerError(f"unknown hyperparameter type {kind!r} in a stored search space")
-
-
-def _nested_from_json(items: dict[str, Any]) -> Nested:
-    return Nested(tuple((name, hyperparameter_from_json(items[name]))
-                        for name in sorted(items)))
-
-
-def space_to_json(space: Nested) -> dict[str, Any]:
-    """A JSON-friendly form of the space, versioned by a `format` field."""
-    return {"format": SPACE_FORMAT,
-            "hyperparameters": hyperparameter_to_json(space)["items"]}
-
-
-def space_from_json(obj: dict[str, Any]) -> Nested:
-    """Inverse of `space_to_json`; refuses formats this version does not know."""
-    version = obj.get("format")
-    if version != SPACE_FORMAT:
-        raise LedgerError(
-            f"stored search space has format {version!r}; this cade reads format "
-            f"{SPACE_FORMAT}",
-            hint="the ledger was written by a different cade version; use that version")
-    return _nested_from_json(obj["hyperparameters"])
 
 
 def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from cade_cli.spec.yamlpos import Loc, Node, Problems, describe, join_path
@@ -125,16 +125,9 @@ class MapReader:
 
     def optional_integer(self, key: str, *, minimum: int | None = None, maximum: int | None = None,
                          required: bool = False, why: str = "") -> int | None:
-        expected = range_text("an integer", minimum, maximum)
-        node = self.node(key, expected, required=required, why=why)
-        if node is None:
-            return None
-        value = node.value
-        if not is_int(value) or (minimum is not None and value < minimum) or (
-                maximum is not None and value > maximum):
-            self.bad(node, key, expected, why)
-            return None
-        return int(value)
+        value = self._bounded(key, range_text("an integer", minimum, maximum), is_int,
+                              minimum, maximum, required, why)
+        return None if value is None else int(value)
 
     def integer(self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None,
                 required: bool = False, why: str = "") -> int:
@@ -143,16 +136,23 @@ class MapReader:
 
     def optional_number(self, key: str, *, minimum: float | None = None, maximum: float | None = None,
                         required: bool = False, why: str = "") -> float | None:
-        expected = range_text("a number", minimum, maximum)
+        value = self._bounded(key, range_text("a number", minimum, maximum),
+                              lambda v: is_number(v) and not math.isnan(v), minimum, maximum,
+                              required, why)
+        return None if value is None else float(value)
+
+    def _bounded(self, key: str, expected: str, kind: Callable[[Any], bool],
+                 minimum: float | None, maximum: float | None, required: bool, why: str) -> Any:
+        """The value at `key` if it is of `kind` and within the bounds; else None (reported)."""
         node = self.node(key, expected, required=required, why=why)
         if node is None:
             return None
         value = node.value
-        if not is_number(value) or math.isnan(value) or (minimum is not None and value < minimum) or (
+        if not kind(value) or (minimum is not None and value < minimum) or (
                 maximum is not None and value > maximum):
             self.bad(node, key, expected, why)
             return None
-        return float(value)
+        return value
 
     def number(self, key: str, default: float, *, minimum: float | None = None,
                maximum: float | None = None) -> float:

@@ -3,7 +3,7 @@
 Pure. `to_json` runs at submit, on a spec that has just passed validation; `from_json`
 rebuilds the frozen dataclasses field by field from their type hints, without the YAML
 validators: a later release with a stricter check must not refuse an experiment that is
-already running. The search space goes through its own codec (`space_to_json`).
+already running. A hyperparameter is tagged with its type (`_encode_hyperparameter`).
 
 A format this version does not know is a LedgerError, never a guess.
 """
@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.errors import LedgerError
-from cade_cli.search.space import Nested, space_from_json, space_to_json
+from cade_cli.search.space import Categorical, Const, Double, Hyperparameter, Int, Log, Nested
 from cade_cli.spec.experiment import ExperimentSpec, spec_from_raw
 
-FORMAT = 1
+VERSION = 1
+_HYPERPARAMETERS = {kind.__name__.lower(): kind for kind in (Const, Int, Double, Log, Categorical)}
 _NOT_STORED = ("raw",)   # the YAML as parsed: the ledger keeps it in its own column
 
 
@@ -28,14 +29,14 @@ def to_json(spec: ExperimentSpec) -> dict[str, Any]:
     """A JSON-friendly form of `spec`, tagged with the format version."""
     fields = {f.name: _encode(getattr(spec, f.name)) for f in dataclasses.fields(spec)
               if f.name not in _NOT_STORED}
-    return {"format": FORMAT, "spec": fields}
+    return {"version": VERSION, "spec": fields}
 
 
 def from_json(stored: dict[str, Any], raw: dict[str, Any] | None = None) -> ExperimentSpec:
     """Inverse of `to_json`; `raw` (the stored YAML) is carried along for display only."""
-    version = stored.get("format") if isinstance(stored, dict) else None
-    if version != FORMAT:
-        raise LedgerError(f"stored spec has format {version!r}; this cade reads format {FORMAT}",
+    version = stored.get("version") if isinstance(stored, dict) else None
+    if version != VERSION:
+        raise LedgerError(f"stored spec has version {version!r}; this cade reads version {VERSION}",
                           hint="the ledger was written by a different cade version; use that version")
     spec = _decode(ExperimentSpec, stored["spec"])
     return dataclasses.replace(spec, raw=dict(raw or {}))
@@ -52,7 +53,7 @@ def restore(stored: dict[str, Any] | None, raw: dict[str, Any], spec_path: str) 
 
 def _encode(value: Any) -> Any:
     if isinstance(value, Nested):
-        return space_to_json(value)
+        return _encode_hyperparameter(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, (tuple, list)):
@@ -65,7 +66,7 @@ def _encode(value: Any) -> Any:
 def _decode(hint: Any, value: Any) -> Any:
     """`value` as the type `hint` names (dataclass, tuple, optional, space or plain JSON)."""
     if hint is Nested:
-        return space_from_json(value)
+        return _decode_hyperparameter(value)
     if dataclasses.is_dataclass(hint):
         hints = typing.get_type_hints(hint)
         known = {f.name for f in dataclasses.fields(hint) if f.init}
@@ -88,3 +89,21 @@ def _decode_optional(args: tuple[Any, ...], value: Any) -> Any:
     if len(kinds) != 1:
         raise LedgerError(f"stored spec: cannot tell which of {kinds} a value is")
     return _decode(kinds[0], value)
+
+
+def _encode_hyperparameter(hp: Hyperparameter) -> dict[str, Any]:
+    # A space's values are a union of types: the tag says which one to rebuild.
+    if isinstance(hp, Nested):
+        return {"type": "nested", "items": {name: _encode_hyperparameter(sub) for name, sub in hp.items}}
+    return {"type": type(hp).__name__.lower(),
+            **{f.name: _encode(getattr(hp, f.name)) for f in dataclasses.fields(hp)}}
+
+
+def _decode_hyperparameter(value: dict[str, Any]) -> Hyperparameter:
+    kind = value.get("type")
+    if kind == "nested":
+        items = value["items"]
+        return Nested(tuple((name, _decode_hyperparameter(items[name])) for name in sorted(items)))
+    if kind not in _HYPERPARAMETERS:
+        raise LedgerError(f"stored spec: unknown hyperparameter type {kind!r}")
+    return _decode(_HYPERPARAMETERS[kind], {key: item for key, item in value.items() if key != "type"})

@@ -317,3 +317,8 @@ def _set_path(root: Node, parts: list[str], value: Node, problems: Problems) -> 
         current = child
     assert isinstance(current.value, dict)
     current.value[parts[-1]] = value
+
+
+def dump_yaml(value: Any) -> str:
+    """`value` as YAML text, keys in their given order (how the views show a stored spec)."""
+    return str(yaml.safe_dump(value, sort_keys=False, allow_unicode=True))

@@ -23,6 +23,7 @@ from cade_cli.errors import LedgerError, NotFoundError
 from cade_cli.store.journal import journal_mode_for
 from cade_cli.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 from cade_cli.store.records import (
+    LIVE_SEGMENT_STATES,
     ExperimentRecord,
     MetricRecord,
     SearcherEventRecord,
@@ -31,7 +32,6 @@ from cade_cli.store.records import (
 )
 
 DEFAULT_LEDGER = Path(".cade") / "ledger.db"
-LIVE_SEGMENT_STATES = ("intent", "queued", "running")
 BUSY_TIMEOUT_MS = 30_000
 
 _EXPERIMENT_BOOLS = ("smaller_is_better", "code_dirty", "searcher_done")

@@ -5,13 +5,51 @@ OWNER NOTE: shared interface between ledger.py (producer) and views/cli (consume
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from cade_cli.compat import StrEnum
 from typing import Any
 
-EXPERIMENT_STATES = ("pending", "active", "paused", "completed", "errored", "canceled")
-# pending: submitted, no job of it has started yet; active: one has. Both are driven.
-RUNNING_EXPERIMENT_STATES = ("pending", "active")
-TRIAL_STATES = ("queued", "running", "paused", "stopped", "completed", "errored", "preempted")
+
+
+class ExperimentState(StrEnum):
+    PENDING = "pending"        # submitted, no job of it has started yet
+    ACTIVE = "active"          # one has; pending and active experiments are driven
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ERRORED = "errored"
+    CANCELED = "canceled"
+
+
+class TrialState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"        # closed by the searcher before the end of the search
+    COMPLETED = "completed"    # trained to the search's final length
+    ERRORED = "errored"
+    PREEMPTED = "preempted"
+
+
+class SegmentState(StrEnum):
+    INTENT = "intent"          # recorded before its job is submitted
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+    PREEMPTED = "preempted"
+    TIMEOUT = "timeout"
+    LOST = "lost"
+
+
+# The ledger stores the values; a StrEnum member equals its string, so either reads the same.
+EXPERIMENT_STATES = tuple(ExperimentState)
+RUNNING_EXPERIMENT_STATES = (ExperimentState.PENDING, ExperimentState.ACTIVE)
+TERMINAL_EXPERIMENT_STATES = (ExperimentState.COMPLETED, ExperimentState.ERRORED,
+                              ExperimentState.CANCELED)   # nothing more will run
+TRIAL_STATES = tuple(TrialState)
+LIVE_SEGMENT_STATES = (SegmentState.INTENT, SegmentState.QUEUED, SegmentState.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -115,3 +153,12 @@ class SearcherEventRecord:
     snapshot: dict[str, Any]
     applied: bool = False          # the engine has applied the decisions to the ledger
     time: float = 0.0
+
+
+def best_trial(trials: Iterable[TrialRecord], smaller_is_better: bool) -> TrialRecord | None:
+    """The trial with the best recorded metric; ties go to the earlier trial."""
+    scored = [t for t in trials if t.best_metric is not None]
+    if not scored:
+        return None
+    sign = 1.0 if smaller_is_better else -1.0
+    return min(scored, key=lambda t: (sign * float(t.best_metric or 0.0), t.id))

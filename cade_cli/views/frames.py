@@ -14,7 +14,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from cade_cli.search.plan import rung_reached
+from cade_cli.search.searchers.base import rung_reached
+from cade_cli.views.progress import STATE_STYLES
 from cade_cli.store.records import ExperimentRecord, SegmentRecord, TrialRecord
 from cade_cli.views.model import (
     SORTS,
@@ -47,9 +48,6 @@ __all__ = [
     "trials_table",
 ]
 
-STATE_STYLES = {"pending": "yellow", "active": "green", "paused": "yellow", "completed": "blue",
-                "errored": "red", "canceled": "magenta", "queued": "yellow", "running": "green",
-                "stopped": "dim", "preempted": "yellow"}
 KEYS_HELP = "n/p switch  s sort  r reverse  q quit"
 
 

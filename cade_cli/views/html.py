@@ -15,9 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cade_cli.errors import CadeError
+from cade_cli.spec.yamlpos import dump_yaml
 from cade_cli.views.plots import (
     HparamAxis,
     best_values,
@@ -232,7 +231,7 @@ def _overview(data: ExperimentData) -> str:
     if exp.message:
         rows.append(("message", escape(exp.message)))
     items = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
-    spec = yaml.safe_dump(exp.spec, sort_keys=False, allow_unicode=True)
+    spec = dump_yaml(exp.spec)
     return (f'<dl class="overview">{items}</dl><details><summary>configuration</summary>'
             f"<pre>{escape(spec)}</pre></details>")
 

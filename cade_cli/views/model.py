@@ -16,12 +16,21 @@ from typing import Any, Protocol
 
 from cade_cli.errors import CadeError
 from cade_cli.search.plan import Plan, preview
-from cade_cli.store.records import ExperimentRecord, MetricRecord, SegmentRecord, TrialRecord
+from cade_cli.search.space import flatten
+from cade_cli.search.searchers import searcher_facts
+from cade_cli.store.records import (
+    ExperimentRecord,
+    ExperimentState,
+    MetricRecord,
+    SegmentRecord,
+    TrialRecord,
+    TrialState,
+)
 from cade_cli.spec import stored
 
 SORTS = ("metric", "id", "state", "length")
-ACTIVE_TRIAL_STATES = frozenset({"queued", "running", "preempted"})
-ENDED_TRIAL_STATES = frozenset({"stopped", "completed", "errored"})
+ACTIVE_TRIAL_STATES = frozenset({TrialState.QUEUED, TrialState.RUNNING, TrialState.PREEMPTED})
+ENDED_TRIAL_STATES = frozenset({TrialState.STOPPED, TrialState.COMPLETED, TrialState.ERRORED})
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
 
@@ -64,17 +73,8 @@ def read_experiment(ledger: LedgerReader, exp: ExperimentRecord) -> ExperimentDa
 
 def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested hyperparameters -> {"a.b": value}; lists become JSON text (one cell each)."""
-    flat: dict[str, Any] = {}
-    for name in sorted(params):
-        value = params[name]
-        key = f"{prefix}{name}"
-        if isinstance(value, dict):
-            flat.update(flatten_params(value, key + "."))
-        elif isinstance(value, (list, tuple)):
-            flat[key] = json.dumps(list(value))
-        else:
-            flat[key] = value
-    return flat
+    return {key: json.dumps(list(value)) if isinstance(value, (list, tuple)) else value
+            for key, value in flatten(params, prefix).items()}
 
 
 def param_columns(trials: Iterable[TrialRecord]) -> list[str]:
@@ -106,10 +106,12 @@ def search_plan(exp: ExperimentRecord) -> Plan | None:
 
 
 def rung_ladders(data: ExperimentData) -> list[list[int]]:
-    """Rung lengths of each bracket (one bracket unless the searcher is adaptive_asha)."""
-    plan = search_plan(data.experiment)
-    if plan is not None:
-        return [list(bracket.rungs) for bracket in plan.brackets]
+    """Rung lengths of each bracket, as the searcher states them."""
+    try:
+        spec = stored.restore(data.experiment.stored_spec, data.experiment.spec, data.experiment.spec_path)
+        return [list(rungs) for rungs in searcher_facts(spec.searcher).ladders]
+    except CadeError:
+        pass
     # A spec this version no longer accepts: one rung at the longest target seen.
     return [[max([t.target_length for t in data.trials] + [1])]]
 
@@ -140,7 +142,7 @@ def _rung_counts(trial: TrialRecord, lengths: list[int], i: int) -> Counter[str]
             counts["stopped"] += 1
         else:
             counts["waiting"] += 1
-    elif below and trial.state == "errored":
+    elif below and trial.state == TrialState.ERRORED:
         counts["errored"] += 1
     elif below and trial.state in ENDED_TRIAL_STATES:  # stopped on the way (canceled)
         counts["stopped"] += 1
@@ -183,7 +185,7 @@ def progress(data: ExperimentData) -> float:
     The work already committed (what open trials still train to their target) then counts
     too, and only a completed experiment shows 100%.
     """
-    if data.experiment.state == "completed":
+    if data.experiment.state == ExperimentState.COMPLETED:
         return 1.0
     trained = sum(t.length for t in data.trials)
     committed = sum(max(t.target_length - t.length, 0) for t in data.trials if not t.closed)

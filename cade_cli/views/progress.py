@@ -1,31 +1,27 @@
 """The live progress of a driven experiment (submit / watch), and its one-line summary.
 
-Pure functions of records: the CLI puts the renderable in a rich Live on stderr, or prints
-the summary line when stderr is not a terminal (a detached driver's log).
+Functions of records: `live_progress` redraws the view on stderr when it is a terminal;
+elsewhere (a detached driver's log) the CLI prints the summary line instead.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cade_cli.store.records import TRIAL_STATES, ExperimentRecord, TrialRecord
+from cade_cli.store.records import TRIAL_STATES, ExperimentRecord, TrialRecord, best_trial
 from cade_cli.views.terminal import printable
 
-STATE_STYLES = {"running": "green", "queued": "yellow", "paused": "cyan",
-                "preempted": "magenta", "errored": "red", "completed": "bold",
-                "stopped": "dim"}
-
-
-def best_trial(exp: ExperimentRecord, trials: list[TrialRecord]) -> TrialRecord | None:
-    scored = [t for t in trials if t.best_metric is not None]
-    if not scored:
-        return None
-    sign = 1.0 if exp.smaller_is_better else -1.0
-    return min(scored, key=lambda t: (sign * float(t.best_metric or 0.0), t.id))
+# One colour per experiment and trial state, shared by every rich view.
+STATE_STYLES = {"pending": "yellow", "active": "green", "paused": "yellow", "completed": "blue",
+                "errored": "red", "canceled": "magenta", "queued": "yellow", "running": "green",
+                "stopped": "dim", "preempted": "yellow"}
 
 
 def state_counts(trials: list[TrialRecord]) -> str:
@@ -35,7 +31,7 @@ def state_counts(trials: list[TrialRecord]) -> str:
 
 
 def best_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
-    top = best_trial(exp, trials)
+    top = best_trial(trials, exp.smaller_is_better)
     if top is None:
         return f"best {exp.metric}: none yet"
     return (f"best {exp.metric}: {top.best_metric:.6g} (trial {top.id}, length "
@@ -81,3 +77,15 @@ def progress_view(exp: ExperimentRecord, trials: list[TrialRecord],
         rungs.add_row(str(length), f"{reached}/{sent}", "#" * filled + "." * (10 - filled))
     footer = Text("Ctrl-C detaches; the experiment goes on.", style="dim")
     return Group(title, states, Text(printable(best_text(exp, trials))), rungs, footer)
+
+
+def stderr_is_terminal() -> bool:
+    return Console(stderr=True).is_terminal
+
+
+@contextmanager
+def live_progress(trials_of: Callable[[ExperimentRecord], list[TrialRecord]]
+                  ) -> Iterator[Callable[[ExperimentRecord], None]]:
+    """An update callable that redraws the progress view of each record on stderr."""
+    with Live(console=Console(stderr=True), refresh_per_second=4, transient=False) as live:
+        yield lambda record: live.update(progress_view(record, trials_of(record)))

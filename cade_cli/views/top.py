@@ -25,6 +25,11 @@ from cade_cli.errors import CadeError
 from cade_cli.views.model import SORTS, LedgerReader, Snapshot, read_experiment
 from cade_cli.views.frames import render_frame
 
+
+def terminal_console(width: int | None) -> Console:
+    """The console `cade top` draws on: the terminal's width unless one is given."""
+    return Console(width=width) if width else Console()
+
 NEXT_KEYS = ("n", "\t")
 PREVIOUS_KEYS = ("p", "\x1b[Z")  # p, shift-tab
 QUIT_KEYS = ("q", "Q", "\x03")  # \x03: Ctrl-C when it arrives as a byte (signals disabled)

@@ -1,30 +1,21 @@
 """Searchers: pure state machines from events to decisions (see `base.py`).
 
+`searcher_facts` answers what the engine, the preview, the simulator and the views need to
+know about a searcher (its ladders, final length, ...), so none of them switches on its name.
 `make_searcher` builds a fresh one from the spec; `restore_searcher` rebuilds one from a
 snapshot so that it makes exactly the decisions the original would have made.
 """
 
 from __future__ import annotations
 
-import importlib
 import random
 from typing import Any, Protocol
 
 from cade_cli.errors import SpecError
-from cade_cli.search.searchers.base import Decision, ExitReason
+from cade_cli.plugins import SEARCHERS, load
+from cade_cli.search.searchers.base import Decision, ExitReason, SearcherFacts
 from cade_cli.search.space import Space
 from cade_cli.spec.experiment import SEARCHER_NAMES, SearcherSpec
-
-# name -> (module, class); imported on demand so that each searcher module stands alone.
-_CLASSES = {
-    "single": ("cade_cli.search.searchers.simple", "Single"),
-    "grid": ("cade_cli.search.searchers.simple", "Grid"),
-    "random": ("cade_cli.search.searchers.simple", "Random"),
-    "async_halving": ("cade_cli.search.searchers.asha", "AsyncHalving"),
-    "adaptive_asha": ("cade_cli.search.searchers.adaptive", "AdaptiveAsha"),
-    "pbt": ("cade_cli.search.searchers.pbt", "Pbt"),
-}
-
 
 class Searcher(Protocol):
     """What every searcher class provides."""
@@ -43,11 +34,16 @@ class Searcher(Protocol):
 
 
 def searcher_class(name: str) -> Any:
-    if name not in _CLASSES:
+    if name not in SEARCHERS:
         raise SpecError(f"unknown searcher {name!r}",
                         hint=f"choose one of: {', '.join(SEARCHER_NAMES)}")
-    module_name, class_name = _CLASSES[name]
-    return getattr(importlib.import_module(module_name), class_name)
+    return load(*SEARCHERS[name])
+
+
+def searcher_facts(searcher_spec: SearcherSpec) -> SearcherFacts:
+    """Ladders, final length and how trials continue, as the searcher itself states them."""
+    facts: SearcherFacts = searcher_class(searcher_spec.name).facts(searcher_spec)
+    return facts
 
 
 def make_searcher(searcher_spec: SearcherSpec, space: Space, seed: int) -> Searcher:

@@ -18,9 +18,16 @@ import random
 from typing import Any, ClassVar, TypeVar
 
 from cade_cli.errors import SpecError
-from cade_cli.search.searchers.base import Decision, ExitReason, Shutdown
+from cade_cli.search.plan import Plan, asha_plan
+from cade_cli.search.searchers.base import (
+    Decision,
+    ExitReason,
+    SearcherFacts,
+    Shutdown,
+    check_snapshot,
+    snapshot_header,
+)
 from cade_cli.search.searchers.brackets import (
-    SNAPSHOT_VERSION,
     Bracket,
     BracketConfig,
     TrialFactory,
@@ -52,6 +59,17 @@ class BracketSearch:
     @classmethod
     def bracket_configs(cls, spec: SearcherSpec) -> list[BracketConfig]:
         raise NotImplementedError
+
+    @classmethod
+    def facts(cls, spec: SearcherSpec) -> SearcherFacts:
+        # A promotion-type bracket raises a promoted trial's target; its job trains on.
+        return SearcherFacts(ladders=tuple(c.rungs for c in cls.bracket_configs(spec)),
+                             final_length=spec.max_length, continues_in_place=not spec.stop_once,
+                             max_trials=require(spec, "max_trials"))
+
+    @classmethod
+    def preview(cls, spec: SearcherSpec, space: Space) -> Plan:
+        return asha_plan(spec, cls.bracket_configs(spec))
 
     def start(self) -> list[Decision]:
         if self.started:
@@ -91,8 +109,7 @@ class BracketSearch:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "searcher": self.searcher_name,
-            "version": SNAPSHOT_VERSION,
+            **snapshot_header(self.searcher_name),
             "started": self.started,
             "done": self.done,
             "next_trial": self.factory.next_trial,
@@ -103,9 +120,7 @@ class BracketSearch:
     @classmethod
     def restore(cls: type[_Search], searcher_spec: SearcherSpec, space: Space,
                 snapshot: dict[str, Any]) -> _Search:
-        if snapshot.get("searcher") != cls.searcher_name:
-            raise ValueError(f"snapshot of searcher {snapshot.get('searcher')!r}, "
-                             f"expected {cls.searcher_name!r}")
+        check_snapshot(snapshot, cls.searcher_name)
         searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
         if len(snapshot["brackets"]) != len(searcher.brackets):
             raise ValueError("snapshot does not match the searcher's brackets")

@@ -13,6 +13,7 @@ trained length (in the spec's unit) at which the trial validated.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -66,6 +67,26 @@ class Shutdown:
 Decision = Create | Train | Stop | Shutdown
 
 
+SNAPSHOT_VERSION = 1   # of every searcher's snapshot(); restore() refuses others
+
+
+def snapshot_header(name: str) -> dict[str, Any]:
+    """The keys every searcher snapshot starts with."""
+    return {"searcher": name, "version": SNAPSHOT_VERSION}
+
+
+def check_snapshot(snapshot: dict[str, Any], name: str) -> None:
+    """Refuse a snapshot of another searcher or version.
+
+    Snapshots of single, grid, random and PBT written before the key was shared call the
+    version "format"; they are read the same.
+    """
+    version = snapshot.get("version", snapshot.get("format"))
+    if snapshot.get("searcher") != name or version != SNAPSHOT_VERSION:
+        raise ValueError(f"not a version-{SNAPSHOT_VERSION} {name} searcher snapshot: "
+                         f"{snapshot.get('searcher')!r} version {version!r}")
+
+
 def decision_to_json(d: Decision) -> dict[str, Any]:
     if isinstance(d, Create):
         return {"op": "create", "trial": d.trial, "params": d.params, "bracket": d.bracket,
@@ -89,3 +110,32 @@ def decision_from_json(obj: dict[str, Any]) -> Decision:
     if op == "shutdown":
         return Shutdown()
     raise ValueError(f"unknown decision op {op!r}")
+
+
+@dataclass(frozen=True)
+class SearcherFacts:
+    """What the rest of cade needs to know about a searcher, asked of the searcher itself.
+
+    The engine, the preview, the simulator and the views read these instead of switching on
+    the searcher's name, so a new searcher brings its facts with it.
+    """
+
+    ladders: tuple[tuple[int, ...], ...]   # rung lengths of each bracket, ascending
+    final_length: int | None               # what a trial never stopped early trains to
+    continues_in_place: bool               # a promoted trial trains on in the same segment
+    decides_by_round: bool = False         # decisions wait for the whole population (PBT)
+    walks_grid: bool = False               # trials are the grid's points, in order
+    max_trials: int | None = None          # the trial budget, when the spec fixes it
+
+    def rung_of(self, bracket: int, length: int) -> int | None:
+        return rung_reached(self.ladders, bracket, length)
+
+
+def rung_reached(ladders: Sequence[Sequence[int]], bracket: int, length: int) -> int | None:
+    """The highest rung of `bracket`'s ladder at or below `length`; None below the first.
+
+    A bracket index beyond the ladders (a spec that changed) reads the last ladder.
+    """
+    lengths = ladders[min(bracket, len(ladders) - 1)] if ladders else ()
+    reached = [i for i, rung in enumerate(lengths) if length >= rung]
+    return reached[-1] if reached else None

@@ -20,7 +20,6 @@ from cade_cli.search.space import Space
 
 # Determined ranks a trial that exited early with math.MaxFloat64 at its rung.
 WORST = sys.float_info.max
-SNAPSHOT_VERSION = 1
 
 
 def rung_lengths(num_rungs: int, divisor: float, max_length: int) -> tuple[int, ...]:

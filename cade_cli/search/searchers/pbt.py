@@ -21,13 +21,21 @@ import math
 import random
 from typing import Any
 
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.plan import Plan, pbt_plan
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    SearcherFacts,
+    Shutdown,
+    Stop,
+    Train,
+)
 from cade_cli.search.searchers.simple import (
-    SNAPSHOT_FORMAT,
-    check_snapshot,
+    CountingSearcher,
+    common_snapshot,
     require,
-    rng_from_json,
-    rng_state_to_json,
+    restore_common,
 )
 from cade_cli.search.space import Space, explore, sample
 from cade_cli.spec.experiment import SearcherSpec
@@ -35,24 +43,20 @@ from cade_cli.spec.experiment import SearcherSpec
 WORST = math.inf
 
 
-class Pbt:
+class Pbt(CountingSearcher):
     name = "pbt"
 
     def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
-        self.spec = searcher_spec
-        self.space = space
-        self.rng = rng
+        super().__init__(searcher_spec, space, rng)
         self.population_size = require(searcher_spec, "population_size")
         self.num_rounds = require(searcher_spec, "num_rounds")
         self.length_per_round = require(searcher_spec, "length_per_round")
-        self.created = 0
         self.rounds_completed = 0
         self.population: list[int] = []         # members, in creation order
         self.params: dict[int, dict[str, Any]] = {}
         self.target: dict[int, int] = {}        # length each member trains to this round
         self.metrics: dict[int, float] = {}     # this round's minimised metric per member
         self.exited: set[int] = set()           # members that can train no more
-        self.done = False
 
     # -- the searcher contract --------------------------------------------------------
     def start(self) -> list[Decision]:
@@ -88,21 +92,18 @@ class Pbt:
         return min((self.rounds_completed + reported) / self.num_rounds, 1.0)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"searcher": self.name, "format": SNAPSHOT_FORMAT, "created": self.created,
+        return {**common_snapshot(self),
                 "rounds_completed": self.rounds_completed, "population": self.population,
                 "params": {str(t): p for t, p in self.params.items()},
                 "target": {str(t): n for t, n in self.target.items()},
                 # JSON has no infinity: the worst value is stored as null.
                 "metrics": {str(t): None if m == WORST else m for t, m in self.metrics.items()},
-                "exited": sorted(self.exited), "done": self.done,
-                "rng": rng_state_to_json(self.rng)}
+                "exited": sorted(self.exited)}
 
     @classmethod
     def restore(cls, searcher_spec: SearcherSpec, space: Space,
                 snapshot: dict[str, Any]) -> Pbt:
-        check_snapshot(snapshot, cls.name)
-        searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
-        searcher.created = snapshot["created"]
+        searcher = restore_common(cls, searcher_spec, space, snapshot)
         searcher.rounds_completed = snapshot["rounds_completed"]
         searcher.population = list(snapshot["population"])
         searcher.params = {int(t): p for t, p in snapshot["params"].items()}
@@ -110,8 +111,22 @@ class Pbt:
         searcher.metrics = {int(t): WORST if m is None else m
                             for t, m in snapshot["metrics"].items()}
         searcher.exited = set(snapshot["exited"])
-        searcher.done = snapshot["done"]
         return searcher
+
+    # -- what the rest of cade asks of the searcher -----------------------------------------
+    @classmethod
+    def facts(cls, spec: SearcherSpec) -> SearcherFacts:
+        # Members continue in place from round to round; a round is decided only once the
+        # whole population has reported.
+        rounds, per_round = require(spec, "num_rounds"), require(spec, "length_per_round")
+        return SearcherFacts(ladders=(tuple(per_round * k for k in range(1, rounds + 1)),),
+                             final_length=rounds * per_round, continues_in_place=True,
+                             decides_by_round=True)
+
+    @classmethod
+    def preview(cls, spec: SearcherSpec, space: Space) -> Plan:
+        return pbt_plan(spec, require(spec, "population_size"), require(spec, "num_rounds"),
+                        require(spec, "length_per_round"))
 
     # -- rounds ---------------------------------------------------------------------------
     def _end_round_if_complete(self) -> list[Decision]:

@@ -11,14 +11,23 @@ whose hyperparameters were rejected is skipped.
 from __future__ import annotations
 
 import random
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from cade_cli.errors import SpecError
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.plan import Plan, fixed_length_plan
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    SearcherFacts,
+    Shutdown,
+    Stop,
+    Train,
+    check_snapshot,
+    snapshot_header,
+)
 from cade_cli.search.space import Space, grid_point, grid_size, sample
 from cade_cli.spec.experiment import SearcherSpec
-
-SNAPSHOT_FORMAT = 1
 
 
 def rng_state_to_json(rng: random.Random) -> list[Any]:
@@ -33,6 +42,22 @@ def rng_from_json(state: list[Any]) -> random.Random:
     return rng
 
 
+def common_snapshot(searcher: Any) -> dict[str, Any]:
+    """The snapshot keys of a searcher that counts `created` trials from one `rng`."""
+    return {**snapshot_header(searcher.name), "created": searcher.created, "done": searcher.done,
+            "rng": rng_state_to_json(searcher.rng)}
+
+
+def restore_common(cls: Any, searcher_spec: SearcherSpec, space: Space,
+                   snapshot: dict[str, Any]) -> Any:
+    """A `cls` searcher with the keys of `common_snapshot` restored."""
+    check_snapshot(snapshot, cls.name)
+    searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
+    searcher.created = snapshot["created"]
+    searcher.done = snapshot["done"]
+    return searcher
+
+
 def require(spec: SearcherSpec, field_name: str) -> int:
     """A searcher field that the spec loader should already have checked."""
     value = getattr(spec, field_name)
@@ -43,18 +68,13 @@ def require(spec: SearcherSpec, field_name: str) -> int:
     return int(value)
 
 
-def check_snapshot(snapshot: dict[str, Any], name: str) -> None:
-    if snapshot.get("searcher") != name or snapshot.get("format") != SNAPSHOT_FORMAT:
-        raise ValueError(f"not a format-{SNAPSHOT_FORMAT} {name} searcher snapshot: "
-                         f"{snapshot.get('searcher')!r} format {snapshot.get('format')!r}")
-
-
 # The class a classmethod is called on (typing.Self needs Python 3.11).
-_Searcher = TypeVar("_Searcher", bound="_FixedLengthSearcher")
+_Searcher = TypeVar("_Searcher", bound="CountingSearcher")
 
 
-class _FixedLengthSearcher:
-    """Shared machinery: trials trained to max_length, a budget of counted trials."""
+class CountingSearcher:
+    """A searcher that hands out trial ids 1, 2, ... and draws from one rng (see
+    `common_snapshot`): the fixed-length searchers and PBT."""
 
     name = ""
 
@@ -62,12 +82,19 @@ class _FixedLengthSearcher:
         self.spec = searcher_spec
         self.space = space
         self.rng = rng
-        self.max_length = require(searcher_spec, "max_length")
         self.created = 0           # trial ids handed out so far (ids are 1..created)
+        self.done = False
+
+
+class _FixedLengthSearcher(CountingSearcher):
+    """Shared machinery: trials trained to max_length, a budget of counted trials."""
+
+    def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
+        super().__init__(searcher_spec, space, rng)
+        self.max_length = require(searcher_spec, "max_length")
         self.uncounted = 0         # invalid-hyperparameter trials: they use no budget
         self.closed_counted = 0    # trials done that use budget
         self.open: set[int] = set()
-        self.done = False
 
     # -- what subclasses choose -------------------------------------------------------
     @property
@@ -107,22 +134,36 @@ class _FixedLengthSearcher:
         return min(self.closed_counted / self.budget, 1.0)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"searcher": self.name, "format": SNAPSHOT_FORMAT, "created": self.created,
-                "uncounted": self.uncounted, "closed_counted": self.closed_counted,
-                "open": sorted(self.open), "done": self.done,
-                "rng": rng_state_to_json(self.rng)}
+        return {**common_snapshot(self), "uncounted": self.uncounted,
+                "closed_counted": self.closed_counted, "open": sorted(self.open)}
 
     @classmethod
     def restore(cls: type[_Searcher], searcher_spec: SearcherSpec, space: Space,
                 snapshot: dict[str, Any]) -> _Searcher:
-        check_snapshot(snapshot, cls.name)
-        searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
-        searcher.created = snapshot["created"]
+        searcher: _Searcher = restore_common(cls, searcher_spec, space, snapshot)
         searcher.uncounted = snapshot["uncounted"]
         searcher.closed_counted = snapshot["closed_counted"]
         searcher.open = set(snapshot["open"])
-        searcher.done = snapshot["done"]
         return searcher
+
+    # -- what the rest of cade asks of the searcher ---------------------------------------
+    walks_grid: ClassVar[bool] = False
+
+    @classmethod
+    def trial_budget(cls, spec: SearcherSpec) -> int | None:
+        """The number of trials the spec fixes (None: the grid decides)."""
+        return None
+
+    @classmethod
+    def facts(cls, spec: SearcherSpec) -> SearcherFacts:
+        length = require(spec, "max_length")
+        return SearcherFacts(ladders=((length,),), final_length=length, continues_in_place=False,
+                             walks_grid=cls.walks_grid, max_trials=cls.trial_budget(spec))
+
+    @classmethod
+    def preview(cls, spec: SearcherSpec, space: Space) -> Plan:
+        trials = grid_size(space) if cls.walks_grid else cls.trial_budget(spec) or 1
+        return fixed_length_plan(spec, require(spec, "max_length"), trials)
 
     # -- helpers ------------------------------------------------------------------------
     def _counted_created(self) -> int:
@@ -162,10 +203,11 @@ class Random(_FixedLengthSearcher):
 
     def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)
-        self._budget = self._max_trials()
+        self._budget = self.trial_budget(searcher_spec) or 1
 
-    def _max_trials(self) -> int:
-        return require(self.spec, "max_trials")
+    @classmethod
+    def trial_budget(cls, spec: SearcherSpec) -> int | None:
+        return require(spec, "max_trials")
 
     @property
     def budget(self) -> int:
@@ -180,7 +222,8 @@ class Single(Random):
 
     name = "single"
 
-    def _max_trials(self) -> int:
+    @classmethod
+    def trial_budget(cls, spec: SearcherSpec) -> int | None:
         return 1
 
 
@@ -188,6 +231,7 @@ class Grid(_FixedLengthSearcher):
     """One trial per grid point, in grid order."""
 
     name = "grid"
+    walks_grid = True
 
     def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)

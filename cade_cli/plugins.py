@@ -1,0 +1,30 @@
+"""Where cade loads code by name: the searcher classes, the CLI's command modules, objectives.
+
+Each is imported on demand, so that each searcher module stands alone and a command loads
+only what it uses; `load` is the one call to `importlib` for them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# searcher name -> (module, class)
+SEARCHERS: dict[str, tuple[str, str]] = {
+    "single": ("cade_cli.search.searchers.simple", "Single"),
+    "grid": ("cade_cli.search.searchers.simple", "Grid"),
+    "random": ("cade_cli.search.searchers.simple", "Random"),
+    "async_halving": ("cade_cli.search.searchers.asha", "AsyncHalving"),
+    "adaptive_asha": ("cade_cli.search.searchers.adaptive", "AdaptiveAsha"),
+    "pbt": ("cade_cli.search.searchers.pbt", "Pbt"),
+}
+
+# Modules whose register(cli) adds their commands to `cade`.
+CLI_MODULES: tuple[str, ...] = ("cade_cli.cli.search_cmds", "cade_cli.cli.run_cmds",
+                                "cade_cli.cli.admin_cmds", "cade_cli.cli.view_cmds")
+
+
+def load(module: str, attribute: str | None = None) -> Any:
+    """The module called `module`, or its `attribute`."""
+    loaded = importlib.import_module(module)
+    return loaded if attribute is None else getattr(loaded, attribute)
