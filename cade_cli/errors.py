@@ -54,6 +54,10 @@ class ObjectiveError(CadeError):
     exit_code = 2
 
 
+class TrialClassError(SpecError):
+    """An `entrypoint: module:Class` whose module or class cannot be loaded or run by cade."""
+
+
 EXIT_CODES = {
     0: "success (for `cade watch`: the experiment completed)",
     1: "the experiment ended but did not complete (errored or canceled), or a generic error",

@@ -1,0 +1,1 @@
+# The `determined` import name under cade: see cade_cli/det.

@@ -1,0 +1,189 @@
+"""Determined PyTorchTrial classes under cade's harness: real torch training on sklearn digits.
+
+The trials (tests/det_trials/model_def.py) are written as Determined users write them and run
+through `python -m cade_cli.det.pytorch.run` inside fake cade segments, as a job runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cade_cli.jobs import rundir
+from test_examples_train import fake_segment, free_port, metric_lines, validations
+
+TRIALS = Path(__file__).resolve().parent / "det_trials"
+HPARAMS = {"global_batch_size": 32, "lr": 0.01}
+
+
+def write_config(path: Path, **keys: Any) -> Path:
+    """An experiment config (JSON is YAML) with the keys the harness reads."""
+    config = {"name": "t", "entrypoint": "model_def:DigitsTrial", "hyperparameters": HPARAMS,
+              "scheduling_unit": 10, **keys}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config))
+    return path
+
+
+def harness(env: dict[str, str], config: Path, entry: str = "model_def:DigitsTrial",
+            timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "cade_cli.det.pytorch.run", "--config", str(config), entry]
+    return subprocess.run(command, cwd=TRIALS, env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def segment(root: Path, segment_number: int = 1, start: int = 0, target: int = 40,
+            report_at: list[int] | None = None, resume: Path | None = None, unit: str = "batches",
+            launcher: str = "none") -> dict[str, str]:
+    return fake_segment(root, trial=1, segment=segment_number, params=HPARAMS, start=start, target=target,
+                        report_at=report_at or [20, 40], resume=resume, unit=unit, launcher=launcher)
+
+
+def checkpoints(env: dict[str, str]) -> list[int]:
+    return sorted(int(p.name) for p in (Path(env["CADE_TRIAL_DIR"]) / "checkpoints").iterdir()
+                  if p.name.isdigit())
+
+
+def close(left: dict[str, Any], right: dict[str, Any]) -> bool:
+    return left.keys() == right.keys() and all(abs(left[k] - right[k]) <= 1e-6 for k in left)
+
+
+# --- determinism ---------------------------------------------------------------------------
+
+def test_paused_and_resumed_trial_reports_what_an_uninterrupted_one_does(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "exp.yaml")
+    straight = segment(tmp_path / "a")
+    done = harness(straight, config)
+    assert done.returncode == 0, done.stderr
+    first = segment(tmp_path / "b", target=20, report_at=[20])
+    assert harness(first, config).returncode == 0
+    assert checkpoints(first) == [20]
+    second = segment(tmp_path / "b", segment_number=2, start=20, target=40, report_at=[40],
+                     resume=Path(first["CADE_TRIAL_DIR"]) / "checkpoints" / "20")
+    resumed = harness(second, config)
+    assert resumed.returncode == 0, resumed.stderr
+    assert close(validations(first)[20], validations(straight)[20])
+    assert close(validations(second)[40], validations(straight)[40])
+    assert set(validations(straight)[40]) == {"validation_loss", "accuracy", "records_seen", "slots"}
+    trained = {row["length"]: row["metrics"] for row in metric_lines(straight, "training")}
+    again = {row["length"]: row["metrics"] for row in metric_lines(second, "training")}
+    assert sorted(trained) == [10, 20, 30, 40] and close(again[30], trained[30])
+
+
+def test_preempted_trial_checkpoints_and_resumes_exactly(tmp_path: Path) -> None:
+    """SIGTERM arrives at batch 13 (sent by the trial itself): the segment checkpoints there."""
+    straight = segment(tmp_path / "a", target=40, report_at=[40])
+    assert harness(straight, write_config(tmp_path / "a.yaml")).returncode == 0
+    preempted = segment(tmp_path / "b", target=40, report_at=[40])
+    done = harness(preempted, write_config(tmp_path / "b.yaml", data={"preempt_at": 13}))
+    assert done.returncode == 0, done.stderr
+    assert (Path(preempted["CADE_RUN_DIR"]) / "preempted").read_text().startswith("SIGTERM")
+    assert checkpoints(preempted) == [14] and 40 not in validations(preempted)
+    requeued = segment(tmp_path / "b", segment_number=2, start=14, target=40, report_at=[40],
+                       resume=Path(preempted["CADE_TRIAL_DIR"]) / "checkpoints" / "14")
+    assert harness(requeued, write_config(tmp_path / "c.yaml")).returncode == 0
+    assert close(validations(requeued)[40], validations(straight)[40])
+
+
+def test_a_raised_target_continues_in_the_same_segment(tmp_path: Path) -> None:
+    """A promotion while the trial waits at its target: training goes on in the same process."""
+    env = segment(tmp_path, target=20, report_at=[20, 40])
+    env["CADE_DECISION_WAIT"] = "120"
+    command = [sys.executable, "-m", "cade_cli.det.pytorch.run", "--config",
+               str(write_config(tmp_path / "exp.yaml")), "model_def:DigitsTrial"]
+    process = subprocess.Popen(command, cwd=TRIALS, env=env, stderr=subprocess.PIPE, text=True)
+    metrics = Path(env["CADE_RUN_DIR"]) / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while '"kind": "checkpoint", "length": 20' not in (metrics.read_text() if metrics.exists() else ""):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    rundir.write_control(env["CADE_RUN_DIR"], stop=False, reason="", target_length=40)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert sorted(validations(env)) == [20, 40] and checkpoints(env) == [20, 40]
+
+
+# --- lengths, periods, callbacks, reducers -------------------------------------------------
+
+def test_epochs_follow_records_per_epoch_and_callbacks_fire_in_order(tmp_path: Path) -> None:
+    events = tmp_path / "events.json"
+    config = write_config(tmp_path / "exp.yaml", records_per_epoch=640, min_validation_period={"batches": 15},
+                          data={"events": str(events)})
+    env = segment(tmp_path, target=2, report_at=[1, 2], unit="epochs")   # 640 / 32 = 20 batches an epoch
+    done = harness(env, config)
+    assert done.returncode == 0, done.stderr
+    assert sorted(validations(env)) == [0, 1, 2]    # batch 15 (epoch 0), epoch 1 at 20, epoch 2 at 40
+    assert checkpoints(env) == [2]
+    assert [row["metrics"]["epoch"] for row in metric_lines(env, "training")] == [0, 0, 1, 1]
+    seen = json.loads(events.read_text())["events"]
+    names = [event[0] for event in seen]
+    assert seen[0] == ["startup", 0, None] and names[1] == "training_start" and names[-1] == "shutdown"
+    assert [e[1] for e in seen if e[0] in ("epoch_start", "epoch_end")] == [0, 0, 1, 1]
+    assert names.count("validation_start") == names.count("validation_end") == 3
+    assert ["checkpoint_save", 40] in seen and ["checkpoint_upload_end", "2"] in seen
+
+
+def test_a_checkpoint_carries_callback_state_and_the_load_hook_fires(tmp_path: Path) -> None:
+    first = segment(tmp_path, target=20, report_at=[20])
+    assert harness(first, write_config(tmp_path / "a.yaml")).returncode == 0
+    events = tmp_path / "events.json"
+    second = segment(tmp_path, segment_number=2, start=20, target=30, report_at=[30],
+                     resume=Path(first["CADE_TRIAL_DIR"]) / "checkpoints" / "20")
+    assert harness(second, write_config(tmp_path / "b.yaml", data={"events": str(events)})).returncode == 0
+    recorded = json.loads(events.read_text())
+    assert recorded["events"][:2] == [["checkpoint_load", 20], ["startup", 20, "20"]]
+    assert recorded["loads"] == 1
+
+
+def test_reducer_and_full_dataset_validation(tmp_path: Path) -> None:
+    env = segment(tmp_path, target=10, report_at=[10])
+    done = harness(env, write_config(tmp_path / "exp.yaml"), entry="model_def:FullDatasetTrial")
+    assert done.returncode == 0, done.stderr
+    metrics = validations(env)[10]
+    assert metrics["validation_records"] == 300 and 0.0 < metrics["accuracy"] <= 1.0
+    assert metrics["records_seen"] == 0      # evaluate_full_dataset does not feed the batch reducer
+
+
+def test_two_ranks_split_the_global_batch_and_average_across_ranks(tmp_path: Path) -> None:
+    env = segment(tmp_path, target=20, report_at=[20], launcher="torch")
+    env.update(WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    config = write_config(tmp_path / "exp.yaml")
+    command = [sys.executable, "-m", "cade_cli.det.pytorch.run", "--config", str(config), "model_def:DigitsTrial"]
+    ranks = [subprocess.Popen(command, cwd=TRIALS, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
+    for rank in ranks:
+        _, err = rank.communicate(timeout=180)
+        assert rank.returncode == 0, err
+    metrics = validations(env)[20]
+    assert metrics["slots"] == 2 and metrics["records_seen"] == 300   # 150 records on each rank
+    assert checkpoints(env) == [20] and len(metric_lines(env, "segment_end")) == 1
+
+
+# --- class loading -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("entry", "message"), [
+    ("nowhere:Trial", "'nowhere:Trial': no module 'nowhere' in "),
+    ("model_def:Missing", "model_def.py: no class 'Missing' in module 'model_def' (it defines: CountRecords, "
+                          "DigitsTrial, FullDatasetTrial, NotATrial, Recorder)"),
+    ("model_def:NotATrial", "model_def.py:149: NotATrial is not a det.pytorch.PyTorchTrial subclass "
+                            "(its bases: Module)"),
+    ("model_def:not_a_class", "model_def.py: not_a_class is a function, not a PyTorchTrial class"),
+    ("keras_def:MnistTrial", "'keras_def:MnistTrial': cannot import name 'keras' from 'determined'"),
+    ("broken_def:BrokenTrial", "broken_def.py:4: syntax error in the model definition"),
+    ("model_def", "'model_def': expected MODULE:CLASS"),
+])
+def test_class_loading_errors_are_located_and_exit_2(entry: str, message: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "cade_cli.det.pytorch.run", entry], cwd=TRIALS,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("CADE_")},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    if entry.startswith("keras_def"):
+        assert "port the model to a PyTorchTrial" in done.stderr
+
