@@ -99,11 +99,17 @@ def test_a_raised_target_continues_in_the_same_segment(tmp_path: Path) -> None:
                str(write_config(tmp_path / "exp.yaml")), "model_def:DigitsTrial"]
     process = subprocess.Popen(command, cwd=TRIALS, env=env, stderr=subprocess.PIPE, text=True)
     metrics = Path(env["CADE_RUN_DIR"]) / "metrics.jsonl"
-    deadline = time.monotonic() + 120
-    while '"kind": "checkpoint", "length": 20' not in (metrics.read_text() if metrics.exists() else ""):
-        assert time.monotonic() < deadline and process.poll() is None
-        time.sleep(0.1)
+
+    def wait_for_checkpoint(length: int) -> None:
+        deadline = time.monotonic() + 120
+        while f'"kind": "checkpoint", "length": {length}' not in (metrics.read_text() if metrics.exists() else ""):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.1)
+
+    wait_for_checkpoint(20)
     rundir.write_control(env["CADE_RUN_DIR"], stop=False, reason="", target_length=40)
+    wait_for_checkpoint(40)
+    rundir.write_control(env["CADE_RUN_DIR"], stop=True, reason="done", target_length=40)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert sorted(validations(env)) == [20, 40] and checkpoints(env) == [20, 40]
@@ -118,14 +124,14 @@ def test_epochs_follow_records_per_epoch_and_callbacks_fire_in_order(tmp_path: P
     env = segment(tmp_path, target=2, report_at=[1, 2], unit="epochs")   # 640 / 32 = 20 batches an epoch
     done = harness(env, config)
     assert done.returncode == 0, done.stderr
-    assert sorted(validations(env)) == [0, 1, 2]    # batch 15 (epoch 0), epoch 1 at 20, epoch 2 at 40
+    assert sorted(validations(env)) == [0, 1, 2]    # batches 15 and 30 (the period), 20 and 40 (epochs 1, 2)
     assert checkpoints(env) == [2]
     assert [row["metrics"]["epoch"] for row in metric_lines(env, "training")] == [0, 0, 1, 1]
     seen = json.loads(events.read_text())["events"]
     names = [event[0] for event in seen]
     assert seen[0] == ["startup", 0, None] and names[1] == "training_start" and names[-1] == "shutdown"
     assert [e[1] for e in seen if e[0] in ("epoch_start", "epoch_end")] == [0, 0, 1, 1]
-    assert names.count("validation_start") == names.count("validation_end") == 3
+    assert names.count("validation_start") == names.count("validation_end") == 4  # 15, 20, 30, 40
     assert ["checkpoint_save", 40] in seen and ["checkpoint_upload_end", "2"] in seen
 
 
@@ -175,7 +181,7 @@ def test_two_ranks_split_the_global_batch_and_average_across_ranks(tmp_path: Pat
                             "(its bases: Module)"),
     ("model_def:not_a_class", "model_def.py: not_a_class is a function, not a PyTorchTrial class"),
     ("keras_def:MnistTrial", "'keras_def:MnistTrial': cannot import name 'keras' from 'determined'"),
-    ("broken_def:BrokenTrial", "broken_def.py:4: syntax error in the model definition"),
+    ("broken_def:BrokenTrial", "broken_def.py:3: syntax error in the model definition"),
     ("model_def", "'model_def': expected MODULE:CLASS"),
 ])
 def test_class_loading_errors_are_located_and_exit_2(entry: str, message: str) -> None:
