@@ -193,3 +193,113 @@ def test_class_loading_errors_are_located_and_exit_2(entry: str, message: str) -
     if entry.startswith("keras_def"):
         assert "port the model to a PyTorchTrial" in done.stderr
 
+
+
+# --- the context and the Trainer API, in this process --------------------------------------
+
+def tiny_trial_class() -> type:
+    """Defined on demand: only these tests import the harness into the test process."""
+    import torch
+    from torch import nn
+
+    from cade_cli.det import pytorch
+
+    class TinyTrial(pytorch.PyTorchTrial):
+        def __init__(self, context: pytorch.PyTorchTrialContext) -> None:
+            self.context = context
+            self.model = context.wrap_model(nn.Linear(4, 1))
+            self.optimizer = context.wrap_optimizer(torch.optim.SGD(self.model.parameters(),
+                                                                    lr=context.get_hparam("lr")))
+            self.scheduler = context.wrap_lr_scheduler(
+                torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=1, gamma=0.5),
+                pytorch.LRScheduler.StepMode.STEP_EVERY_EPOCH)
+            self.scaler = context.wrap_scaler(torch.amp.GradScaler("cpu"))
+            self.seen: list[tuple[int, int, bool, bool]] = []
+            self.clipped = 0
+
+        def build_training_data_loader(self) -> pytorch.DataLoader:
+            data = torch.utils.data.TensorDataset(torch.ones(64, 4), torch.zeros(64, 1))
+            return pytorch.DataLoader(data, batch_size=self.context.get_per_slot_batch_size(), shuffle=True)
+
+        def build_validation_data_loader(self) -> pytorch.DataLoader:
+            data = torch.utils.data.TensorDataset(torch.ones(16, 4), torch.zeros(16, 1))
+            return pytorch.DataLoader(data, batch_size=4)
+
+        def clip(self, parameters: Any) -> None:
+            self.clipped += 1
+            nn.utils.clip_grad_norm_(parameters, 1.0)
+
+        def train_batch(self, batch: Any, epoch_idx: int, batch_idx: int) -> Any:
+            self.seen.append((epoch_idx, batch_idx, self.context.is_epoch_start(), self.context.is_epoch_end()))
+            x, y = batch
+            with self.context.autocast(dtype=torch.bfloat16):
+                loss = nn.functional.mse_loss(self.model(x).float(), y)
+            self.context.backward(loss)
+            self.context.step_optimizer(self.optimizer, clip_grads=self.clip, auto_zero_grads=batch_idx % 2 == 0)
+            return loss
+
+        def evaluate_batch(self, batch: Any) -> dict[str, Any]:
+            x, y = batch
+            return {"validation_loss": nn.functional.mse_loss(self.model(x), y)}
+
+    return TinyTrial
+
+
+@pytest.fixture
+def outside_cade(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from cade_cli import report
+
+    for name in list(os.environ):
+        if name.startswith("CADE_") or name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+            monkeypatch.delenv(name)
+    report._reset_for_tests()
+    yield
+    report._reset_for_tests()
+
+
+def test_context_calls_and_trainer_fit(outside_cade: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    from cade_cli.det import pytorch
+
+    config = {"data": {"url": "digits"}, "records_per_epoch": 64, "hyperparameters": {"lr": 0.1}}
+    with pytorch.init(hparams={"global_batch_size": 8, "lr": 0.1}, exp_conf=config) as context:
+        assert (context.get_hparam("lr"), context.get_hparams()) == (0.1, {"global_batch_size": 8, "lr": 0.1})
+        assert (context.get_per_slot_batch_size(), context.get_global_batch_size()) == (8, 8)
+        assert context.get_data_config() == {"url": "digits"}
+        assert context.get_experiment_config()["records_per_epoch"] == 64
+        assert (context.get_trial_id(), context.distributed.size, context.distributed.rank) == (1, 1, 0)
+        assert context.device == torch.device("cpu")
+        moved = context.to_device({"x": [torch.ones(1), (torch.zeros(1), "label")]})
+        assert moved["x"][1][1] == "label" and moved["x"][0].device.type == "cpu"
+        with pytest.raises(ValueError, match="no hyperparameter 'momentum' in this trial"):
+            context.get_hparam("momentum")
+        with pytest.raises(ValueError, match="backward_passes_per_step"):
+            context.wrap_optimizer(torch.optim.SGD([torch.zeros(1, requires_grad=True)]), 2)
+        trial = tiny_trial_class()(context)
+        pytorch.Trainer(trial, context).fit(max_length=pytorch.Epoch(2), validation_period=pytorch.Batch(4))
+        assert context.current_train_batch() == 16 and context.current_train_epoch() == 2
+    assert trial.seen[0] == (0, 0, True, False) and trial.seen[7] == (0, 7, False, True)
+    assert trial.seen[8] == (1, 8, True, False) and trial.clipped == 16
+    assert trial.scheduler.get_last_lr() == [pytest.approx(0.1 * 0.5 ** 2)]   # stepped at each epoch end
+    rows = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert [r["length"] for r in rows if r["kind"] == "validation"] == [4, 8, 12, 16]
+    assert [r["length"] for r in rows if r["kind"] == "training"] == [16]   # scheduling_unit: 100
+
+
+def test_a_trial_can_ask_to_stop(outside_cade: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from cade_cli.det import pytorch
+
+    with pytorch.init(hparams={"global_batch_size": 16, "lr": 0.1}) as context:
+        trial = tiny_trial_class()(context)
+        original = trial.train_batch
+
+        def stop_after_three(batch: Any, epoch_idx: int, batch_idx: int) -> Any:
+            context.set_stop_requested(batch_idx == 2)
+            return original(batch, epoch_idx, batch_idx)
+
+        trial.train_batch = stop_after_three
+        pytorch.Trainer(trial, context).fit(max_length=pytorch.Batch(10))
+        assert context.current_train_batch() == 3 and context.get_stop_requested()
+    rows = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    assert [(r["kind"], r["length"]) for r in rows] == [("training", 3), ("validation", 3)]
