@@ -303,3 +303,34 @@ def test_a_trial_can_ask_to_stop(outside_cade: Any, capsys: pytest.CaptureFixtur
         assert context.current_train_batch() == 3 and context.get_stop_requested()
     rows = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
     assert [(r["kind"], r["length"]) for r in rows] == [("training", 3), ("validation", 3)]
+
+
+# --- the example, end to end on the local backend ------------------------------------------
+
+def test_the_example_runs_adaptive_asha_on_the_local_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from cade_cli.cli import cli
+
+    root = TRIALS.parents[1]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CADE_CONFIG", str(tmp_path / "no-config.yaml"))
+    monkeypatch.setenv("CADE_POLL_INTERVAL", "0.1")
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    # The entrypoint's `python3` is this interpreter, which has torch and scikit-learn.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.delenv("CADE_LEDGER", raising=False)
+    spec = root / "examples" / "determined-trial" / "adaptive.yaml"
+    result = CliRunner().invoke(cli, ["submit", str(spec), "--scheduler", "local"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    status = json.loads(CliRunner().invoke(cli, ["status", "--json", "digits-trial-adaptive"]).output)
+    assert status["experiment"]["state"] == "completed"
+    trials = status["trials"]
+    assert len(trials) == 4 and sorted(t["length"] for t in trials) == [40, 40, 40, 160]
+    promoted = next(t for t in trials if t["length"] == 160)
+    trial_dir = Path(status["experiment"]["root"]) / "trials" / str(promoted["id"])
+    assert sorted(int(p.name) for p in (trial_dir / "checkpoints").iterdir()) == [40, 160]
+    metrics = [json.loads(line) for path in sorted(trial_dir.glob("segments/*/metrics.jsonl"))
+               for line in path.read_text().splitlines()]
+    final = next(m for m in metrics if m["kind"] == "validation" and m["length"] == 160)
+    assert set(final["metrics"]) == {"validation_loss", "accuracy"} and final["metrics"]["accuracy"] > 0.5
