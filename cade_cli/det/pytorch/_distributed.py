@@ -12,6 +12,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from cade_cli.errors import LaunchError
+
 
 class DistributedContext:
     """What a trial may ask about its ranks (the subset of Determined's that PyTorchTrial uses)."""
@@ -65,6 +67,10 @@ class DistributedContext:
 
 def join_ranks(device: torch.device) -> DistributedContext:
     """Join the launcher's process group when there is more than one rank."""
+    if os.environ.get("CADE_LAUNCHER") == "horovod":
+        # Horovod ranks set no WORLD_SIZE: each would train alone, unnoticed.
+        raise LaunchError("the PyTorchTrial harness runs data parallel with torch.distributed, not Horovod",
+                          hint="set resources.launcher: torch (the default) in the experiment config")
     size = int(os.environ.get("WORLD_SIZE") or 1)
     if size <= 1:
         return DistributedContext()
