@@ -180,7 +180,7 @@ def test_two_ranks_split_the_global_batch_and_average_across_ranks(tmp_path: Pat
     ("model_def:NotATrial", "model_def.py:149: NotATrial is not a det.pytorch.PyTorchTrial subclass "
                             "(its bases: Module)"),
     ("model_def:not_a_class", "model_def.py: not_a_class is a function, not a PyTorchTrial class"),
-    ("keras_def:MnistTrial", "'keras_def:MnistTrial': cannot import name 'keras' from 'determined'"),
+    ("keras_def:MnistTrial", "'keras_def:MnistTrial': the model definition imports determined.keras, which cade does not provide"),
     ("broken_def:BrokenTrial", "broken_def.py:3: syntax error in the model definition"),
     ("model_def", "'model_def': expected MODULE:CLASS"),
 ])
@@ -334,3 +334,11 @@ def test_the_example_runs_adaptive_asha_on_the_local_backend(tmp_path: Path, mon
                for line in path.read_text().splitlines()]
     final = next(m for m in metrics if m["kind"] == "validation" and m["length"] == 160)
     assert set(final["metrics"]) == {"validation_loss", "accuracy"} and final["metrics"]["accuracy"] > 0.5
+
+
+def test_horovod_asked_of_the_harness_is_a_launch_error(tmp_path: Path) -> None:
+    env = segment(tmp_path, target=10, report_at=[10], launcher="horovod")
+    done = harness(env, write_config(tmp_path / "exp.yaml"))
+    assert done.returncode == 5
+    assert "runs data parallel with torch.distributed, not Horovod" in done.stderr
+    assert "resources.launcher: torch" in done.stderr

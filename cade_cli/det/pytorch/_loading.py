@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ _OTHER_TRIALS = {
     "TFKerasTrial": "determined.keras", "DeepSpeedTrial": "determined.pytorch.deepspeed",
     "EstimatorTrial": "determined.estimator", "TFKerasTrialContext": "determined.keras",
 }
+_CANNOT_IMPORT = re.compile(r"cannot import name '(\w+)'")
 _UNSUPPORTED_MODULES = ("determined.keras", "determined.estimator", "determined.pytorch.deepspeed",
                         "determined.tensorflow", "determined.pytorch.lightning", "determined.horovod")
 
@@ -71,7 +73,11 @@ def _import(entry: str, module_name: str, directory: Path) -> Any:
     except ImportError as err:
         source = getattr(err, "name", "") or ""
         if source.startswith("determined"):
-            raise TrialClassError(f"{entry!r}: {err}", hint=_PORTING) from None
+            # `from determined import keras`: the message names what was asked for.
+            asked = _CANNOT_IMPORT.search(str(err))
+            missing = f"{source}.{asked.group(1)}" if asked else source
+            raise TrialClassError(f"{entry!r}: the model definition imports {missing}, which cade does not "
+                                  "provide", hint=_PORTING) from None
         raise
     except SyntaxError as err:
         raise TrialClassError(f"{err.filename}:{err.lineno}: syntax error in the model definition: "
