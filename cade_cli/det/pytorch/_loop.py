@@ -21,7 +21,7 @@ from cade_cli.det.pytorch import _checkpoint
 from cade_cli.det.pytorch._context import PyTorchTrialContext
 from cade_cli.det.pytorch._data import DataLoader, batches_of, to_device
 from cade_cli.det.pytorch._lengths import Units
-from cade_cli.det.pytorch._reducer import average_batches, plain_metrics
+from cade_cli.det.pytorch._reducer import average_batches, detached, plain_metrics
 from cade_cli.det.pytorch._trial import LRScheduler, PyTorchTrial, defines
 
 
@@ -117,7 +117,7 @@ class Loop:
             batch = to_device(batch, context.device)
         with context.training_step():
             metrics = self.trial.train_batch(batch, epoch, index)
-        self.pending.append(metrics)
+        self.pending.append(detached(metrics))
         context.batches_trained = index + 1
         context.step_schedulers(LRScheduler.StepMode.STEP_EVERY_BATCH, index + 1)
         if (index + 1) % per_epoch == 0:

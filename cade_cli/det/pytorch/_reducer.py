@@ -81,6 +81,16 @@ def plain_number(value: Any) -> Any:
     return value
 
 
+def detached(metrics: Any) -> Any:
+    """Kept until the next report: without its autograd graph, which would hold activations."""
+    if isinstance(metrics, torch.Tensor):
+        return metrics.detach()
+    if isinstance(metrics, Mapping):
+        return {key: value.detach() if isinstance(value, torch.Tensor) else value
+                for key, value in metrics.items()}
+    return metrics
+
+
 def plain_metrics(metrics: Mapping[str, Any] | torch.Tensor) -> dict[str, Any]:
     """train_batch may return a loss tensor alone: Determined names it `loss`."""
     if isinstance(metrics, torch.Tensor):
