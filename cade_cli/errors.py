@@ -64,6 +64,10 @@ class ObjectiveError(CadeError):
     exit_code = 2
 
 
+class TrialClassError(SpecError):
+    """An `entrypoint: module:Class` whose module or class cannot be loaded or run by cade."""
+
+
 INTERRUPTED = 130
 
 # The one table of exit codes: `cade --help` prints it and the README copies it (a test

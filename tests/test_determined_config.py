@@ -207,13 +207,15 @@ def test_refused_values_say_why_with_file_and_line() -> None:
     ]
 
 
-def test_trial_class_behind_a_launcher_keeps_the_trial_class_refusal() -> None:
+def test_trial_class_behind_a_launcher_runs_in_the_trial_harness() -> None:
     text = (DATA / "async_stop_once_032.yaml").read_text().replace(
         "[python3, -m, determined.launch.deepspeed, python3, train_ds.py]",
         "python3 -m determined.launch.torch_distributed --trial model_def:MnistTrial")
     source = DATA.parent.parent / "trial_class.yaml"
-    with pytest.raises(SpecError, match="a Determined Trial class"):
-        parse_spec(text, str(source))
+    spec = parse_spec(text, str(source))
+    assert spec.entrypoint == ("python3", "-m", "cade_cli.det.pytorch.run", "--config", "trial_class.yaml",
+                               "model_def:MnistTrial")
+    assert spec.resources.launcher == "torch"
 
 
 def test_mapped_values_reach_the_job_params_json_and_checkpoint_directory(tmp_path: Path) -> None:

@@ -366,10 +366,11 @@ def test_environment_errors() -> None:
     ]
 
 
-def test_determined_trial_class_entrypoint_is_explained() -> None:
-    [message] = errors(MINIMAL.replace("python3 train.py", "model_def:MnistTrial"))
-    assert message.startswith("spec.yaml:2: entrypoint: expected a command (e.g. 'python3 train.py'), found "
-                              "'model_def:MnistTrial' (a string), a Determined Trial class")
+def test_determined_trial_class_entrypoint_runs_the_pytorch_harness() -> None:
+    spec = parse(MINIMAL.replace("python3 train.py", "model_def:MnistTrial"))
+    assert spec.entrypoint == ("python3", "-m", "cade_cli.det.pytorch.run", "--config", "spec.yaml",
+                               "model_def:MnistTrial")
+    assert parse(MINIMAL).entrypoint == ("python3", "train.py")
 
 
 def test_section_that_is_not_a_mapping_is_reported_once() -> None:

@@ -198,6 +198,7 @@ def _validate(root: Node, problems: Problems, source: str, workdir: str,
     determined = normalise(root, problems)
     spec = _build(root, problems, determined)
     problems.raise_if_any()
+    spec["entrypoint"] = _trial_harness(spec["entrypoint"], source)
     return ExperimentSpec(**spec, source=source, workdir=workdir, raw=raw,
                           trial_config=determined.trial_config, image=determined.image,
                           bind_mounts=tuple(determined.bind_mounts), warnings=tuple(determined.warnings))
@@ -259,11 +260,18 @@ def _entrypoint(top: MapReader) -> tuple[str, ...]:
         return ()
     if not argv:
         top.bad(node, "entrypoint", expected)
-    elif len(argv) == 1 and _TRIAL_CLASS.fullmatch(argv[0]) and "/" not in argv[0]:
-        top.problems.add(node.loc, "entrypoint", f"expected a command (e.g. 'python3 train.py'), found "
-                                                 f"{describe(node.value)}, a Determined Trial class; "
-                                                 "cade runs a command and reports through cade_cli.report")
     return argv
+
+
+def _trial_harness(argv: tuple[str, ...], source: str) -> tuple[str, ...]:
+    """A Determined Trial class (`model_def:MyTrial`) runs in cade's PyTorchTrial harness.
+
+    The harness reads the experiment config from this spec's file (the job runs in its directory).
+    """
+    if len(argv) != 1 or not _TRIAL_CLASS.match(argv[0]) or "/" in argv[0]:
+        return argv
+    config = () if source.startswith("<") else ("--config", os.path.basename(source))
+    return ("python3", "-m", "cade_cli.det.pytorch.run", *config, argv[0])
 
 
 def _resources(section: MapReader) -> ResourcesSpec:

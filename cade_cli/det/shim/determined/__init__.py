@@ -34,6 +34,12 @@ class _UnsupportedName(UnsupportedCall, AttributeError):
 
 
 def __getattr__(name: str) -> Any:
+    if name == "pytorch":  # `det.pytorch` after a bare `import determined as det`, as Determined allows
+        import sys
+
+        import determined.pytorch  # noqa: F401  (the submodule, found on this package's path)
+
+        return sys.modules["determined.pytorch"]
     if name in _ELSEWHERE:
         try:
             unsupported(f"determined.{name}", _ELSEWHERE[name])
