@@ -14,8 +14,10 @@ import random
 from typing import Any, Self
 
 from cade_cli.errors import SpecError
+from cade_cli.search.samplers import load_sampler_state, make_sampler, sampler_state
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.search.space import Space, grid, sample
+from cade_cli.search.searchers.brackets import minimised
+from cade_cli.search.space import Space, grid
 from cade_cli.spec.experiment import SearcherSpec
 
 SNAPSHOT_FORMAT = 1
@@ -64,6 +66,7 @@ class _FixedLengthSearcher:
         self.closed_counted = 0    # trials done that use budget
         self.open: set[int] = set()
         self.done = False
+        self.sampler = make_sampler(searcher_spec.sampler, space, (self.max_length,))
 
     # -- what subclasses choose -------------------------------------------------------
     @property
@@ -87,6 +90,7 @@ class _FixedLengthSearcher:
     def on_validation(self, trial: int, length: int, metric: float) -> list[Decision]:
         if trial not in self.open or length < self.max_length:
             return []
+        self.sampler.observe(trial, length, minimised(metric, self.spec.smaller_is_better))
         self._close(trial, counted=True)
         return [Stop(trial), *self._refill()]
 
@@ -94,6 +98,7 @@ class _FixedLengthSearcher:
         if trial not in self.open:
             return []
         counted = reason != ExitReason.INVALID_HP or self._invalid_uses_budget()
+        self.sampler.exited(trial, ExitReason(reason))
         self._close(trial, counted)
         return self._refill()
 
@@ -106,7 +111,7 @@ class _FixedLengthSearcher:
         return {"searcher": self.name, "format": SNAPSHOT_FORMAT, "created": self.created,
                 "uncounted": self.uncounted, "closed_counted": self.closed_counted,
                 "open": sorted(self.open), "done": self.done,
-                "rng": rng_state_to_json(self.rng)}
+                "rng": rng_state_to_json(self.rng), **sampler_state(self.sampler)}
 
     @classmethod
     def restore(cls, searcher_spec: SearcherSpec, space: Space,
@@ -118,6 +123,7 @@ class _FixedLengthSearcher:
         searcher.closed_counted = snapshot["closed_counted"]
         searcher.open = set(snapshot["open"])
         searcher.done = snapshot["done"]
+        load_sampler_state(searcher.sampler, snapshot)
         return searcher
 
     # -- helpers ------------------------------------------------------------------------
@@ -168,7 +174,7 @@ class Random(_FixedLengthSearcher):
         return self._budget
 
     def _next_params(self) -> dict[str, Any]:
-        return sample(self.space, self.rng)
+        return self.sampler.propose(self.created, self.rng)
 
 
 class Single(Random):
