@@ -117,12 +117,21 @@ class TpeSampler:
         return decode(self.space, best)
 
     def _split(self, level: int) -> tuple[list[Point], list[Point]]:
-        """Good and bad points at `level`; pending and errored trials are bad (the lie)."""
+        """Good and bad points at `level`.
+
+        Good: the best GAMMA of the results at `level`. Bad: the rest of them, then the
+        trials that stopped short of `level` (in a bracket, those ranked lower on the way
+        up), then pending and errored trials (the constant liar).
+        """
         ranked = sorted((record.values[level], trial) for trial, record in self.trials.items()
                         if level in record.values)
         n_good = max(1, min(math.ceil(GAMMA * len(ranked)), MAX_GOOD))
+        short = sorted((-max(record.values), record.values[max(record.values)], trial)
+                       for trial, record in self.trials.items()
+                       if record.values and level not in record.values)
+        bad_trials = [trial for _, trial in ranked[n_good:]] + [trial for *_, trial in short]
         good = [self.trials[trial].point for _, trial in ranked[:n_good]]
-        bad = [self.trials[trial].point for _, trial in _thin(ranked[n_good:], MAX_BAD)]
+        bad = [self.trials[trial].point for trial in _thin(bad_trials, MAX_BAD)]
         bad += [record.point for record in self.trials.values()
                 if record.pending or (record.errored and not record.values)]
         return good, bad
@@ -144,7 +153,7 @@ class TpeSampler:
                        for trial, point, values, exited, errored in state["trials"]}
 
 
-def _thin(ranked: list[tuple[float, int]], limit: int) -> list[tuple[float, int]]:
+def _thin(ranked: list[int], limit: int) -> list[int]:
     """At most `limit` entries spread evenly over the ranking (its shape survives)."""
     if len(ranked) <= limit:
         return ranked

@@ -11,10 +11,10 @@ import random
 from typing import Any, Protocol
 
 from cade_cli.errors import SpecError
-from cade_cli.search.samplers import DEFAULT_SAMPLER, SAMPLING_SEARCHERS
 from cade_cli.search.searchers.base import Decision, ExitReason
 from cade_cli.search.space import Space
 from cade_cli.spec.experiment import SEARCHER_NAMES, SearcherSpec
+from cade_cli.spec.sampler import DEFAULT_SAMPLER, SAMPLING_SEARCHERS
 
 # name -> (module, class); imported on demand so that each searcher module stands alone.
 _CLASSES = {
