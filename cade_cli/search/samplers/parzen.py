@@ -9,6 +9,7 @@ follow Scott's rule as in multivariate TPE: 0.2 * n^(-1/(d+4)) of the unit range
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ def _normal_cdf(z: float) -> float:
     return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
 
 
+@functools.lru_cache(maxsize=65536)  # the same centres come back proposal after proposal
 def _log_normaliser(mu: float, sigma: float) -> float:
     """log of sigma*sqrt(2pi) times the kernel's mass inside [0, 1]."""
     mass = _normal_cdf((1.0 - mu) / sigma) - _normal_cdf(-mu / sigma)
@@ -35,7 +37,7 @@ def _log_normaliser(mu: float, sigma: float) -> float:
 
 def log_sum_exp(values: Sequence[float]) -> float:
     top = max(values)
-    return top + math.log(sum(math.exp(v - top) for v in values))
+    return top + math.log(sum(map(math.exp, [v - top for v in values])))
 
 
 class Parzen:
@@ -44,9 +46,15 @@ class Parzen:
     def __init__(self, dims: Sequence[Dimension], points: Sequence[Point]) -> None:
         self.dims = list(dims)
         self.points = [list(point) for point in points]
-        # Coordinates by dimension: the density loops run down columns, not across points.
-        self.columns = [[point[j] for point in self.points] for j in range(len(self.dims))]
         self.categorical = [dim.is_categorical for dim in self.dims]
+        self.numeric_index = [j for j, categorical in enumerate(self.categorical)
+                              if not categorical]
+        # Numeric kernels share one bandwidth, so their product is a function of the
+        # Euclidean distance (math.dist, one C call per point); categorical coordinates are
+        # read down columns.
+        self.numeric_points = [[float(point[j]) for j in self.numeric_index]
+                               for point in self.points]
+        self.columns = [[point[j] for point in self.points] for j in range(len(self.dims))]
         n = max(len(self.points), 1)
         self.sigma = max(BANDWIDTH_SCALE * n ** (-1.0 / (len(self.dims) + 4)), MIN_BANDWIDTH)
         self.log_weight = -math.log(len(self.points) + 1)  # every component weighs the same
@@ -80,19 +88,20 @@ class Parzen:
     # -- density ------------------------------------------------------------------------
     def log_density(self, point: Point) -> float:
         """log of the mixture density at `point`."""
-        component_logs = [-norm for norm in self.point_norms]
-        prior_log = 0.0
         scale = -0.5 / (self.sigma * self.sigma)
+        numeric = [float(point[j]) for j in self.numeric_index]
+        dist = math.dist
+        component_logs = [scale * dist(numeric, centre) ** 2 - norm
+                          for centre, norm in zip(self.numeric_points, self.point_norms)]
+        prior_log = sum(-0.5 * ((x - 0.5) / PRIOR_SIGMA) ** 2 - self.prior_norm
+                        for x in numeric)
         for j, dim in enumerate(self.dims):
-            x, column = point[j], self.columns[j]
-            if self.categorical[j]:
-                same = math.log(1.0 - CATEGORY_MIX + CATEGORY_MIX / dim.choices)
-                other = math.log(CATEGORY_MIX / dim.choices)
-                component_logs = [c + (same if p == x else other)
-                                  for c, p in zip(component_logs, column)]
-                prior_log -= math.log(dim.choices)
-            else:
-                component_logs = [c + scale * (x - p) * (x - p)
-                                  for c, p in zip(component_logs, column)]
-                prior_log += -0.5 * ((x - 0.5) / PRIOR_SIGMA) ** 2 - self.prior_norm
+            if not self.categorical[j]:
+                continue
+            x = point[j]
+            same = math.log(1.0 - CATEGORY_MIX + CATEGORY_MIX / dim.choices)
+            other = math.log(CATEGORY_MIX / dim.choices)
+            component_logs = [c + (same if p == x else other)
+                              for c, p in zip(component_logs, self.columns[j])]
+            prior_log -= math.log(dim.choices)
         return self.log_weight + log_sum_exp(component_logs + [prior_log])

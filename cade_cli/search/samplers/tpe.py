@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,10 +34,10 @@ from cade_cli.search.space import Space, sample
 STATE_FORMAT = 1
 GAMMA = 0.15            # share of a level's results that form the good group
 MAX_GOOD = 25           # cap of the good group (Optuna's)
-MAX_BAD = 64            # bad results beyond this are thinned evenly by rank (cost bound)
+MAX_BAD = 48            # bad results beyond this are thinned evenly by rank (cost bound)
 MIN_OBSERVATIONS = 10   # results a level needs before the model is built on it
 RANDOM_SHARE = 0.1      # proposals drawn at random even when a model exists
-CANDIDATES = 24         # points drawn from the good density per proposal
+CANDIDATES = 16         # points drawn from the good density per proposal
 
 
 @dataclass
@@ -90,9 +91,9 @@ class TpeSampler:
     # -- the model ------------------------------------------------------------------------
     def model_level(self) -> int | None:
         """The highest level with enough results to build the model on."""
+        counts = Counter(level for record in self.trials.values() for level in record.values)
         for level in reversed(self.levels):
-            count = sum(1 for record in self.trials.values() if level in record.values)
-            if count >= self.min_observations:
+            if counts[level] >= self.min_observations:
                 return level
         return None
 
@@ -123,18 +124,25 @@ class TpeSampler:
         trials that stopped short of `level` (in a bracket, those ranked lower on the way
         up), then pending and errored trials (the constant liar).
         """
-        ranked = sorted((record.values[level], trial) for trial, record in self.trials.items()
-                        if level in record.values)
+        ranked: list[tuple[float, int]] = []
+        short: list[tuple[int, float, int]] = []   # (-highest level, value there, trial)
+        lied: list[Point] = []
+        for trial, record in self.trials.items():
+            values = record.values
+            if level in values:
+                ranked.append((values[level], trial))
+            elif values:
+                highest = max(values)
+                short.append((-highest, values[highest], trial))
+            elif record.pending or record.errored:
+                lied.append(record.point)
+        ranked.sort()
+        short.sort()
         n_good = max(1, min(math.ceil(GAMMA * len(ranked)), MAX_GOOD))
-        short = sorted((-max(record.values), record.values[max(record.values)], trial)
-                       for trial, record in self.trials.items()
-                       if record.values and level not in record.values)
         bad_trials = [trial for _, trial in ranked[n_good:]] + [trial for *_, trial in short]
         good = [self.trials[trial].point for _, trial in ranked[:n_good]]
         bad = [self.trials[trial].point for trial in _thin(bad_trials, MAX_BAD)]
-        bad += [record.point for record in self.trials.values()
-                if record.pending or (record.errored and not record.values)]
-        return good, bad
+        return good, bad + lied
 
     # -- state ----------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
