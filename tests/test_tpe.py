@@ -16,7 +16,9 @@ import textwrap
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from cade_cli.cli import cli
 from cade_cli.errors import SpecError
 from cade_cli.search.samplers.tpe import TpeSampler
 from cade_cli.search.searchers import make_searcher, restore_searcher
@@ -259,3 +261,17 @@ def test_the_sampler_key_reads_and_defaults() -> None:
 def test_a_searcher_built_directly_refuses_tpe_for_grid() -> None:
     with pytest.raises(SpecError, match="does not sample new params"):
         make_searcher(searcher_spec("grid", max_trials=None), Nested((("x", Int(1, 3, 3)),)), 0)
+
+
+def test_preview_names_the_sampler(tmp_path: Any) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec_text("random", "max_trials: 3\nmax_length: 10"), encoding="utf-8")
+    shown = CliRunner().invoke(cli, ["preview", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "Sampler: tpe: new trials' params are proposed from a density model" in shown.stdout
+    as_json = CliRunner().invoke(cli, ["preview", str(path), "--json"])
+    assert json.loads(as_json.stdout)["sampler"] == "tpe"
+    path.write_text(spec_text("random", "max_trials: 3\nmax_length: 10")
+                    .replace("  sampler: tpe\n", ""), encoding="utf-8")
+    default = CliRunner().invoke(cli, ["preview", str(path)])
+    assert "Sampler: random: new trials' params are drawn at random" in default.stdout

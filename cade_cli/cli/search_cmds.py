@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from cade_cli.search.plan import Plan, plan_to_json, preview
+from cade_cli.search.samplers import SAMPLING_SEARCHERS, describe_sampler
 from cade_cli.search.simulate import (
     ProgressCallback,
     SimulationResult,
@@ -78,6 +79,8 @@ def _render_plan(console: Console, spec: ExperimentSpec, plan: Plan) -> None:
     console.print(f"Total length trained: [bold]{plan.total_length}[/] {unit}")
     if plan.note:
         console.print(f"Concurrency: {plan.note}")
+    if plan.searcher in SAMPLING_SEARCHERS:
+        console.print(f"Sampler: {describe_sampler(plan.sampler)}", markup=False)
 
 
 # -- simulate -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cade_cli.errors import SpecError
@@ -37,6 +37,7 @@ class Plan:
     ends: tuple[tuple[int, int], ...]   # (length, trials whose training ends there), ascending
     total_length: int                   # the length actually trained, all trials together
     note: str = ""                      # how max_concurrent_trials was applied
+    sampler: str = "random"             # searcher.sampler: where new trials' params come from
 
     @property
     def total_trials(self) -> int:
@@ -57,7 +58,7 @@ def preview(spec: ExperimentSpec) -> Plan:
     if searcher.name not in planners:
         raise SpecError(f"unknown searcher {searcher.name!r}",
                         hint=f"choose one of: {', '.join(planners)}")
-    return planners[searcher.name]()
+    return replace(planners[searcher.name](), sampler=searcher.sampler)
 
 
 def rung_reached(ladders: Sequence[Sequence[int]], bracket: int, length: int) -> int | None:
@@ -80,6 +81,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "total_length": plan.total_length,
         "total_trials": plan.total_trials,
         "note": plan.note,
+        "sampler": plan.sampler,
     }
 
 

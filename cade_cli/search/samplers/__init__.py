@@ -16,8 +16,8 @@ from cade_cli.search.searchers.base import ExitReason
 from cade_cli.search.space import Space
 from cade_cli.spec.sampler import DEFAULT_SAMPLER, SAMPLER_NAMES, SAMPLING_SEARCHERS
 
-__all__ = ["DEFAULT_SAMPLER", "SAMPLER_NAMES", "SAMPLING_SEARCHERS", "Sampler", "make_sampler",
-           "sampler_state", "load_sampler_state"]
+__all__ = ["DEFAULT_SAMPLER", "SAMPLER_NAMES", "SAMPLING_SEARCHERS", "Sampler", "describe_sampler",
+           "make_sampler", "sampler_state", "load_sampler_state"]
 
 
 
@@ -61,3 +61,12 @@ def load_sampler_state(sampler: Sampler, snapshot: dict[str, Any]) -> None:
     if "sampler" not in snapshot:
         raise ValueError(f"the snapshot holds no state of the {sampler.name!r} sampler")
     sampler.load_json(snapshot["sampler"])
+
+
+def describe_sampler(name: str) -> str:
+    """One line for `cade preview`: what the sampler does, and the other choice."""
+    if name == "tpe":
+        from cade_cli.search.samplers.tpe import describe
+        return describe()
+    return ("random: new trials' params are drawn at random (Determined's behaviour); "
+            "`sampler: tpe` proposes them from a model of the reported results")

@@ -161,6 +161,14 @@ class TpeSampler:
                        for trial, point, values, exited, errored in state["trials"]}
 
 
+def describe() -> str:
+    """The sampler in one line, with the constants it runs with."""
+    return (f"tpe: new trials' params are proposed from a density model of the results "
+            f"(best {GAMMA:.0%} against the rest, on the longest rung with "
+            f"{MIN_OBSERVATIONS}+ results); random until then and for {RANDOM_SHARE:.0%} "
+            f"of proposals; trials still running count as bad results")
+
+
 def _thin(ranked: list[int], limit: int) -> list[int]:
     """At most `limit` entries spread evenly over the ranking (its shape survives)."""
     if len(ranked) <= limit:
