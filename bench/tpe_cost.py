@@ -1,12 +1,12 @@
 """What `sampler: tpe` costs: milliseconds per proposal and a 1,000-trial `cade simulate`.
 
-Goals (issue 13): a proposal in at most 10 ms with 1,000 observations; a 1,000-trial
-simulate under 5 s. The proposal time is the median over PROPOSALS proposals made after
-1,000 results (and a few pending trials) at one level, in a four-hyperparameter space, in
-CPU time (so that other work on a shared machine does not inflate it); the simulate is the Adaptive ASHA search of bench/simulate_speed.py with `sampler: tpe`, timed
-as a whole `cade simulate --json` process (wall time) and in process (CPU time), median of
-several runs, with the
-random sampler alongside for comparison.
+Goals: a proposal in at most 10 ms with 1,000 observations; a 1,000-trial simulate under
+5 s. The proposal time is the median over PROPOSALS proposals made after 1,000 results (and
+a few pending trials) at one level, in a four-hyperparameter space, in CPU time (so that
+other work on a shared machine does not inflate it). The simulate is the Adaptive ASHA
+search of bench/simulate_speed.py with `sampler: tpe`, timed as a whole
+`cade simulate --json` process (wall time) and in process (CPU time), median of several
+runs, with the random sampler alongside for comparison.
 
 Usage: python bench/tpe_cost.py [--repeats 3]
 """

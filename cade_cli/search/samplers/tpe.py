@@ -101,8 +101,8 @@ class TpeSampler:
         if not self.dims:
             return None
         level = self.model_level()
-        # The draw is taken even without a model, so that the RNG stream does not depend on
-        # when the model appears (keeps runs comparable across settings).
+        # One draw per proposal, model or not: the random share is decided the same way
+        # from the first proposal on.
         if rng.random() < RANDOM_SHARE or level is None:
             return None
         good, bad = self._split(level)
