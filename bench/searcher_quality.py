@@ -4,7 +4,8 @@ Benchmarks: mf-prior-bench's multi-fidelity Hartmann functions (mfh3, mfh6 and t
 and `_terrible` variants, whose low fidelities are biased and noisy). A trial's "length" is
 the benchmark's fidelity (1..100); training a trial from length a to b costs b - a.
 
-Every method samples configurations at random (the pruner/scheduler is what is compared) and
+Every method samples configurations at random (the pruner/scheduler is what is compared),
+except the cade `-tpe` methods (`sampler: tpe`, see bench/sampler_quality.py), and
 runs until it has spent the same total training length (BUDGET full trainings' worth). What
 each method knows is traced in the order it learns it; the trace is cut at the budget.
 
@@ -116,6 +117,9 @@ def cade_spec(method: str, dims: int, budget_trials: int) -> Any:
         searchers[f"adaptive-{mode}"] = (
             f"name: adaptive_asha\n  mode: {mode}\n  max_rungs: 4\n  divisor: {DIVISOR}\n"
             f"  max_trials: {many}\n  max_length: {MAX_LENGTH}")
+    # `-tpe` methods: the same searcher with `sampler: tpe` (model-based proposals).
+    for base in ("asha-promotion", "adaptive-standard"):
+        searchers[f"{base}-tpe"] = searchers[base] + "\n  sampler: tpe"
     text = (f"name: quality-{method}\nentrypoint: none\nhyperparameters:\n{hps}\n"
             f"searcher:\n  metric: value\n  max_concurrent_trials: 4\n  {searchers[method]}\n")
     return parse_spec(text, source=f"<{method}>")
@@ -219,7 +223,8 @@ def run_ray_asha(bench: Any, dims: int, trace: Trace, seed: int) -> None:
 
 
 CADE_METHODS = ("random", "asha-promotion", "asha-stopping", "adaptive-aggressive",
-                "adaptive-standard", "adaptive-conservative", "pbt")
+                "adaptive-standard", "adaptive-conservative", "pbt", "asha-promotion-tpe",
+                "adaptive-standard-tpe")
 PEER_METHODS = ("optuna-sha", "optuna-hyperband", "ray-asha")
 
 

@@ -87,6 +87,7 @@ def test_preview_json_is_the_plan(workdir: Path) -> None:
                  {"length": 9, "trials": 1}],
         "total_length": 6 * 1 + 2 * 3 + 9,
         "total_trials": 9,
+        "sampler": "random",
     }
     assert result.stderr == ""
 

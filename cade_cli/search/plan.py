@@ -9,7 +9,7 @@ there; every trial that enters the top rung stops there.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cade_cli.search.searchers import searcher_class
@@ -32,6 +32,7 @@ class Plan:
     ends: tuple[tuple[int, int], ...]   # (length, trials whose training ends there), ascending
     total_length: int                   # the length actually trained, all trials together
     note: str = ""                      # how max_concurrent_trials was applied
+    sampler: str = "random"             # searcher.sampler: where new trials' params come from
 
     @property
     def total_trials(self) -> int:
@@ -40,7 +41,8 @@ class Plan:
 
 def preview(spec: ExperimentSpec) -> Plan:
     """The plan of `spec`'s search (any searcher): the searcher plans itself."""
-    return searcher_class(spec.searcher.name).preview(spec.searcher, spec.hyperparameters)
+    plan = searcher_class(spec.searcher.name).preview(spec.searcher, spec.hyperparameters)
+    return replace(plan, sampler=spec.searcher.sampler)
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
@@ -53,6 +55,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "total_length": plan.total_length,
         "total_trials": plan.total_trials,
         "note": plan.note,
+        "sampler": plan.sampler,
     }
 
 

@@ -62,6 +62,7 @@ class SearcherSpec:
     metric: str
     smaller_is_better: bool = True
     max_concurrent_trials: int = 16        # 0 = as many as possible
+    sampler: str = "random"                # random | tpe (random, async_halving, adaptive_asha)
     max_trials: int | None = None          # random, async_halving, adaptive_asha
     max_length: int | None = None          # or max_time when time_metric is set
     length_unit: str = "batches"           # batches | records | epochs (passed to the trial)

@@ -10,13 +10,14 @@ from typing import Any
 
 from cade_cli.spec.determined import determined_keys
 from cade_cli.spec.reader import MapReader, is_int, suggest
+from cade_cli.spec.sampler import read_sampler
 from cade_cli.spec.yamlpos import describe
 
 SEARCHER_NAMES = ("single", "grid", "random", "async_halving", "adaptive_asha", "pbt")
 LENGTH_UNITS = ("batches", "records", "epochs")
 ASHA_MODES = ("aggressive", "standard", "conservative")
 
-_COMMON = ("name", "metric", "smaller_is_better", "max_concurrent_trials")
+_COMMON = ("name", "metric", "smaller_is_better", "max_concurrent_trials", "sampler")
 _ASHA_LENGTH = ("max_length", "max_time", "time_metric")
 _OWN_KEYS: dict[str, tuple[str, ...]] = {
     "single": ("max_length",),
@@ -39,6 +40,7 @@ def read_searcher(reader: MapReader) -> dict[str, Any]:
                                 one_line=True),
         "smaller_is_better": reader.boolean("smaller_is_better", True),
         "max_concurrent_trials": reader.integer("max_concurrent_trials", 16, minimum=0),
+        "sampler": read_sampler(reader, name),
     }
     needs = f" (the {name!r} searcher needs it)"
     if name in ("random", "async_halving", "adaptive_asha"):

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 from rich.table import Table
 
 from cade_cli.search.plan import Plan
+from cade_cli.search.samplers import SAMPLING_SEARCHERS, describe_sampler
 from cade_cli.search.simulate import ProgressCallback, SimulationResult
 from cade_cli.search.space import flatten
 from cade_cli.spec import determined
@@ -61,6 +62,8 @@ def _print_plan(console: Console, spec: ExperimentSpec, plan: Plan) -> None:
     console.print(f"Total length trained: [bold]{plan.total_length}[/] {unit}")
     if plan.note:
         console.print(f"Concurrency: {plan.note}")
+    if plan.searcher in SAMPLING_SEARCHERS:
+        console.print(f"Sampler: {describe_sampler(plan.sampler)}", markup=False)
     variant = determined.asha_variant(spec)
     if variant:
         console.print(variant)

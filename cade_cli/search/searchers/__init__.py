@@ -16,6 +16,7 @@ from cade_cli.plugins import SEARCHERS, load
 from cade_cli.search.searchers.base import Decision, ExitReason, SearcherFacts
 from cade_cli.search.space import Space
 from cade_cli.spec.experiment import SEARCHER_NAMES, SearcherSpec
+from cade_cli.spec.sampler import DEFAULT_SAMPLER, SAMPLING_SEARCHERS
 
 class Searcher(Protocol):
     """What every searcher class provides."""
@@ -49,13 +50,24 @@ def searcher_facts(searcher_spec: SearcherSpec) -> SearcherFacts:
 def make_searcher(searcher_spec: SearcherSpec, space: Space, seed: int) -> Searcher:
     """A fresh searcher whose random choices all come from `random.Random(seed)`."""
     cls = searcher_class(searcher_spec.name)
+    check_sampler(searcher_spec)
     searcher: Searcher = cls(searcher_spec, space, random.Random(seed))
     return searcher
+
+
+def check_sampler(searcher_spec: SearcherSpec) -> None:
+    """Refuse a sampler the searcher cannot use (the spec loader reports it with its line)."""
+    if (searcher_spec.sampler != DEFAULT_SAMPLER
+            and searcher_spec.name not in SAMPLING_SEARCHERS):
+        raise SpecError(f"searcher.sampler: the {searcher_spec.name!r} searcher does not "
+                        f"sample new params, so sampler {searcher_spec.sampler!r} cannot apply",
+                        hint=f"use it with {', '.join(SAMPLING_SEARCHERS)}, or remove the key")
 
 
 def restore_searcher(searcher_spec: SearcherSpec, space: Space,
                      snapshot: dict[str, Any]) -> Searcher:
     """Rebuild a searcher from `snapshot()` output."""
+    check_sampler(searcher_spec)
     searcher: Searcher = searcher_class(searcher_spec.name).restore(searcher_spec, space,
                                                                     snapshot)
     return searcher

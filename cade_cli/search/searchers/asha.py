@@ -19,6 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 from cade_cli.errors import SpecError
 from cade_cli.search.plan import Plan, asha_plan
+from cade_cli.search.samplers import load_sampler_state, make_sampler, sampler_state
 from cade_cli.search.searchers.base import (
     Decision,
     ExitReason,
@@ -50,9 +51,12 @@ class BracketSearch:
 
     def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
         self.searcher_spec = searcher_spec
-        self.factory = TrialFactory(space, rng)
+        configs = self.bracket_configs(searcher_spec)
+        # The sampler groups results by rung length, over all brackets.
+        levels = tuple(sorted({length for config in configs for length in config.rungs}))
+        self.factory = TrialFactory(space, rng, make_sampler(searcher_spec.sampler, space, levels))
         self.brackets = [make_bracket(i, config, self.factory)
-                         for i, config in enumerate(self.bracket_configs(searcher_spec))]
+                         for i, config in enumerate(configs)]
         self.started = False
         self.done = False
 
@@ -82,12 +86,14 @@ class BracketSearch:
         if self.done:
             return []
         value = minimised(metric, self.searcher_spec.smaller_is_better)
+        self.factory.sampler.observe(trial, length, value)  # before it proposes again
         return self._settle(bracket.on_validation(trial, length, value))
 
     def on_exit(self, trial: int, reason: ExitReason) -> list[Decision]:
         bracket = self._owner(trial)
         if self.done:
             return []
+        self.factory.sampler.exited(trial, ExitReason(reason))
         return self._settle(bracket.on_exit(trial, ExitReason(reason)))
 
     def progress(self) -> float:
@@ -115,6 +121,7 @@ class BracketSearch:
             "next_trial": self.factory.next_trial,
             "rng": rng_state_to_json(self.factory.rng),
             "brackets": [bracket.to_json() for bracket in self.brackets],
+            **sampler_state(self.factory.sampler),
         }
 
     @classmethod
@@ -129,6 +136,7 @@ class BracketSearch:
         searcher.done = bool(snapshot["done"])
         for bracket, state in zip(searcher.brackets, snapshot["brackets"]):
             bracket.load_json(state)
+        load_sampler_state(searcher.factory.sampler, snapshot)
         return searcher
 
 

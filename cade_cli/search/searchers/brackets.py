@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from cade_cli.search import space as space_module
+from cade_cli.search.samplers import Sampler
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Stop, Train
 from cade_cli.search.space import Space
 
@@ -65,17 +65,19 @@ class BracketConfig:
 
 
 class TrialFactory:
-    """Hands out 1-based trial ids and samples parameters, shared by all brackets."""
+    """Hands out 1-based trial ids and params (from the sampler), shared by all brackets."""
 
-    def __init__(self, space: Space, rng: random.Random, next_trial: int = 1) -> None:
+    def __init__(self, space: Space, rng: random.Random, sampler: Sampler,
+                 next_trial: int = 1) -> None:
         self.space = space
         self.rng = rng
+        self.sampler = sampler
         self.next_trial = next_trial
 
     def create(self, bracket: int) -> Create:
         trial = self.next_trial
         self.next_trial += 1
-        return Create(trial, space_module.sample(self.space, self.rng), bracket=bracket)
+        return Create(trial, self.sampler.propose(trial, self.rng), bracket=bracket)
 
 
 @dataclass

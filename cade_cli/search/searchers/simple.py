@@ -26,6 +26,8 @@ from cade_cli.search.searchers.base import (
     check_snapshot,
     snapshot_header,
 )
+from cade_cli.search.samplers import load_sampler_state, make_sampler, sampler_state
+from cade_cli.search.searchers.brackets import minimised
 from cade_cli.search.space import Space, grid_point, grid_size, sample
 from cade_cli.spec.experiment import SearcherSpec
 
@@ -95,6 +97,7 @@ class _FixedLengthSearcher(CountingSearcher):
         self.uncounted = 0         # invalid-hyperparameter trials: they use no budget
         self.closed_counted = 0    # trials done that use budget
         self.open: set[int] = set()
+        self.sampler = make_sampler(searcher_spec.sampler, space, (self.max_length,))
 
     # -- what subclasses choose -------------------------------------------------------
     @property
@@ -118,6 +121,7 @@ class _FixedLengthSearcher(CountingSearcher):
     def on_validation(self, trial: int, length: int, metric: float) -> list[Decision]:
         if trial not in self.open or length < self.max_length:
             return []
+        self.sampler.observe(trial, length, minimised(metric, self.spec.smaller_is_better))
         self._close(trial, counted=True)
         return [Stop(trial), *self._refill()]
 
@@ -125,6 +129,7 @@ class _FixedLengthSearcher(CountingSearcher):
         if trial not in self.open:
             return []
         counted = reason != ExitReason.INVALID_HP or self._invalid_uses_budget()
+        self.sampler.exited(trial, ExitReason(reason))
         self._close(trial, counted)
         return self._refill()
 
@@ -135,7 +140,8 @@ class _FixedLengthSearcher(CountingSearcher):
 
     def snapshot(self) -> dict[str, Any]:
         return {**common_snapshot(self), "uncounted": self.uncounted,
-                "closed_counted": self.closed_counted, "open": sorted(self.open)}
+                "closed_counted": self.closed_counted, "open": sorted(self.open),
+                **sampler_state(self.sampler)}
 
     @classmethod
     def restore(cls: type[_Searcher], searcher_spec: SearcherSpec, space: Space,
@@ -144,6 +150,7 @@ class _FixedLengthSearcher(CountingSearcher):
         searcher.uncounted = snapshot["uncounted"]
         searcher.closed_counted = snapshot["closed_counted"]
         searcher.open = set(snapshot["open"])
+        load_sampler_state(searcher.sampler, snapshot)
         return searcher
 
     # -- what the rest of cade asks of the searcher ---------------------------------------
@@ -214,7 +221,7 @@ class Random(_FixedLengthSearcher):
         return self._budget
 
     def _next_params(self) -> dict[str, Any]:
-        return sample(self.space, self.rng)
+        return self.sampler.propose(self.created, self.rng)
 
 
 class Single(Random):
