@@ -48,6 +48,12 @@ class LaunchError(CadeError):
     exit_code = 5
 
 
+class StorageError(CadeError):
+    """The filesystem refused a write cade needed: disk full, over quota, read-only."""
+
+    exit_code = 6
+
+
 class ObjectiveError(CadeError):
     """`cade simulate --objective` cannot be imported or called."""
 
@@ -61,5 +67,6 @@ EXIT_CODES = {
     3: "scheduler error: sbatch/qsub/squeue/qstat failed",
     4: "ledger error: missing, locked or corrupt ledger, unknown experiment or trial",
     5: "launch error: a launcher cannot start (missing Horovod, bad environment)",
+    6: "storage error: a run directory could not be written (disk full, quota, read-only)",
     130: "interrupted (Ctrl-C); nothing is canceled",
 }

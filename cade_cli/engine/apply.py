@@ -223,7 +223,8 @@ def _submit(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord) -> None:
         report_at=[x for x in trial.report_at if x <= seg.target_length] or [seg.target_length],
         resume_from=trial.latest_checkpoint, trial_seed=trial.seed,
         backend=ctx.experiment.backend, exp_root=ctx.experiment.root,
-        template_dirs=template_dirs, decision_wait=decision_wait(ctx), job_name=seg.job_name)
+        template_dirs=template_dirs, decision_wait=decision_wait(ctx), job_name=seg.job_name,
+        owner=ctx.ledger.identity)
     request = JobRequest(name=seg.job_name, script=paths.script, run_dir=paths.run_dir,
                          slots=spec.resources.slots_per_trial,
                          gpus=spec.resources.slot_type == "gpu")

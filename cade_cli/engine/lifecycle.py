@@ -34,7 +34,7 @@ from cade_cli.errors import CadeError, LedgerError
 from cade_cli.jobs.ingest import started_host
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import RUNNING_EXPERIMENT_STATES, ExperimentRecord, TrialRecord
-from cade_cli.jobs.rundir import prepare_segment
+from cade_cli.jobs.rundir import claim_experiment_dir, prepare_segment, storage_errors
 from cade_cli.search.searchers import make_searcher, restore_searcher
 from cade_cli.search.searchers.base import Create, ExitReason, Train, decision_to_json
 from cade_cli.spec.settings import Settings
@@ -63,7 +63,10 @@ def submit(ledger: Ledger, spec: ExperimentSpec, backend: str, *, message: str =
         ledger.update_experiment(exp_id, root=str(root))
         ledger.append_event(exp_id, {"op": "start"}, [decision_to_json(d) for d in decisions],
                             searcher.snapshot())
-    root.mkdir(parents=True, exist_ok=True)
+        # Inside the transaction: a directory another ledger left there is refused before
+        # anything is recorded.
+        with storage_errors(root):
+            claim_experiment_dir(root, ledger.identity, fresh=True)
     return exp_id
 
 

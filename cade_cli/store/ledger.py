@@ -184,6 +184,12 @@ class Ledger:
         _decode(row, _EXPERIMENT_BOOLS, _EXPERIMENT_JSON)
         return ExperimentRecord(**row)
 
+    @property
+    def identity(self) -> str:
+        """This ledger's random id; its experiment directories carry it (jobs/rundir.py)."""
+        rows = self._rows("SELECT id FROM ledger_identity LIMIT 1")
+        return str(rows[0]["id"]) if rows else ""
+
     def experiments(self) -> list[ExperimentRecord]:
         return [self._experiment(r) for r in self._rows("SELECT * FROM experiments ORDER BY id")]
 

@@ -104,6 +104,12 @@ CREATE TABLE searcher_events (
     PRIMARY KEY (experiment, seq)
 );
 """),
+    # A random id the ledger's experiment directories are marked with (jobs/rundir.py), so a
+    # new ledger never reuses run directories an older one left behind.
+    (2, "ledger identity", """
+CREATE TABLE ledger_identity (id TEXT NOT NULL);
+INSERT INTO ledger_identity (id) VALUES (lower(hex(randomblob(16))))
+"""),
 )
 
 MIGRATIONS_TABLE = """
