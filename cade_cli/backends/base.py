@@ -75,6 +75,13 @@ class Scheduler(abc.ABC):
         Used after a crash between submitting and recording a job id.
         """
 
+    def kill(self, job_ids: Sequence[str]) -> None:
+        """Escalate a cancel whose grace is over: SIGKILL every process of the jobs.
+
+        By default a second cancel (a scheduler that kills on cancel needs no more).
+        """
+        self.cancel(job_ids)
+
     def signal(self, job_ids: Sequence[str], signal_name: str) -> None:
         """Deliver a signal to the batch shell (e.g. a preemption notice). Optional."""
         raise NotImplementedError

@@ -140,6 +140,16 @@ class LocalScheduler(Scheduler):
                 terminated = [job for job in terminated if not self._settle_cancelled(job)]
             self._refresh()
 
+    def kill(self, job_ids: Sequence[str]) -> None:
+        """SIGKILL the process groups of cancelled jobs now instead of after the grace."""
+        with self._locked():
+            self._refresh()
+            for job in filter(None, map(self._load, job_ids)):
+                if job.state == JobState.CANCELLED.value and job.live:
+                    job.kill_at = time.time()
+                    self._save(job)
+                    self._settle_cancelled(job)
+
     def find_by_name(self, name_prefix: str) -> Mapping[str, str]:
         found: dict[str, tuple[int, str]] = {}
         for job in self._all_jobs():
@@ -212,6 +222,11 @@ class LocalScheduler(Scheduler):
         if job is None:
             return JobStatus(job_id, JobState.UNKNOWN, reason="the local backend has no such job")
         state = JobState(job.state)
+        if state == JobState.CANCELLED and job.live:
+            # Its processes outlive the cancel (TERM ignored): the job is not over until
+            # they are gone, which the SIGKILL after KILL_GRACE_SECONDS sees to.
+            return JobStatus(job_id, JobState.RUNNING, nodes="localhost",
+                             reason="cancelled; its processes are still running")
         blocker = self._never_fits(job) if state == JobState.PENDING else None
         return JobStatus(job_id, state, exit_code=job.exit_code,
                          nodes="" if state == JobState.PENDING else "localhost",

@@ -88,7 +88,11 @@ def reconcile_stops(ctx: SyncContext) -> None:
     """Deliver requested stops: control.json now, the scheduler's cancel after the grace."""
     now = ctx.clock()
     to_cancel: list[SegmentRecord] = []
+    to_kill: list[str] = []
     for seg in ctx.ledger.live_segments(ctx.exp_id):
+        if seg.cancel_sent is not None and seg.job_id and seg.state != "intent" \
+                and now - seg.cancel_sent >= ctx.settings.stop_grace:
+            to_kill.append(seg.job_id)  # canceled a grace ago and still live: SIGKILL
         if seg.stop_requested is None or seg.cancel_sent is not None or seg.state == "intent":
             continue
         write_control(seg.run_dir, stop=True, reason=seg.stop_reason,
@@ -100,6 +104,8 @@ def reconcile_stops(ctx: SyncContext) -> None:
         with ctx.ledger.transaction():
             for seg in to_cancel:
                 ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, cancel_sent=now)
+    if to_kill:
+        ctx.scheduler.kill(to_kill)
 
 
 def raise_targets(ctx: SyncContext) -> None:

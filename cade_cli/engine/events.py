@@ -172,6 +172,9 @@ def _checkpoint(ctx: SyncContext, seg: SegmentRecord, trial: TrialRecord,
 def finished_status(seg: SegmentRecord, status: JobStatus | None) -> tuple[bool, int | None]:
     """(has the job ended, its exit code): the exit file wins over the scheduler's view."""
     code = read_exit_code(seg.run_dir) if seg.run_dir else None
+    if code is not None and seg.cancel_sent is not None and status is not None \
+            and not status.state.finished:
+        return False, None  # canceled, yet some of its processes live on: not gone yet
     if code is not None:
         return True, code
     if status is not None and status.state.finished:

@@ -277,12 +277,15 @@ def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
             if seg.job_name in found:
                 scheduler.cancel([found[seg.job_name]])
     scheduler.cancel([s.job_id for s in live if s.job_id])
+    # A submitted job stays live in the ledger until the scheduler says it is gone: syncs
+    # go on polling it and escalate to SIGKILL after the grace (reconcile_stops).
     with ledger.transaction():
         for seg in live:
-            ledger.update_segment(exp.id, seg.trial, seg.index, state="canceled", ended=now,
-                                  stop_requested=seg.stop_requested or now,
-                                  stop_reason=seg.stop_reason or "cancel", cancel_sent=now,
-                                  reason="the experiment was canceled")
+            fields = {"stop_requested": seg.stop_requested or now,
+                      "stop_reason": seg.stop_reason or "cancel", "cancel_sent": now}
+            if seg.state == "intent" or not seg.job_id:
+                fields.update(state="canceled", ended=now, reason="the experiment was canceled")
+            ledger.update_segment(exp.id, seg.trial, seg.index, **fields)
     return ledger.experiment(exp.id)
 
 
