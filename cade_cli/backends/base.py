@@ -15,6 +15,9 @@ from enum import Enum
 from pathlib import Path
 
 
+# Part of a job's reason when processes that escaped its process group were killed.
+ESCAPED_PROCESSES = "left the job's process group"
+
 class JobState(str, Enum):
     PENDING = "pending"            # queued, not started
     RUNNING = "running"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cade_cli.backends.base import JobState, JobStatus
+from cade_cli.backends.base import ESCAPED_PROCESSES, JobState, JobStatus
 from cade_cli.engine.apply import apply_events
 from cade_cli.engine.context import SyncContext, better, close_trial, record_event
 from cade_cli.jobs.ingest import (
@@ -189,6 +189,9 @@ def finish_segment(ctx: SyncContext, seg: SegmentRecord, status: JobStatus | Non
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
         state = status.state if status is not None else JobState.UNKNOWN
         seg_state, reason = _segment_outcome(seg, state, exit_code, status)
+        if status is not None and ESCAPED_PROCESSES in status.reason and \
+                ESCAPED_PROCESSES not in reason:
+            reason = "; ".join(filter(None, [reason, status.reason]))  # always reported
         ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state=seg_state,
                                   exit_code=exit_code, ended=ctx.clock(), reason=reason)
         if trial.closed:
