@@ -43,7 +43,21 @@ def process_exists(pid: int, group: bool) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    return process_exists(pgid, group=True)
+    """Some process of the group still runs; zombies do not count (where /proc tells):
+    under an init that never reaps (a container), a killed job's children stay zombies."""
+    if not process_exists(pgid, group=True):
+        return False
+    if not os.path.isdir("/proc"):
+        return True
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def proc_stat(pid: int) -> tuple[str, int] | None:
