@@ -46,6 +46,8 @@ def sync_pass(ledger: Ledger, settings: Settings, schedulers: Schedulers, lock: 
     An experiment synced less than its backend's poll interval ago is skipped (be kind to
     the scheduler), except `force`.
     """
+    if ledger.read_only:
+        return False  # nothing can be recorded: read what is there
     if not lock.acquire(wait=False):
         return False
     try:
@@ -143,6 +145,7 @@ def with_lock(ledger: Ledger, action: Callable[[], ExperimentRecord],
 
     `on_wait` gets one line saying who holds the lock when it has to be waited for.
     """
+    ledger.require_writable()
     lock = driver_lock(ledger)
     if not lock.acquire(wait=True, timeout=timeout, on_wait=lambda info: on_wait(
             f"waiting up to {timeout:.0f} s for the driver lock, held by "
