@@ -32,7 +32,8 @@ SETTINGS = Settings(poll_interval=0, stop_grace=0.5, local_slots=2)
 DEADLINE_SECONDS = 40.0
 
 
-def submit(tmp_path: Path, script: str, max_restarts: int = 1) -> tuple[Ledger, int]:
+def submit(tmp_path: Path, script: str, max_restarts: int = 1,
+           backend: str = "local") -> tuple[Ledger, int]:
     spec = f"""
 name: hostile-{script}
 entrypoint: ["{sys.executable}", "{TRIALS / script}.py"]
@@ -54,11 +55,12 @@ reproducibility:
 """
     ledger = Ledger(tmp_path / "state" / "ledger.db")
     return ledger, engine.submit(ledger, parse_spec(spec, source=str(tmp_path / "s.yaml")),
-                                 "local")
+                                 backend)
 
 
-def drive(ledger: Ledger, exp_id: int, until: float = DEADLINE_SECONDS) -> ExperimentRecord:
-    scheduler = make_scheduler("local", ledger.state_dir, SETTINGS)
+def drive(ledger: Ledger, exp_id: int, until: float = DEADLINE_SECONDS,
+          backend: str = "local") -> ExperimentRecord:
+    scheduler = make_scheduler(backend, ledger.state_dir, SETTINGS)
     deadline = time.monotonic() + until
     while True:
         exp = engine.sync(ledger, exp_id, scheduler, SETTINGS)
