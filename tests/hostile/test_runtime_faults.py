@@ -24,7 +24,7 @@ from cade_cli.engine import lifecycle as engine
 from cade_cli.spec.experiment import parse_spec
 from cade_cli.spec.settings import Settings
 from cade_cli.store.ledger import Ledger
-from cade_cli.store.records import ExperimentRecord
+from cade_cli.store.records import ExperimentRecord, TrialRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 TRIALS = Path(__file__).resolve().parent / "trials"
@@ -110,7 +110,7 @@ def alive(pid: int) -> bool:
     return info is not None and info[0] != "Z"
 
 
-def hostile_and_good(ledger: Ledger, exp_id: int) -> tuple[object, object]:
+def hostile_and_good(ledger: Ledger, exp_id: int) -> tuple[TrialRecord, TrialRecord]:
     trials = {t.params["mode"]: t for t in ledger.trials(exp_id)}
     return trials["hostile"], trials["good"]
 
@@ -120,7 +120,7 @@ def finish(tmp_path: Path, script: str, max_restarts: int = 1) -> tuple[Ledger, 
     exp = drive(ledger, exp_id)
     assert exp.state == "completed", exp.message
     hostile, good = hostile_and_good(ledger, exp_id)
-    assert good.state == "completed" and good.best_metric == 0.5  # type: ignore[attr-defined]
+    assert good.state == "completed" and good.best_metric == 0.5
     assert cade_status(ledger, exp_id)["state"] == "completed"
     assert_nothing_left_behind(ledger, exp_id)
     return ledger, exp_id
@@ -135,7 +135,7 @@ def finish(tmp_path: Path, script: str, max_restarts: int = 1) -> tuple[Ledger, 
 def test_a_bad_report_fails_only_its_trial(tmp_path: Path, script: str, message: str) -> None:
     ledger, exp_id = finish(tmp_path, script)
     hostile, _ = hostile_and_good(ledger, exp_id)
-    assert hostile.state == "errored" and message in hostile.message  # type: ignore[attr-defined]
+    assert hostile.state == "errored" and message in hostile.message
     best = engine.best(ledger, exp_id)
     assert best is not None and best.trial.params["mode"] == "good"
 
@@ -143,45 +143,45 @@ def test_a_bad_report_fails_only_its_trial(tmp_path: Path, script: str, message:
 def test_the_line_after_an_oversized_one_is_kept(tmp_path: Path) -> None:
     ledger, exp_id = finish(tmp_path, "huge_line")
     hostile, _ = hostile_and_good(ledger, exp_id)
-    rows = ledger.metrics(exp_id, hostile.id, "training")  # type: ignore[attr-defined]
+    rows = ledger.metrics(exp_id, hostile.id, "training")
     assert [(m.length, m.values) for m in rows] == [(2, {"loss": 0.7})]
 
 
 def test_exiting_0_short_of_the_target_is_not_relaunched_forever(tmp_path: Path) -> None:
     ledger, exp_id = finish(tmp_path, "short_exit", max_restarts=2)
     hostile, _ = hostile_and_good(ledger, exp_id)
-    assert (hostile.state, hostile.restarts) == ("errored", 3)  # type: ignore[attr-defined]
-    assert len(ledger.segments(exp_id, hostile.id)) == 3  # type: ignore[attr-defined]
+    assert (hostile.state, hostile.restarts) == ("errored", 3)
+    assert len(ledger.segments(exp_id, hostile.id)) == 3
 
 
 def test_a_trial_that_deletes_its_run_directory(tmp_path: Path) -> None:
     ledger, exp_id = finish(tmp_path, "deletes_run_dir", max_restarts=0)
     hostile, _ = hostile_and_good(ledger, exp_id)
-    assert hostile.state == "errored"  # type: ignore[attr-defined]
-    [segment] = ledger.segments(exp_id, hostile.id)  # type: ignore[attr-defined]
+    assert hostile.state == "errored"
+    [segment] = ledger.segments(exp_id, hostile.id)
     assert segment.state == "failed"
 
 
 def test_a_trial_over_its_file_size_quota_keeps_what_it_reported(tmp_path: Path) -> None:
     ledger, exp_id = finish(tmp_path, "fills_quota", max_restarts=0)
     hostile, _ = hostile_and_good(ledger, exp_id)
-    assert hostile.state == "errored"  # type: ignore[attr-defined]
-    rows = ledger.metrics(exp_id, hostile.id, "validation")  # type: ignore[attr-defined]
+    assert hostile.state == "errored"
+    rows = ledger.metrics(exp_id, hostile.id, "validation")
     assert [(m.length, m.values) for m in rows] == [(1, {"loss": 0.9})]
 
 
 def test_a_trial_writing_stdout_without_end(tmp_path: Path) -> None:
     ledger, exp_id = finish(tmp_path, "stdout_forever")
     hostile, _ = hostile_and_good(ledger, exp_id)
-    assert hostile.state == "completed"  # type: ignore[attr-defined]
-    run_dir = Path(ledger.segments(exp_id, hostile.id)[0].run_dir)  # type: ignore[attr-defined]
+    assert hostile.state == "completed"
+    run_dir = Path(ledger.segments(exp_id, hostile.id)[0].run_dir)
     assert (run_dir / "stdout.log").stat().st_size > 1 << 20
 
 
 def test_a_daemon_that_left_the_process_group_is_killed_and_reported(tmp_path: Path) -> None:
     ledger, exp_id = finish(tmp_path, "setsid_daemon")
     hostile, _ = hostile_and_good(ledger, exp_id)
-    [segment] = ledger.segments(exp_id, hostile.id)  # type: ignore[attr-defined]
+    [segment] = ledger.segments(exp_id, hostile.id)
     daemon = int((Path(segment.run_dir).parents[1] / "daemon.pid").read_text())
     assert not alive(daemon)
     # Reported in the segment's reason, or (when the exit_code file ended the segment
@@ -210,7 +210,7 @@ def test_cancel_kills_a_trial_that_ignores_term_and_keeps_it_live_until_gone(
     assert alive(pid)
     hostile, _ = hostile_and_good(ledger, exp_id)
     assert [s.state for s in ledger.live_segments(exp_id)
-            if s.trial == hostile.id] == ["running"]  # type: ignore[attr-defined]
+            if s.trial == hostile.id] == ["running"]
     exp = drive(ledger, exp_id)
     assert exp.state == "canceled" and not alive(pid)
     assert ledger.live_segments(exp_id) == []
