@@ -57,6 +57,11 @@ class MissingExtraError(CadeError):
         super().__init__(f"{what} needs {module}, which is not installed",
                          hint=f"pip install 'cade[{extra}]' (or: pip install {module})")
 
+class StorageError(CadeError):
+    """The filesystem refused a write cade needed: disk full, over quota, read-only."""
+
+    exit_code = 7
+
 
 class ObjectiveError(CadeError):
     """`cade simulate --objective` cannot be imported or called."""
@@ -80,5 +85,6 @@ EXIT_CODES = {
     4: "ledger error: missing, locked or corrupt ledger, unknown experiment or trial",
     5: "launch error (e.g. Horovod asked for but not installed)",
     6: "an optional extra is not installed; the message names it (e.g. `pip install 'cade[plot]'`)",
+    7: "storage error: a run directory could not be written (disk full, over quota, or not writable)",
     INTERRUPTED: "interrupted (Ctrl-C, at any moment of any command): nothing was canceled",
 }

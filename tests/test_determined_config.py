@@ -115,9 +115,9 @@ def test_core_api_038_maps_name_launcher_layout_storage_and_trial_settings() -> 
     ]
     assert (f"{where}:56: resources.slots_per_trial: 2 slot(s) taken as CPU tasks: Determined's slots are "
             "GPUs, cade's default slot_type is cpu; add resources.slot_type: gpu for GPUs") in spec.warnings
-    assert (f"{where}:80: searcher.max_length: not given (optional since Determined 0.38): each trial is "
-            "asked for length 1 (CADE_TARGET_LENGTH) and ends when its script exits; give max_length for "
-            "more") in spec.warnings
+    assert (f"{where}:80: searcher.max_length: not given (optional since Determined 0.38): cade trains "
+            "each trial to length 1 (CADE_TARGET_LENGTH, a Core API script's searcher operation) and stops "
+            "it at its first validation; give max_length for the length it should train") in spec.warnings
     assert any(text.startswith(f"{where}:45: environment.image: 'determinedai/pytorch-ngc:0.38.0' is passed "
                                "to the job template as `image`; the built-in templates do not use it")
                for text in spec.warnings)
@@ -355,6 +355,7 @@ searcher:
     assert "searcher.max_length: not given" in result.stderr
     status = json.loads(CliRunner().invoke(cli, ["status", "--json", "digits"]).output)
     assert status["experiment"]["state"] == "completed"
-    assert [(t["state"], t["length"]) for t in status["trials"]] == [("completed", 3)]
+    # Without max_length the trial trains to length 1: later reports are past its target.
+    assert [(t["state"], t["length"]) for t in status["trials"]] == [("completed", 1)]
     saved = list((tmp_path / "shared" / "ckpt").glob("cade-*/1/3/unit"))
     assert [path.read_text() for path in saved] == ["batches"]

@@ -182,12 +182,14 @@ def test_a_job_ignoring_term_is_killed_after_the_grace(
         time.sleep(0.05)
     shell = int(pid_file.read_text())
     scheduler.cancel([job_id])
-    assert scheduler.poll([job_id])[job_id].state == JobState.CANCELLED
+    # Still live while its processes are: the ledger must not call it over before they are.
+    assert scheduler.poll([job_id])[job_id].state == JobState.RUNNING
     deadline = time.monotonic() + 10
     while not process_gone(shell):
         assert time.monotonic() < deadline, "the TERM-ignoring job was never killed"
         scheduler.poll([job_id])
         time.sleep(0.05)
+    assert scheduler.poll([job_id])[job_id].state == JobState.CANCELLED
     queued = scheduler.submit(local_job(tmp_path / "k", "true"))  # the slot is free again
     assert wait_all(scheduler, [queued])[queued].state == JobState.COMPLETED
 

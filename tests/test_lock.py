@@ -100,3 +100,43 @@ def test_the_context_manager_raises_a_ledger_error_when_held(tmp_path: Path) -> 
           DriverLock(tmp_path / "l.lock")):
         pass
     assert err.value.exit_code == 4 and str(os.getpid()) in err.value.message
+
+
+def test_an_empty_lock_file_goes_stale_within_seconds(tmp_path: Path) -> None:
+    path = tmp_path / "l.lock"
+    path.write_bytes(b"")
+    assert not DriverLock(path).acquire()  # perhaps being written right now
+    old = time.time() - 10
+    os.utime(path, (old, old))
+    lock = DriverLock(path)
+    assert lock.acquire() and lock.holder()["token"] == lock.token  # type: ignore[index]
+
+
+def test_a_full_disk_leaves_no_empty_lock_behind(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def full(_fd: int, _data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(LedgerError, match="No space left"):
+        DriverLock(tmp_path / "l.lock").acquire()
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
+    assert DriverLock(tmp_path / "l.lock").acquire()
+
+
+def test_waiting_for_the_lock_says_who_holds_it(tmp_path: Path) -> None:
+    from cade_cli.engine.drive import with_lock
+    from cade_cli.store.ledger import Ledger
+
+    ledger = Ledger(tmp_path / "ledger.db")
+    holder = DriverLock(tmp_path / "ledger.db.lock")
+    assert holder.acquire()
+    said: list[str] = []
+    with pytest.raises(LedgerError, match=f"pid {os.getpid()}"):
+        with_lock(ledger, lambda: pytest.fail("ran without the lock"), timeout=0.5,
+                  on_wait=said.append)
+    assert len(said) == 1 and f"pid {os.getpid()} on {socket.gethostname()}" in said[0]
+    holder.release()

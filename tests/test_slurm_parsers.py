@@ -273,7 +273,7 @@ def test_unknown_ids_cancel_and_signal() -> None:
     assert sched.poll(["777"])["777"].state == JobState.UNKNOWN
     sched.cancel(["1", "2", "1"])
     sched.signal(["3"], "SIGUSR1")
-    assert runner.argvs[-2] == ("scancel", "1", "2")
+    assert runner.argvs[-2] == ("scancel", "--full", "1", "2")
     assert runner.argvs[-1] == ("scancel", "--signal=USR1", "--batch", "3")
     with pytest.raises(SchedulerError):
         sched.signal(["3"], "USR1; rm -rf /")

@@ -15,6 +15,9 @@ from enum import Enum
 from pathlib import Path
 
 
+# Part of a job's reason when processes that escaped its process group were killed.
+ESCAPED_PROCESSES = "left the job's process group"
+
 class JobState(str, Enum):
     PENDING = "pending"            # queued, not started
     RUNNING = "running"
@@ -74,6 +77,13 @@ class Scheduler(abc.ABC):
 
         Used after a crash between submitting and recording a job id.
         """
+
+    def kill(self, job_ids: Sequence[str]) -> None:
+        """Escalate a cancel whose grace is over: SIGKILL every process of the jobs.
+
+        By default a second cancel (a scheduler that kills on cancel needs no more).
+        """
+        self.cancel(job_ids)
 
     def signal(self, job_ids: Sequence[str], signal_name: str) -> None:
         """Deliver a signal to the batch shell (e.g. a preemption notice). Optional."""

@@ -22,9 +22,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
+from cade_cli.backends.base import ESCAPED_PROCESSES, JobRequest, JobState, JobStatus, Scheduler
 from cade_cli.backends.processes import (
     group_alive,
+    processes_with_env,
     proc_stat,
     process_exists,
     send_signal,
@@ -37,6 +38,7 @@ from cade_cli.jobs.ingest import read_exit_code
 KILL_GRACE_SECONDS = 5.0      # cancel: TERM, then KILL if the group still lives this long after
 CANCEL_WAIT_SECONDS = 1.0     # cancel() waits at most this long before leaving KILL to a poll
 STARTING_TIMEOUT_SECONDS = 30.0
+ESCAPE_MARKER = "CADE_LOCAL_JOB"  # in every job's environment: finds processes that left it
 _JOB_ID = re.compile(r"local-(\d+)")
 
 # Children this process started, by pid: only the parent can read a waited exit status.
@@ -141,6 +143,16 @@ class LocalScheduler(Scheduler):
                 terminated = [job for job in terminated if not self._settle_cancelled(job)]
             self._refresh()
 
+    def kill(self, job_ids: Sequence[str]) -> None:
+        """SIGKILL the process groups of cancelled jobs now instead of after the grace."""
+        with self._locked():
+            self._refresh()
+            for job in filter(None, map(self._load, job_ids)):
+                if job.state == JobState.CANCELLED.value and job.live:
+                    job.kill_at = time.time()
+                    self._save(job)
+                    self._settle_cancelled(job)
+
     def find_by_name(self, name_prefix: str) -> Mapping[str, str]:
         found: dict[str, tuple[int, str]] = {}
         for job in self._all_jobs():
@@ -213,6 +225,11 @@ class LocalScheduler(Scheduler):
         if job is None:
             return JobStatus(job_id, JobState.UNKNOWN, reason="the local backend has no such job")
         state = JobState(job.state)
+        if state == JobState.CANCELLED and job.live:
+            # Its processes outlive the cancel (TERM ignored): the job is not over until
+            # they are gone, which the SIGKILL after KILL_GRACE_SECONDS sees to.
+            return JobStatus(job_id, JobState.RUNNING, nodes="localhost",
+                             reason="cancelled; its processes are still running")
         blocker = self._never_fits(job) if state == JobState.PENDING else None
         return JobStatus(job_id, state, exit_code=job.exit_code,
                          nodes="" if state == JobState.PENDING else "localhost",
@@ -257,6 +274,7 @@ class LocalScheduler(Scheduler):
         env = {key: value for key, value in os.environ.items()
                if not _SCHEDULER_VARIABLE.match(key)}
         env["CADE_JOB_ID"] = job.job_id
+        env[ESCAPE_MARKER] = self._marker(job)
         if job.gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(job.gpu_ids)
         pid_file = self.root / "jobs" / f"{job.job_id}.pid"
@@ -313,7 +331,22 @@ class LocalScheduler(Scheduler):
         if group_alive(job.pid):
             send_signal(job.pid, signal.SIGKILL, group=True)  # like Slurm: a job's leftovers end with it
         job.live = False
+        reason = "; ".join(filter(None, [reason, self._kill_escaped(job)]))
         self._end(job, JobState.COMPLETED if code == 0 else JobState.FAILED, code, reason)
+
+    def _marker(self, job: _Job) -> str:
+        return f"{job.job_id}@{self.root}"
+
+    def _kill_escaped(self, job: _Job) -> str:
+        """KILL the job's processes that left its process group; say so (or "")."""
+        escaped = processes_with_env(ESCAPE_MARKER, self._marker(job))
+        for pid in escaped:
+            send_signal(pid, signal.SIGKILL, group=False)
+        if not escaped:
+            return ""
+        return (f"killed {len(escaped)} process{'es' if len(escaped) > 1 else ''} that "
+                f"{ESCAPED_PROCESSES} (setsid or a daemon): pid "
+                f"{', '.join(map(str, escaped))}")
 
     def _terminate(self, job: _Job) -> bool:
         """Cancel one job; True when its process group was sent SIGTERM."""
@@ -344,6 +377,7 @@ class LocalScheduler(Scheduler):
         job.live = False
         if job.exit_code is None:
             job.exit_code = read_exit_code(job.run_dir)
+        job.reason = "; ".join(filter(None, [job.reason, self._kill_escaped(job)]))
         self._save(job)
         return True
 

@@ -234,6 +234,10 @@ class PbsScheduler(Scheduler):
         self._cancelled.update(ids)
         self.cache.forget_live(ids)
 
+    def kill(self, job_ids: Sequence[str]) -> None:
+        # qdel already escalates after the server's kill_delay; this one does not wait.
+        self.signal(job_ids, "KILL")
+
     def signal(self, job_ids: Sequence[str], signal_name: str) -> None:
         ids = list(dict.fromkeys(job_ids))
         name = signal_name.upper().removeprefix("SIG")

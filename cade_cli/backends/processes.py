@@ -43,7 +43,21 @@ def process_exists(pid: int, group: bool) -> bool:
 
 
 def group_alive(pgid: int) -> bool:
-    return process_exists(pgid, group=True)
+    """Some process of the group still runs; zombies do not count (where /proc tells):
+    under an init that never reaps (a container), a killed job's children stay zombies."""
+    if not process_exists(pgid, group=True):
+        return False
+    if not os.path.isdir("/proc"):
+        return True
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = text[text.rfind(")") + 2:].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+            return True
+    return False
 
 
 def proc_stat(pid: int) -> tuple[str, int] | None:
@@ -60,3 +74,23 @@ def proc_stat(pid: int) -> tuple[str, int] | None:
 def start_ticks(pid: int) -> int | None:
     info = proc_stat(pid)
     return info[1] if info else None
+
+
+def processes_with_env(name: str, value: str) -> list[int]:
+    """Pids whose environment holds `name=value` (readable ones: this user's).
+
+    A job's processes carry a marker variable; one that left the job's process group
+    (setsid, a double fork) is still found by it.
+    """
+    wanted = f"{name}={value}".encode()
+    found = []
+    for entry in Path("/proc").glob("[0-9]*") if os.path.isdir("/proc") else ():
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue  # gone, or another user's
+        if wanted in environ.split(b"\0") and int(entry.name) != os.getpid():
+            info = proc_stat(int(entry.name))
+            if info is not None and info[0] != "Z":
+                found.append(int(entry.name))
+    return found

@@ -318,8 +318,16 @@ class SlurmScheduler(Scheduler):
         ids = [j for j in dict.fromkeys(job_ids)]
         if not ids:
             return
-        self.commands.run(["scancel", *ids])
+        # --full: every step and the batch shell's children, not only the steps.
+        self.commands.run(["scancel", "--full", *ids])
         self.cache.forget_live(ids)
+
+    def kill(self, job_ids: Sequence[str]) -> None:
+        ids = list(dict.fromkeys(job_ids))
+        if ids:
+            self.commands.run(["scancel", "--signal=KILL", "--full", *ids],
+                              accept=lambda r: parse.signal_target_gone(r.stderr))
+            self.cache.forget_live(ids)
 
     def signal(self, job_ids: Sequence[str], signal_name: str) -> None:
         ids = [j for j in dict.fromkeys(job_ids)]

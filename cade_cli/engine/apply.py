@@ -91,7 +91,11 @@ def reconcile_stops(ctx: SyncContext) -> None:
     """Deliver requested stops: control.json now, the scheduler's cancel after the grace."""
     now = ctx.clock()
     to_cancel: list[SegmentRecord] = []
+    to_kill: list[str] = []
     for seg in ctx.ledger.live_segments(ctx.exp_id):
+        if seg.cancel_sent is not None and seg.job_id and seg.state != SegmentState.INTENT \
+                and now - seg.cancel_sent >= ctx.settings.stop_grace:
+            to_kill.append(seg.job_id)  # canceled a grace ago and still live: SIGKILL
         if seg.stop_requested is None or seg.cancel_sent is not None or seg.state == SegmentState.INTENT:
             continue
         write_control(seg.run_dir, stop=True, reason=seg.stop_reason,
@@ -103,6 +107,8 @@ def reconcile_stops(ctx: SyncContext) -> None:
         with ctx.ledger.transaction():
             for seg in to_cancel:
                 ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, cancel_sent=now)
+    if to_kill:
+        ctx.scheduler.kill(to_kill)
 
 
 def raise_targets(ctx: SyncContext) -> None:
@@ -226,7 +232,8 @@ def _submit(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord) -> None:
         report_at=[x for x in trial.report_at if x <= seg.target_length] or [seg.target_length],
         resume_from=trial.latest_checkpoint, trial_seed=trial.seed,
         backend=ctx.experiment.backend, exp_root=ctx.experiment.root,
-        template_dirs=template_dirs, decision_wait=decision_wait(ctx), job_name=seg.job_name)
+        template_dirs=template_dirs, decision_wait=decision_wait(ctx), job_name=seg.job_name,
+        owner=ctx.ledger.identity)
     request = JobRequest(name=seg.job_name, script=paths.script, run_dir=paths.run_dir,
                          slots=spec.resources.slots_per_trial,
                          gpus=spec.resources.slot_type == "gpu")

@@ -9,6 +9,7 @@ experiments submitted from two terminals both progress whichever driver runs.
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from cade_cli.engine.lifecycle import Schedulers, needs_sync, sync
 from cade_cli.errors import LedgerError
 from cade_cli.store.ledger import Ledger
-from cade_cli.store.lock import DriverLock
+from cade_cli.store.lock import DriverLock, describe_holder
 from cade_cli.report import METRICS_FILE
 from cade_cli.store.records import TERMINAL_EXPERIMENT_STATES, ExperimentRecord
 from cade_cli.spec.settings import Settings
@@ -45,6 +46,8 @@ def sync_pass(ledger: Ledger, settings: Settings, schedulers: Schedulers, lock: 
     An experiment synced less than its backend's poll interval ago is skipped (be kind to
     the scheduler), except `force`.
     """
+    if ledger.read_only:
+        return False  # nothing can be recorded: read what is there
     if not lock.acquire(wait=False):
         return False
     try:
@@ -135,13 +138,21 @@ def wait_for_activity(ledger: Ledger, experiment_id: int, seconds: float,
 
 
 def with_lock(ledger: Ledger, action: Callable[[], ExperimentRecord],
-              timeout: float = 120.0) -> ExperimentRecord:
-    """Run a write command (cancel, pause, resume) once the running sync pass is over."""
+              timeout: float = 120.0,
+              on_wait: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+              ) -> ExperimentRecord:
+    """Run a write command (cancel, pause, resume) once the running sync pass is over.
+
+    `on_wait` gets one line saying who holds the lock when it has to be waited for.
+    """
+    ledger.require_writable()
     lock = driver_lock(ledger)
-    if not lock.acquire(wait=True, timeout=timeout):
+    if not lock.acquire(wait=True, timeout=timeout, on_wait=lambda info: on_wait(
+            f"waiting up to {timeout:.0f} s for the driver lock, held by "
+            f"{describe_holder(info)} ({lock.path})")):
         info = lock.holder() or {}
-        raise LedgerError(f"the ledger stayed locked by pid {info.get('pid', '?')} on "
-                          f"{info.get('host', '?')} for {timeout:.0f} s",
+        raise LedgerError(f"the ledger stayed locked by {describe_holder(info)} for "
+                          f"{timeout:.0f} s",
                           hint=f"if that process is gone, remove {lock.path}")
     try:
         return action()

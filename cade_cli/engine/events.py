@@ -10,15 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cade_cli.backends.base import JobState, JobStatus
+from cade_cli.backends.base import ESCAPED_PROCESSES, JobState, JobStatus
 from cade_cli.engine.apply import apply_events
 from cade_cli.engine.context import SyncContext, better, close_trial, record_event
 from cade_cli.jobs.ingest import (
     Line,
-    as_length,
     as_metric,
+    check_length,
     read_exit_code,
     read_new_lines,
+    stored_values,
     was_preempted,
 )
 from cade_cli.report import METRICS_FILE
@@ -51,9 +52,9 @@ def _apply_line(ctx: SyncContext, seg: SegmentRecord, line: Line) -> None:
     if kind == "validation" or kind == "training":
         _report(ctx, seg, trial, data, kind)
     elif kind == "checkpoint":
-        _checkpoint(ctx, trial, data)
+        _checkpoint(ctx, seg, trial, data)
     elif kind == "segment_end":
-        length = as_length(data.get("length"))
+        length = _trusted_length(ctx, seg, trial, data.get("length"), kind)
         ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, end_length=length)
         if length is not None and length > trial.length:
             ctx.ledger.update_trial(ctx.exp_id, trial.id, length=length)
@@ -67,20 +68,26 @@ def _apply_line(ctx: SyncContext, seg: SegmentRecord, line: Line) -> None:
 def _report(ctx: SyncContext, seg: SegmentRecord, trial: TrialRecord, data: dict[str, Any],
             kind: str) -> None:
     values = data.get("metrics")
-    values = values if isinstance(values, dict) else {}
-    length = as_length(data.get("length"))
+    values = stored_values(values) if isinstance(values, dict) else {}
     time_metric = ctx.spec.searcher.time_metric
-    if kind == "validation" and time_metric:
-        length = as_length(values.get(time_metric))
+    use_time = kind == "validation" and time_metric
+    if use_time:
+        length, why = check_length(values.get(time_metric), truncate=True)
+        if length is None:
+            _reject(ctx, trial, f"a validation report with an invalid metric "
+                                f"{time_metric!r}: {why}")
+    else:
+        length = _trusted_length(ctx, seg, trial, data.get("length"), kind)
     if length is None:
-        if kind == "validation" and not trial.closed:
-            what = f"metric {time_metric!r}" if time_metric else "length"
-            close_trial(ctx, trial, TrialState.ERRORED, f"a validation report without a valid {what}",
-                        ExitReason.ERRORED, "errored")
+        return
+    previous = _segment_validated(ctx, seg) if kind == "validation" else None
+    if previous is not None and length < previous:
+        _reject(ctx, trial, f"a validation report at length {length} after one at {previous}"
+                            f" in segment {seg.index}: lengths must not go back")
         return
     when = data.get("time")
-    when = float(when) if isinstance(when, (int, float)) else ctx.clock()
-    previous = _validated_length(ctx, trial.id) if kind == "validation" else None
+    when = float(when) if as_metric(when) is not None else ctx.clock()
+    fed = _validated_length(ctx, trial.id) if kind == "validation" else None
     ctx.ledger.add_metric(ctx.exp_id, trial.id, seg.index, kind, length, when, values)
     if length > trial.length:
         ctx.ledger.update_trial(ctx.exp_id, trial.id, length=length)
@@ -88,20 +95,48 @@ def _report(ctx: SyncContext, seg: SegmentRecord, trial: TrialRecord, data: dict
         return
     metric = as_metric(values.get(ctx.spec.searcher.metric))
     if metric is None:
-        if not trial.closed:
-            close_trial(ctx, trial, TrialState.ERRORED,
-                        f"validation at length {length} has no finite value for the searcher "
-                        f"metric {ctx.spec.searcher.metric!r} (reported: "
-                        f"{', '.join(sorted(values)) or 'nothing'})", ExitReason.ERRORED,
-                        "errored")
+        _reject(ctx, trial, f"validation at length {length} has no finite value for the "
+                            f"searcher metric {ctx.spec.searcher.metric!r} (reported: "
+                            f"{', '.join(sorted(values)) or 'nothing'})")
+        return
+    # A repeat of a length already fed (a segment restarted from an older checkpoint
+    # validates again on its way) is kept as a row but changes neither the best nor the
+    # searcher; reports after a Stop are ignored.
+    if fed is not None and length <= fed:
         return
     _note_metric(ctx, trial, length, metric)
-    # Reports after a Stop are ignored, and so is a repeat of a length already fed (a
-    # segment restarted from an older checkpoint validates again on its way).
-    if trial.closed or (previous is not None and length <= previous):
+    if trial.closed:
         return
     record_event(ctx, {"op": "validation", "trial": trial.id, "length": length,
                        "metric": metric})
+
+
+def _trusted_length(ctx: SyncContext, seg: SegmentRecord, trial: TrialRecord, value: Any,
+                    kind: str) -> int | None:
+    """The reported length, or None after failing the trial for a length it cannot have.
+
+    A length is within the target unless the searcher asked for more: a raised target
+    reaches the trial record before the segment's control file, so the larger one counts.
+    """
+    length, why = check_length(value)
+    target = max(trial.target_length, seg.target_length)
+    if length is not None and length > target:
+        length, why = None, f"length {length} is past the target {target}"
+    if length is None:
+        _reject(ctx, trial, f"a {kind} report in segment {seg.index} with an invalid {why}")
+    return length
+
+
+def _reject(ctx: SyncContext, trial: TrialRecord, message: str) -> None:
+    """A report the driver cannot trust fails its trial (once) and is not recorded."""
+    if not trial.closed:
+        close_trial(ctx, trial, "errored", message, ExitReason.ERRORED, "errored")
+
+
+def _segment_validated(ctx: SyncContext, seg: SegmentRecord) -> int | None:
+    lengths = [m.length for m in ctx.ledger.metrics(ctx.exp_id, seg.trial, "validation")
+               if m.segment == seg.index]
+    return max(lengths) if lengths else None
 
 
 def _validated_length(ctx: SyncContext, trial_id: int) -> int | None:
@@ -119,8 +154,9 @@ def _note_metric(ctx: SyncContext, trial: TrialRecord, length: int, metric: floa
     ctx.ledger.update_trial(ctx.exp_id, trial.id, **fields)
 
 
-def _checkpoint(ctx: SyncContext, trial: TrialRecord, data: dict[str, Any]) -> None:
-    length = as_length(data.get("length"))
+def _checkpoint(ctx: SyncContext, seg: SegmentRecord, trial: TrialRecord,
+                data: dict[str, Any]) -> None:
+    length = _trusted_length(ctx, seg, trial, data.get("length"), "checkpoint")
     path = data.get("path")
     if length is None or not isinstance(path, str) or length < trial.checkpoint_length:
         return
@@ -137,6 +173,9 @@ def _checkpoint(ctx: SyncContext, trial: TrialRecord, data: dict[str, Any]) -> N
 def finished_status(seg: SegmentRecord, status: JobStatus | None) -> tuple[bool, int | None]:
     """(has the job ended, its exit code): the exit file wins over the scheduler's view."""
     code = read_exit_code(seg.run_dir) if seg.run_dir else None
+    if code is not None and seg.cancel_sent is not None and status is not None \
+            and not status.state.finished:
+        return False, None  # canceled, yet some of its processes live on: not gone yet
     if code is not None:
         return True, code
     if status is not None and status.state.finished:
@@ -151,6 +190,9 @@ def finish_segment(ctx: SyncContext, seg: SegmentRecord, status: JobStatus | Non
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
         state = status.state if status is not None else JobState.UNKNOWN
         seg_state, reason = _segment_outcome(seg, state, exit_code, status)
+        if status is not None and ESCAPED_PROCESSES in status.reason and \
+                ESCAPED_PROCESSES not in reason:
+            reason = "; ".join(filter(None, [reason, status.reason]))  # always reported
         ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state=seg_state,
                                   exit_code=exit_code, ended=ctx.clock(), reason=reason)
         if trial.closed:
@@ -181,16 +223,20 @@ def _segment_outcome(seg: SegmentRecord, state: JobState, exit_code: int | None,
         return SegmentState.PREEMPTED, "was preempted"
     if state == JobState.TIMEOUT:
         return SegmentState.TIMEOUT, "hit its time limit"
-    if exit_code == 0 and seg.end_length is not None:
+    if exit_code == 0 and seg.end_length is not None and (
+            seg.end_length >= seg.target_length or seg.stop_requested is not None):
         return SegmentState.COMPLETED, ""
+    if exit_code == 0 and seg.stop_requested is None:
+        # Nobody asked it to stop: relaunching it would only repeat that, so it is a
+        # failure that counts against max_restarts.
+        reached = "no length" if seg.end_length is None else f"length {seg.end_length}"
+        return SegmentState.FAILED, f"exited 0 at {reached}, short of its target {seg.target_length}"
     if seg.stop_requested is not None:  # paused and canceled before it could checkpoint
         return SegmentState.CANCELED, "stopped (pause)"
     if state == JobState.CANCELLED and exit_code in (None, 0):
         return SegmentState.CANCELED, detail or "canceled"
     if state == JobState.UNKNOWN and exit_code is None:
         return SegmentState.LOST, "the scheduler lost the job and it left no exit code"
-    if exit_code == 0:
-        return SegmentState.FAILED, "exited 0 without reaching the end of its segment"
     code = f"exit code {exit_code}" if exit_code is not None else f"state {state.value}"
     return SegmentState.FAILED, code if not detail or detail == code else f"{code}: {detail}"
 

@@ -40,7 +40,7 @@ from cade_cli.store.records import (
     TrialRecord,
     best_trial,
 )
-from cade_cli.jobs.rundir import prepare_segment
+from cade_cli.jobs.rundir import claim_experiment_dir, prepare_segment, storage_errors
 from cade_cli.search.searchers import make_searcher, restore_searcher
 from cade_cli.search.searchers.base import Create, ExitReason, Train, decision_to_json
 from cade_cli.spec.settings import Settings
@@ -70,7 +70,10 @@ def submit(ledger: Ledger, spec: ExperimentSpec, backend: str, *, message: str =
         ledger.update_experiment(exp_id, root=str(root))
         ledger.append_event(exp_id, {"op": "start"}, [decision_to_json(d) for d in decisions],
                             searcher.snapshot())
-    root.mkdir(parents=True, exist_ok=True)
+        # Inside the transaction: a directory another ledger left there is refused before
+        # anything is recorded.
+        with storage_errors(root):
+            claim_experiment_dir(root, ledger.identity, fresh=True)
     return exp_id
 
 
@@ -295,12 +298,15 @@ def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
             if seg.job_name in found:
                 scheduler.cancel([found[seg.job_name]])
     scheduler.cancel([s.job_id for s in live if s.job_id])
+    # A submitted job stays live in the ledger until the scheduler says it is gone: syncs
+    # go on polling it and escalate to SIGKILL after the grace (reconcile_stops).
     with ledger.transaction():
         for seg in live:
-            ledger.update_segment(exp.id, seg.trial, seg.index, state="canceled", ended=now,
-                                  stop_requested=seg.stop_requested or now,
-                                  stop_reason=seg.stop_reason or "cancel", cancel_sent=now,
-                                  reason="the experiment was canceled")
+            fields = {"stop_requested": seg.stop_requested or now,
+                      "stop_reason": seg.stop_reason or "cancel", "cancel_sent": now}
+            if seg.state == "intent" or not seg.job_id:
+                fields.update(state="canceled", ended=now, reason="the experiment was canceled")
+            ledger.update_segment(exp.id, seg.trial, seg.index, **fields)
     return ledger.experiment(exp.id)
 
 

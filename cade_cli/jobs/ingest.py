@@ -4,6 +4,10 @@
 the byte offset it already ingested. A last line without its newline is still being written
 (or was torn by a kill) and is left for the next read. `exit_code` is written by the job
 script's EXIT trap; `preempted` by the trial's signal handler.
+
+This module is a trust boundary: a trial may write anything. A line longer than MAX_LINE is
+skipped by scanning for its newline in blocks (never held in memory) and comes back as an
+error Line; `check_length` bounds every reported length to what SQLite can hold.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from pathlib import Path
 from typing import Any
 
 EXIT_CODE_FILE = "exit_code"   # written by the job script's EXIT trap (base.sh.j2)
-MAX_READ = 16 * 1024 * 1024  # bytes per read: a runaway file cannot exhaust memory
+MAX_READ = 16 * 1024 * 1024  # bytes per call: a runaway file cannot exhaust memory
+MAX_LINE = 1024 * 1024       # bytes per line: a longer one is skipped unread
+MAX_LENGTH = 2**63           # lengths are SQLite INTEGERs: [0, 2^63)
+_SCAN_BLOCK = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -27,27 +34,45 @@ class Line:
     error: str = ""
 
 
-def read_new_lines(path: str | Path, offset: int) -> list[Line]:
-    """The complete lines after `offset`, each with the offset that follows it."""
+def read_new_lines(path: str | Path, offset: int, budget: int = MAX_READ) -> list[Line]:
+    """The complete lines after `offset` (about `budget` bytes), each with its end offset."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            chunk = handle.read(MAX_READ)
-    except FileNotFoundError:
+        handle = open(path, "rb")
+    except (FileNotFoundError, NotADirectoryError):
         return []
     lines: list[Line] = []
-    position = offset
-    while True:
-        newline = chunk.find(b"\n", position - offset)
-        if newline < 0:
-            break  # the rest is a torn or unfinished line
-        raw = chunk[position - offset:newline]
-        position = offset + newline + 1
-        if raw.strip():
-            lines.append(_parse(raw, position))
-        else:
-            lines.append(Line(position, {"kind": "blank"}))
+    with handle:
+        handle.seek(offset)
+        position = offset
+        while position - offset < budget:
+            raw = handle.readline(MAX_LINE + 1)
+            if not raw.endswith(b"\n"):
+                if len(raw) <= MAX_LINE:
+                    break  # the rest is a torn or unfinished line
+                end = _end_of_line(handle)
+                if end is None:
+                    break  # an oversized line still being written: skipped once complete
+                lines.append(Line(end, None, f"a line of {end - position - 1} bytes, over "
+                                             f"the limit of {MAX_LINE}; skipped"))
+                position = end
+                continue
+            position += len(raw)
+            if raw.strip():
+                lines.append(_parse(raw[:-1], position))
+            else:
+                lines.append(Line(position, {"kind": "blank"}))
     return lines
+
+
+def _end_of_line(handle: Any) -> int | None:
+    """The offset after the next newline, scanning in blocks; None when there is none yet."""
+    while True:
+        block = handle.read(_SCAN_BLOCK)
+        if not block:
+            return None
+        newline = block.find(b"\n")
+        if newline >= 0:
+            return int(handle.tell()) - len(block) + newline + 1
 
 
 def _parse(raw: bytes, end_offset: int) -> Line:
@@ -91,18 +116,51 @@ def was_preempted(run_dir: str | Path) -> bool:
     return Path(run_dir, "preempted").exists()
 
 
-def as_length(value: Any) -> int | None:
-    """A reported length as an int, or None when it is not a finite number."""
+def check_length(value: Any, truncate: bool = False) -> tuple[int | None, str]:
+    """(a reported length as an int, "") or (None, why it is not one).
+
+    A length is a whole number in [0, 2^63); a float such as 10.0 counts as 10. `truncate`:
+    a finite fraction is cut to its whole part (a time metric read as a length).
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if not math.isfinite(value):
-        return None
-    return int(value)
+        return None, f"length {_shown(value)} is not a number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, f"length {_shown(value)} is not finite"
+    if isinstance(value, float) and not (truncate or value.is_integer()):
+        return None, f"length {_shown(value)} is not a whole number"
+    number = int(value)
+    if not 0 <= number < MAX_LENGTH:
+        return None, f"length {_shown(value)} is outside [0, 2^63)"
+    return number, ""
+
+
+def as_length(value: Any) -> int | None:
+    """A reported length as an int, or None when `check_length` refuses it."""
+    return check_length(value)[0]
 
 
 def as_metric(value: Any) -> float | None:
     """A reported metric as a finite float, or None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None  # an int beyond the float range
     return number if math.isfinite(number) else None
+
+
+def stored_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The metrics as the ledger keeps them: a number that is not a finite float is null.
+
+    Only the searcher's metric decides anything (a non-finite one fails the trial); the
+    others are shown and exported, where NaN, infinities and huge ints are never wanted.
+    """
+    return {str(key): (as_metric(value) if isinstance(value, (int, float))
+                       and not isinstance(value, bool) else value)
+            for key, value in values.items()}
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -5,6 +5,11 @@ Layout (docs/DEVELOPING.md):
     <exp_root>/trials/<trial>/segments/<k>/{job.sh, launch/, control.json}
 
 Preparing a segment twice (a crash between preparing and submitting) gives the same files.
+
+Everything here is private to the user whatever the umask: directories 0700, files 0600
+(scripts 0700), since job.sh holds environment values. The experiment directory carries an
+owner marker with its ledger's identity: a run directory is never shared by two ledgers.
+A write the disk refuses (full, quota, read-only) is a StorageError.
 """
 
 from __future__ import annotations
@@ -15,14 +20,17 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cade_cli.jobs import render
-from cade_cli.errors import SpecError
+from cade_cli.errors import LedgerError, SpecError, StorageError
 from cade_cli.spec.experiment import ExperimentSpec
+
+OWNER_MARKER = ".cade-ledger"
 
 # Backends with scheduler directives: module under cade_cli.backends, function name.
 _DIRECTIVE_FUNCTIONS = {"slurm": "sbatch_directives", "pbs": "pbs_directives"}
@@ -61,20 +69,35 @@ def prepare_segment(
     template_dirs: Sequence[str | Path] = (),
     decision_wait: float = 0.0,
     job_name: str | None = None,
+    owner: str | None = None,
 ) -> SegmentPaths:
     """Write everything a segment's batch job needs; return where it went.
 
     `decision_wait`: seconds a trial that reached its target waits for the driver to raise
     it (a promotable trial keeps its allocation instead of queueing again). `job_name`:
     the name the ledger recorded for the segment (default: derived the same way).
+    `owner`: the ledger identity the experiment directory must carry (claimed when unmarked).
     """
     if backend not in render.TEMPLATE_FOR_BACKEND:
         known = ", ".join(sorted(render.TEMPLATE_FOR_BACKEND))
         raise SpecError(f"unknown backend {backend!r}", hint=f"one of: {known}")
     exp_root = Path(exp_root).absolute()
+    with storage_errors(exp_root):
+        if owner is not None:
+            claim_experiment_dir(exp_root, owner, fresh=False)
+        return _write_segment(spec, experiment_id, trial_id, segment, params, start_length,
+                              target_length, report_at, resume_from, trial_seed, backend,
+                              exp_root, template_dirs, decision_wait, job_name)
+
+
+def _write_segment(spec: ExperimentSpec, experiment_id: int | str, trial_id: int, segment: int,
+                   params: Mapping[str, Any], start_length: int, target_length: int,
+                   report_at: Sequence[int], resume_from: str | Path | None, trial_seed: int,
+                   backend: str, exp_root: Path, template_dirs: Sequence[str | Path],
+                   decision_wait: float, job_name: str | None) -> SegmentPaths:
     trial_dir = trial_dir_of(exp_root, trial_id)
     run_dir = run_dir_of(exp_root, trial_id, segment)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(run_dir)
     name = job_name or render.job_name(experiment_id, trial_id, segment, exp_root)
 
     write_json_atomic(
@@ -110,7 +133,7 @@ def prepare_segment(
     )
     text = render.render_script(render.TEMPLATE_FOR_BACKEND[backend], context, template_dirs)
     script = run_dir / "job.sh"
-    write_text_atomic(script, text, mode=0o755)
+    write_text_atomic(script, text, mode=0o700)
     return SegmentPaths(run_dir=run_dir, script=script, job_name=name, trial_dir=trial_dir)
 
 
@@ -154,23 +177,27 @@ def write_control(run_dir: str | Path, *, stop: bool, reason: str, target_length
 def copy_launchers(destination: Path) -> None:
     """Copy the package's launchers so a queued job never changes when the package does."""
     source = Path(str(importlib.resources.files("cade_cli.launchers")))
-    destination.mkdir(parents=True, exist_ok=True)
+    make_private_dir(destination)
     for path in sorted(source.iterdir()):
         if path.is_file() and path.suffix in (".sh", ".py") and path.name != "__init__.py":
             shutil.copyfile(path, destination / path.name)
-            os.chmod(destination / path.name, 0o755)
+            os.chmod(destination / path.name, 0o700)
     # The `determined` import shim travels with the launchers (docs/determined-core.md).
     shim = Path(str(importlib.resources.files("cade_cli.det"))) / "shim"
     shutil.copytree(shim, destination / "det", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for folder, _, files in os.walk(destination / "det"):  # private like the rest of the run directory
+        os.chmod(folder, 0o700)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o600)
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
-def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_text_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    make_private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -180,3 +207,54 @@ def write_text_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` and its missing parents 0700, whatever the umask (mkdir's mode is
+    masked by it; an existing directory is left as its owner set it)."""
+    missing = []
+    for folder in (path, *path.parents):
+        if folder.is_dir():
+            break
+        missing.append(folder)
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made meanwhile by another process
+        os.chmod(folder, 0o700)
+
+
+def claim_experiment_dir(exp_root: Path, owner: str, *, fresh: bool) -> None:
+    """Mark `exp_root` as the ledger `owner`'s, or refuse it when another ledger's.
+
+    `fresh` (a new experiment): the directory must not hold anything unmarked either, since
+    run directories an older ledger left there would be taken for this one's.
+    """
+    marker = exp_root / OWNER_MARKER
+    try:
+        found = marker.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        found = None
+    if found == owner:
+        return
+    if found is not None or (fresh and exp_root.exists() and any(exp_root.iterdir())):
+        holder = f"ledger {found}" if found else "an earlier ledger"
+        raise LedgerError(
+            f"the experiment directory {exp_root} belongs to {holder}, not to this one "
+            f"({owner})", hint=f"move {exp_root} aside (or use another --ledger folder); "
+                               "cade never reuses another ledger's run directories")
+    make_private_dir(exp_root)
+    write_text_atomic(marker, owner + "\n")
+
+
+@contextmanager
+def storage_errors(where: Path) -> Iterator[None]:
+    """An OSError while writing run directories becomes a StorageError saying where."""
+    try:
+        yield
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise StorageError(f"cannot write under {where}: {reason}",
+                           hint="free some space (or quota) there, then run `cade sync`; "
+                                "nothing recorded was lost") from None

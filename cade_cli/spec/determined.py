@@ -166,7 +166,7 @@ TABLE: dict[str, Decision] = {
                               "stdout.log and stderr.log"),
     "log_policies": Decision(WARNED, "cade does not scan logs; a failed trial is retried up to max_restarts"),
     "log_policies[].*": Decision(WARNED, "see log_policies"),
-    "retention_policy": Decision(WARNED, "cade deletes no logs; `cade gc` removes what you choose"),
+    "retention_policy": Decision(WARNED, "cade deletes no logs: they stay in each segment's run directory until you remove them"),
     "retention_policy.log_retention_days": Decision(WARNED, "see retention_policy"),
     "preemption_timeout": Decision(MAPPED, "resources.preempt_notice (seconds of notice) when that is not given"),
     "integrations": Decision(WARNED, "Determined's integrations (Pachyderm) talk to its master; "

@@ -91,15 +91,31 @@ class Ledger:
                                   hint="submit an experiment first (cade submit SPEC), or "
                                        "pass --ledger / set CADE_LEDGER")
             self._create_file()
+        # A ledger cade cannot write (a read-only mount, another user's file) is still
+        # read: no journal-mode change, no migration, no lock; writes raise LedgerError.
+        self.read_only = not (os.access(self.path, os.W_OK) and os.access(self.state_dir, os.W_OK))
         with _sqlite_errors(self.path):
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
-                                   isolation_level=None)
-            self.db = sqlite_utils.Database(conn)
+            self.db = sqlite_utils.Database(self._connect())
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA schema_version").fetchone()  # fails on a non-database
             self.journal_mode = journal_mode_for(self.path, mounts_text)
-            self._set_journal_mode()
-            self._migrate()
+            if not self.read_only:
+                self._set_journal_mode()
+                self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.read_only:
+            return sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None)
+        uri = self.path.as_uri()
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, isolation_level=None)
+            conn.execute("PRAGMA schema_version").fetchone()
+            return conn
+        except sqlite3.OperationalError:
+            # WAL needs its -shm file, which a read-only folder cannot hold: read the file
+            # as it is (immutable), since nobody can be writing it there either.
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
 
     def _create_file(self) -> None:
         try:
@@ -134,9 +150,16 @@ class Ledger:
         self.db.close()
 
     # -- plumbing ------------------------------------------------------------------------
+    def require_writable(self) -> None:
+        if self.read_only:
+            raise LedgerError(f"the ledger {self.path} is read-only: this command needs to "
+                              "write it", hint="read commands (status, best, logs, top) "
+                              "still work; write ones need a writable ledger and folder")
+
     @contextmanager
     def transaction(self) -> Iterator[Ledger]:
         """One write transaction (BEGIN IMMEDIATE takes the write lock up front)."""
+        self.require_writable()
         with _sqlite_errors(self.path):
             if self.db.conn.in_transaction:
                 yield self  # already inside one: part of it
@@ -160,6 +183,7 @@ class Ledger:
     def _update(self, table: str, where: dict[str, Any], fields: dict[str, Any]) -> None:
         if not fields:
             return
+        self.require_writable()
         values = _encode(fields)
         assignments = ", ".join(f'"{key}" = ?' for key in values)
         condition = " AND ".join(f'"{key}" = ?' for key in where)
@@ -169,6 +193,7 @@ class Ledger:
             raise NotFoundError(f"no {table[:-1]} {tuple(where.values())} in the ledger")
 
     def _insert(self, table: str, fields: dict[str, Any], ignore: bool = False) -> int:
+        self.require_writable()
         values = _encode(fields)
         columns = ", ".join(f'"{key}"' for key in values)
         marks = ", ".join("?" for _ in values)
@@ -185,6 +210,12 @@ class Ledger:
         if row.get("stored_spec") is not None:
             row["stored_spec"] = json.loads(row["stored_spec"])
         return ExperimentRecord(**row)
+
+    @property
+    def identity(self) -> str:
+        """This ledger's random id; its experiment directories carry it (jobs/rundir.py)."""
+        rows = self._rows("SELECT id FROM ledger_identity LIMIT 1")
+        return str(rows[0]["id"]) if rows else ""
 
     def experiments(self) -> list[ExperimentRecord]:
         return [self._experiment(r) for r in self._rows("SELECT * FROM experiments ORDER BY id")]

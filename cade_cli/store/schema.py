@@ -109,6 +109,12 @@ CREATE TABLE searcher_events (
     (2, "stored spec", """
 ALTER TABLE experiments ADD COLUMN stored_spec TEXT
 """),
+    # A random id the ledger's experiment directories are marked with (jobs/rundir.py), so a
+    # new ledger never reuses run directories an older one left behind.
+    (3, "ledger identity", """
+CREATE TABLE ledger_identity (id TEXT NOT NULL);
+INSERT INTO ledger_identity (id) VALUES (lower(hex(randomblob(16))))
+"""),
 )
 
 MIGRATIONS_TABLE = """

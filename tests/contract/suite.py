@@ -141,6 +141,24 @@ class SchedulerContract:
             lambda s: s[job_id].state.finished and all(process_gone(p) for p in pids))[job_id]
         assert status.state == JobState.CANCELLED
 
+    def test_kill_ends_a_job_that_ignores_term(self, make_scheduler: SchedulerFactory,
+                                              tmp_path: Path) -> None:
+        scheduler = make_scheduler()
+        request = self.job(tmp_path, "trap '' TERM USR1\n"
+                                     "sh -c 'trap \"\" TERM; echo $$ > child.pid; "
+                                     "while :; do sleep 0.1; done' &\n"
+                                     "echo $$ > shell.pid\nwhile :; do sleep 0.1; done")
+        job_id = scheduler.submit(request)
+        self.wait_for_file(request.run_dir / "shell.pid", scheduler, job_id)
+        self.wait_for_file(request.run_dir / "child.pid", scheduler, job_id)
+        pids = [int((request.run_dir / f).read_text()) for f in ("shell.pid", "child.pid")]
+        scheduler.cancel([job_id])
+        scheduler.kill([job_id])  # the engine's escalation once the grace is over
+        status = self.wait_until(
+            scheduler, [job_id],
+            lambda s: s[job_id].state.finished and all(process_gone(p) for p in pids))[job_id]
+        assert status.state in (JobState.CANCELLED, JobState.FAILED)
+
     def test_poll_of_an_unknown_id_says_unknown(self, make_scheduler: SchedulerFactory) -> None:
         status = make_scheduler().poll([self.unknown_job_id])[self.unknown_job_id]
         assert status.state == JobState.UNKNOWN
