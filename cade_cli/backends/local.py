@@ -13,7 +13,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -24,8 +23,9 @@ from pathlib import Path
 
 from cade_cli.backends.base import ESCAPED_PROCESSES, JobRequest, JobState, JobStatus, Scheduler
 from cade_cli.backends.processes import (
+    detect_gpus,
     group_alive,
-    processes_with_env,
+    kill_escaped,
     proc_stat,
     process_exists,
     send_signal,
@@ -71,24 +71,6 @@ class _Job:
     exit_code: int | None = None
     reason: str = ""
     kill_at: float | None = None  # when a cancelled job's group gets SIGKILL
-
-
-def detect_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
-    """GPU ids this machine offers: CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`."""
-    env = os.environ if environ is None else environ
-    visible = env.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        ids = [part.strip() for part in visible.split(",") if part.strip()]
-        return [] if ids in ([], ["-1"], ["NoDevFiles"]) else ids
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
-                                 timeout=20, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    count = sum(1 for line in listing.splitlines() if line.startswith("GPU "))
-    return [str(index) for index in range(count)]
 
 
 class LocalScheduler(Scheduler):
@@ -338,15 +320,7 @@ class LocalScheduler(Scheduler):
         return f"{job.job_id}@{self.root}"
 
     def _kill_escaped(self, job: _Job) -> str:
-        """KILL the job's processes that left its process group; say so (or "")."""
-        escaped = processes_with_env(ESCAPE_MARKER, self._marker(job))
-        for pid in escaped:
-            send_signal(pid, signal.SIGKILL, group=False)
-        if not escaped:
-            return ""
-        return (f"killed {len(escaped)} process{'es' if len(escaped) > 1 else ''} that "
-                f"{ESCAPED_PROCESSES} (setsid or a daemon): pid "
-                f"{', '.join(map(str, escaped))}")
+        return kill_escaped(ESCAPE_MARKER, self._marker(job), ESCAPED_PROCESSES)
 
     def _terminate(self, job: _Job) -> bool:
         """Cancel one job; True when its process group was sent SIGTERM."""

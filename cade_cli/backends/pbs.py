@@ -18,14 +18,13 @@ from its newest checkpoint; a server-side rerun would repeat the old segment.
 from __future__ import annotations
 
 import re
-import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cade_cli.backends import pbs_parse as parse
-from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
+from cade_cli.backends.base import JobRequest, JobState, JobStatus
+from cade_cli.backends.cluster import ClusterScheduler
 from cade_cli.backends.directives import (
     STDERR_FILE,
     STDOUT_FILE,
@@ -33,16 +32,7 @@ from cade_cli.backends.directives import (
     mem_megabytes,
     quoted,
 )
-from cade_cli.backends.retry import (
-    CommandRunner,
-    RetryPolicy,
-    Runner,
-    StatusCache,
-    command_error,
-    min_interval,
-    run_subprocess,
-)
-from cade_cli.backends.slurm_parse import current_user
+from cade_cli.backends.retry import command_error
 from cade_cli.errors import SchedulerError, SpecError
 from cade_cli.jobs.ingest import read_exit_code
 from cade_cli.jobs.layout import trial_layout
@@ -147,53 +137,20 @@ def _check_resources(value: str, taken: set[str]) -> None:
                      f"instead of -l {name}")
 
 
-class PbsScheduler(Scheduler):
+class PbsScheduler(ClusterScheduler):
     """Talks to PBS through its commands. `calls` counts every command issued."""
 
     name = "pbs"
+    transient_errors = TRANSIENT_ERRORS
 
-    def __init__(self, state_dir: Path | str | None = None, settings: Any = None, *,
-                 min_poll_interval: float | None = None, retry: RetryPolicy | None = None,
-                 runner: Runner = run_subprocess, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, user: str | None = None) -> None:
-        self.commands = CommandRunner(TRANSIENT_ERRORS, retry or RetryPolicy(), runner, sleep)
-        self.cache = StatusCache(min_interval(min_poll_interval, settings, self.name), clock)
-        self.user = user or current_user()
-        self._run_dirs: dict[str, Path] = {}
+    def __init__(self, state_dir: Path | str | None = None, settings: Any = None, **options: Any) -> None:
+        super().__init__(state_dir, settings, **options)
         self._cancelled: set[str] = set()
 
-    @property
-    def calls(self) -> Counter[str]:
-        return self.commands.calls
-
-    @property
-    def command_count(self) -> int:
-        return self.commands.command_count
-
-    def remember_run_dir(self, job_id: str, run_dir: Path | str) -> None:
-        self._run_dirs[job_id] = Path(run_dir)
-
     def submit(self, request: JobRequest) -> str:
-        argv = ["qsub", str(request.script)]
-        delays = iter(self.commands.policy.delays())
-        while True:
-            result = self.commands.run_once(argv)
-            if result.returncode == 0:
-                job_id = parse.qsub_job_id(result.stdout)
-                break
-            if not self.commands.is_transient(result):
-                raise command_error(result)
-            found = self.find_by_name(request.name).get(request.name)
-            if found:               # the server took it before the connection broke
-                job_id = found
-                break
-            delay = next(delays, None)
-            if delay is None:
-                raise command_error(result, retried=self.commands.policy.attempts)
-            self.commands.sleep(delay)
-        self.remember_run_dir(job_id, request.run_dir)
-        self.cache.put(JobStatus(job_id, JobState.PENDING))
-        return job_id
+        # The server may take a job before the connection breaks: submit_command looks first.
+        return self.submit_command(request, ["qsub", str(request.script)], parse.qsub_job_id,
+                                   command_error)
 
     def poll(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
         stale = self.cache.stale_ids(job_ids)

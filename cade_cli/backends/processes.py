@@ -1,4 +1,4 @@
-"""Signals and liveness of this machine's processes, for the local backend.
+"""Signals, liveness and GPUs of this machine's processes, for the local backend.
 
 A pid alone can be reused after its process ended, so liveness checks compare the start
 time recorded at launch (from /proc) where there is a /proc to read.
@@ -7,7 +7,10 @@ time recorded at launch (from /proc) where there is a /proc to read.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 from cade_cli.errors import SchedulerError
@@ -94,3 +97,33 @@ def processes_with_env(name: str, value: str) -> list[int]:
             if info is not None and info[0] != "Z":
                 found.append(int(entry.name))
     return found
+
+
+def kill_escaped(variable: str, value: str, what: str) -> str:
+    """KILL the processes whose environment holds `variable=value` (a job's, which left its
+    process group: setsid or a daemon); a line saying so, or ""."""
+    escaped = processes_with_env(variable, value)
+    for pid in escaped:
+        send_signal(pid, signal.SIGKILL, group=False)
+    if not escaped:
+        return ""
+    return (f"killed {len(escaped)} process{'es' if len(escaped) > 1 else ''} that {what} "
+            f"(setsid or a daemon): pid {', '.join(map(str, escaped))}")
+
+
+def detect_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
+    """GPU ids this machine offers: CUDA_VISIBLE_DEVICES when set, else `nvidia-smi -L`."""
+    env = os.environ if environ is None else environ
+    visible = env.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [part.strip() for part in visible.split(",") if part.strip()]
+        return [] if ids in ([], ["-1"], ["NoDevFiles"]) else ids
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                 timeout=20, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    count = sum(1 for line in listing.splitlines() if line.startswith("GPU "))
+    return [str(index) for index in range(count)]

@@ -18,14 +18,13 @@ rerun the old script with a stale resume point.
 from __future__ import annotations
 
 import re
-import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from cade_cli.backends import slurm_parse as parse
-from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
+from cade_cli.backends.base import JobRequest, JobState, JobStatus
+from cade_cli.backends.cluster import ClusterScheduler
 from cade_cli.backends.directives import (
     STDERR_FILE,
     STDOUT_FILE,
@@ -35,16 +34,7 @@ from cade_cli.backends.directives import (
     notice_seconds,
     quoted,
 )
-from cade_cli.backends.retry import (
-    CommandResult,
-    CommandRunner,
-    RetryPolicy,
-    Runner,
-    StatusCache,
-    command_error,
-    min_interval,
-    run_subprocess,
-)
+from cade_cli.backends.retry import CommandResult, command_error
 from cade_cli.errors import SchedulerError, SpecError
 from cade_cli.jobs.ingest import read_exit_code
 from cade_cli.jobs.layout import trial_layout
@@ -178,58 +168,21 @@ def _hint_for(owner: str) -> str:
     return f"remove it from {PASSTHROUGH_KEY}; set {where} instead"
 
 
-class SlurmScheduler(Scheduler):
+class SlurmScheduler(ClusterScheduler):
     """Talks to Slurm through its commands. `calls` counts every command issued."""
 
     name = "slurm"
+    transient_errors = TRANSIENT_ERRORS
 
-    def __init__(self, state_dir: Path | str | None = None, settings: Any = None, *,
-                 min_poll_interval: float | None = None, retry: RetryPolicy | None = None,
-                 runner: Runner = run_subprocess, sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic, user: str | None = None) -> None:
-        """`state_dir` is unused (Slurm keeps the job table); `settings` gives the poll interval."""
-        self.commands = CommandRunner(TRANSIENT_ERRORS, retry or RetryPolicy(), runner, sleep)
-        self.cache = StatusCache(min_interval(min_poll_interval, settings, self.name), clock)
-        self.user = user or parse.current_user()
-        self._run_dirs: dict[str, Path] = {}
+    def __init__(self, state_dir: Path | str | None = None, settings: Any = None, **options: Any) -> None:
+        super().__init__(state_dir, settings, **options)
         self._accounting: bool | None = None     # None: not probed yet
         self._jobcomp: bool | None = None
 
-    @property
-    def calls(self) -> Counter[str]:
-        return self.commands.calls
-
-    @property
-    def command_count(self) -> int:
-        return self.commands.command_count
-
-    def remember_run_dir(self, job_id: str, run_dir: Path | str) -> None:
-        """Where a job's exit_code file lives (known after submit; for resumed drivers)."""
-        self._run_dirs[job_id] = Path(run_dir)
-
     # -- submit ---------------------------------------------------------------------------
     def submit(self, request: JobRequest) -> str:
-        argv = ["sbatch", "--parsable", str(request.script)]
-        delays = iter(self.commands.policy.delays())
-        while True:
-            result = self.commands.run_once(argv)
-            if result.returncode == 0:
-                job_id = parse.sbatch_job_id(result.stdout)
-                break
-            if not self.commands.is_transient(result):
-                raise _submit_error(result)
-            # A timed-out sbatch may still have queued the job: never submit it twice.
-            found = self.find_by_name(request.name).get(request.name)
-            if found:
-                job_id = found
-                break
-            delay = next(delays, None)
-            if delay is None:
-                raise command_error(result, retried=self.commands.policy.attempts)
-            self.commands.sleep(delay)
-        self.remember_run_dir(job_id, request.run_dir)
-        self.cache.put(JobStatus(job_id, JobState.PENDING))
-        return job_id
+        return self.submit_command(request, ["sbatch", "--parsable", str(request.script)],
+                                   parse.sbatch_job_id, _submit_error)
 
     # -- poll -----------------------------------------------------------------------------
     def poll(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:

@@ -12,13 +12,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from cade_cli.det._ranks import RankGetters
 from cade_cli.det._unsupported import unsupported
 from cade_cli.det._wire import Group
 
 DEFAULT_PORT = 12360   # Determined's default pub_port; used when no MASTER_PORT is known
 
 
-class DistributedContext:
+class DistributedContext(RankGetters):
     """rank, size, local_rank, local_size, cross_rank, cross_size, and their collectives."""
 
     def __init__(self, *, rank: int, size: int, local_rank: int, local_size: int,
@@ -36,25 +37,6 @@ class DistributedContext:
         self._global = Group(rank, size, chief_ip or "127.0.0.1", port)
         # One port per node: emulated nodes may share one host.
         self._local = Group(local_rank, local_size, "127.0.0.1", local_base + cross_rank)
-
-    # Determined offers both attributes and getters.
-    def get_rank(self) -> int:
-        return self.rank
-
-    def get_size(self) -> int:
-        return self.size
-
-    def get_local_rank(self) -> int:
-        return self.local_rank
-
-    def get_local_size(self) -> int:
-        return self.local_size
-
-    def get_cross_rank(self) -> int:
-        return self.cross_rank
-
-    def get_cross_size(self) -> int:
-        return self.cross_size
 
     def allgather(self, stuff: Any) -> list[Any]:
         return self._global.allgather(stuff)

@@ -12,10 +12,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from cade_cli.det._ranks import RankGetters
 from cade_cli.errors import LaunchError
 
 
-class DistributedContext:
+class DistributedContext(RankGetters):
     """What a trial may ask about its ranks (the subset of Determined's that PyTorchTrial uses)."""
 
     def __init__(self, rank: int = 0, size: int = 1, local_rank: int = 0, local_size: int = 1) -> None:
@@ -23,24 +24,6 @@ class DistributedContext:
         self.local_rank, self.local_size = local_rank, local_size
         self.cross_rank = rank // max(1, local_size)
         self.cross_size = max(1, size // max(1, local_size))
-
-    def get_rank(self) -> int:
-        return self.rank
-
-    def get_size(self) -> int:
-        return self.size
-
-    def get_local_rank(self) -> int:
-        return self.local_rank
-
-    def get_local_size(self) -> int:
-        return self.local_size
-
-    def get_cross_rank(self) -> int:
-        return self.cross_rank
-
-    def get_cross_size(self) -> int:
-        return self.cross_size
 
     def allgather(self, value: Any) -> list[Any]:
         if self.size == 1:

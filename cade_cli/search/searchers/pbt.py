@@ -22,15 +22,7 @@ import random
 from typing import Any
 
 from cade_cli.search.plan import Plan, pbt_plan
-from cade_cli.search.searchers.base import (
-    Create,
-    Decision,
-    ExitReason,
-    SearcherFacts,
-    Shutdown,
-    Stop,
-    Train,
-)
+from cade_cli.search.searchers.base import Create, Decision, ExitReason, SearcherFacts, Shutdown, Stop, Train
 from cade_cli.search.searchers.simple import (
     CountingSearcher,
     common_snapshot,

@@ -28,7 +28,7 @@ from cade_cli.search.searchers.base import (
 )
 from cade_cli.search.samplers import load_sampler_state, make_sampler, sampler_state
 from cade_cli.search.searchers.brackets import minimised
-from cade_cli.search.space import Space, grid_point, grid_size, sample
+from cade_cli.search.space import Space, grid_point, grid_size
 from cade_cli.spec.experiment import SearcherSpec
 
 

@@ -1,0 +1,79 @@
+"""What the Slurm and PBS backends share: the command runner, the status cache, and a submit
+that is retried on transient errors without ever queueing a job twice."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
+from cade_cli.backends.retry import (
+    CommandResult,
+    CommandRunner,
+    RetryPolicy,
+    Runner,
+    StatusCache,
+    command_error,
+    min_interval,
+    run_subprocess,
+)
+from cade_cli.backends.slurm_parse import current_user
+from cade_cli.errors import SchedulerError
+
+
+class ClusterScheduler(Scheduler):
+    """A scheduler driven through its commands. `calls` counts every command issued."""
+
+    name = ""
+    transient_errors: tuple[str, ...] = ()
+
+    def __init__(self, state_dir: Path | str | None = None, settings: Any = None, *,
+                 min_poll_interval: float | None = None, retry: RetryPolicy | None = None,
+                 runner: Runner = run_subprocess, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic, user: str | None = None) -> None:
+        """`state_dir` is unused (the scheduler keeps the job table); `settings` gives the poll
+        interval."""
+        self.commands = CommandRunner(self.transient_errors, retry or RetryPolicy(), runner, sleep)
+        self.cache = StatusCache(min_interval(min_poll_interval, settings, self.name), clock)
+        self.user = user or current_user()
+        self._run_dirs: dict[str, Path] = {}
+
+    @property
+    def calls(self) -> Counter[str]:
+        return self.commands.calls
+
+    @property
+    def command_count(self) -> int:
+        return self.commands.command_count
+
+    def remember_run_dir(self, job_id: str, run_dir: Path | str) -> None:
+        """Where a job's exit_code file lives (known after submit; for resumed drivers)."""
+        self._run_dirs[job_id] = Path(run_dir)
+
+    def submit_command(self, request: JobRequest, argv: list[str],
+                       job_id_of: Callable[[str], str],
+                       error_of: Callable[[CommandResult], SchedulerError]) -> str:
+        """Run the submit command `argv`, retrying transient errors. A timed-out submission may
+        still have queued the job, so before each retry the job is looked up by its name."""
+        delays = iter(self.commands.policy.delays())
+        while True:
+            result = self.commands.run_once(argv)
+            if result.returncode == 0:
+                job_id = job_id_of(result.stdout)
+                break
+            if not self.commands.is_transient(result):
+                raise error_of(result)
+            found = self.find_by_name(request.name).get(request.name)
+            if found:
+                job_id = found
+                break
+            delay = next(delays, None)
+            if delay is None:
+                raise command_error(result, retried=self.commands.policy.attempts)
+            self.commands.sleep(delay)
+        self.remember_run_dir(job_id, request.run_dir)
+        self.cache.put(JobStatus(job_id, JobState.PENDING))
+        return job_id
