@@ -296,8 +296,7 @@ def checkpoint(length: int) -> Iterator[Path]:
             yield Path(throwaway)
         return
     base = Path(trial_dir) / "checkpoints"
-    # With shared_fs storage `checkpoints` links to a directory the first checkpoint creates.
-    (base.resolve() if base.is_symlink() else base).mkdir(parents=True, exist_ok=True)
+    (base.resolve() if base.is_symlink() else base).mkdir(parents=True, exist_ok=True)  # shared_fs: a link
     staging = Path(tempfile.mkdtemp(prefix=f".tmp-{length}-", dir=base))
     try:
         yield staging
