@@ -184,7 +184,13 @@ class TestPbsContractOnFakeCommands(SchedulerContract):
 
     def test_kill_ends_a_job_that_ignores_term(self, make_scheduler: Any,
                                               tmp_path: Path) -> None:
-        pytest.skip("fake_pbs signals the batch shell only; a MoM signals the job's session")
+        # fake_pbs signals the batch shell only (a MoM signals the job's whole session), so
+        # what is checked here is the command: the escalation is `qsig -s KILL` for the job.
+        scheduler = make_scheduler()
+        job_id = scheduler.submit(self.job(tmp_path, "trap '' TERM\nwhile :; do sleep 0.1; done"))
+        scheduler.cancel([job_id])
+        scheduler.kill([job_id])
+        assert scheduler.calls["qsig"] == 1
 
     @pytest.fixture
     def make_scheduler(self, tmp_path: Path, fake_pbs: Path) -> SchedulerFactory:
