@@ -13,7 +13,7 @@ from engine_fakes import FakeScheduler, Outcome, make_spec
 
 from cade_cli.backends.base import JobRequest
 from cade_cli.engine import lifecycle as engine
-from cade_cli.jobs.ingest import MAX_LINE, check_length, read_new_lines
+from cade_cli.jobs.ingest import MAX_ESCAPED, MAX_LINE, check_length, read_new_lines
 from cade_cli.spec.settings import Settings
 from cade_cli.store.ledger import Ledger
 
@@ -196,3 +196,21 @@ def test_a_negative_segment_end_fails_the_trial_at_once(tmp_path: Path) -> None:
     assert t1.state == "errored" and "outside [0, 2^63)" in t1.message
     assert len(ledger.segments(exp_id, 1)) == 1
     assert ledger.experiment(exp_id).state == "completed"
+
+
+def test_the_escaped_file_is_read_as_pids_only(tmp_path: Path) -> None:
+    """`escaped` (the EXIT trap's list) is in the run directory, the trial's to write too:
+    only whole pids count, at most MAX_ESCAPED of them; they reach the trial's message."""
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        if trial_of(request) == 1:
+            (request.run_dir / "escaped").write_bytes(
+                b"4242\n\x1b]0;title\x07\n12345678901\n-5\n" + b"7\n" * 200)
+        return good(request, control)
+    ledger, exp_id = run(tmp_path, behave)
+    trial, other = ledger.trials(exp_id)
+    pids = ", ".join(["4242"] + ["7"] * (MAX_ESCAPED - 4))
+    assert trial.state == "completed"
+    assert trial.message == (f"segment 1: killed {MAX_ESCAPED - 3} processes that left the "
+                             f"job's process group (setsid or a daemon): pid {pids}")
+    assert ledger.segments(exp_id, 1)[0].reason == trial.message.removeprefix("segment 1: ")
+    assert other.message == ""

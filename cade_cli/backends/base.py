@@ -18,6 +18,16 @@ from pathlib import Path
 # Part of a job's reason when processes that escaped its process group were killed.
 ESCAPED_PROCESSES = "left the job's process group"
 
+
+def escaped_report(pids: Sequence[int]) -> str:
+    """The one wording of processes killed because they left their job's process group
+    (found by a backend, or by the job script's EXIT trap); "" when there were none."""
+    if not pids:
+        return ""
+    return (f"killed {len(pids)} process{'es' if len(pids) > 1 else ''} that "
+            f"{ESCAPED_PROCESSES} (setsid or a daemon): pid {', '.join(map(str, pids))}")
+
+
 class JobState(str, Enum):
     PENDING = "pending"            # queued, not started
     RUNNING = "running"

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cade_cli.backends.base import ESCAPED_PROCESSES, JobRequest, JobState, JobStatus, Scheduler
+from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
 from cade_cli.backends.processes import (
     detect_gpus,
     group_alive,
@@ -320,7 +320,7 @@ class LocalScheduler(Scheduler):
         return f"{job.job_id}@{self.root}"
 
     def _kill_escaped(self, job: _Job) -> str:
-        return kill_escaped(ESCAPE_MARKER, self._marker(job), ESCAPED_PROCESSES)
+        return kill_escaped(ESCAPE_MARKER, self._marker(job))
 
     def _terminate(self, job: _Job) -> bool:
         """Cancel one job; True when its process group was sent SIGTERM."""

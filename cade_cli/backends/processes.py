@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from cade_cli.backends.base import escaped_report
 from cade_cli.errors import SchedulerError
 
 
@@ -99,16 +100,13 @@ def processes_with_env(name: str, value: str) -> list[int]:
     return found
 
 
-def kill_escaped(variable: str, value: str, what: str) -> str:
+def kill_escaped(variable: str, value: str) -> str:
     """KILL the processes whose environment holds `variable=value` (a job's, which left its
     process group: setsid or a daemon); a line saying so, or ""."""
     escaped = processes_with_env(variable, value)
     for pid in escaped:
         send_signal(pid, signal.SIGKILL, group=False)
-    if not escaped:
-        return ""
-    return (f"killed {len(escaped)} process{'es' if len(escaped) > 1 else ''} that {what} "
-            f"(setsid or a daemon): pid {', '.join(map(str, escaped))}")
+    return escaped_report(escaped)
 
 
 def detect_gpus(environ: Mapping[str, str] | None = None) -> list[str]:

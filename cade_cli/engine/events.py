@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cade_cli.backends.base import ESCAPED_PROCESSES, JobState, JobStatus
+from cade_cli.backends.base import ESCAPED_PROCESSES, JobState, JobStatus, escaped_report
 from cade_cli.engine.apply import apply_events
 from cade_cli.engine.context import SyncContext, better, close_trial, record_event
 from cade_cli.jobs.ingest import (
     Line,
     as_metric,
     check_length,
+    read_escaped,
     read_exit_code,
     read_new_lines,
     stored_values,
@@ -190,26 +191,50 @@ def finish_segment(ctx: SyncContext, seg: SegmentRecord, status: JobStatus | Non
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
         state = status.state if status is not None else JobState.UNKNOWN
         seg_state, reason = _segment_outcome(seg, state, exit_code, status)
-        if status is not None and ESCAPED_PROCESSES in status.reason and \
-                ESCAPED_PROCESSES not in reason:
-            reason = "; ".join(filter(None, [reason, status.reason]))  # always reported
+        escaped = _escaped(seg, status)
+        if escaped not in reason:
+            reason = "; ".join(filter(None, [reason, escaped]))  # always reported
         ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state=seg_state,
                                   exit_code=exit_code, ended=ctx.clock(), reason=reason)
-        if trial.closed:
-            return
-        if seg.stop_reason == "pause":
-            ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.PAUSED)
-        elif seg_state in (SegmentState.PREEMPTED, SegmentState.TIMEOUT):
-            ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.PREEMPTED,
-                                    message=f"segment {seg.index} {reason}; resuming")
-        elif seg_state == SegmentState.COMPLETED:
-            done = (seg.end_length or 0) >= trial.target_length
-            ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.STOPPED if done else TrialState.QUEUED)
-        elif seg_state == SegmentState.CANCELED:
-            close_trial(ctx, trial, TrialState.STOPPED, f"segment {seg.index} was canceled outside "
-                        "cade", ExitReason.CANCELED, "cancel")
-        else:
-            _failed(ctx, trial, seg, reason)
+        if not trial.closed:
+            _trial_after(ctx, trial, seg, seg_state, reason)
+        if escaped:
+            _tell_on_trial(ctx, seg, escaped)
+
+
+def _escaped(seg: SegmentRecord, status: JobStatus | None) -> str:
+    """Processes that left the job's process group, as the backend or the job script's EXIT
+    trap found and killed them; "" when none did."""
+    reported = [part for part in (status.reason if status else "").split("; ")
+                if ESCAPED_PROCESSES in part]
+    return "; ".join(reported) or escaped_report(read_escaped(seg.run_dir))
+
+
+def _tell_on_trial(ctx: SyncContext, seg: SegmentRecord, note: str) -> None:
+    """The trial's message is what `cade status EXP` shows: the escape is noted there, after
+    whatever the segment's end wrote."""
+    trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
+    if note not in trial.message:
+        message = "; ".join(filter(None, [trial.message, f"segment {seg.index}: {note}"]))
+        ctx.ledger.update_trial(ctx.exp_id, trial.id, message=message)
+
+
+def _trial_after(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord,
+                 seg_state: SegmentState, reason: str) -> None:
+    """What the end of a segment means for its open trial."""
+    if seg.stop_reason == "pause":
+        ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.PAUSED)
+    elif seg_state in (SegmentState.PREEMPTED, SegmentState.TIMEOUT):
+        ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.PREEMPTED,
+                                message=f"segment {seg.index} {reason}; resuming")
+    elif seg_state == SegmentState.COMPLETED:
+        done = (seg.end_length or 0) >= trial.target_length
+        ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.STOPPED if done else TrialState.QUEUED)
+    elif seg_state == SegmentState.CANCELED:
+        close_trial(ctx, trial, TrialState.STOPPED, f"segment {seg.index} was canceled outside "
+                    "cade", ExitReason.CANCELED, "cancel")
+    else:
+        _failed(ctx, trial, seg, reason)
 
 
 def _segment_outcome(seg: SegmentRecord, state: JobState, exit_code: int | None,

@@ -2,8 +2,8 @@
 
 `metrics.jsonl` is append-only and written by one process (rank 0); the driver reads it from
 the byte offset it already ingested. A last line without its newline is still being written
-(or was torn by a kill) and is left for the next read. `exit_code` is written by the job
-script's EXIT trap; `preempted` by the trial's signal handler.
+(or was torn by a kill) and is left for the next read. `exit_code` and `escaped` are written
+by the job script's EXIT trap; `preempted` by the trial's signal handler.
 
 This module is a trust boundary: a trial may write anything. A line longer than MAX_LINE is
 skipped by scanning for its newline in blocks (never held in memory) and comes back as an
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 EXIT_CODE_FILE = "exit_code"   # written by the job script's EXIT trap (base.sh.j2)
+ESCAPED_FILE = "escaped"       # the trap's list of killed processes that left the job's group
+MAX_ESCAPED = 64               # pids read from it: the file is the trial's to write too
 MAX_READ = 16 * 1024 * 1024  # bytes per call: a runaway file cannot exhaust memory
 MAX_LINE = 1024 * 1024       # bytes per line: a longer one is skipped unread
 MAX_LENGTH = 2**63           # lengths are SQLite INTEGERs: [0, 2^63)
@@ -101,6 +103,18 @@ def read_exit_code(run_dir: str | Path | None) -> int | None:
         return int(words[0])
     except (ValueError, IndexError):
         return None
+
+
+def read_escaped(run_dir: str | Path | None) -> list[int]:
+    """The pids the job script's EXIT trap killed for leaving the job's process group."""
+    if not run_dir:
+        return []
+    try:
+        with open(Path(run_dir, ESCAPED_FILE), "rb") as handle:
+            words = handle.read(16 * MAX_ESCAPED).split()
+    except OSError:
+        return []
+    return [int(word) for word in words[:MAX_ESCAPED] if word.isdigit() and len(word) < 10]
 
 
 def started_host(run_dir: str | Path) -> str | None:

@@ -29,8 +29,28 @@ if [ "${CADE_DETERMINED:-}" != real ]; then
     export PYTHONPATH=/scratch/.cade/experiments/7/trials/3/segments/2/launch/det${PYTHONPATH:+:$PYTHONPATH}
 fi
 
+# A process of this job that left its process group (setsid, a daemon) outlives the job
+# where the scheduler tracks process trees: it still carries CADE_RUN_DIR, so it is found
+# here, killed, and its pid listed in `escaped` for the driver to report.
+__cade_kill_escaped() {
+    local stat own pid killed=""
+    read -r stat 2>/dev/null < "/proc/$$/stat" || return 0
+    stat=${stat##*) }; set -- $stat; own=$3
+    for pid in $(grep -lzxF "CADE_RUN_DIR=$CADE_RUN_DIR" /proc/[0-9]*/environ 2>/dev/null); do
+        pid=${pid#/proc/}; pid=${pid%/environ}
+        read -r stat 2>/dev/null < "/proc/$pid/stat" || continue
+        stat=${stat##*) }; set -- $stat
+        if [ "$pid" != $$ ] && [ "$1" != Z ] && [ "$3" != "$own" ] &&
+                kill -KILL "$pid" 2>/dev/null; then
+            killed="$killed $pid"
+        fi
+    done
+    if [ -n "$killed" ]; then printf '%s\n' $killed > "$CADE_RUN_DIR/escaped"; fi
+}
+
 # The exit status lands in exit_code atomically (tmp + rename), whatever ends the job.
 __cade_on_exit() {
+    __cade_kill_escaped
     printf '%s\n' "$1" > "$CADE_RUN_DIR/.exit_code.$$" &&
         mv -f "$CADE_RUN_DIR/.exit_code.$$" "$CADE_RUN_DIR/exit_code"
 }

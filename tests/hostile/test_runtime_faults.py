@@ -86,6 +86,16 @@ def cade_status(ledger: Ledger, exp_id: int) -> dict[str, object]:
     return data["experiment"]
 
 
+def cade_status_text(ledger: Ledger, exp_id: int) -> str:
+    """What a user reads: `cade status EXP` as text."""
+    result = subprocess.run(
+        [sys.executable, "-m", "cade_cli", "status", str(exp_id), "--ledger", str(ledger.path)],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def assert_nothing_left_behind(ledger: Ledger, exp_id: int) -> None:
     leftovers = _marked_processes(str(ledger.state_dir / "local"))
     assert leftovers == [], f"processes of the experiment still run: {leftovers}"
@@ -180,16 +190,19 @@ def test_a_trial_writing_stdout_without_end(tmp_path: Path) -> None:
 
 def test_a_daemon_that_left_the_process_group_is_killed_and_reported(tmp_path: Path) -> None:
     ledger, exp_id = finish(tmp_path, "setsid_daemon")
+    assert_daemon_killed_and_shown(ledger, exp_id)
+
+
+def assert_daemon_killed_and_shown(ledger: Ledger, exp_id: int) -> None:
+    """The daemon is gone, and `cade status EXP` names it on the hostile trial's line."""
     hostile, _ = hostile_and_good(ledger, exp_id)
     [segment] = ledger.segments(exp_id, hostile.id)
     daemon = int((Path(segment.run_dir).parents[1] / "daemon.pid").read_text())
     assert not alive(daemon)
-    # Reported in the segment's reason, or (when the exit_code file ended the segment
-    # before the backend saw the job end) in the local backend's record of the job.
-    job = json.loads((ledger.state_dir / "local" / "done" / f"{segment.job_id}.json")
-                     .read_text())
-    reported = segment.reason + " " + job["reason"]
-    assert "left the job's process group" in reported and str(daemon) in reported
+    shown = cade_status_text(ledger, exp_id)
+    assert (f"trial {hostile.id}: segment 1: killed 1 process that left the job's process "
+            f"group (setsid or a daemon): pid {daemon}") in shown, shown
+    assert str(daemon) in segment.reason
 
 
 def test_cancel_kills_a_trial_that_ignores_term_and_keeps_it_live_until_gone(

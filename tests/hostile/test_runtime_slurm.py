@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 from slurm_fixtures import require_slurm
-from test_runtime_faults import cade_status, drive, hostile_and_good, submit
+from test_runtime_faults import (
+    assert_daemon_killed_and_shown,
+    cade_status,
+    drive,
+    hostile_and_good,
+    submit,
+)
 
 from cade_cli.backends import make_scheduler
 from cade_cli.engine import lifecycle as engine
@@ -55,3 +61,11 @@ def test_cancel_ends_a_trial_that_ignores_term_on_slurm(tmp_path: Path) -> None:
     statuses = scheduler.poll(job_ids)
     assert all(status.state.finished for status in statuses.values()), statuses
     assert cade_status(ledger, exp_id)["state"] == "canceled"
+
+
+def test_a_daemon_that_left_the_process_group_is_killed_and_reported_on_slurm(
+        tmp_path: Path) -> None:
+    ledger, exp_id = submit(tmp_path, "setsid_daemon", backend="slurm")
+    exp = drive(ledger, exp_id, until=120, backend="slurm")
+    assert exp.state == "completed", exp.message
+    assert_daemon_killed_and_shown(ledger, exp_id)
