@@ -23,10 +23,8 @@ from cade_cli.cli.params import EXPERIMENT, TRIAL
 from cade_cli.engine import (
     DriverJobOptions,
     drive_experiment,
-    driver_lock,
     spawn_watch,
     submit_driver_job,
-    sync_pass,
     with_lock,
 )
 from cade_cli.errors import INTERRUPTED, CadeError, NotFoundError
@@ -55,13 +53,9 @@ def _open(ledger_path: str | None, create: bool = False) -> Ledger:
 
 def _refresh(ledger: Ledger, settings: Settings, only: int | None = None) -> None:
     """Sync before reading when the lock is free; a scheduler hiccup only warns."""
-    schedulers = engine.Schedulers(ledger, settings)
-    try:
-        sync_pass(ledger, settings, schedulers, driver_lock(ledger), only=only)
-    except CadeError as err:
-        click.echo(f"warning: could not sync: {err.message}", err=True)
-    finally:
-        schedulers.close()
+    problem = engine.refresh(ledger, settings, only)
+    if problem:
+        click.echo(f"warning: could not sync: {problem}", err=True)
 
 
 def _follow(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> ExperimentRecord:
