@@ -64,7 +64,7 @@ def test_errors_with_json_are_one_object_on_stderr(env: Path) -> None:
     usage = run("status", "\u00b2", "--json")
     assert (usage.exit_code, usage.stderr) == (2, json.dumps({"error": {
         "type": "UsageError",
-        "message": "Invalid value for '[EXPERIMENT]': '\u00b2' is not an experiment id: ids "
+        "message": "Invalid value for '[EXP]': '\u00b2' is not an experiment id: ids "
                    "are written with the digits 0-9", "hint": None, "exit_code": 2}}) + "\n")
     plain = run("status", "nope")
     assert plain.stderr == ("Error: no experiment with id or name 'nope' in "

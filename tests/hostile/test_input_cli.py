@@ -41,7 +41,7 @@ def _run(*args: str) -> tuple[int, str]:
 def test_an_id_past_what_the_ledger_stores_is_a_usage_error(ledger: str, command: str) -> None:
     code, output = _run(command, BIG, "--ledger", ledger)
     assert code == 2
-    assert (f"Invalid value for '{'[EXPERIMENT]' if command in ('status', 'best') else 'EXPERIMENT'}': "
+    assert (f"Invalid value for '{'[EXP]' if command in ('status', 'best') else 'EXP'}': "
             f"{BIG} is not an experiment id: ids run from 1 to 9223372036854775807\n") in output
 
 
