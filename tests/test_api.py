@@ -44,7 +44,7 @@ def test_submit_a_file_with_overrides_wait_and_read(env: Path) -> None:
 
 
 def test_a_dict_spec_runs_in_its_workdir_and_a_background_driver_finishes_it(env: Path) -> None:
-    exp = api.submit(SPEC, overrides=["searcher.max_trials=3"], scheduler="local",
+    exp = api.submit(SPEC, overrides="searcher.max_trials=3", scheduler="local",
                      ledger=env / "other" / "ledger.db", workdir=env)
     final = exp.wait(timeout=120)   # takes turns with the background `cade watch`
     assert final.state == "completed" and final.spec_path == "<dict>"

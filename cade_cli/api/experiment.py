@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,8 @@ from cade_cli.views.model import read_experiment
 # --detach`), a batch job (`--driver job`), or nobody yet (`wait()` drives it here).
 Driver = Literal["background", "job", "none"]
 Overrides = Mapping[str, Any] | Sequence[str]
+# pause, resume, cancel: what they do once the driver lock is held.
+Action = Callable[[Ledger, ExperimentRecord, Settings], ExperimentRecord]
 
 
 def _settings(slots: int | None = None, scheduler: str | None = None) -> Settings:
@@ -41,6 +43,8 @@ def _override_strings(overrides: Overrides) -> tuple[str, ...]:
     Values are written as JSON, which the override reader parses as YAML."""
     if isinstance(overrides, Mapping):
         return tuple(f"{key}={json.dumps(value)}" for key, value in overrides.items())
+    if isinstance(overrides, str):  # one override, not a sequence of its characters
+        return (overrides,)
     return tuple(overrides)
 
 
@@ -141,7 +145,7 @@ class Experiment:
         return self._act(lambda ledger, exp, settings: engine.cancel(
             ledger, exp.id, _scheduler(ledger, exp, settings)))
 
-    def _act(self, action: Any) -> ExperimentRecord:
+    def _act(self, action: Action) -> ExperimentRecord:
         with self._ledger() as ledger:
             exp = ledger.experiment(self.id)
             settings = _settings(self.slots)
