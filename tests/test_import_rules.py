@@ -14,7 +14,6 @@ PURE = ("search", "spec.experiment", "spec.yamlpos", "spec.reader", "spec.hparam
         "spec.searcher", "spec.values", "store.records", "views.model", "views.frames")
 # Which modules may import each library (dotted module names; a package covers its modules).
 ONLY_IMPORTERS = {
-    "sqlite_utils": ("store",),
     "sqlite3": ("store",),
     "click": ("cli",),
     "rich": ("views",),
@@ -71,7 +70,7 @@ def test_library_has_one_owner(library: str) -> None:
 
 
 def test_pure_modules_import_no_io_library() -> None:
-    forbidden = {"sqlite_utils", "subprocess", "click", "jinja2", "rich"}
+    forbidden = {"sqlite3", "subprocess", "click", "jinja2", "rich"}
     for module, imps in MODULES.items():
         if within(module, PURE):
             allowed = PURE_MAY_USE.get(module, set())

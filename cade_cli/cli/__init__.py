@@ -10,18 +10,40 @@ while the commands are still being imported exits 130 as one at any later moment
 
 from __future__ import annotations
 
+import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from cade_cli.errors import INTERRUPTED, CadeError
 
 
-def exit_for(err: CadeError | KeyboardInterrupt) -> tuple[str, int]:
-    """What to print on stderr and the exit code for an error that ends a command."""
+def exit_for(err: CadeError | KeyboardInterrupt, as_json: bool = False) -> tuple[str, int]:
+    """What to print on stderr and the exit code for an error that ends a command; with
+    `as_json` (the command was given --json), the one JSON error shape (`error_json`)."""
     if isinstance(err, KeyboardInterrupt):
-        return "Interrupted.", INTERRUPTED
-    text = f"Error: {err.message}"
-    return (f"{text}\nhint: {err.hint}" if err.hint else text), err.exit_code
+        kind, message, hint, code = "Interrupted", "Interrupted.", None, INTERRUPTED
+    else:
+        kind, message, hint, code = type(err).__name__, err.message, err.hint, err.exit_code
+    if as_json:
+        return error_json(kind, message, hint, code), code
+    if isinstance(err, KeyboardInterrupt):
+        return message, code
+    text = f"Error: {message}"
+    return (f"{text}\nhint: {hint}" if hint else text), code
+
+
+def error_json(kind: str, message: str, hint: str | None, code: int) -> str:
+    """`{"error": {"type", "message", "hint", "exit_code"}}` on one line: every error of a
+    command given --json, a usage error (type "UsageError", exit 2) included."""
+    return json.dumps({"error": {"type": kind, "message": message, "hint": hint,
+                                 "exit_code": code}})
+
+
+def wants_json(args: Sequence[str]) -> bool:
+    """Whether a command line asks for JSON (`--json` before any `--`)."""
+    options = list(args)
+    return "--json" in (options[:options.index("--")] if "--" in options else options)
 
 
 def main() -> None:
@@ -30,7 +52,7 @@ def main() -> None:
 
         cli(prog_name="cade")
     except (CadeError, KeyboardInterrupt) as err:  # while importing, or in click's own handling
-        text, code = exit_for(err)
+        text, code = exit_for(err, wants_json(sys.argv[1:]))
         sys.stderr.write(text + "\n")
         sys.exit(code)
 

@@ -6,10 +6,12 @@ Site templates come from `--template-dir` (repeatable), else from the `templates
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
 
+from cade_cli.cli.options import json_option
 from cade_cli.jobs import render
 from cade_cli.spec.settings import load_settings
 
@@ -35,9 +37,16 @@ def templates_group() -> None:
 
 @templates_group.command("list")
 @_DIR_OPTION
-def list_command(template_dirs: tuple[Path, ...]) -> None:
+@json_option('Print {"templates": [{"name", "origin", "path", "shadowed"}]}.')
+def list_command(template_dirs: tuple[Path, ...], as_json: bool) -> None:
     """Every template with its origin (site or builtin) and file."""
-    for info in render.list_templates(_template_dirs(template_dirs)):
+    found = render.list_templates(_template_dirs(template_dirs))
+    if as_json:
+        click.echo(json.dumps({"templates": [
+            {"name": info.name, "origin": info.origin, "path": str(info.path),
+             "shadowed": info.shadowed} for info in found]}))
+        return
+    for info in found:
         note = "  (shadowed by a site template)" if info.shadowed else ""
         click.echo(f"{info.name:<18} {info.origin:<8} {info.path}{note}")
 
@@ -45,9 +54,13 @@ def list_command(template_dirs: tuple[Path, ...]) -> None:
 @templates_group.command("show")
 @click.argument("name")
 @_DIR_OPTION
-def show_command(name: str, template_dirs: tuple[Path, ...]) -> None:
+@json_option('Print {"name", "path", "source"}.')
+def show_command(name: str, template_dirs: tuple[Path, ...], as_json: bool) -> None:
     """Print a template's source (prefix NAME with `builtin:` for the built-in one)."""
-    source, _ = render.template_source(name, _template_dirs(template_dirs))
+    source, path = render.template_source(name, _template_dirs(template_dirs))
+    if as_json:
+        click.echo(json.dumps({"name": name, "path": path, "source": source}))
+        return
     click.echo(source, nl=False)
 
 
@@ -58,14 +71,18 @@ def show_command(name: str, template_dirs: tuple[Path, ...]) -> None:
 @click.option("--config", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a spec value (repeatable).")
 @_DIR_OPTION
+@json_option('Print {"backend", "script"}.')
 def render_command(spec_path: str, backend: str, overrides: tuple[str, ...],
-                   template_dirs: tuple[Path, ...]) -> None:
+                   template_dirs: tuple[Path, ...], as_json: bool) -> None:
     """Print the job script SPEC's first trial segment would submit (nothing is recorded)."""
     from cade_cli.engine import dry_run_script
     from cade_cli.spec.experiment import load_spec
 
     spec = load_spec(spec_path, overrides)
     text = dry_run_script(spec, backend, load_settings(), _template_dirs(template_dirs))
+    if as_json:
+        click.echo(json.dumps({"backend": backend, "script": text}))
+        return
     click.echo(text, nl=False)
 
 

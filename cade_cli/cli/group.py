@@ -7,30 +7,45 @@ from typing import Any, NoReturn
 import click
 
 from cade_cli import __version__
-from cade_cli.cli import exit_for
+from cade_cli.cli import error_json, exit_for, wants_json
 from cade_cli.errors import EXIT_CODES, CadeError
 from cade_cli.plugins import CLI_MODULES, load
 
 
+_JSON = "cade.json"  # ctx.meta key: the command line asked for --json
+
+
 class CadeGroup(click.Group):
     """Turns CadeError and Ctrl-C, while the arguments are parsed or a command runs, into
-    their message on stderr and their exit code (`cade_cli.cli.exit_for`)."""
+    their message on stderr and their exit code (`cade_cli.cli.exit_for`); with --json,
+    usage errors too, as the one JSON error shape."""
 
-    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+    def make_context(self, info_name: str | None, args: list[str], *rest: Any,
+                     **kwargs: Any) -> click.Context:
+        as_json = wants_json(args)  # before parsing consumes them
         try:
-            return super().make_context(*args, **kwargs)
+            ctx = super().make_context(info_name, args, *rest, **kwargs)
         except KeyboardInterrupt as err:
-            _exit(err)
+            _exit(err, as_json)
+        ctx.meta[_JSON] = as_json
+        return ctx
 
     def invoke(self, ctx: click.Context) -> Any:
+        as_json = bool(ctx.meta.get(_JSON))
         try:
             return super().invoke(ctx)
         except (CadeError, KeyboardInterrupt) as err:
-            _exit(err)
+            _exit(err, as_json)
+        except click.ClickException as err:
+            if not as_json:
+                raise  # click prints its usage message
+            click.echo(error_json("UsageError", err.format_message(), None, err.exit_code),
+                       err=True)
+            raise click.exceptions.Exit(err.exit_code) from None
 
 
-def _exit(err: CadeError | KeyboardInterrupt) -> NoReturn:
-    text, code = exit_for(err)
+def _exit(err: CadeError | KeyboardInterrupt, as_json: bool) -> NoReturn:
+    text, code = exit_for(err, as_json)
     click.echo(text, err=True)
     raise click.exceptions.Exit(code)
 

@@ -7,9 +7,13 @@ reaching the ledger, where it would overflow or fail to convert.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import click
+from click.shell_completion import CompletionItem
+
+from cade_cli.store import peek
 
 MAX_ID = 2**63 - 1
 
@@ -32,10 +36,32 @@ def parse_id(text: str, what: str) -> int | None:
     return number
 
 
+def _ledger_of(ctx: click.Context) -> Path:
+    """The ledger a command line being completed names (--ledger), else the default one."""
+    from cade_cli.store.ledger import default_ledger_path
+
+    given = ctx.params.get("ledger_path")
+    return Path(given) if given else default_ledger_path()
+
+
 class ExperimentRef(click.ParamType):
     """An experiment id (-> int) or name (-> str)."""
 
     name = "experiment"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context) -> str | None:
+        return "EXP"  # as docs/cli.md and the README write it
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter,
+                       incomplete: str) -> list[CompletionItem]:
+        """Ids (newest first, the name and state as help), then names, that start with
+        what was typed; nothing when the ledger cannot be read."""
+        found = peek.experiment_choices(_ledger_of(ctx))
+        ids = [CompletionItem(str(i), help=f"{name} ({state})") for i, name, state in found
+               if str(i).startswith(incomplete)]
+        names = dict.fromkeys(name for _, name, _ in found if name.startswith(incomplete)
+                              and not name.isdecimal())
+        return ids + [CompletionItem(name) for name in names]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, int):
@@ -52,6 +78,19 @@ class TrialRef(click.ParamType):
     """N or EXP.N -> (EXP as an id, a name or None, N)."""
 
     name = "trial"
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter,
+                       incomplete: str) -> list[CompletionItem]:
+        """`EXP.N` for the experiment typed before the dot; else the trial ids of
+        --experiment (or the latest experiment). Nothing when the ledger cannot be read."""
+        exp_text, dot, _ = incomplete.rpartition(".")
+        experiment: int | str | None = ctx.params.get("experiment")
+        if dot:
+            experiment = int(exp_text) if exp_text.isascii() and exp_text.isdecimal() else exp_text
+        prefix = f"{exp_text}." if dot else ""
+        return [CompletionItem(f"{prefix}{trial}", help=state)
+                for _, trial, state in peek.trial_choices(_ledger_of(ctx), experiment)
+                if f"{prefix}{trial}".startswith(incomplete)]
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, tuple):

@@ -18,15 +18,13 @@ import click
 from cade_cli import engine
 from cade_cli.backends import detect_scheduler, make_scheduler
 from cade_cli.cli import run_format
-from cade_cli.cli.options import ledger_option
+from cade_cli.cli.options import json_option, ledger_option
 from cade_cli.cli.params import EXPERIMENT, TRIAL
 from cade_cli.engine import (
     DriverJobOptions,
     drive_experiment,
-    driver_lock,
     spawn_watch,
     submit_driver_job,
-    sync_pass,
     with_lock,
 )
 from cade_cli.errors import INTERRUPTED, CadeError, NotFoundError
@@ -55,13 +53,9 @@ def _open(ledger_path: str | None, create: bool = False) -> Ledger:
 
 def _refresh(ledger: Ledger, settings: Settings, only: int | None = None) -> None:
     """Sync before reading when the lock is free; a scheduler hiccup only warns."""
-    schedulers = engine.Schedulers(ledger, settings)
-    try:
-        sync_pass(ledger, settings, schedulers, driver_lock(ledger), only=only)
-    except CadeError as err:
-        click.echo(f"warning: could not sync: {err.message}", err=True)
-    finally:
-        schedulers.close()
+    problem = engine.refresh(ledger, settings, only)
+    if problem:
+        click.echo(f"warning: could not sync: {problem}", err=True)
 
 
 def _follow(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> ExperimentRecord:
@@ -174,9 +168,10 @@ def _json_after_drive(ledger: Ledger, exp: ExperimentRecord, settings: Settings)
 @click.argument("experiment", required=False, type=EXPERIMENT)
 @slots_option
 @driver_option
+@json_option("Print the outcome as JSON (as `submit --json` does).")
 @ledger_option
 def watch_command(experiment: int | str | None, slots: int | None, driver: str,
-                  ledger_path: str | None) -> None:
+                  as_json: bool, ledger_path: str | None) -> None:
     """Drive EXPERIMENT (id or name; default: the latest) until it ends.
 
     Exit 0 when it completed, 1 when it ended otherwise, 130 on Ctrl-C (nothing canceled).
@@ -186,8 +181,10 @@ def watch_command(experiment: int | str | None, slots: int | None, driver: str,
     exp = ledger.find_experiment(experiment)
     settings = _settings(slots)
     if driver == "job":
-        _start_driver_job(ledger, exp, settings, as_json=False)
+        _start_driver_job(ledger, exp, settings, as_json)
         return
+    if as_json:
+        _json_after_drive(ledger, exp, settings)
     _drive_to_end(ledger, exp, settings)
 
 
@@ -238,15 +235,18 @@ def best_command(experiment: int | str | None, as_json: bool, ledger_path: str |
               help="Which segment of the trial (default: the latest).")
 @click.option("--experiment", default=None, type=EXPERIMENT,
               help="Experiment id or name (default: latest).")
+@json_option("Print the segment and both logs as one JSON object (not with --follow).")
 @ledger_option
 def logs_command(trial_ref: tuple[int | str | None, int], follow: bool, segment: int | None,
-                 experiment: int | str | None,
+                 experiment: int | str | None, as_json: bool,
                  ledger_path: str | None) -> None:
     """Print a segment's stdout (to stdout) and stderr (to stderr) of TRIAL.
 
     TRIAL is N (trial N of the experiment) or EXP.N. Each job of a trial (a segment: the
     first, a promotion, a restart, a resume) has its own logs; the latest by default.
     """
+    if as_json and follow:
+        raise click.UsageError("--json prints one object: it cannot --follow")
     ledger = _open(ledger_path)
     exp_ref, trial_id = trial_ref
     exp_id = ledger.find_experiment(exp_ref if exp_ref is not None else experiment).id
@@ -254,6 +254,9 @@ def logs_command(trial_ref: tuple[int | str | None, int], follow: bool, segment:
     settings = _settings()
     _refresh(ledger, settings, only=exp_id)
     seg = _chosen_segment(ledger, exp_id, trial_id, segment)
+    if as_json:
+        click.echo(json.dumps(run_format.logs_json(seg)))
+        return
     offsets = {"stdout.log": 0, "stderr.log": 0}
     while True:
         for name, offset in offsets.items():
@@ -299,13 +302,15 @@ def _lifecycle(name: str, help_text: str,
                action: Callable[[Ledger, ExperimentRecord, Settings], ExperimentRecord]) -> Any:
     @click.command(name, help=help_text)
     @click.argument("experiment", type=EXPERIMENT)
+    @json_option('Print {"experiment", "name", "state"} as JSON.')
     @ledger_option
-    def command(experiment: int | str, ledger_path: str | None) -> None:
+    def command(experiment: int | str, as_json: bool, ledger_path: str | None) -> None:
         ledger = _open(ledger_path)
         exp = ledger.find_experiment(experiment)
         settings = _settings()
         after = with_lock(ledger, lambda: action(ledger, exp, settings))
-        click.echo(f"Experiment {after.id} ({after.name}) is {after.state}.")
+        click.echo(json.dumps({"experiment": after.id, "name": after.name, "state": after.state})
+                   if as_json else f"Experiment {after.id} ({after.name}) is {after.state}.")
     return command
 
 

@@ -1,14 +1,16 @@
-"""Text and JSON shapes of the run commands' output (status, best); pure functions."""
+"""Text and JSON shapes of the run commands' output (status, best, logs); pure functions but
+`logs_json`, which reads the segment's logs."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from cade_cli.engine import Best
 from cade_cli.store.records import best_trial
 from cade_cli.views.terminal import printable
-from cade_cli.store.records import ExperimentRecord, TrialRecord
+from cade_cli.store.records import ExperimentRecord, SegmentRecord, TrialRecord
 
 
 def _number(value: float | None) -> str:
@@ -91,6 +93,18 @@ def status_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
     lines.append(columns(table))
     notes = [printable(f"  trial {t.id}: {t.message}", keep_newlines=True) for t in trials if t.message]
     return "\n".join(lines + notes)
+
+
+def logs_json(seg: SegmentRecord) -> dict[str, Any]:
+    """`cade logs --json`: the segment and what it wrote (undecodable bytes replaced)."""
+    def text(name: str) -> str:
+        try:
+            return (Path(seg.run_dir) / name).read_bytes().decode("utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+    return {"experiment": seg.experiment, "trial": seg.trial, "segment": seg.index,
+            "state": seg.state, "run_dir": seg.run_dir, "stdout": text("stdout.log"),
+            "stderr": text("stderr.log")}
 
 
 def best_json(exp: ExperimentRecord, found: Best) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from cade_cli.cli.options import ledger_option
+from cade_cli.cli.options import json_option, ledger_option
 from cade_cli.cli.params import EXPERIMENT
 from cade_cli.store.ledger import Ledger
 from cade_cli.views.model import ExperimentData, read_experiment
@@ -56,9 +57,10 @@ def syncing(ledger: Ledger) -> Iterator[Callable[[], None]]:
 @click.option("--interval", type=click.FloatRange(0.2), default=5.0, show_default=True,
               help="Seconds between syncs with the scheduler.")
 @click.option("--no-sync", is_flag=True, help="Only read the ledger; never query the scheduler.")
+@json_option("With --once: the frame's data as JSON (the shapes of `status --json`).")
 @ledger_option
 def top_cmd(experiment: int | str | None, once: bool, width: int | None, interval: float,
-            no_sync: bool, ledger_path: str | None) -> None:
+            no_sync: bool, as_json: bool, ledger_path: str | None) -> None:
     """Live view of experiments, rung ladder, trials, learning curves and the queue.
 
     Keys: n/p (or tab) switch experiment, s cycle the sort, r reverse it, q quit.
@@ -66,6 +68,8 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
     from cade_cli.views.top import load_snapshot, run_top, terminal_console, try_sync
     from cade_cli.views.frames import render_frame
 
+    if as_json and not once:
+        raise click.UsageError("--json prints one frame: use it with --once")
     ledger = open_ledger(ledger_path)
     chosen = ledger.find_experiment(experiment)
     console = terminal_console(width)
@@ -74,10 +78,32 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
             import time
 
             message = "" if no_sync else try_sync(sync)
+            if as_json:
+                click.echo(json.dumps(top_json(ledger, chosen.id, message)))
+                return
             snapshot = load_snapshot(ledger, chosen.id, time.time(), message)
             console.print(render_frame(snapshot, console.width, show_keys=False))
             return
         run_top(ledger, chosen.id, None if no_sync else sync, interval, console)
+
+
+def top_json(ledger: Ledger, experiment_id: int, message: str) -> dict[str, object]:
+    """`cade top --once --json`: every experiment and the chosen one with its trials."""
+    from cade_cli.cli import run_format
+
+    rows = [(e, ledger.trials(e.id)) for e in ledger.experiments()]
+    chosen = ledger.experiment(experiment_id)
+    return {**run_format.experiments_json(rows), "sync_message": message,
+            "current": run_format.status_json(chosen, ledger.trials(chosen.id))}
+
+
+def _wrote(experiment_id: int, paths: list[Path], as_json: bool) -> None:
+    """Acknowledge written files: one path a line, or {"experiment", "files"} as JSON."""
+    if as_json:
+        click.echo(json.dumps({"experiment": experiment_id, "files": [str(p) for p in paths]}))
+        return
+    for path in paths:
+        click.echo(f"wrote {path}")
 
 
 @click.command("plot")
@@ -87,15 +113,18 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
               show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a .png or .svg with matplotlib instead of drawing in the terminal.")
+@json_option("With --out: print {\"experiment\", \"files\"} as JSON.")
 @ledger_option
 def plot_cmd(experiment: int | str, metric: str | None, kind: str, out: Path | None,
-             ledger_path: str | None) -> None:
+             as_json: bool, ledger_path: str | None) -> None:
     """Learning curves, metric against hyperparameters, or the rung ladder."""
     from cade_cli.views.plots import save_plot, terminal_plot
 
+    if as_json and out is None:
+        raise click.UsageError("--json acknowledges a written file: use it with --out")
     data = load_data(ledger_path, experiment)
     if out is not None:
-        click.echo(f"wrote {save_plot(data, out, kind, metric)}")
+        _wrote(data.experiment.id, [save_plot(data, out, kind, metric)], as_json)
         return
     size = shutil.get_terminal_size((100, 30))
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
@@ -107,12 +136,15 @@ def plot_cmd(experiment: int | str, metric: str | None, kind: str, out: Path | N
 @click.option("--html", "html_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="The HTML file to write (self-contained, works offline).")
 @click.option("--metric", help="Metric of the charts (default: the searcher's metric).")
+@json_option("Print {\"experiment\", \"files\"} as JSON.")
 @ledger_option
-def report_cmd(experiment: int | str, html_path: Path, metric: str | None, ledger_path: str | None) -> None:
+def report_cmd(experiment: int | str, html_path: Path, metric: str | None, as_json: bool,
+               ledger_path: str | None) -> None:
     """Write a one-file HTML report: overview, curves, hyperparameters, ladder, trials."""
     from cade_cli.views.html import write_report
 
-    click.echo(f"wrote {write_report(load_data(ledger_path, experiment), html_path, metric)}")
+    data = load_data(ledger_path, experiment)
+    _wrote(data.experiment.id, [write_report(data, html_path, metric)], as_json)
 
 
 @click.command("export")
@@ -121,14 +153,19 @@ def report_cmd(experiment: int | str, html_path: Path, metric: str | None, ledge
               default="csv", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write into (default: cade-export-<id>).")
+@json_option("Print {\"experiment\", \"files\"} as JSON.")
 @ledger_option
-def export_cmd(experiment: int | str, fmt: str, out: Path | None, ledger_path: str | None) -> None:
+def export_cmd(experiment: int | str, fmt: str, out: Path | None, as_json: bool,
+               ledger_path: str | None) -> None:
     """Export metrics and hyperparameters as tidy CSV/JSON or TensorBoard event files."""
     from cade_cli.views.export import export
 
     data = load_data(ledger_path, experiment)
-    target = out or Path(f"cade-export-{data.experiment.id}")
-    for path in export(data, fmt, target):
+    paths = export(data, fmt, out or Path(f"cade-export-{data.experiment.id}"))
+    if as_json:
+        _wrote(data.experiment.id, paths, as_json)
+        return
+    for path in paths:
         click.echo(str(path))
 
 

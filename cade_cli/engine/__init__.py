@@ -7,7 +7,7 @@ code between them without touching the CLI.
 
 # The driving loop is re-exported as drive_experiment: the name `drive` stays the module's.
 from cade_cli.engine.drive import drive as drive_experiment
-from cade_cli.engine.drive import driver_lock, sync_pass, with_lock
+from cade_cli.engine.drive import driver_lock, refresh, sync_pass, with_lock
 from cade_cli.engine.driverjob import DriverJobOptions, submit_driver_job
 from cade_cli.engine.lifecycle import (
     Best,
@@ -32,6 +32,7 @@ __all__ = [
     "driver_lock",
     "dry_run_script",
     "pause",
+    "refresh",
     "resume",
     "spawn_watch",
     "submit",

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cade_cli.engine.lifecycle import Schedulers, needs_sync, sync
-from cade_cli.errors import LedgerError
+from cade_cli.errors import CadeError, LedgerError
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.lock import DriverLock, describe_holder
 from cade_cli.report import METRICS_FILE
@@ -65,6 +65,20 @@ def sync_pass(ledger: Ledger, settings: Settings, schedulers: Schedulers, lock: 
     finally:
         lock.release()
     return True
+
+
+def refresh(ledger: Ledger, settings: Settings, only: int | None = None) -> str:
+    """One sync pass before a read, when the lock is free (another driver keeps the ledger
+    fresh otherwise). A scheduler hiccup is returned as its message ('' when none), never
+    raised: the read goes on with what is recorded."""
+    schedulers = Schedulers(ledger, settings)
+    try:
+        sync_pass(ledger, settings, schedulers, driver_lock(ledger), only=only)
+    except CadeError as err:
+        return err.message
+    finally:
+        schedulers.close()
+    return ""
 
 
 def drive(ledger: Ledger, experiment_id: int, settings: Settings,

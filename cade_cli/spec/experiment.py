@@ -172,14 +172,14 @@ def parse_spec(text: str, source: str = "<string>", overrides: tuple[str, ...] =
     return _validate(root, problems, source, _workdir_of(source), overrides)
 
 
-def spec_from_raw(raw: dict[str, Any], source: str = "<ledger>", workdir: str | None = None) -> ExperimentSpec:
-    """Rebuild a spec from the `raw` dict stored in the ledger (already validated once).
-
-    `workdir` defaults to the directory of `source`, as for `parse_spec`.
-    """
+def spec_from_raw(raw: dict[str, Any], source: str = "<ledger>", workdir: str | None = None,
+                  overrides: tuple[str, ...] = ()) -> ExperimentSpec:
+    """Validate a spec given as a dict: the one stored in the ledger, or one built in Python
+    (`cade_cli.api.submit`). `workdir` defaults to the directory of `source`, as for
+    `parse_spec`; `overrides` are KEY.PATH=VALUE strings (--config)."""
     problems = Problems()
     root = from_plain(raw, Loc(source, 0), problems)
-    return _validate(root, problems, source, workdir or _workdir_of(source), ())
+    return _validate(root, problems, source, workdir or _workdir_of(source), overrides)
 
 
 def _workdir_of(source: str) -> str:

@@ -1,6 +1,7 @@
 """The ledger: one SQLite file on the submit side, written by one cade process at a time.
 
-The only importer of sqlite_utils. It holds experiments, trials, segments (one batch job
+The only user of sqlite3 (the standard library's; docs/DEVELOPING.md says why not sqlite-utils).
+It holds experiments, trials, segments (one batch job
 each), metrics, and the searcher's events with their decisions and snapshots (the ledger IS
 the searcher's state). Reads return the frozen records of `records.py`. Any SQLite failure
 (corrupt file, not a database, locked) becomes a LedgerError, never a traceback.
@@ -16,8 +17,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import sqlite_utils
 
 from cade_cli.errors import LedgerError, NotFoundError
 from cade_cli.store.journal import journal_mode_for
@@ -95,7 +94,7 @@ class Ledger:
         # read: no journal-mode change, no migration, no lock; writes raise LedgerError.
         self.read_only = not (os.access(self.path, os.W_OK) and os.access(self.state_dir, os.W_OK))
         with _sqlite_errors(self.path):
-            self.db = sqlite_utils.Database(self._connect())
+            self.db = self._connect()
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA schema_version").fetchone()  # fails on a non-database
             self.journal_mode = journal_mode_for(self.path, mounts_text)
@@ -161,7 +160,7 @@ class Ledger:
         """One write transaction (BEGIN IMMEDIATE takes the write lock up front)."""
         self.require_writable()
         with _sqlite_errors(self.path):
-            if self.db.conn.in_transaction:
+            if self.db.in_transaction:
                 yield self  # already inside one: part of it
                 return
             self.db.execute("BEGIN IMMEDIATE")
@@ -174,7 +173,9 @@ class Ledger:
 
     def _rows(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with _sqlite_errors(self.path):
-            return list(self.db.query(sql, list(params)))
+            cursor = self.db.execute(sql, list(params))
+            names = [column[0] for column in cursor.description or ()]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def _exec(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with _sqlite_errors(self.path):
@@ -283,9 +284,9 @@ class Ledger:
         now = time.time()
         fields.setdefault("created", now)
         fields.setdefault("updated", now)
-        before = self.db.conn.total_changes
+        before = self.db.total_changes
         self._insert("trials", fields, ignore=True)
-        return self.db.conn.total_changes > before
+        return self.db.total_changes > before
 
     def update_trial(self, experiment_id: int, trial_id: int, **fields: Any) -> None:
         fields.setdefault("updated", time.time())
@@ -329,7 +330,7 @@ class Ledger:
                    length: int, when: float, values: dict[str, Any]) -> None:
         self._insert("metrics", {"experiment": experiment_id, "trial": trial,
                                  "segment": segment, "kind": kind, "length": length,
-                                 "time": when, "values": values})
+                                 "time": when, "metric_values": values})
 
     def metrics(self, experiment_id: int, trial: int | None = None,
                 kind: str | None = None) -> list[MetricRecord]:
@@ -340,9 +341,11 @@ class Ledger:
         if kind is not None:
             sql, params = sql + " AND kind = ?", params + [kind]
         rows = self._rows(sql + " ORDER BY id", params)
+        # A read-only ledger is never migrated: before migration 4 the column was `values`.
         return [MetricRecord(experiment=r["experiment"], trial=r["trial"], kind=r["kind"],
                              length=r["length"], time=r["time"],
-                             values=json.loads(r["values"]), segment=r["segment"])
+                             values=json.loads(r.get("metric_values", r.get("values"))),
+                             segment=r["segment"])
                 for r in rows]
 
     # -- searcher events -----------------------------------------------------------------

@@ -115,6 +115,37 @@ ALTER TABLE experiments ADD COLUMN stored_spec TEXT
 CREATE TABLE ledger_identity (id TEXT NOT NULL);
 INSERT INTO ledger_identity (id) VALUES (lower(hex(randomblob(16))))
 """),
+    # For browsing with sqlite-utils, datasette or the sqlite3 shell: no column named after
+    # an SQL keyword (`values` had to be quoted in every query), and views with plain names
+    # that join what a reader wants to see (docs/cli.md, "The ledger"). The best trial is
+    # chosen as records.best_trial chooses it: best metric in the experiment's direction,
+    # ties to the earlier trial.
+    (4, "browsing views", """
+ALTER TABLE metrics RENAME COLUMN "values" TO metric_values;
+CREATE VIEW experiments_view AS
+SELECT e.id, e.name, e.state, e.searcher, e.metric, e.smaller_is_better, e.backend, e.owner,
+       datetime(e.created, 'unixepoch') AS created_utc,
+       datetime(e.ended, 'unixepoch') AS ended_utc,
+       (SELECT COUNT(*) FROM trials t WHERE t.experiment = e.id) AS trials,
+       best.id AS best_trial, best.best_metric, e.message, e.root
+FROM experiments e
+LEFT JOIN trials best ON best.experiment = e.id AND best.id = (
+    SELECT t.id FROM trials t JOIN experiments own ON own.id = t.experiment
+    WHERE t.experiment = e.id AND t.best_metric IS NOT NULL
+    ORDER BY CASE WHEN own.smaller_is_better THEN t.best_metric ELSE -t.best_metric END, t.id
+    LIMIT 1);
+CREATE VIEW trials_view AS
+SELECT t.experiment, e.name AS experiment_name, t.id AS trial, t.state, t.params, e.metric,
+       t.best_metric, t.best_length, t.latest_metric, t.length, t.target_length, t.restarts,
+       t.bracket, t.parent, t.latest_checkpoint AS checkpoint, t.best_checkpoint, t.message
+FROM trials t JOIN experiments e ON e.id = t.experiment;
+CREATE VIEW validations_view AS
+SELECT m.experiment, m.trial, m.segment, m.length, datetime(m.time, 'unixepoch') AS time_utc,
+       e.metric, (SELECT j.value FROM json_each(m.metric_values) j WHERE j.key = e.metric)
+       AS value, m.metric_values AS all_metrics
+FROM metrics m JOIN experiments e ON e.id = m.experiment
+WHERE m.kind = 'validation'
+"""),
 )
 
 MIGRATIONS_TABLE = """

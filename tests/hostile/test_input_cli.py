@@ -41,7 +41,7 @@ def _run(*args: str) -> tuple[int, str]:
 def test_an_id_past_what_the_ledger_stores_is_a_usage_error(ledger: str, command: str) -> None:
     code, output = _run(command, BIG, "--ledger", ledger)
     assert code == 2
-    assert (f"Invalid value for '{'[EXPERIMENT]' if command in ('status', 'best') else 'EXPERIMENT'}': "
+    assert (f"Invalid value for '{'[EXP]' if command in ('status', 'best') else 'EXP'}': "
             f"{BIG} is not an experiment id: ids run from 1 to 9223372036854775807\n") in output
 
 
@@ -106,7 +106,7 @@ main()
 """
 
 
-@pytest.mark.parametrize("module", ["click", "rich.console", "sqlite_utils", "cade_cli.cli.view_cmds",
+@pytest.mark.parametrize("module", ["click", "rich.console", "sqlite3", "cade_cli.cli.view_cmds",
                                     "cade_cli.engine.lifecycle"])
 def test_ctrl_c_while_cade_is_still_starting(ledger: str, module: str) -> None:
     """The first half second is spent importing: a Ctrl-C during any of it is clean too."""
