@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from cade_cli.jobs import render
+from cade_cli.engine import SCHEDULER_NAMES, list_templates, template_source
 from cade_cli.spec.settings import load_settings
 
 _DIR_OPTION = click.option(
@@ -37,7 +37,7 @@ def templates_group() -> None:
 @_DIR_OPTION
 def list_command(template_dirs: tuple[Path, ...]) -> None:
     """Every template with its origin (site or builtin) and file."""
-    for info in render.list_templates(_template_dirs(template_dirs)):
+    for info in list_templates(_template_dirs(template_dirs)):
         note = "  (shadowed by a site template)" if info.shadowed else ""
         click.echo(f"{info.name:<18} {info.origin:<8} {info.path}{note}")
 
@@ -47,13 +47,13 @@ def list_command(template_dirs: tuple[Path, ...]) -> None:
 @_DIR_OPTION
 def show_command(name: str, template_dirs: tuple[Path, ...]) -> None:
     """Print a template's source (prefix NAME with `builtin:` for the built-in one)."""
-    source, _ = render.template_source(name, _template_dirs(template_dirs))
+    source, _ = template_source(name, _template_dirs(template_dirs))
     click.echo(source, nl=False)
 
 
 @templates_group.command("render")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
-@click.option("--backend", type=click.Choice(sorted(render.TEMPLATE_FOR_BACKEND)), default="slurm",
+@click.option("--backend", type=click.Choice(sorted(SCHEDULER_NAMES)), default="slurm",
               show_default=True, help="Whose job script to render.")
 @click.option("--config", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a spec value (repeatable).")

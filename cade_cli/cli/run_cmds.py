@@ -16,14 +16,15 @@ from typing import Any
 import click
 
 from cade_cli import engine
-from cade_cli.backends import detect_scheduler, make_scheduler
 from cade_cli.cli import run_format
 from cade_cli.cli.options import ledger_option
 from cade_cli.cli.params import EXPERIMENT, TRIAL
 from cade_cli.engine import (
     DriverJobOptions,
+    detect_scheduler,
     drive_experiment,
     driver_lock,
+    make_scheduler,
     spawn_watch,
     submit_driver_job,
     sync_pass,
