@@ -102,5 +102,5 @@ class AdaptiveAsha(BracketSearch):
     searcher_name = "adaptive_asha"
 
     @classmethod
-    def bracket_configs(cls, spec: AdaptiveAshaConfig) -> list[BracketConfig]:
+    def bracket_configs(cls, spec: AdaptiveAshaConfig) -> list[BracketConfig]:  # type: ignore[override]
         return plan_brackets(spec)

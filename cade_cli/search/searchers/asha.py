@@ -146,7 +146,7 @@ class AsyncHalving(BracketSearch):
     searcher_name = "async_halving"
 
     @classmethod
-    def bracket_configs(cls, spec: HalvingConfig) -> list[BracketConfig]:
+    def bracket_configs(cls, spec: AshaConfig) -> list[BracketConfig]:  # type: ignore[override]
         return [asha_bracket_config(spec)]
 
 

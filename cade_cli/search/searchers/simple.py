@@ -32,7 +32,7 @@ from cade_cli.spec.searcher_config import (
     FixedLengthConfig,
     RandomConfig,
     SearcherConfig,
-    required_count as require,
+    required_count,
 )
 
 
@@ -62,6 +62,11 @@ def restore_common(cls: Any, searcher_spec: SearcherConfig, space: Space,
     searcher.created = snapshot["created"]
     searcher.done = snapshot["done"]
     return searcher
+
+
+# A count the config must hold (checked when the config was built; again for configs built
+# in code). The searcher modules import it from here.
+require = required_count
 
 
 # The class a classmethod is called on (typing.Self needs Python 3.11).
