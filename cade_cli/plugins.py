@@ -1,7 +1,9 @@
-"""Where cade loads code by name: the searcher classes, the CLI's command modules, objectives.
+"""Where cade loads code by name: the searcher classes, the backends, the CLI's command
+modules, objectives, and the module a Determined Trial entrypoint names.
 
-Each is imported on demand, so that each searcher module stands alone and a command loads
-only what it uses; `load` is the one call to `importlib` for them.
+Each is imported on demand, so that each searcher module stands alone, a command loads only
+what it uses and a machine without Slurm never loads the Slurm backend; `load` is the one
+call to `importlib.import_module` in cade (tests/test_import_rules.py checks it).
 """
 
 from __future__ import annotations
@@ -19,12 +21,20 @@ SEARCHERS: dict[str, tuple[str, str]] = {
     "pbt": ("cade_cli.search.searchers.pbt", "Pbt"),
 }
 
+# backend name -> (module, Scheduler class, function giving its #SBATCH/#PBS directives;
+# None: the local backend has none)
+BACKENDS: dict[str, tuple[str, str, str | None]] = {
+    "local": ("cade_cli.backends.local", "LocalScheduler", None),
+    "slurm": ("cade_cli.backends.slurm", "SlurmScheduler", "sbatch_directives"),
+    "pbs": ("cade_cli.backends.pbs", "PbsScheduler", "pbs_directives"),
+}
+
 # Modules whose register(cli) adds their commands to `cade`.
 CLI_MODULES: tuple[str, ...] = ("cade_cli.cli.search_cmds", "cade_cli.cli.run_cmds",
                                 "cade_cli.cli.admin_cmds", "cade_cli.cli.view_cmds")
 
 
 def load(module: str, attribute: str | None = None) -> Any:
-    """The module called `module`, or its `attribute`."""
+    """The module called `module`, or its `attribute`; import errors pass through as they are."""
     loaded = importlib.import_module(module)
     return loaded if attribute is None else getattr(loaded, attribute)

@@ -22,14 +22,15 @@ from cade_cli.search.searchers.base import Create, Shutdown, Stop, Train
 from cade_cli.search.searchers.golog import go_log, log_ratio_floor
 from cade_cli.search.space import Int, Nested
 from cade_cli.spec.experiment import SearcherSpec
+from cade_cli.spec.searcher_config import AdaptiveAshaConfig
 
 SPACE = Nested((("x", Int(0, 1000)),))
 
 
-def adaptive_spec(**overrides: object) -> SearcherSpec:
+def adaptive_spec(**overrides: object) -> AdaptiveAshaConfig:
     base = SearcherSpec(name="adaptive_asha", metric="loss", max_trials=100, max_length=1000,
                         divisor=4, mode="standard", max_rungs=5, max_concurrent_trials=16)
-    return replace(base, **overrides)  # type: ignore[arg-type]
+    return replace(base, **overrides).config()  # type: ignore[arg-type,return-value]
 
 
 # -- Go's math.Log ------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def test_unknown_mode_is_a_spec_error() -> None:
 
 # -- the searcher -----------------------------------------------------------------------------
 
-def small_spec(**overrides: object) -> SearcherSpec:
+def small_spec(**overrides: object) -> AdaptiveAshaConfig:
     """Brackets [3 rungs: 2/4/8, 6 trials] and [1 rung: 8, 4 trials], two slots each."""
     return adaptive_spec(bracket_rungs=(1, 3), divisor=2, max_length=8, max_trials=10,
                          max_concurrent_trials=4, **overrides)

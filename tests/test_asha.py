@@ -16,15 +16,16 @@ from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdow
 from cade_cli.search.searchers.brackets import initial_trial_count, rung_lengths
 from cade_cli.search.space import Int, Nested
 from cade_cli.spec.experiment import SearcherSpec
+from cade_cli.spec.searcher_config import AshaConfig
 
 SPACE = Nested((("x", Int(0, 1000)),))
 WORST = sys.float_info.max
 
 
-def asha_spec(**overrides: object) -> SearcherSpec:
+def asha_spec(**overrides: object) -> AshaConfig:
     base = SearcherSpec(name="async_halving", metric="loss", num_rungs=3, divisor=3,
                         max_length=9, max_trials=6, max_concurrent_trials=2)
-    return replace(base, **overrides)  # type: ignore[arg-type]
+    return replace(base, **overrides).config()  # type: ignore[arg-type,return-value]
 
 
 def shape(decisions: list[Decision]) -> list[object]:

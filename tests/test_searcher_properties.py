@@ -22,6 +22,7 @@ from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdow
 from cade_cli.search.searchers.brackets import BracketConfig
 from cade_cli.search.space import Int, Nested
 from cade_cli.spec.experiment import SearcherSpec
+from cade_cli.spec.searcher_config import AdaptiveAshaConfig
 
 SPACE = Nested((("x", Int(0, 10**6)),))
 WORST = sys.float_info.max
@@ -302,12 +303,12 @@ def run_search(searcher: BracketSearch, configs: list[BracketConfig], stop_once:
 
 def replay(cls: type[BracketSearch], spec: SearcherSpec, seed: int, events: list[Event],
            restore_each: bool) -> list[list[Decision]]:
-    searcher = cls(spec, SPACE, random.Random(seed))
+    searcher = cls(spec.config(), SPACE, random.Random(seed))
     log = [searcher.start()]
     for event in events:
         if restore_each:
             snapshot = json.loads(json.dumps(searcher.snapshot(), allow_nan=False))
-            searcher = cls.restore(spec, SPACE, snapshot)
+            searcher = cls.restore(spec.config(), SPACE, snapshot)
         log.append(feed(searcher, event))
     return log
 
@@ -342,7 +343,10 @@ SEEDS = st.integers(0, 2**32 - 1)
 
 
 def configs_of(spec: SearcherSpec) -> list[BracketConfig]:
-    return plan_brackets(spec) if spec.name == "adaptive_asha" else [asha_bracket_config(spec)]
+    config = spec.config()
+    if isinstance(config, AdaptiveAshaConfig):
+        return plan_brackets(config)
+    return [asha_bracket_config(config)]  # type: ignore[arg-type]
 
 
 def class_of(spec: SearcherSpec) -> type[BracketSearch]:
@@ -351,7 +355,7 @@ def class_of(spec: SearcherSpec) -> type[BracketSearch]:
 
 def checked_run(spec: SearcherSpec, seed: int, picks: list[int],
                 allow_exits: bool = True) -> list[Event]:
-    searcher = class_of(spec)(spec, SPACE, random.Random(seed))
+    searcher = class_of(spec)(spec.config(), SPACE, random.Random(seed))
     return run_search(searcher, configs_of(spec), spec.stop_once, spec.smaller_is_better,
                       Chooser(picks, seed), allow_exits)
 

@@ -119,7 +119,7 @@ def test_missing_settings_are_spec_errors() -> None:
 def test_restore_rejects_another_searchers_snapshot() -> None:
     snapshot = make_searcher(spec("grid"), SPACE, 0).snapshot()
     with pytest.raises(ValueError, match="random"):
-        Random.restore(spec(), SPACE, snapshot)
+        Random.restore(spec().config(), SPACE, snapshot)
 
 
 # -- snapshot/restore: identical future decisions, whatever the event stream -----------------
@@ -159,7 +159,7 @@ def test_snapshot_restore_replays_identically(name: str, events: list[tuple[int,
 @settings(max_examples=40, deadline=None)
 @given(events=EVENTS, concurrency=st.integers(0, 4))
 def test_budget_and_single_shutdown(events: list[tuple[int, str, float]], concurrency: int) -> None:
-    searcher = Random(spec(max_trials=5, max_concurrent_trials=concurrency), SPACE,
+    searcher = Random(spec(max_trials=5, max_concurrent_trials=concurrency).config(), SPACE,
                       random.Random(1))
     decisions = searcher.start()
     for event in events:

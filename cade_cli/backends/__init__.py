@@ -6,22 +6,15 @@ Backends are imported lazily so that a machine without Slurm never loads the Slu
 
 from __future__ import annotations
 
-import importlib
 import shutil
 from pathlib import Path
 from typing import Any
 
 from cade_cli.backends.base import Scheduler
 from cade_cli.errors import SpecError
+from cade_cli.plugins import BACKENDS, load
 
-# module, class name: the constructor takes (state_dir, settings=...) for the cluster backends.
-_BACKENDS: dict[str, tuple[str, str]] = {
-    "local": ("cade_cli.backends.local", "LocalScheduler"),
-    "slurm": ("cade_cli.backends.slurm", "SlurmScheduler"),
-    "pbs": ("cade_cli.backends.pbs", "PbsScheduler"),
-}
-
-SCHEDULER_NAMES: tuple[str, ...] = tuple(_BACKENDS)
+SCHEDULER_NAMES: tuple[str, ...] = tuple(BACKENDS)
 
 
 def make_scheduler(name: str, state_dir: Path, settings: Any = None) -> Scheduler:
@@ -31,13 +24,14 @@ def make_scheduler(name: str, state_dir: Path, settings: Any = None) -> Schedule
     `state_dir/local/`. `settings` is a `cade_cli.spec.settings.Settings` (or None for defaults).
     """
     chosen = detect_scheduler() if name == "auto" else name
-    if chosen not in _BACKENDS:
+    if chosen not in BACKENDS:
         raise SpecError(
             f"unknown scheduler {name!r}",
             hint=f"use one of: auto, {', '.join(SCHEDULER_NAMES)}",
         )
-    module_name, class_name = _BACKENDS[chosen]
-    backend_class = getattr(importlib.import_module(module_name), class_name)
+    module_name, class_name, _ = BACKENDS[chosen]
+    backend_class = load(module_name, class_name)
+    # The cluster backends take (state_dir, settings=...); the local one its slot count.
     if chosen == "local":
         slots = getattr(settings, "local_slots", None) if settings is not None else None
         scheduler: Scheduler = backend_class(Path(state_dir), slots=slots)

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from cade_cli.cli.options import json_option
-from cade_cli.jobs import render
+from cade_cli.engine import SCHEDULER_NAMES, list_templates, template_source
 from cade_cli.spec.settings import load_settings
 
 _DIR_OPTION = click.option(
@@ -40,7 +40,7 @@ def templates_group() -> None:
 @json_option('Print {"templates": [{"name", "origin", "path", "shadowed"}]}.')
 def list_command(template_dirs: tuple[Path, ...], as_json: bool) -> None:
     """Every template with its origin (site or builtin) and file."""
-    found = render.list_templates(_template_dirs(template_dirs))
+    found = list_templates(_template_dirs(template_dirs))
     if as_json:
         click.echo(json.dumps({"templates": [
             {"name": info.name, "origin": info.origin, "path": str(info.path),
@@ -57,7 +57,7 @@ def list_command(template_dirs: tuple[Path, ...], as_json: bool) -> None:
 @json_option('Print {"name", "path", "source"}.')
 def show_command(name: str, template_dirs: tuple[Path, ...], as_json: bool) -> None:
     """Print a template's source (prefix NAME with `builtin:` for the built-in one)."""
-    source, path = render.template_source(name, _template_dirs(template_dirs))
+    source, path = template_source(name, _template_dirs(template_dirs))
     if as_json:
         click.echo(json.dumps({"name": name, "path": path, "source": source}))
         return
@@ -66,7 +66,7 @@ def show_command(name: str, template_dirs: tuple[Path, ...], as_json: bool) -> N
 
 @templates_group.command("render")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
-@click.option("--backend", type=click.Choice(sorted(render.TEMPLATE_FOR_BACKEND)), default="slurm",
+@click.option("--backend", type=click.Choice(sorted(SCHEDULER_NAMES)), default="slurm",
               show_default=True, help="Whose job script to render.")
 @click.option("--config", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
               help="Override a spec value (repeatable).")

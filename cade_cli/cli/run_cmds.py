@@ -16,13 +16,14 @@ from typing import Any
 import click
 
 from cade_cli import engine
-from cade_cli.backends import detect_scheduler, make_scheduler
 from cade_cli.cli import run_format
 from cade_cli.cli.options import json_option, ledger_option
 from cade_cli.cli.params import EXPERIMENT, TRIAL
 from cade_cli.engine import (
     DriverJobOptions,
+    detect_scheduler,
     drive_experiment,
+    make_scheduler,
     spawn_watch,
     submit_driver_job,
     with_lock,
@@ -30,7 +31,7 @@ from cade_cli.engine import (
 from cade_cli.errors import INTERRUPTED, CadeError, NotFoundError
 from cade_cli.store.ledger import Ledger
 from cade_cli.views.progress import live_progress, stderr_is_terminal, summary_line
-from cade_cli.store.records import ExperimentRecord, SegmentRecord
+from cade_cli.store.records import LIVE_SEGMENT_STATES, ExperimentRecord, ExperimentState, SegmentRecord
 from cade_cli.spec.settings import Settings, load_settings
 from cade_cli.spec import determined
 from cade_cli.spec.experiment import load_spec
@@ -84,7 +85,7 @@ def _drive_to_end(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> 
         click.echo(summary_line(final, ledger.trials(final.id)), err=True)
     if final.message:
         click.echo(final.message, err=True)
-    sys.exit(0 if final.state == "completed" else 1)
+    sys.exit(0 if final.state == ExperimentState.COMPLETED else 1)
 
 
 @click.command("submit")
@@ -161,7 +162,7 @@ def _json_after_drive(ledger: Ledger, exp: ExperimentRecord, settings: Settings)
     click.echo(json.dumps({"experiment": exp.id, "state": final.state,
                            "message": final.message,
                            "best": run_format.best_json(final, found) if found else None}))
-    sys.exit(0 if final.state == "completed" else 1)
+    sys.exit(0 if final.state == ExperimentState.COMPLETED else 1)
 
 
 @click.command("watch")
@@ -262,7 +263,7 @@ def logs_command(trial_ref: tuple[int | str | None, int], follow: bool, segment:
         for name, offset in offsets.items():
             offsets[name] = _print_new(Path(seg.run_dir) / name, offset,
                                        err=name == "stderr.log")
-        if not follow or seg.state not in ("intent", "queued", "running"):
+        if not follow or seg.state not in LIVE_SEGMENT_STATES:
             if not any(offsets.values()):
                 click.echo(f"(segment {seg.index} of trial {trial_id} wrote no output; "
                            f"its run directory is {seg.run_dir})", err=True)

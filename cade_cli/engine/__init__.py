@@ -2,9 +2,11 @@
 
 The modules behind it (lifecycle, context, events, apply, drive, driverjob, provenance) are
 the engine's own; front ends import from `cade_cli.engine` only, so the engine can move
-code between them without touching the CLI.
+code between them without touching the CLI. The schedulers and the job script templates
+are reached through it too: front ends never import `backends/` or `jobs/` themselves.
 """
 
+from cade_cli.backends import SCHEDULER_NAMES, detect_scheduler, make_scheduler
 # The driving loop is re-exported as drive_experiment: the name `drive` stays the module's.
 from cade_cli.engine.drive import drive as drive_experiment
 from cade_cli.engine.drive import driver_lock, refresh, sync_pass, with_lock
@@ -21,16 +23,21 @@ from cade_cli.engine.lifecycle import (
     sync,
 )
 from cade_cli.engine.provenance import spawn_watch
+from cade_cli.jobs.render import list_templates, template_source
 
 __all__ = [
+    "SCHEDULER_NAMES",
     "Best",
     "DriverJobOptions",
     "Schedulers",
     "best",
     "cancel",
+    "detect_scheduler",
     "drive_experiment",
     "driver_lock",
     "dry_run_script",
+    "list_templates",
+    "make_scheduler",
     "pause",
     "refresh",
     "resume",
@@ -39,5 +46,6 @@ __all__ = [
     "submit_driver_job",
     "sync",
     "sync_pass",
+    "template_source",
     "with_lock",
 ]

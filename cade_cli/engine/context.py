@@ -86,7 +86,7 @@ def record_event(ctx: SyncContext, event: dict[str, Any]) -> list[Decision]:
     return list(decisions)
 
 
-def close_trial(ctx: SyncContext, trial: TrialRecord, state: str, message: str,
+def close_trial(ctx: SyncContext, trial: TrialRecord, state: TrialState, message: str,
                 reason: ExitReason | None, stop_reason: str) -> None:
     """Close a trial (inside a transaction): state, searcher exit event, stop its segment."""
     ctx.ledger.update_trial(ctx.exp_id, trial.id, closed=True, state=state, message=message)

@@ -31,6 +31,7 @@ from cade_cli.backends import make_scheduler
 from cade_cli.backends.base import JobRequest, JobState, Scheduler
 from cade_cli.engine.drive import drive
 from cade_cli.errors import CadeError, SchedulerError, SpecError
+from cade_cli import plugins
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.lock import DriverLock
 from cade_cli.store.records import TERMINAL_EXPERIMENT_STATES, ExperimentRecord
@@ -232,14 +233,10 @@ def _write_script(exp: ExperimentRecord, backend: str, options: DriverJobOptions
 def driver_directives(backend: str, name: str, options: DriverJobOptions,
                       directory: Path) -> list[str]:
     """Scheduler directives of a driver job, built by the backend (`slurm` or `pbs`)."""
-    # Imported here: a PBS site never loads the Slurm module, and the reverse.
-    if backend == "slurm":
-        from cade_cli.backends import slurm as chosen
-    else:
-        from cade_cli.backends import pbs as chosen  # type: ignore[no-redef]
-    return chosen.driver_directives(name, time_limit=options.time_limit,
-                                    notice=options.notice_seconds, partition=options.partition,
-                                    account=options.account, log_dir=directory)
+    # Loaded by name: a PBS site never loads the Slurm module, and the reverse.
+    directives = plugins.load(plugins.BACKENDS[backend][0], "driver_directives")
+    return list(directives(name, time_limit=options.time_limit, notice=options.notice_seconds,
+                           partition=options.partition, account=options.account, log_dir=directory))
 
 
 def settings_environment(settings: Settings) -> list[tuple[str, str]]:

@@ -131,7 +131,7 @@ def _trusted_length(ctx: SyncContext, seg: SegmentRecord, trial: TrialRecord, va
 def _reject(ctx: SyncContext, trial: TrialRecord, message: str) -> None:
     """A report the driver cannot trust fails its trial (once) and is not recorded."""
     if not trial.closed:
-        close_trial(ctx, trial, "errored", message, ExitReason.ERRORED, "errored")
+        close_trial(ctx, trial, TrialState.ERRORED, message, ExitReason.ERRORED, "errored")
 
 
 def _segment_validated(ctx: SyncContext, seg: SegmentRecord) -> int | None:

@@ -37,7 +37,10 @@ from cade_cli.store.records import (
     RUNNING_EXPERIMENT_STATES,
     TERMINAL_EXPERIMENT_STATES,
     ExperimentRecord,
+    ExperimentState,
+    SegmentState,
     TrialRecord,
+    TrialState,
     best_trial,
 )
 from cade_cli.jobs.rundir import claim_experiment_dir, prepare_segment, storage_errors
@@ -60,7 +63,7 @@ def submit(ledger: Ledger, spec: ExperimentSpec, backend: str, *, message: str =
     now = clock()
     with ledger.transaction():
         exp_id = ledger.create_experiment(
-            name=spec.name, state="pending", searcher=spec.searcher.name,
+            name=spec.name, state=ExperimentState.PENDING, searcher=spec.searcher.name,
             metric=spec.searcher.metric, smaller_is_better=spec.searcher.smaller_is_better,
             backend=backend, seed=seed, spec=spec.raw, stored_spec=stored.to_json(spec),
             spec_path=spec.source,
@@ -174,12 +177,12 @@ def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Set
 
 
 def _poll_and_ingest(ctx: SyncContext) -> None:
-    live = ctx.ledger.segments(ctx.exp_id, states=("queued", "running"))
+    live = ctx.ledger.segments(ctx.exp_id, states=(SegmentState.QUEUED, SegmentState.RUNNING))
     ids = [s.job_id for s in live if s.job_id]
     statuses = ctx.scheduler.poll(ids) if ids else {}
     for seg in live:
         status = statuses.get(seg.job_id or "")
-        if seg.state == "queued":
+        if seg.state == SegmentState.QUEUED:
             # The job's own marker counts too: the scheduler's answer may be a poll old,
             # and a stop must not treat a job that is already training as still queued.
             host = started_host(seg.run_dir) if seg.run_dir else None
@@ -198,27 +201,27 @@ def _poll_and_ingest(ctx: SyncContext) -> None:
 
 def _note_first_start(ctx: SyncContext) -> None:
     """pending -> active once any job of the experiment has started (or already ended)."""
-    if ctx.experiment.state != "pending":
+    if ctx.experiment.state != ExperimentState.PENDING:
         return
-    if any(s.state not in ("intent", "queued") for s in ctx.ledger.segments(ctx.exp_id)):
-        ctx.ledger.update_experiment(ctx.exp_id, state="active")
+    if any(s.state not in (SegmentState.INTENT, SegmentState.QUEUED) for s in ctx.ledger.segments(ctx.exp_id)):
+        ctx.ledger.update_experiment(ctx.exp_id, state=ExperimentState.ACTIVE)
         ctx.refresh()
 
 
 def _mark_running(ctx: SyncContext, trial_id: int, index: int, nodes: str) -> None:
     with ctx.ledger.transaction():
-        ctx.ledger.update_segment(ctx.exp_id, trial_id, index, state="running",
+        ctx.ledger.update_segment(ctx.exp_id, trial_id, index, state=SegmentState.RUNNING,
                                   started=ctx.clock(), nodes=nodes)
         trial = ctx.ledger.trial(ctx.exp_id, trial_id)
-        if not trial.closed and trial.state in ("queued", "preempted", "paused"):
-            ctx.ledger.update_trial(ctx.exp_id, trial_id, state="running", message="")
+        if not trial.closed and trial.state in (TrialState.QUEUED, TrialState.PREEMPTED, TrialState.PAUSED):
+            ctx.ledger.update_trial(ctx.exp_id, trial_id, state=TrialState.RUNNING, message="")
 
 
 def _never_starts(ctx: SyncContext, trial_id: int, reason: str) -> None:
     with ctx.ledger.transaction():
         trial = ctx.ledger.trial(ctx.exp_id, trial_id)
         if not trial.closed:
-            close_trial(ctx, trial, "errored", f"the scheduler will never start its job: "
+            close_trial(ctx, trial, TrialState.ERRORED, f"the scheduler will never start its job: "
                         f"{reason or 'no reason given'}", ExitReason.ERRORED, "errored")
 
 
@@ -228,17 +231,17 @@ def _check_completion(ctx: SyncContext) -> None:
         return
     trials = ctx.ledger.trials(ctx.exp_id)
     if exp.searcher_done:
-        failed = bool(trials) and all(t.state == "errored" for t in trials)
-        _end(ctx.ledger, exp.id, "errored" if failed else "completed",
+        failed = bool(trials) and all(t.state == TrialState.ERRORED for t in trials)
+        _end(ctx.ledger, exp.id, ExperimentState.ERRORED if failed else ExperimentState.COMPLETED,
              "every trial errored" if failed else "", ctx.clock())
         return
     waiting = any(needs_segment(t, ctx.ledger.latest_segment(exp.id, t.id)) for t in trials)
     if not waiting and not ctx.ledger.events(exp.id, unapplied_only=True):
-        _end(ctx.ledger, exp.id, "errored", "the searcher has nothing left to run but did "
+        _end(ctx.ledger, exp.id, ExperimentState.ERRORED, "the searcher has nothing left to run but did "
              "not finish the search", ctx.clock())
 
 
-def _end(ledger: Ledger, exp_id: int, state: str, message: str, now: float) -> None:
+def _end(ledger: Ledger, exp_id: int, state: ExperimentState, message: str, now: float) -> None:
     ledger.update_experiment(exp_id, state=state, ended=now, message=message)
 
 
@@ -253,12 +256,12 @@ def pause(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Se
                         "can pause")
     ctx = _context(ledger, exp, scheduler, settings, clock)
     with ledger.transaction():
-        ledger.update_experiment(exp.id, state="paused")
+        ledger.update_experiment(exp.id, state=ExperimentState.PAUSED)
         for trial in ledger.trials(exp.id):
             if not trial.closed:
                 request_stop(ctx, trial.id, "pause")
-                if trial.state == "queued":
-                    ledger.update_trial(exp.id, trial.id, state="paused")
+                if trial.state == TrialState.QUEUED:
+                    ledger.update_trial(exp.id, trial.id, state=TrialState.PAUSED)
     ctx.refresh()
     reconcile_stops(ctx)
     return ledger.experiment(exp.id)
@@ -267,13 +270,13 @@ def pause(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Se
 def resume(ledger: Ledger, experiment_id: int) -> ExperimentRecord:
     """Paused trials get new segments from their checkpoints at the next sync."""
     exp = ledger.experiment(experiment_id)
-    if exp.state != "paused":
+    if exp.state != ExperimentState.PAUSED:
         raise CadeError(f"experiment {exp.id} is {exp.state}; only a paused one can resume")
     with ledger.transaction():
-        ledger.update_experiment(exp.id, state="active")
+        ledger.update_experiment(exp.id, state=ExperimentState.ACTIVE)
         for trial in ledger.trials(exp.id):
-            if trial.state in ("paused", "preempted") and not trial.closed:
-                ledger.update_trial(exp.id, trial.id, state="queued")
+            if trial.state in (TrialState.PAUSED, TrialState.PREEMPTED) and not trial.closed:
+                ledger.update_trial(exp.id, trial.id, state=TrialState.QUEUED)
     return ledger.experiment(exp.id)
 
 
@@ -285,15 +288,15 @@ def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
         return exp
     now = clock()
     with ledger.transaction():
-        ledger.update_experiment(exp.id, state="canceled", ended=now,
+        ledger.update_experiment(exp.id, state=ExperimentState.CANCELED, ended=now,
                                  message="canceled by the user")
         for trial in ledger.trials(exp.id):
             if not trial.closed:
-                ledger.update_trial(exp.id, trial.id, closed=True, state="stopped",
+                ledger.update_trial(exp.id, trial.id, closed=True, state=TrialState.STOPPED,
                                     message="the experiment was canceled")
     live = ledger.live_segments(exp.id)
     for seg in live:
-        if seg.state == "intent":
+        if seg.state == SegmentState.INTENT:
             found = scheduler.find_by_name(seg.job_name)
             if seg.job_name in found:
                 scheduler.cancel([found[seg.job_name]])
@@ -304,8 +307,8 @@ def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
         for seg in live:
             fields = {"stop_requested": seg.stop_requested or now,
                       "stop_reason": seg.stop_reason or "cancel", "cancel_sent": now}
-            if seg.state == "intent" or not seg.job_id:
-                fields.update(state="canceled", ended=now, reason="the experiment was canceled")
+            if seg.state == SegmentState.INTENT or not seg.job_id:
+                fields.update(state=SegmentState.CANCELED, ended=now, reason="the experiment was canceled")
             ledger.update_segment(exp.id, seg.trial, seg.index, **fields)
     return ledger.experiment(exp.id)
 

@@ -14,7 +14,6 @@ A write the disk refuses (full, quota, read-only) is a StorageError.
 
 from __future__ import annotations
 
-import importlib
 import importlib.resources
 import json
 import os
@@ -28,14 +27,12 @@ from typing import Any
 
 from cade_cli.jobs import render
 from cade_cli.errors import LedgerError, SpecError, StorageError
+from cade_cli.plugins import BACKENDS, load
 from cade_cli.spec.experiment import ExperimentSpec
 
 OWNER_MARKER = ".cade-ledger"
 
 # Backends with scheduler directives: module under cade_cli.backends, function name.
-_DIRECTIVE_FUNCTIONS = {"slurm": "sbatch_directives", "pbs": "pbs_directives"}
-
-
 @dataclass(frozen=True)
 class SegmentPaths:
     run_dir: Path
@@ -139,12 +136,11 @@ def _write_segment(spec: ExperimentSpec, experiment_id: int | str, trial_id: int
 
 def scheduler_directives(backend: str, spec: ExperimentSpec, job_name: str, run_dir: Path) -> list[str]:
     """`#SBATCH`/`#PBS` option strings from the backend module; the local backend has none."""
-    function_name = _DIRECTIVE_FUNCTIONS.get(backend)
+    module_name, _, function_name = BACKENDS.get(backend, ("", "", None))
     if function_name is None:
         return []
-    # Imported lazily: a local-only installation never loads the cluster backends.
-    module = importlib.import_module(f"cade_cli.backends.{backend}")
-    function: Callable[[ExperimentSpec, str, Path], Sequence[str]] = getattr(module, function_name)
+    # Loaded by name: a local-only installation never loads the cluster backends.
+    function: Callable[[ExperimentSpec, str, Path], Sequence[str]] = load(module_name, function_name)
     return [str(d) for d in function(spec, job_name, run_dir)]
 
 

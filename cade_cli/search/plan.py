@@ -14,7 +14,8 @@ from typing import Any
 
 from cade_cli.search.searchers import searcher_class
 from cade_cli.search.searchers.brackets import BracketConfig
-from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
+from cade_cli.spec.experiment import ExperimentSpec
+from cade_cli.spec.searcher_config import HalvingConfig, PbtConfig, SearcherConfig
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class Plan:
 
 def preview(spec: ExperimentSpec) -> Plan:
     """The plan of `spec`'s search (any searcher): the searcher plans itself."""
-    plan = searcher_class(spec.searcher.name).preview(spec.searcher, spec.hyperparameters)
+    config = spec.searcher.config()
+    plan = searcher_class(config.name).preview(config, spec.hyperparameters)
     return replace(plan, sampler=spec.searcher.sampler)
 
 
@@ -75,7 +77,7 @@ def _sorted_ends(ends: Counter[int]) -> tuple[tuple[int, int], ...]:
     return tuple(sorted((length, n) for length, n in ends.items() if n > 0))
 
 
-def fixed_length_plan(spec: SearcherSpec, length: int, trials: int) -> Plan:
+def fixed_length_plan(spec: SearcherConfig, length: int, trials: int) -> Plan:
     """Every trial trains to `length` in one segment."""
     concurrency = min(spec.max_concurrent_trials or trials, trials)
     note = (f"max_concurrent_trials {spec.max_concurrent_trials}: {concurrency} "
@@ -84,7 +86,7 @@ def fixed_length_plan(spec: SearcherSpec, length: int, trials: int) -> Plan:
                 _sorted_ends(Counter({length: trials})), length * trials, note)
 
 
-def asha_plan(spec: SearcherSpec, configs: list[BracketConfig]) -> Plan:
+def asha_plan(spec: HalvingConfig, configs: list[BracketConfig]) -> Plan:
     """Every rung of every bracket fills up."""
     ends: Counter[int] = Counter()
     for config in configs:
@@ -95,7 +97,7 @@ def asha_plan(spec: SearcherSpec, configs: list[BracketConfig]) -> Plan:
                 _asha_concurrency_note(spec, configs))
 
 
-def _asha_concurrency_note(spec: SearcherSpec, configs: list[BracketConfig]) -> str:
+def _asha_concurrency_note(spec: HalvingConfig, configs: list[BracketConfig]) -> str:
     running = [c.initial_trials for c in configs]
     mct = spec.max_concurrent_trials
     if len(configs) == 1:
@@ -116,7 +118,7 @@ def _asha_concurrency_note(spec: SearcherSpec, configs: list[BracketConfig]) -> 
             f"{' + '.join(map(str, running))}")
 
 
-def pbt_plan(spec: SearcherSpec, population: int, rounds: int, per_round: int) -> Plan:
+def pbt_plan(spec: PbtConfig, population: int, rounds: int, per_round: int) -> Plan:
     """`rounds` rounds of `per_round` each for a population of `population`."""
     # Each round the worst `truncated` close and as many children of the best start from
     # their parents' checkpoints; a child's length counts its parent's training too.

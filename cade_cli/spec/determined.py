@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from cade_cli.spec.determined_map import CONTAINER, Determined, name_when_absent, rewrite
 from cade_cli.spec.reader import suggest
+from cade_cli.spec.searcher_config import HalvingConfig, config_type
 from cade_cli.spec.yamlpos import Node, Problems, join_path
 
 if TYPE_CHECKING:  # experiment.py imports this module
@@ -279,7 +280,7 @@ def notes(spec: ExperimentSpec, *, variant: bool = True) -> list[str]:
 def asha_variant(spec: ExperimentSpec) -> str | None:
     """One line saying which ASHA variant runs and how to get the other; None for other searchers."""
     searcher = spec.searcher
-    if searcher.name not in ("async_halving", "adaptive_asha"):
+    if not issubclass(config_type(searcher.name), HalvingConfig):
         return None
     raw_searcher = spec.raw.get("searcher") if isinstance(spec.raw, dict) else None
     given = isinstance(raw_searcher, dict) and raw_searcher.get("stop_once") is not None

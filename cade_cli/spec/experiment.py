@@ -22,6 +22,7 @@ from cade_cli.spec.determined import Determined, determined_keys, name_when_abse
 from cade_cli.spec.hparams import read_space
 from cade_cli.spec.reader import DIRECTIVE, MapReader
 from cade_cli.spec.searcher import SEARCHER_NAMES, read_searcher
+from cade_cli.spec.searcher_config import SearcherConfig, config_for, config_type
 from cade_cli.spec.values import (
     parse_walltime,
     read_environment,
@@ -58,6 +59,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class SearcherSpec:
+    """The searcher section as stored (every searcher's keys); `config()` is what a searcher takes."""
+
     name: str                              # one of SEARCHER_NAMES
     metric: str
     smaller_is_better: bool = True
@@ -81,6 +84,10 @@ class SearcherSpec:
     truncate_fraction: float = 0.2
     resample_probability: float = 0.2
     perturb_factor: float = 0.2
+
+    def config(self) -> SearcherConfig:
+        """The named searcher's own config (spec/searcher_config.py): what it is built from."""
+        return config_for(self)
 
 
 @dataclass(frozen=True)
@@ -217,7 +224,7 @@ def _build(root: Node, problems: Problems, determined: Determined) -> dict[str, 
         "description": _description(top),
         "entrypoint": _entrypoint(top),
         "hyperparameters": read_space(top.entries.get("hyperparameters"), problems, root.loc,
-                                      grid=searcher.name == "grid"),
+                                      grid=config_type(searcher.name).walks_grid),
         "searcher": searcher,
         "resources": resources,
         "max_restarts": top.integer("max_restarts", 5, minimum=0),

@@ -9,9 +9,10 @@ refuse it, located at the key.
 from __future__ import annotations
 
 from cade_cli.spec.reader import MapReader
+from cade_cli.spec.searcher_config import CONFIG_TYPES
 
 SAMPLER_NAMES = ("random", "tpe")
-SAMPLING_SEARCHERS = ("random", "async_halving", "adaptive_asha")
+SAMPLING_SEARCHERS = tuple(name for name, kind in CONFIG_TYPES.items() if kind.samples)
 DEFAULT_SAMPLER = "random"
 
 

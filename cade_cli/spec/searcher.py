@@ -11,9 +11,18 @@ from typing import Any
 from cade_cli.spec.determined import determined_keys
 from cade_cli.spec.reader import MapReader, is_int, suggest
 from cade_cli.spec.sampler import read_sampler
+from cade_cli.spec.searcher_config import (
+    CONFIG_TYPES,
+    AdaptiveAshaConfig,
+    AshaConfig,
+    FixedLengthConfig,
+    HalvingConfig,
+    PbtConfig,
+    SearcherConfig,
+)
 from cade_cli.spec.yamlpos import describe
 
-SEARCHER_NAMES = ("single", "grid", "random", "async_halving", "adaptive_asha", "pbt")
+SEARCHER_NAMES = tuple(CONFIG_TYPES)
 LENGTH_UNITS = ("batches", "records", "epochs")
 ASHA_MODES = ("aggressive", "standard", "conservative")
 
@@ -42,19 +51,27 @@ def read_searcher(reader: MapReader) -> dict[str, Any]:
         "max_concurrent_trials": reader.integer("max_concurrent_trials", 16, minimum=0),
         "sampler": read_sampler(reader, name),
     }
-    needs = f" (the {name!r} searcher needs it)"
-    if name in ("random", "async_halving", "adaptive_asha"):
+    result.update(_own_keys(reader, CONFIG_TYPES.get(name)))
+    return result
+
+
+def _own_keys(reader: MapReader, kind: type[SearcherConfig] | None) -> dict[str, Any]:
+    """The keys of the searcher whose config type is `kind` (None: an unknown searcher)."""
+    if kind is None:
+        return {}
+    needs = f" (the {kind.name!r} searcher needs it)"
+    result: dict[str, Any] = {}
+    if "max_trials" in kind.required:
         result["max_trials"] = reader.optional_integer("max_trials", minimum=1, required=True, why=needs)
-    if name in ("single", "random", "grid"):
-        result["max_length"], unit = read_length(reader, "max_length", required=True, why=needs)
-        result["length_unit"] = unit
-    if name in ("async_halving", "adaptive_asha"):
-        result.update(_asha_common(reader, name))
-    if name == "async_halving":
+    if issubclass(kind, FixedLengthConfig):
+        result["max_length"], result["length_unit"] = read_length(reader, "max_length", required=True, why=needs)
+    if issubclass(kind, HalvingConfig):
+        result.update(_asha_common(reader, kind.name))
+    if issubclass(kind, AshaConfig):
         result["num_rungs"] = reader.optional_integer("num_rungs", minimum=1, required=True, why=needs)
-    if name == "adaptive_asha":
+    if issubclass(kind, AdaptiveAshaConfig):
         result.update(_adaptive(reader))
-    if name == "pbt":
+    if issubclass(kind, PbtConfig):
         result.update(_pbt(reader, needs))
     return result
 

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from cade_cli.search.searchers.base import rung_reached
 from cade_cli.views.progress import STATE_STYLES
-from cade_cli.store.records import ExperimentRecord, SegmentRecord, TrialRecord
+from cade_cli.store.records import ExperimentRecord, SegmentRecord, SegmentState, TrialRecord
 from cade_cli.views.model import (
     SORTS,
     ExperimentData,
@@ -225,8 +225,8 @@ def curves_table(data: ExperimentData, count: int = 5, width: int = 40) -> Table
 def queue_summary(data: ExperimentData) -> Text:
     """Latest segment of each trial: how many wait in the queue (and why), how many run."""
     segments = latest_segments(data).values()
-    queued = [s for s in segments if s.state == "queued"]
-    running = [s for s in segments if s.state == "running"]
+    queued = [s for s in segments if s.state == SegmentState.QUEUED]
+    running = [s for s in segments if s.state == SegmentState.RUNNING]
     reasons = Counter(s.reason or "unknown" for s in queued)
     nodes = sorted({node for s in running for node in s.nodes.split(",") if node})
     text = Text(f"queue: {len(queued)} queued, {len(running)} running")

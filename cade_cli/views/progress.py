@@ -15,13 +15,25 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cade_cli.store.records import TRIAL_STATES, ExperimentRecord, TrialRecord, best_trial
+from cade_cli.store.records import (
+    TRIAL_STATES,
+    ExperimentRecord,
+    ExperimentState,
+    TrialRecord,
+    TrialState,
+    best_trial,
+)
 from cade_cli.views.terminal import printable
 
-# One colour per experiment and trial state, shared by every rich view.
-STATE_STYLES = {"pending": "yellow", "active": "green", "paused": "yellow", "completed": "blue",
-                "errored": "red", "canceled": "magenta", "queued": "yellow", "running": "green",
-                "stopped": "dim", "preempted": "yellow"}
+# One colour per experiment and trial state, shared by every rich view. A trial that is
+# paused, completed or errored takes the experiment's colour (the states are equal strings).
+STATE_STYLES = {
+    ExperimentState.PENDING: "yellow", ExperimentState.ACTIVE: "green",
+    ExperimentState.PAUSED: "yellow", ExperimentState.COMPLETED: "blue",
+    ExperimentState.ERRORED: "red", ExperimentState.CANCELED: "magenta",
+    TrialState.QUEUED: "yellow", TrialState.RUNNING: "green", TrialState.STOPPED: "dim",
+    TrialState.PREEMPTED: "yellow",
+}
 
 
 def state_counts(trials: list[TrialRecord]) -> str:

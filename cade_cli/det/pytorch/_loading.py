@@ -6,7 +6,6 @@ A Trial type other than PyTorchTrial stops here with what is missing and how to 
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.errors import TrialClassError
+from cade_cli.plugins import load
 from cade_cli.det.pytorch._trial import PyTorchTrial
 
 SHIM = Path(__file__).resolve().parents[1] / "shim"
@@ -58,7 +58,7 @@ def load_trial_class(entry: str, directory: Path | None = None) -> type[PyTorchT
 
 def _import(entry: str, module_name: str, directory: Path) -> Any:
     try:
-        return importlib.import_module(module_name)
+        return load(module_name)
     except ModuleNotFoundError as err:
         missing = err.name or ""
         if missing == module_name or module_name.startswith(missing + "."):

@@ -2,6 +2,7 @@
 
 `searcher_facts` answers what the engine, the preview, the simulator and the views need to
 know about a searcher (its ladders, final length, ...), so none of them switches on its name.
+Each searcher class takes its own config type (`SearcherSpec.config()`, spec/searcher_config.py);
 `make_searcher` builds a fresh one from the spec; `restore_searcher` rebuilds one from a
 snapshot so that it makes exactly the decisions the original would have made.
 """
@@ -17,6 +18,7 @@ from cade_cli.search.searchers.base import Decision, ExitReason, SearcherFacts
 from cade_cli.search.space import Space
 from cade_cli.spec.experiment import SEARCHER_NAMES, SearcherSpec
 from cade_cli.spec.sampler import DEFAULT_SAMPLER, SAMPLING_SEARCHERS
+from cade_cli.spec.searcher_config import SearcherConfig
 
 class Searcher(Protocol):
     """What every searcher class provides."""
@@ -43,31 +45,32 @@ def searcher_class(name: str) -> Any:
 
 def searcher_facts(searcher_spec: SearcherSpec) -> SearcherFacts:
     """Ladders, final length and how trials continue, as the searcher itself states them."""
-    facts: SearcherFacts = searcher_class(searcher_spec.name).facts(searcher_spec)
+    config = searcher_spec.config()
+    facts: SearcherFacts = searcher_class(config.name).facts(config)
     return facts
 
 
 def make_searcher(searcher_spec: SearcherSpec, space: Space, seed: int) -> Searcher:
     """A fresh searcher whose random choices all come from `random.Random(seed)`."""
-    cls = searcher_class(searcher_spec.name)
-    check_sampler(searcher_spec)
-    searcher: Searcher = cls(searcher_spec, space, random.Random(seed))
+    config = checked_config(searcher_spec)
+    searcher: Searcher = searcher_class(config.name)(config, space, random.Random(seed))
     return searcher
 
 
-def check_sampler(searcher_spec: SearcherSpec) -> None:
-    """Refuse a sampler the searcher cannot use (the spec loader reports it with its line)."""
-    if (searcher_spec.sampler != DEFAULT_SAMPLER
-            and searcher_spec.name not in SAMPLING_SEARCHERS):
-        raise SpecError(f"searcher.sampler: the {searcher_spec.name!r} searcher does not "
-                        f"sample new params, so sampler {searcher_spec.sampler!r} cannot apply",
+def checked_config(searcher_spec: SearcherSpec) -> SearcherConfig:
+    """The searcher's config; a sampler it cannot use is refused (the spec loader reports
+    that with its line)."""
+    config = searcher_spec.config()
+    if config.sampler != DEFAULT_SAMPLER and not config.samples:
+        raise SpecError(f"searcher.sampler: the {config.name!r} searcher does not "
+                        f"sample new params, so sampler {config.sampler!r} cannot apply",
                         hint=f"use it with {', '.join(SAMPLING_SEARCHERS)}, or remove the key")
+    return config
 
 
 def restore_searcher(searcher_spec: SearcherSpec, space: Space,
                      snapshot: dict[str, Any]) -> Searcher:
     """Rebuild a searcher from `snapshot()` output."""
-    check_sampler(searcher_spec)
-    searcher: Searcher = searcher_class(searcher_spec.name).restore(searcher_spec, space,
-                                                                    snapshot)
+    config = checked_config(searcher_spec)
+    searcher: Searcher = searcher_class(config.name).restore(config, space, snapshot)
     return searcher

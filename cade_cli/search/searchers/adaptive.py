@@ -11,7 +11,7 @@ from cade_cli.search.searchers.asha import BracketSearch, validate_ladder
 from cade_cli.search.searchers.brackets import BracketConfig
 from cade_cli.search.searchers.golog import log_ratio_floor
 from cade_cli.search.searchers.simple import require
-from cade_cli.spec.experiment import SearcherSpec
+from cade_cli.spec.searcher_config import AdaptiveAshaConfig
 
 MODES = ("aggressive", "standard", "conservative")
 
@@ -63,7 +63,7 @@ def bracket_max_concurrent_trials(max_concurrent_trials: int, divisor: int,
     return split
 
 
-def bracket_rung_counts(spec: SearcherSpec) -> list[int]:
+def bracket_rung_counts(spec: AdaptiveAshaConfig) -> list[int]:
     """Rung count of each bracket, most early stopping first."""
     max_length, divisor = validate_ladder(spec)
     max_trials = require(spec, "max_trials")
@@ -80,7 +80,7 @@ def bracket_rung_counts(spec: SearcherSpec) -> list[int]:
     return sorted(counts, reverse=True)
 
 
-def plan_brackets(spec: SearcherSpec) -> list[BracketConfig]:
+def plan_brackets(spec: AdaptiveAshaConfig) -> list[BracketConfig]:
     """The brackets Adaptive ASHA runs for this spec (the same as Determined's)."""
     max_length, divisor = validate_ladder(spec)
     max_trials = require(spec, "max_trials")
@@ -102,5 +102,5 @@ class AdaptiveAsha(BracketSearch):
     searcher_name = "adaptive_asha"
 
     @classmethod
-    def bracket_configs(cls, spec: SearcherSpec) -> list[BracketConfig]:
+    def bracket_configs(cls, spec: AdaptiveAshaConfig) -> list[BracketConfig]:  # type: ignore[override]
         return plan_brackets(spec)

@@ -37,7 +37,7 @@ from cade_cli.search.searchers.brackets import (
 )
 from cade_cli.search.searchers.simple import require, rng_from_json, rng_state_to_json
 from cade_cli.search.space import Space
-from cade_cli.spec.experiment import SearcherSpec
+from cade_cli.spec.searcher_config import AshaConfig, HalvingConfig
 
 
 # The class a classmethod is called on (typing.Self needs Python 3.11).
@@ -49,7 +49,7 @@ class BracketSearch:
 
     searcher_name: ClassVar[str] = ""
 
-    def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
+    def __init__(self, searcher_spec: HalvingConfig, space: Space, rng: random.Random) -> None:
         self.searcher_spec = searcher_spec
         configs = self.bracket_configs(searcher_spec)
         # The sampler groups results by rung length, over all brackets.
@@ -61,18 +61,18 @@ class BracketSearch:
         self.done = False
 
     @classmethod
-    def bracket_configs(cls, spec: SearcherSpec) -> list[BracketConfig]:
+    def bracket_configs(cls, spec: HalvingConfig) -> list[BracketConfig]:
         raise NotImplementedError
 
     @classmethod
-    def facts(cls, spec: SearcherSpec) -> SearcherFacts:
+    def facts(cls, spec: HalvingConfig) -> SearcherFacts:
         # A promotion-type bracket raises a promoted trial's target; its job trains on.
         return SearcherFacts(ladders=tuple(c.rungs for c in cls.bracket_configs(spec)),
                              final_length=spec.max_length, continues_in_place=not spec.stop_once,
                              max_trials=require(spec, "max_trials"))
 
     @classmethod
-    def preview(cls, spec: SearcherSpec, space: Space) -> Plan:
+    def preview(cls, spec: HalvingConfig, space: Space) -> Plan:
         return asha_plan(spec, cls.bracket_configs(spec))
 
     def start(self) -> list[Decision]:
@@ -125,7 +125,7 @@ class BracketSearch:
         }
 
     @classmethod
-    def restore(cls: type[_Search], searcher_spec: SearcherSpec, space: Space,
+    def restore(cls: type[_Search], searcher_spec: HalvingConfig, space: Space,
                 snapshot: dict[str, Any]) -> _Search:
         check_snapshot(snapshot, cls.searcher_name)
         searcher = cls(searcher_spec, space, rng_from_json(snapshot["rng"]))
@@ -146,11 +146,11 @@ class AsyncHalving(BracketSearch):
     searcher_name = "async_halving"
 
     @classmethod
-    def bracket_configs(cls, spec: SearcherSpec) -> list[BracketConfig]:
+    def bracket_configs(cls, spec: AshaConfig) -> list[BracketConfig]:  # type: ignore[override]
         return [asha_bracket_config(spec)]
 
 
-def validate_ladder(spec: SearcherSpec) -> tuple[int, int]:
+def validate_ladder(spec: HalvingConfig) -> tuple[int, int]:
     """(max_length, divisor) after checking them."""
     max_length = require(spec, "max_length")
     if spec.divisor < 2:
@@ -159,7 +159,7 @@ def validate_ladder(spec: SearcherSpec) -> tuple[int, int]:
     return max_length, spec.divisor
 
 
-def asha_bracket_config(spec: SearcherSpec) -> BracketConfig:
+def asha_bracket_config(spec: AshaConfig) -> BracketConfig:
     max_length, divisor = validate_ladder(spec)
     if spec.max_concurrent_trials < 0:
         raise SpecError("searcher.max_concurrent_trials must be 0 (as many as useful) or more")

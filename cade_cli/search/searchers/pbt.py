@@ -30,7 +30,7 @@ from cade_cli.search.searchers.simple import (
     restore_common,
 )
 from cade_cli.search.space import Space, explore, sample
-from cade_cli.spec.experiment import SearcherSpec
+from cade_cli.spec.searcher_config import PbtConfig
 
 WORST = math.inf
 
@@ -38,7 +38,7 @@ WORST = math.inf
 class Pbt(CountingSearcher):
     name = "pbt"
 
-    def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
+    def __init__(self, searcher_spec: PbtConfig, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)
         self.population_size = require(searcher_spec, "population_size")
         self.num_rounds = require(searcher_spec, "num_rounds")
@@ -93,7 +93,7 @@ class Pbt(CountingSearcher):
                 "exited": sorted(self.exited)}
 
     @classmethod
-    def restore(cls, searcher_spec: SearcherSpec, space: Space,
+    def restore(cls, searcher_spec: PbtConfig, space: Space,
                 snapshot: dict[str, Any]) -> Pbt:
         searcher = restore_common(cls, searcher_spec, space, snapshot)
         searcher.rounds_completed = snapshot["rounds_completed"]
@@ -107,7 +107,7 @@ class Pbt(CountingSearcher):
 
     # -- what the rest of cade asks of the searcher -----------------------------------------
     @classmethod
-    def facts(cls, spec: SearcherSpec) -> SearcherFacts:
+    def facts(cls, spec: PbtConfig) -> SearcherFacts:
         # Members continue in place from round to round; a round is decided only once the
         # whole population has reported.
         rounds, per_round = require(spec, "num_rounds"), require(spec, "length_per_round")
@@ -116,7 +116,7 @@ class Pbt(CountingSearcher):
                              decides_by_round=True)
 
     @classmethod
-    def preview(cls, spec: SearcherSpec, space: Space) -> Plan:
+    def preview(cls, spec: PbtConfig, space: Space) -> Plan:
         return pbt_plan(spec, require(spec, "population_size"), require(spec, "num_rounds"),
                         require(spec, "length_per_round"))
 

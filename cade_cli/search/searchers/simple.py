@@ -13,7 +13,6 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar, TypeVar
 
-from cade_cli.errors import SpecError
 from cade_cli.search.plan import Plan, fixed_length_plan
 from cade_cli.search.searchers.base import (
     Create,
@@ -29,7 +28,12 @@ from cade_cli.search.searchers.base import (
 from cade_cli.search.samplers import load_sampler_state, make_sampler, sampler_state
 from cade_cli.search.searchers.brackets import minimised
 from cade_cli.search.space import Space, grid_point, grid_size
-from cade_cli.spec.experiment import SearcherSpec
+from cade_cli.spec.searcher_config import (
+    FixedLengthConfig,
+    RandomConfig,
+    SearcherConfig,
+    required_count,
+)
 
 
 def rng_state_to_json(rng: random.Random) -> list[Any]:
@@ -50,7 +54,7 @@ def common_snapshot(searcher: Any) -> dict[str, Any]:
             "rng": rng_state_to_json(searcher.rng)}
 
 
-def restore_common(cls: Any, searcher_spec: SearcherSpec, space: Space,
+def restore_common(cls: Any, searcher_spec: SearcherConfig, space: Space,
                    snapshot: dict[str, Any]) -> Any:
     """A `cls` searcher with the keys of `common_snapshot` restored."""
     check_snapshot(snapshot, cls.name)
@@ -60,14 +64,9 @@ def restore_common(cls: Any, searcher_spec: SearcherSpec, space: Space,
     return searcher
 
 
-def require(spec: SearcherSpec, field_name: str) -> int:
-    """A searcher field that the spec loader should already have checked."""
-    value = getattr(spec, field_name)
-    if value is None:
-        raise SpecError(f"searcher.{field_name} is required for the {spec.name} searcher")
-    if value < 1:
-        raise SpecError(f"searcher.{field_name} must be at least 1, got {value}")
-    return int(value)
+# A count the config must hold (checked when the config was built; again for configs built
+# in code). The searcher modules import it from here.
+require = required_count
 
 
 # The class a classmethod is called on (typing.Self needs Python 3.11).
@@ -80,7 +79,7 @@ class CountingSearcher:
 
     name = ""
 
-    def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
+    def __init__(self, searcher_spec: SearcherConfig, space: Space, rng: random.Random) -> None:
         self.spec = searcher_spec
         self.space = space
         self.rng = rng
@@ -91,7 +90,7 @@ class CountingSearcher:
 class _FixedLengthSearcher(CountingSearcher):
     """Shared machinery: trials trained to max_length, a budget of counted trials."""
 
-    def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
+    def __init__(self, searcher_spec: FixedLengthConfig, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)
         self.max_length = require(searcher_spec, "max_length")
         self.uncounted = 0         # invalid-hyperparameter trials: they use no budget
@@ -144,7 +143,7 @@ class _FixedLengthSearcher(CountingSearcher):
                 **sampler_state(self.sampler)}
 
     @classmethod
-    def restore(cls: type[_Searcher], searcher_spec: SearcherSpec, space: Space,
+    def restore(cls: type[_Searcher], searcher_spec: FixedLengthConfig, space: Space,
                 snapshot: dict[str, Any]) -> _Searcher:
         searcher: _Searcher = restore_common(cls, searcher_spec, space, snapshot)
         searcher.uncounted = snapshot["uncounted"]
@@ -157,18 +156,18 @@ class _FixedLengthSearcher(CountingSearcher):
     walks_grid: ClassVar[bool] = False
 
     @classmethod
-    def trial_budget(cls, spec: SearcherSpec) -> int | None:
+    def trial_budget(cls, spec: FixedLengthConfig) -> int | None:
         """The number of trials the spec fixes (None: the grid decides)."""
         return None
 
     @classmethod
-    def facts(cls, spec: SearcherSpec) -> SearcherFacts:
+    def facts(cls, spec: FixedLengthConfig) -> SearcherFacts:
         length = require(spec, "max_length")
         return SearcherFacts(ladders=((length,),), final_length=length, continues_in_place=False,
                              walks_grid=cls.walks_grid, max_trials=cls.trial_budget(spec))
 
     @classmethod
-    def preview(cls, spec: SearcherSpec, space: Space) -> Plan:
+    def preview(cls, spec: FixedLengthConfig, space: Space) -> Plan:
         trials = grid_size(space) if cls.walks_grid else cls.trial_budget(spec) or 1
         return fixed_length_plan(spec, require(spec, "max_length"), trials)
 
@@ -208,12 +207,12 @@ class Random(_FixedLengthSearcher):
 
     name = "random"
 
-    def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
+    def __init__(self, searcher_spec: FixedLengthConfig, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)
         self._budget = self.trial_budget(searcher_spec) or 1
 
     @classmethod
-    def trial_budget(cls, spec: SearcherSpec) -> int | None:
+    def trial_budget(cls, spec: RandomConfig) -> int | None:  # type: ignore[override]
         return require(spec, "max_trials")
 
     @property
@@ -230,7 +229,7 @@ class Single(Random):
     name = "single"
 
     @classmethod
-    def trial_budget(cls, spec: SearcherSpec) -> int | None:
+    def trial_budget(cls, spec: FixedLengthConfig) -> int | None:
         return 1
 
 
@@ -240,7 +239,7 @@ class Grid(_FixedLengthSearcher):
     name = "grid"
     walks_grid = True
 
-    def __init__(self, searcher_spec: SearcherSpec, space: Space, rng: random.Random) -> None:
+    def __init__(self, searcher_spec: FixedLengthConfig, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)
         # Counted, never built: each trial's point is computed from its index.
         self.size = grid_size(space)
