@@ -154,3 +154,43 @@ def test_tensorboard_job_on_the_local_backend(workdir: Path) -> None:
     finally:
         cade(workdir, "tensorboard", "--stop", shown["name"], env=env)
     wait_for("TensorBoard to stop answering", lambda: not answers(port), timeout=60)
+
+
+@pytest.mark.parametrize("backend, marker", [("local", None), ("slurm", "#SBATCH"), ("pbs", "#PBS")])
+def test_server_job_scripts(tmp_path: Path, backend: str, marker: str | None) -> None:
+    """Each backend's server job script: its directives (GPUs, time, logs) and the command."""
+    from cade_cli.jobs import render
+    from cade_cli.serve.jobs import ServerJobOptions, directives
+
+    options = ServerJobOptions(time_limit=5400, gpus=2, cpus=4, partition="gpu", account="p1")
+    lines = directives(backend, "cade-notebook-1-x", options, tmp_path)
+    text = render.render_script(render.server_template(backend), {
+        "kind": "notebook", "directory": str(tmp_path), "directives": lines,
+        "environment": [("CADE_LEDGER", "/a b/ledger.db")], "workdir": str(tmp_path),
+        "command": ["python", "-m", "cade_cli.serve.run", "notebook", "--dir", str(tmp_path)]})
+    assert "export CADE_LEDGER='/a b/ledger.db'" in text
+    assert text.rstrip().endswith(f"exec python -m cade_cli.serve.run notebook --dir {tmp_path}")
+    if marker is None:
+        assert lines == [] and "#SBATCH" not in text and "#PBS" not in text
+        return
+    shown = [line for line in text.splitlines() if line.startswith(marker)]
+    expected = {"slurm": ["--gres=gpu:2", "--time=0-01:30:00", "--cpus-per-task=4",
+                          "--partition=gpu", "--account=p1", f"--output={tmp_path}/stdout.log"],
+                "pbs": ["-l select=1:ncpus=4:ngpus=2", "-l walltime=01:30:00", "-q gpu", "-A p1",
+                        f"-o {tmp_path}/stdout.log"]}[backend]
+    for directive in expected:
+        assert any(line.endswith(" " + directive) for line in shown), (directive, shown)
+
+
+def test_a_missing_server_package_is_named(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from cade_cli.cli import cli
+    from cade_cli.serve import run
+
+    monkeypatch.setitem(run.NEEDS, "notebook", ("JupyterLab", "no_such_module_x", "notebook"))
+    result = CliRunner().invoke(cli, ["notebook", "--job", "--backend", "local", "--ledger",
+                                      str(workdir / "ledger.db")])
+    assert result.exit_code == 6
+    assert "JupyterLab needs no_such_module_x" in result.output and "cade[notebook]" in result.output
+    assert not (workdir / "servers").exists()          # nothing was submitted

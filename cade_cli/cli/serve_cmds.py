@@ -115,8 +115,10 @@ def _list_or_stop(kind: str, state_dir: Path, list_jobs: bool, stop: str | None)
 def _submit(kind: str, ledger: Path, run_args: list[str], bind: str, gpus: int,
             opts: dict[str, Any]) -> None:
     from cade_cli.serve.jobs import ServerJobOptions, submit_server_job, wait_ready
+    from cade_cli.serve.run import require_server
     from cade_cli.spec.settings import load_settings
 
+    require_server(kind)
     settings = load_settings()
     options = ServerJobOptions(time_limit=opts["time_limit"], gpus=gpus, cpus=opts["cpus"],
                                partition=opts["partition"], account=opts["account"], bind=bind)

@@ -9,6 +9,7 @@ where: the node, the address it is bound to, the port and the URL with its secre
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import secrets
@@ -22,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cade_cli.errors import CadeError
+from cade_cli.errors import CadeError, MissingExtraError
 from cade_cli.jobs.rundir import write_json_atomic
 
 SERVER_FILE = "server.json"
@@ -58,6 +59,19 @@ def tunnel_line(record: ServerRecord, login: str, here: str) -> str:
         # Bound to the compute node's loopback: only a hop onto that node reaches it.
         return f"ssh -N -J {login} -L {forward} {record.node}"
     return f"ssh -N -L {forward} {login}"
+
+
+# What each server needs installed: (its name, the module, the cade extra that installs it).
+NEEDS = {"tensorboard": ("TensorBoard", "tensorboard", "tensorboard"),
+         "notebook": ("JupyterLab", "jupyterlab", "notebook")}
+
+
+def require_server(kind: str) -> None:
+    """Refuse (exit 6, naming the extra) when the server's package is not installed; checked
+    before a job is submitted, since the job runs this same Python."""
+    name, module, extra = NEEDS[kind]
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(f"running {name}", extra, module)
 
 
 def read_record(directory: Path) -> ServerRecord | None:
@@ -138,6 +152,7 @@ def run_tensorboard(directory: Path, ledger_path: str | None, refs: Sequence[int
                     rounds: int | None = None) -> None:
     """Write the experiments' TensorBoard log under `directory/logs`, serve it, and append
     what the experiments record every `interval` seconds (`rounds`: stop after that many)."""
+    require_server("tensorboard")
     from tensorboard import program
 
     logdir = Path(directory) / "logs"
@@ -165,10 +180,9 @@ def run_tensorboard(directory: Path, ledger_path: str | None, refs: Sequence[int
 def run_notebook(directory: Path, workdir: Path, *, bind: str = "loopback",
                  on_ready: Callable[[ServerRecord], None] = lambda record: None) -> None:
     """JupyterLab with a fresh token, in this process, until it is stopped."""
-    try:
-        from jupyterlab.labapp import LabApp
-    except ImportError as err:
-        raise CadeError("JupyterLab is not installed", hint="pip install jupyterlab") from err
+    require_server("notebook")
+    from jupyterlab.labapp import LabApp
+
     host = bind_address(bind)
     port, token = free_port(host), secrets.token_urlsafe(24)
     # The token goes through the environment, not the command line that `ps` shows everyone.
