@@ -140,6 +140,27 @@ def test_hparams_list_every_trial_on_loopback_only(served) -> None:  # type: ign
     assert refused.value.code == 404
 
 
+def test_what_the_ledger_records_next_reaches_tensorboard(served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from cade_cli.store.ledger import Ledger
+
+    record, _ = served
+    base = f"http://127.0.0.1:{record.port}{record.path}"
+    ledger = Ledger(tmp_path / "ledger.db", create=False)
+    with ledger.transaction():
+        ledger.add_metric(2, 5, 1, "validation", 5000, time.time(), {"val_loss": 0.125})
+    ledger.close()
+
+    def latest_step() -> int:
+        group = next((g for g in session_groups(base) if g["name"] == "2-digits-active/trial-5"), None)
+        values = [m for m in (group or {}).get("metricValues", [])
+                  if m["name"]["tag"] == "validation/val_loss"]
+        return values[0]["trainingStep"] if values else 0
+    deadline = time.time() + 60
+    while latest_step() != 5000 and time.time() < deadline:
+        time.sleep(1)
+    assert latest_step() == 5000
+
+
 @needs_chromium
 def test_the_hparams_dashboard_renders_in_a_browser(served) -> None:  # type: ignore[no-untyped-def]
     record, _ = served

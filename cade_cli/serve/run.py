@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             run_notebook(args.dir, args.workdir, bind=args.bind, on_ready=ready)
     except CadeError as err:
-        _log(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""))
+        _log(f"error: {err.with_hint()}")
         return err.exit_code
     return 0
 
