@@ -143,6 +143,8 @@ def test_tensorboard_job_on_the_local_backend(workdir: Path) -> None:
         assert listening_addresses(port) == {"127.0.0.1"}
         assert shown["tunnel"].startswith("ssh -N -L ")    # the same machine: no hop
         assert status(f"http://127.0.0.1:{port}/")[0] == 404
+        server_dir = workdir / "servers" / shown["name"]     # the secret: its owner's only
+        assert (server_dir.stat().st_mode & 0o777, (server_dir / "server.json").stat().st_mode & 0o777) == (0o700, 0o600)
         body = json.dumps({"experimentName": ""}).encode()
         request = urllib.request.Request(shown["url"] + "data/plugin/hparams/experiment",
                                          data=body, headers={"Content-Type": "application/json"})
