@@ -23,9 +23,10 @@ needs_chromium = pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"),
     reason="chromium is not installed (scripts/install-test-tools.sh installs it)")
 
-# Every text node of the document, shadow roots included.
+# Every text node the document shows (not scripts or styles), shadow roots included.
 DEEP_TEXT = """(() => { const out = [];
   const walk = (node) => { if (node.nodeType === 3) out.push(node.textContent);
+    if (node.nodeName === 'SCRIPT' || node.nodeName === 'STYLE') return;
     if (node.shadowRoot) walk(node.shadowRoot); for (const c of node.childNodes) walk(c); };
   walk(document); return out.join(' '); })()"""
 # The text when it holds WANTED, else its start (a page's text can run to megabytes).

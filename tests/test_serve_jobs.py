@@ -5,6 +5,7 @@ never listen on all interfaces, run cade in the notebook's kernel, and stop when
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
@@ -14,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, rendered_text
 from fixtures_ledger import all_experiments, write_ledger
 from netcheck import listening_addresses
 from slurm_fixtures import cade, cade_env, require_slurm, wait_for
@@ -110,12 +112,17 @@ def test_notebook_job_on_slurm(workdir: Path) -> None:
     printed = run_in_kernel(port, token, "import os, cade_cli.store.ledger as l\n"
                             "print(l.Ledger(None, create=False).path, os.environ['CADE_LEDGER'])")
     assert printed.split() == [str(workdir / "ledger.db")] * 2
+    if CHROMIUM is not None or os.environ.get("CI"):      # a real browser: the page, the login
+        assert "File" in rendered_text(shown["url"], "Python 3 (ipykernel)")
+        login = rendered_text(f"http://127.0.0.1:{port}/lab", "Password or token")
+        assert "Python 3 (ipykernel)" not in login
     listed = cade(workdir, "notebook", "--list", env=env).stdout
     assert re.search(rf"{shown['name']}\s+slurm\s+\d+\s+running\s+{re.escape(shown['url'])} on node", listed)
     cade(workdir, "notebook", "--stop", shown["name"], env=env)
     wait_for("the notebook to stop answering", lambda: not answers(port), timeout=60)
-    listed = cade(workdir, "notebook", "--list", env=env).stdout
-    assert re.search(rf"{shown['name']}\s+slurm\s+\d+\s+(cancelled|completed)\s+-", listed), listed
+    ended = rf"{shown['name']}\s+slurm\s+\d+\s+(cancelled|completed)\s+-"   # once Slurm says so
+    wait_for("the job to end", lambda: re.search(ended, cade(workdir, "notebook", "--list",
+                                                             env=env).stdout), timeout=60)
 
 
 @pytest.mark.slurm
