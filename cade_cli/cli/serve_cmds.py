@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import shutil
+import signal
 import socket
 import tempfile
 import time
@@ -67,10 +68,18 @@ def _private_directory(ledger: Path, kind: str) -> Iterator[Path]:
     root = servers_root(ledger.parent)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix=f"{kind}-here-", dir=root))
+    # A closed terminal (HUP) or a kill (TERM) ends it as Ctrl-C does: the directory goes too.
+    previous = {number: signal.signal(number, _interrupt) for number in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield directory
     finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _login() -> tuple[str, str]:
