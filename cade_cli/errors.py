@@ -19,6 +19,10 @@ class CadeError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def with_hint(self) -> str:
+        """The message, and the hint on a line of its own (what a log shows)."""
+        return self.message + (f"\nhint: {self.hint}" if self.hint else "")
+
 
 class SpecError(CadeError):
     """The experiment spec (or another user input file) is invalid."""

@@ -31,7 +31,8 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
 
 # Modules whose register(cli) adds their commands to `cade`.
 CLI_MODULES: tuple[str, ...] = ("cade_cli.cli.search_cmds", "cade_cli.cli.run_cmds",
-                                "cade_cli.cli.admin_cmds", "cade_cli.cli.view_cmds")
+                                "cade_cli.cli.admin_cmds", "cade_cli.cli.view_cmds",
+                                "cade_cli.cli.serve_cmds")
 
 
 def load(module: str, attribute: str | None = None) -> Any:

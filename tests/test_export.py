@@ -13,7 +13,8 @@ from fixtures_ledger import all_experiments, experiment_in_state, write_ledger
 
 from cade_cli.cli import cli
 from cade_cli.errors import CadeError
-from cade_cli.views.export import crc32c, export, masked_crc32c
+from cade_cli.views.export import export
+from cade_cli.views.tbevents import crc32c, masked_crc32c
 
 
 def read_tfrecords(path: Path) -> list[bytes]:
@@ -69,7 +70,8 @@ def test_tensorboard_events_are_valid_records(tmp_path: Path) -> None:
     records = read_tfrecords(first)
     assert b"brain.Event:2" in records[0]
     trial_one = [m for m in data.metrics if m.trial == 1]
-    assert len(records) == 1 + sum(len(m.values) for m in trial_one)
+    # the version, the HParams session's start, every scalar, its end (trial 1 completed)
+    assert len(records) == 2 + sum(len(m.values) for m in trial_one) + 1
     assert any(b"validation/val_loss" in r for r in records)
 
 

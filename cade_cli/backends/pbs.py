@@ -100,6 +100,19 @@ def driver_directives(name: str, *, time_limit: int, notice: int, partition: str
     return lines
 
 
+def server_directives(name: str, *, time_limit: int, gpus: int, cpus: int,
+                      partition: str | None, account: str | None, log_dir: Path) -> list[str]:
+    """`#PBS` arguments of a server job (TensorBoard, JupyterLab): one chunk on one node."""
+    select = f"select=1:ncpus={cpus}" + (f":ngpus={gpus}" if gpus else "")
+    lines = [quoted("-N", name), quoted("-l", select),
+             quoted("-l", f"walltime={walltime(time_limit)}"),
+             quoted("-o", f"{log_dir}/{STDOUT_FILE}"), quoted("-e", f"{log_dir}/{STDERR_FILE}"),
+             "-j n", "-r n"]
+    lines += [quoted("-q", partition)] if partition else []
+    lines += [quoted("-A", account)] if account else []
+    return lines
+
+
 def pbs_directives(spec: ExperimentSpec, job_name: str, run_dir: Path | str) -> list[str]:
     """The `#PBS` arguments for one segment: cade's own (sorted), then the passthrough.
 

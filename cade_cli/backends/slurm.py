@@ -129,6 +129,19 @@ def driver_directives(name: str, *, time_limit: int, notice: int, partition: str
     return lines
 
 
+def server_directives(name: str, *, time_limit: int, gpus: int, cpus: int,
+                      partition: str | None, account: str | None, log_dir: Path) -> list[str]:
+    """`#SBATCH` arguments of a server job (TensorBoard, JupyterLab): one task on one node."""
+    lines = [quoted("--job-name", name), "--nodes=1", "--ntasks=1",
+             quoted("--cpus-per-task", cpus), quoted("--time", walltime(time_limit)),
+             quoted("--output", f"{log_dir}/{STDOUT_FILE}"),
+             quoted("--error", f"{log_dir}/{STDERR_FILE}"), "--no-requeue"]
+    lines += [quoted("--gres", f"gpu:{gpus}")] if gpus else []
+    lines += [quoted("--partition", partition)] if partition else []
+    lines += [quoted("--account", account)] if account else []
+    return lines
+
+
 def sbatch_directives(spec: ExperimentSpec, job_name: str, run_dir: Path | str) -> list[str]:
     """The `#SBATCH` arguments for one segment: cade's own (sorted), then the passthrough.
 

@@ -369,7 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_driver_job(args.ledger, args.experiment, load_settings(), options=options,
                        backend=args.backend, job_id=job_id)
     except CadeError as err:
-        _log(f"error: {err.message}" + (f"\nhint: {err.hint}" if err.hint else ""))
+        _log(f"error: {err.with_hint()}")
         return err.exit_code
     return 0
 

@@ -39,7 +39,17 @@ _JOB_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 def driver_template(backend: str) -> str:
     """The driver job template of a cluster backend (`slurm` or `pbs`)."""
-    return "driver." + TEMPLATE_FOR_BACKEND[backend].split(".", 1)[1]
+    return companion_template("driver", backend)
+
+
+def server_template(backend: str) -> str:
+    """The server job template (TensorBoard, JupyterLab): server.sh.j2 for `local`."""
+    return companion_template("server", backend)
+
+
+def companion_template(kind: str, backend: str) -> str:
+    """`<kind>.<suffix of the backend's job template>`: slurm.sbatch.j2 -> driver.sbatch.j2."""
+    return f"{kind}." + TEMPLATE_FOR_BACKEND[backend].split(".", 1)[1]
 
 
 def builtin_template_dir() -> Path:

@@ -1,23 +1,17 @@
 """`cade export`: an experiment's metrics and hyperparameters as tidy CSV / JSON, or as
-TensorBoard event files (one run per trial).
-
-TensorBoard files are written here directly (TFRecord framing + CRC-32C + the few protobuf
-fields of a scalar Event) instead of through `torch.utils.tensorboard` or `tensorboard`:
-the format is small and frozen, and exporting then needs neither package on a login node
-where installing TensorFlow-sized wheels is often not an option. Only TensorBoard itself is
-needed to read them.
+TensorBoard event files (one run per trial, with HParams; encoded by `views/tbevents`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import struct
 from pathlib import Path
 from typing import Any
 
 from cade_cli.errors import CadeError
 from cade_cli.views.model import ExperimentData, flatten_params
+from cade_cli.views.tblog import append_events, event_file_name, trial_events
 
 FORMATS = ("csv", "json", "tensorboard")
 METRIC_FIELDS = ("experiment", "trial", "kind", "length", "metric", "value", "time", "segment")
@@ -83,82 +77,16 @@ def export_json(data: ExperimentData, out: Path) -> list[Path]:
     return written
 
 
-# ----------------------------------------------------------------------------- TensorBoard
-
-def _crc32c_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), the checksum TFRecord files use."""
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc = CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def tfrecord(payload: bytes) -> bytes:
-    """One TFRecord: length, its masked CRC, the payload, its masked CRC."""
-    length = struct.pack("<Q", len(payload))
-    return (length + struct.pack("<I", masked_crc32c(length)) + payload
-            + struct.pack("<I", masked_crc32c(payload)))
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        bits, value = value & 0x7F, value >> 7
-        out.append(bits | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field_bytes(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def scalar_event(wall_time: float, step: int, tag: str, value: float) -> bytes:
-    """Event{wall_time=1, step=2, summary=5{value=1{tag=1, simple_value=2}}} (protobuf)."""
-    summary_value = _field_bytes(1, tag.encode()) + b"\x15" + struct.pack("<f", value)
-    return (b"\x09" + struct.pack("<d", wall_time) + b"\x10" + _varint(max(step, 0))
-            + _field_bytes(5, _field_bytes(1, summary_value)))
-
-
-def version_event(wall_time: float) -> bytes:
-    return b"\x09" + struct.pack("<d", wall_time) + _field_bytes(3, b"brain.Event:2")
-
-
 def export_tensorboard(data: ExperimentData, out: Path) -> list[Path]:
-    """One directory per trial (a TensorBoard run); tags are `<kind>/<metric>`, steps lengths."""
+    """One directory per trial (a TensorBoard run): its curves in Scalars (tags
+    `<kind>/<metric>`, steps the lengths), its hyperparameters and status in HParams."""
     written = []
     for trial in sorted(data.trials, key=lambda t: t.id):
-        records = sorted((m for m in data.metrics if m.trial == trial.id),
-                         key=lambda m: (m.time, m.length))
-        start = records[0].time if records else (trial.created or data.experiment.created)
         run = out / f"trial-{trial.id}"
         run.mkdir(parents=True, exist_ok=True)
-        path = run / f"events.out.tfevents.{int(start)}.cade-{data.experiment.id}-{trial.id}"
-        with path.open("wb") as handle:
-            handle.write(tfrecord(version_event(start)))
-            for record in records:
-                for name in sorted(record.values):
-                    event = scalar_event(record.time, record.length, f"{record.kind}/{name}",
-                                         float(record.values[name]))
-                    handle.write(tfrecord(event))
+        path = run / event_file_name(data, trial)
+        path.unlink(missing_ok=True)
+        append_events(path, trial_events(data, trial))
         written.append(path)
     return written
 

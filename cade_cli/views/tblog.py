@@ -1,0 +1,134 @@
+"""TensorBoard logs of experiments: one run per trial with its curves (Scalars) and its
+hyperparameters, final metrics and status (HParams).
+
+`trial_events` is the whole history of one trial (what `cade export --format tensorboard`
+writes); `TensorBoardLog` keeps a log directory current while experiments run, appending
+only what is new, because TensorBoard tails event files: a rewritten file would be read
+twice. What was written is remembered in the log's `cade-tensorboard.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from cade_cli.store.records import MetricRecord, TrialRecord
+from cade_cli.views.model import ExperimentData, flatten_params
+from cade_cli.views.tbevents import (
+    STATUS_FAILURE,
+    STATUS_SUCCESS,
+    scalar_event,
+    session_end_event,
+    session_start_event,
+    tfrecord,
+    version_event,
+)
+
+STATE_FILE = "cade-tensorboard.json"
+# Trials that will not report again, and how the HParams dashboard shows them.
+ENDED_STATUS = {"completed": STATUS_SUCCESS, "stopped": STATUS_SUCCESS, "errored": STATUS_FAILURE}
+
+
+def trial_hparams(data: ExperimentData, trial: TrialRecord) -> dict[str, Any]:
+    """The HParams columns of a trial: its flattened hyperparameters and its experiment
+    (`<id>-<name>`: a text column, which the dashboard filters by value)."""
+    return {**flatten_params(trial.params), "experiment": experiment_dir_name(data)}
+
+
+def trial_metrics(data: ExperimentData, trial: TrialRecord) -> list[MetricRecord]:
+    """The trial's metric records in the order they are written (oldest first)."""
+    return sorted((m for m in data.metrics if m.trial == trial.id),
+                  key=lambda m: (m.time, m.length, m.kind))
+
+
+def trial_start(data: ExperimentData, trial: TrialRecord) -> float:
+    records = trial_metrics(data, trial)
+    return records[0].time if records else (trial.created or data.experiment.created)
+
+
+def metric_events(records: Iterable[MetricRecord]) -> list[bytes]:
+    """Scalars tagged `<kind>/<metric>` (training/..., validation/...), steps the lengths."""
+    return [scalar_event(r.time, r.length, f"{r.kind}/{name}", float(r.values[name]))
+            for r in records for name in sorted(r.values)]
+
+
+def start_events(data: ExperimentData, trial: TrialRecord) -> list[bytes]:
+    start = trial_start(data, trial)
+    return [version_event(start), session_start_event(start, trial_hparams(data, trial))]
+
+
+def end_events(trial: TrialRecord) -> list[bytes]:
+    status = ENDED_STATUS.get(trial.state)
+    return [] if status is None else [session_end_event(trial.updated or trial.created, status)]
+
+
+def trial_events(data: ExperimentData, trial: TrialRecord) -> list[bytes]:
+    """The whole history of one trial as event payloads (unframed)."""
+    return start_events(data, trial) + metric_events(trial_metrics(data, trial)) + end_events(trial)
+
+
+def event_file_name(data: ExperimentData, trial: TrialRecord) -> str:
+    return f"events.out.tfevents.{int(trial_start(data, trial))}.cade-{data.experiment.id}-{trial.id}"
+
+
+def append_events(path: Path, events: Iterable[bytes]) -> None:
+    # One write of whole records, so TensorBoard never reads half of one for long.
+    framed = b"".join(tfrecord(event) for event in events)
+    if framed:
+        with path.open("ab") as handle:
+            handle.write(framed)
+
+
+def experiment_dir_name(data: ExperimentData) -> str:
+    """`<id>-<name>`, the name reduced to characters safe in a path and a run name."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", data.experiment.name).strip("._") or "experiment"
+    return f"{data.experiment.id}-{safe}"
+
+
+class TensorBoardLog:
+    """A log directory kept current: `update` appends each trial's new events."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.state_path = self.root / STATE_FILE
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.written: dict[str, dict[str, Any]] = json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            self.written = {}   # a new log (or a damaged record: start new files)
+
+    def update(self, experiments: Iterable[ExperimentData]) -> int:
+        """Append what is new of every trial; returns the number of events written."""
+        count = 0
+        for data in experiments:
+            for trial in sorted(data.trials, key=lambda t: t.id):
+                count += self._update_trial(data, trial)
+        if count:
+            tmp = self.state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.written, indent=1, sort_keys=True))
+            tmp.replace(self.state_path)
+        return count
+
+    def _update_trial(self, data: ExperimentData, trial: TrialRecord) -> int:
+        key = f"{data.experiment.id}/{trial.id}"
+        done = self.written.get(key)
+        run = self.root / experiment_dir_name(data) / f"trial-{trial.id}"
+        if done is None or not (run / done["file"]).exists():
+            run.mkdir(parents=True, exist_ok=True)
+            done = {"file": event_file_name(data, trial), "metrics": 0, "ended": False}
+            (run / done["file"]).unlink(missing_ok=True)
+            events = start_events(data, trial)
+        else:
+            events = []
+        records = trial_metrics(data, trial)
+        events += metric_events(records[done["metrics"]:])
+        if not done["ended"]:
+            ending = end_events(trial)
+            events += ending
+            done["ended"] = bool(ending)
+        append_events(run / done["file"], events)
+        self.written[key] = {**done, "metrics": max(done["metrics"], len(records))}
+        return len(events)
