@@ -33,7 +33,7 @@ def leaf_commands(group: click.Group, prefix: str = "") -> dict[str, click.Comma
 
 def test_every_command_takes_json() -> None:
     commands = leaf_commands(cli)
-    assert len(commands) == 17  # 15 commands, `templates` being list, show and render
+    assert len(commands) == 19  # 17 commands, `templates` being list, show and render
     assert [name for name, command in commands.items()
             if "--json" not in [o for p in command.params for o in p.opts]] == []
 
@@ -129,3 +129,12 @@ def test_spec_errors_with_json_name_the_spec(env: Path, args: list[str]) -> None
     error = json.loads(result.stderr)["error"]
     assert (result.exit_code, error["type"], error["exit_code"]) == (2, "SpecError", 2)
     assert "spec.yaml" in error["message"]
+
+
+def test_server_lists_and_a_wrong_stop_in_json(env: Path) -> None:
+    handmade(env / ".cade" / "ledger.db")
+    for kind in ("tensorboard", "notebook"):
+        assert run(kind, "--list", "--json").stdout == '{"servers": []}\n'
+    refused = CliRunner().invoke(cli, ["notebook", "--stop", "notebook-9", "--json"])
+    assert refused.exit_code != 0 and refused.stdout == ""
+    assert json.loads(refused.stderr)["error"]["message"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import shutil
 import signal
 import socket
@@ -15,7 +16,7 @@ from typing import Any
 
 import click
 
-from cade_cli.cli.options import ledger_option
+from cade_cli.cli.options import json_option, ledger_option
 from cade_cli.cli.params import EXPERIMENT
 from cade_cli.errors import CadeError
 
@@ -46,6 +47,8 @@ def job_options(command: Any) -> Any:
         click.option("--list", "list_jobs", is_flag=True, help="List the server jobs and exit."),
         click.option("--stop", metavar="NAME", help="Stop the server job NAME and exit."),
         ledger_option,
+        json_option("Print where the server answers (or the --list / --stop result) as JSON; "
+                    "progress goes to stderr."),
     ]):
         command = option(command)
     return command
@@ -86,10 +89,15 @@ def _login() -> tuple[str, str]:
     return f"{getpass.getuser()}@{socket.getfqdn()}", socket.gethostname()
 
 
-def _show(record: Any, name: str | None) -> None:
+def _show(record: Any, name: str | None, as_json: bool) -> None:
     from cade_cli.serve.run import tunnel_line
 
     login, here = _login()
+    if as_json:
+        click.echo(json.dumps({"name": name, "kind": record.kind, "node": record.node,
+                               "host": record.host, "port": record.port, "url": record.url,
+                               "tunnel": tunnel_line(record, login, here)}), nl=True)
+        return
     where = f"{record.node} ({record.host}:{record.port})"
     click.echo(f"{name or record.kind} answers on {where}")
     click.echo(f"  tunnel: {tunnel_line(record, login, here)}")
@@ -98,7 +106,8 @@ def _show(record: Any, name: str | None) -> None:
         click.echo(f"  stop:   cade {record.kind} --stop {name}")
 
 
-def _list_or_stop(kind: str, state_dir: Path, list_jobs: bool, stop: str | None) -> bool:
+def _list_or_stop(kind: str, state_dir: Path, list_jobs: bool, stop: str | None,
+                  as_json: bool) -> bool:
     """--list / --stop; True when one of them was asked (the command is then done)."""
     from cade_cli.serve.jobs import job_states, server_jobs, stop_server
     from cade_cli.serve.run import read_record
@@ -107,10 +116,17 @@ def _list_or_stop(kind: str, state_dir: Path, list_jobs: bool, stop: str | None)
     settings = load_settings()
     if stop:
         job = stop_server(state_dir, stop, settings)
-        click.echo(f"stopped {job.name} ({job.backend} job {job.job_id})")
+        if as_json:
+            click.echo(json.dumps({"stopped": job.name, "backend": job.backend,
+                                   "job_id": job.job_id}))
+        else:
+            click.echo(f"stopped {job.name} ({job.backend} job {job.job_id})")
     if list_jobs:
         jobs = server_jobs(state_dir, kind)
         states = job_states(state_dir, jobs, settings)
+        if as_json:
+            click.echo(json.dumps({"servers": [_job_json(job, states[job.name]) for job in jobs]}))
+            return True
         click.echo(f"{'NAME':<16} {'BACKEND':<8} {'JOB':<10} {'STATE':<10} URL")
         for job in jobs:
             record = read_record(Path(job.directory))
@@ -119,6 +135,16 @@ def _list_or_stop(kind: str, state_dir: Path, list_jobs: bool, stop: str | None)
             click.echo(f"{job.name:<16} {job.backend:<8} {job.job_id:<10} "
                        f"{states[job.name].value:<10} {url}")
     return bool(stop or list_jobs)
+
+
+def _job_json(job: Any, state: Any) -> dict[str, Any]:
+    from cade_cli.serve.run import read_record
+
+    record = read_record(Path(job.directory))
+    alive = record is not None and not state.finished
+    return {"name": job.name, "backend": job.backend, "job_id": job.job_id,
+            "state": state.value, "url": record.url if alive else None,
+            "node": record.node if alive else None}
 
 
 def _submit(kind: str, ledger: Path, run_args: list[str], bind: str, gpus: int,
@@ -134,10 +160,12 @@ def _submit(kind: str, ledger: Path, run_args: list[str], bind: str, gpus: int,
     started = time.time()
     job = submit_server_job(ledger.parent, kind, run_args, options, settings,
                             backend=opts["backend"], ledger=ledger)
-    click.echo(f"submitted {job.name} as {job.backend} job {job.job_id}; waiting for its server")
+    progress = opts["as_json"]   # with --json, stdout holds the result only
+    click.echo(f"submitted {job.name} as {job.backend} job {job.job_id}; waiting for its server",
+               err=progress)
     record = wait_ready(ledger.parent, job, settings, timeout=opts["wait_s"])
-    click.echo(f"ready after {time.time() - started:.1f} s")
-    _show(record, job.name)
+    click.echo(f"ready after {time.time() - started:.1f} s", err=progress)
+    _show(record, job.name, opts["as_json"])
 
 
 @click.command("tensorboard")
@@ -153,7 +181,8 @@ def tensorboard_cmd(experiments: tuple[int | str, ...], interval: float, ledger_
     Served on 127.0.0.1 under a secret path; prints the URL and the ssh tunnel to it.
     """
     ledger = _ledger_file(ledger_path)
-    if _list_or_stop("tensorboard", ledger.parent, opts["list_jobs"], opts["stop"]):
+    if _list_or_stop("tensorboard", ledger.parent, opts["list_jobs"], opts["stop"],
+                     opts["as_json"]):
         return
     if opts["job"]:
         args = ["--ledger", str(ledger), "--interval", str(interval)]
@@ -164,7 +193,7 @@ def tensorboard_cmd(experiments: tuple[int | str, ...], interval: float, ledger_
 
     with _private_directory(ledger, "tensorboard") as directory:
         run_tensorboard(directory, str(ledger), list(experiments), interval=interval,
-                        on_ready=lambda record: _show(record, None))
+                        on_ready=lambda record: _show(record, None, opts["as_json"]))
 
 
 @click.command("notebook")
@@ -180,7 +209,8 @@ def notebook_cmd(gpus: int, bind: str, ledger_path: str | None, **opts: Any) -> 
     Prints the URL and the ssh tunnel to it; --list and --stop NAME manage the jobs.
     """
     ledger = _ledger_file(ledger_path)
-    if _list_or_stop("notebook", ledger.parent, opts["list_jobs"], opts["stop"]):
+    if _list_or_stop("notebook", ledger.parent, opts["list_jobs"], opts["stop"],
+                     opts["as_json"]):
         return
     if opts["job"]:
         _submit("notebook", ledger, ["--workdir", str(Path.cwd())], bind, gpus, opts)
@@ -190,7 +220,7 @@ def notebook_cmd(gpus: int, bind: str, ledger_path: str | None, **opts: Any) -> 
     from cade_cli.serve.run import run_notebook
 
     with _private_directory(ledger, "notebook") as directory:
-        run_notebook(directory, Path.cwd(), bind=bind, on_ready=lambda record: _show(record, None))
+        run_notebook(directory, Path.cwd(), bind=bind, on_ready=lambda record: _show(record, None, opts["as_json"]))
 
 
 def register(cli: click.Group) -> None:
