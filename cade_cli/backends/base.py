@@ -88,6 +88,11 @@ class Scheduler(abc.ABC):
         Used after a crash between submitting and recording a job id.
         """
 
+    def submit_wait(self) -> float:
+        """Seconds until a submission refused for a site limit may be tried again (0: now).
+        Until then `submit` raises SubmitLimitError without asking the scheduler."""
+        return 0.0
+
     def kill(self, job_ids: Sequence[str]) -> None:
         """Escalate a cancel whose grace is over: SIGKILL every process of the jobs.
 

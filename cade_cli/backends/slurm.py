@@ -184,6 +184,9 @@ class SlurmScheduler(ClusterScheduler):
         return self.submit_command(request, ["sbatch", "--parsable", str(request.script)],
                                    parse.sbatch_job_id, _submit_error)
 
+    def submit_limit(self, result: CommandResult) -> str | None:
+        return parse.submit_limit(result.stderr + result.stdout)
+
     # -- poll -----------------------------------------------------------------------------
     def poll(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
         stale = self.cache.stale_ids(job_ids)
