@@ -72,9 +72,9 @@ def _files(tmp_path: Path, site: str, user: str = "") -> dict[str, str]:
 def test_the_site_file_then_the_user_file_then_the_environment(tmp_path: Path) -> None:
     env = _files(tmp_path, "scheduler: slurm\npack: true\nmax_queued_jobs: 8\nstop_grace: 10\n",
                  "max_queued_jobs: 6\n")
-    settings = load_settings({**env, "CADE_STOP_GRACE": "20"})
-    assert (settings.scheduler, settings.pack, settings.max_queued_jobs, settings.stop_grace) \
-        == ("slurm", True, 6, 20.0)
+    settings = load_settings({**env, "CADE_STOP_GRACE": "20", "CADE_COUNT_USER_JOBS": "yes"})
+    assert (settings.scheduler, settings.pack, settings.max_queued_jobs, settings.stop_grace,
+            settings.count_user_jobs) == ("slurm", True, 6, 20.0, True)
     assert load_settings({"CADE_SITE_CONFIG": os.devnull, "CADE_CONFIG": os.devnull}).pack is False
 
 

@@ -32,6 +32,8 @@ from slurm_fixtures import (
     segments,
 )
 
+from cade_cli.backends.slurm import SlurmScheduler
+
 pytestmark = pytest.mark.slurm
 
 SUBMIT_LIMIT = 4
@@ -124,3 +126,17 @@ def test_a_submit_limit_of_four_jobs_delays_but_loses_nothing(tmp_path: Path) ->
     names = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%j"], capture_output=True,
                            text=True, check=True, timeout=30).stdout.split()
     assert all(names.count(s.job_name) == 1 for s in segs)
+
+
+def test_the_users_queued_jobs_are_listed_for_count_user_jobs(tmp_path: Path) -> None:
+    """A held job of this user is queued; the list is one real squeue."""
+    done = subprocess.run(["sbatch", "--parsable", "--hold", "-o", str(tmp_path / "out"),
+                           "--wrap", "true"], capture_output=True, text=True, check=True,
+                          timeout=30)
+    job_id = done.stdout.strip()
+    try:
+        scheduler = SlurmScheduler(min_poll_interval=0)
+        assert job_id in scheduler.queued_job_ids()
+        assert scheduler.calls["squeue"] == 1
+    finally:
+        cancel_jobs([job_id])

@@ -6,16 +6,21 @@ qsub's wording, not recorded)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from engine_fakes import FakeScheduler
+from test_engine import SETTINGS, short, wide_experiment
 
 from cade_cli.backends import pbs_parse, slurm_parse
 from cade_cli.backends.base import JobRequest
 from cade_cli.backends.pbs import PbsScheduler
 from cade_cli.backends.retry import CommandResult, LimitBackoff, RetryPolicy
 from cade_cli.backends.slurm import SlurmScheduler
+from cade_cli.engine import lifecycle as engine
 from cade_cli.errors import SchedulerError, SubmitLimitError
+from cade_cli.store.ledger import Ledger
 
 DATA = Path(__file__).parent / "data"
 
@@ -98,3 +103,69 @@ def test_a_limit_that_never_clears_stays_an_error(tmp_path: Path) -> None:
         sched.submit(JobRequest("cade-1-1-1", tmp_path / "job.sh", tmp_path))
     assert not isinstance(err.value, SubmitLimitError)
     assert "QOSMaxWallDurationPerJobLimit" in err.value.message
+
+
+# -- the engine: a refused segment waits, the experiment goes on -----------------------------
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Ledger:
+    return Ledger(tmp_path / "state" / "ledger.db")
+
+
+class LimitedScheduler(FakeScheduler):
+    """The fake scheduler with a site limit: at most `limit` jobs not yet ended are accepted,
+    and others' queued jobs it reports for count_user_jobs."""
+
+    def __init__(self, limit: int, others: Sequence[str] = ()) -> None:
+        super().__init__(run_now=False)
+        self.limit, self.others, self.refusals = limit, list(others), 0
+
+    def submit(self, request: JobRequest) -> str:
+        if sum(1 for _, outcome in self.jobs.values() if outcome is None) >= self.limit:
+            self.refusals += 1
+            raise SubmitLimitError("refused", limit="QOSMaxSubmitJobPerUserLimit", retry_in=0)
+        return super().submit(request)
+
+    def queued_job_ids(self) -> Sequence[str]:
+        return self.others            # its own jobs start at once (FakeScheduler.poll)
+
+
+def test_segments_refused_for_a_limit_wait_and_are_submitted_later(
+        tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    exp_id = wide_experiment(tmp_path, ledger, monkeypatch, concurrency=5)
+    scheduler = LimitedScheduler(limit=2)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)           # no SchedulerError: it waits
+    assert short(scheduler.submitted) == ["cade-1-1-1", "cade-1-2-1"]
+    assert scheduler.refusals == 1                              # then no more asking this sync
+    (waiting,) = ledger.segments(exp_id, states=("intent",))
+    assert waiting.trial == 3 and waiting.reason == (
+        "waiting: the site's limit on queued jobs (QOSMaxSubmitJobPerUserLimit); retrying")
+    for job_id in list(scheduler.jobs):                         # the first two jobs end
+        scheduler.run(job_id)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    assert short(scheduler.submitted)[2:] == ["cade-1-3-1", "cade-1-4-1"]
+    assert ledger.segments(exp_id, 3)[0].reason == ""           # submitted: no longer waiting
+
+
+def test_count_user_jobs_counts_the_users_other_queued_jobs(
+        tmp_path: Path, ledger: Ledger, monkeypatch: pytest.MonkeyPatch) -> None:
+    exp_id = wide_experiment(tmp_path, ledger, monkeypatch, concurrency=5)
+    scheduler = LimitedScheduler(limit=99, others=["77", "78"])
+    settings = replace(SETTINGS, max_queued_jobs=3, count_user_jobs=True)
+    engine.sync(ledger, exp_id, scheduler, settings)
+    assert short(scheduler.submitted) == ["cade-1-1-1"]          # 2 others + 1 of its own
+    scheduler.others = []                                       # the others' jobs start
+    engine.sync(ledger, exp_id, scheduler, settings)
+    assert short(scheduler.submitted)[1:] == ["cade-1-2-1", "cade-1-3-1", "cade-1-4-1"]
+
+
+def test_slurm_lists_the_users_queued_jobs_once_per_interval() -> None:
+    now = [0.0]
+    answers = Answers([(0, "12\n13_4\n", ""), (0, "12\n", "")])
+    sched = SlurmScheduler(min_poll_interval=5, runner=answers, sleep=lambda s: None,
+                           clock=lambda: now[0], user="alice")
+    assert sched.queued_job_ids() == ("12", "13_4")
+    now[0] = 4.0
+    assert sched.queued_job_ids() == ("12", "13_4") and len(answers.programs) == 1
+    now[0] = 5.0
+    assert sched.queued_job_ids() == ("12",)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ class ClusterScheduler(Scheduler):
         self.user = user or current_user()
         self._run_dirs: dict[str, Path] = {}
         self._last_limit = ""
+        self._queued: tuple[float | None, tuple[str, ...]] = (None, ())
 
     @property
     def calls(self) -> Counter[str]:
@@ -55,6 +56,18 @@ class ClusterScheduler(Scheduler):
     def remember_run_dir(self, job_id: str, run_dir: Path | str) -> None:
         """Where a job's exit_code file lives (known after submit; for resumed drivers)."""
         self._run_dirs[job_id] = Path(run_dir)
+
+    def queued_job_ids(self) -> Sequence[str]:
+        """The user's queued jobs, asked at most once per poll interval."""
+        asked_at, ids = self._queued
+        if asked_at is None or self.cache.clock() - asked_at >= self.cache.min_interval:
+            ids = tuple(self.list_queued())
+            self._queued = (self.cache.clock(), ids)
+        return ids
+
+    def list_queued(self) -> list[str]:
+        """One scheduler query: the ids of this user's jobs that wait in the queue."""
+        return []
 
     def submit_limit(self, result: CommandResult) -> str | None:
         """The site limit a refused submission names; None when refused for anything else."""

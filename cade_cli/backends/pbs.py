@@ -155,6 +155,10 @@ class PbsScheduler(ClusterScheduler):
     def submit_limit(self, result: CommandResult) -> str | None:
         return parse.submit_limit(result.stderr + result.stdout)
 
+    def list_queued(self) -> list[str]:
+        listed = self.commands.run(["qselect", "-u", self.user, "-s", "QHW"])
+        return listed.stdout.split()
+
     def poll(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
         stale = self.cache.stale_ids(job_ids)
         if stale:

@@ -187,6 +187,11 @@ class SlurmScheduler(ClusterScheduler):
     def submit_limit(self, result: CommandResult) -> str | None:
         return parse.submit_limit(result.stderr + result.stdout)
 
+    def list_queued(self) -> list[str]:
+        # -r: each pending array element counts, as it does toward a submit limit.
+        listed = self.commands.run(["squeue", "-h", "-r", "-t", "PD", "-u", self.user, "-o", "%i"])
+        return listed.stdout.split()
+
     # -- poll -----------------------------------------------------------------------------
     def poll(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
         stale = self.cache.stale_ids(job_ids)

@@ -187,7 +187,11 @@ def launch_segments(ctx: SyncContext) -> int:
     if ctx.experiment.state not in RUNNING_EXPERIMENT_STATES:
         return 0
     pending = len(ctx.ledger.segments(ctx.exp_id, states=(SegmentState.INTENT, SegmentState.QUEUED)))
-    live = len(ctx.ledger.live_segments(ctx.exp_id))
+    live_segments = ctx.ledger.live_segments(ctx.exp_id)
+    live = len(live_segments)
+    if ctx.settings.count_user_jobs:
+        own = {s.job_id for s in live_segments}
+        pending += len([j for j in ctx.scheduler.queued_job_ids() if j not in own])
     # The searcher counts a trial waiting at a rung as idle while its job may still be
     # ending: cap the jobs themselves too, so max_concurrent_trials bounds what is queued.
     cap = ctx.spec.searcher.max_concurrent_trials or None

@@ -35,6 +35,7 @@ class Settings:
     scheduler: str = "auto"                # auto | local | slurm | pbs
     poll_interval: float | None = None     # seconds between scheduler polls; None: by backend
     max_queued_jobs: int = 32              # queued (not yet running) jobs per experiment
+    count_user_jobs: bool = False          # the user's other queued jobs count toward it
     stop_grace: float = 120.0              # seconds a stopped trial gets before it is canceled
     templates: str | None = None           # a site template directory
     local_slots: int | None = None         # local backend slots; None: the CPU count
@@ -120,6 +121,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "templates": _directory,
     "local_slots": _positive_int,
     "pack": _boolean,
+    "count_user_jobs": _boolean,
 }
 # The site file's `limits:` section: key there -> (Settings field, parser).
 _LIMITS: dict[str, tuple[str, Callable[[Any], Any]]] = {
