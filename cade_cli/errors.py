@@ -36,6 +36,24 @@ class SchedulerError(CadeError):
     exit_code = 3
 
 
+WAITING_FOR_LIMIT = "waiting: the site's limit on queued jobs"
+
+
+class SubmitLimitError(SchedulerError):
+    """The scheduler refused a submission for a site limit on queued jobs; it clears as the
+    user's jobs end, so the submission waits and is retried."""
+
+    def __init__(self, message: str, limit: str, retry_in: float) -> None:
+        super().__init__(message, hint="cade retries the submission while the experiment goes on")
+        self.limit = limit          # the scheduler's name for the limit (or its message)
+        self.retry_in = retry_in    # seconds until the next try
+
+    @property
+    def waiting(self) -> str:
+        """What a waiting segment shows in `cade status`."""
+        return f"{WAITING_FOR_LIMIT} ({self.limit}); retrying"
+
+
 class LedgerError(CadeError):
     """The ledger is missing, locked, corrupt or does not hold what was asked for."""
 

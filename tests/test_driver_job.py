@@ -39,7 +39,7 @@ from cade_cli.engine.driverjob import (
     settings_environment,
     submit_driver_job,
 )
-from cade_cli.errors import CadeError, SchedulerError, SpecError
+from cade_cli.errors import CadeError, SchedulerError, SpecError, SubmitLimitError
 from cade_cli.store.ledger import Ledger
 from cade_cli.spec.settings import Settings
 from cade_cli.spec.experiment import load_spec
@@ -226,6 +226,30 @@ def test_a_scheduler_outage_does_not_end_the_driver_job(tmp_path: Path,
                              scheduler=fake)
     assert outcome == "handed over" and len(fake.submitted) == 2
     assert calls[1] - calls[0] == pytest.approx(60.0)  # retried after the outage pause
+
+
+def test_a_successor_refused_for_a_site_limit_is_tried_again(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger_path, exp_id = _experiment(tmp_path)
+    fake = RecordingScheduler()
+    first = submit_driver_job(ledger_path, exp_id, Settings(), scheduler=fake)
+    accept = fake.submit
+    refusals = [SubmitLimitError("refused", limit="QOSMaxSubmitJobPerUserLimit", retry_in=30)] * 2
+
+    def limited(request: JobRequest) -> str:
+        if refusals:
+            raise refusals.pop()
+        return accept(request)
+
+    monkeypatch.setattr(fake, "submit", limited)
+    monkeypatch.setattr("cade_cli.engine.drive.sync_pass", lambda *args, **kwargs: True)
+    clock = FakeClock()
+    outcome = run_driver_job(ledger_path, exp_id, Settings(poll_interval=10.0),
+                             options=DriverJobOptions(3600, 600), backend="slurm",
+                             job_id=first.job_id, clock=clock, sleep=clock.sleep,
+                             scheduler=fake)
+    assert outcome == "handed over" and len(fake.submitted) == 2
+    assert clock.now == pytest.approx(1000.0 + 3000.0 + 60.0)   # two waits of 30 s
 
 
 def test_forget_own_allocation_keeps_the_cluster_configuration() -> None:

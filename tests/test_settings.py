@@ -41,7 +41,7 @@ def test_the_default_path_follows_xdg() -> None:
     ("poll_interval: soon\n", "poll_interval invalid value 'soon'"),
     ("pol_interval: 3\n", "unknown setting 'pol_interval'"),
     ("- a list\n", "must be a mapping"),
-    ("scheduler: [\n", "not valid YAML"),
+    ("scheduler: [\n", "invalid YAML"),
 ])
 def test_a_bad_file_names_the_file_and_key(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "config.yaml"
@@ -61,3 +61,55 @@ def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
 def test_overrides_ignore_none() -> None:
     settings = Settings().with_overrides(local_slots=None, scheduler="local")
     assert (settings.scheduler, settings.local_slots) == ("local", None)
+
+
+def _files(tmp_path: Path, site: str, user: str = "") -> dict[str, str]:
+    (tmp_path / "site.yaml").write_text(site)
+    (tmp_path / "user.yaml").write_text(user)
+    return {"CADE_SITE_CONFIG": str(tmp_path / "site.yaml"), "CADE_CONFIG": str(tmp_path / "user.yaml")}
+
+
+def test_the_site_file_then_the_user_file_then_the_environment(tmp_path: Path) -> None:
+    env = _files(tmp_path, "scheduler: slurm\npack: true\nmax_queued_jobs: 8\nstop_grace: 10\n",
+                 "max_queued_jobs: 6\n")
+    settings = load_settings({**env, "CADE_STOP_GRACE": "20", "CADE_COUNT_USER_JOBS": "yes"})
+    assert (settings.scheduler, settings.pack, settings.max_queued_jobs, settings.stop_grace,
+            settings.count_user_jobs) == ("slurm", True, 6, 20.0, True)
+    assert load_settings({"CADE_SITE_CONFIG": os.devnull, "CADE_CONFIG": os.devnull}).pack is False
+
+
+def test_site_limits_hold_against_the_user_and_the_environment(tmp_path: Path) -> None:
+    env = _files(tmp_path, "limits:\n  min_poll_interval: 60\n  max_queued_jobs: 4\n",
+                 "poll_interval: 5\nmax_queued_jobs: 100\n")
+    settings = load_settings({**env, "CADE_MAX_QUEUED_JOBS": "50"})
+    assert settings.max_queued_jobs == 4
+    assert settings.poll_interval_for("slurm") == 60 and settings.poll_interval_for("pbs") == 60
+    assert settings.poll_interval_for("local") == 5   # the floor protects the site's scheduler
+    assert settings.with_overrides(max_queued_jobs=9).max_queued_jobs == 4
+    # Under the limits, the user's values stand.
+    relaxed = load_settings({**_files(tmp_path, "limits: {min_poll_interval: 10}\n",
+                                      "poll_interval: 45\nmax_queued_jobs: 3\n")})
+    assert relaxed.poll_interval_for("slurm") == 45 and relaxed.max_queued_jobs == 3
+
+
+@pytest.mark.parametrize("site, user, needle", [
+    ("scheduler: slurm\nlimits:\n  max_queued_jobs: 0\n", "",
+     "site.yaml:3: limits.max_queued_jobs must be a whole number >= 1"),
+    ("limits:\n  min_poll: 5\n", "", "site.yaml:2: unknown setting 'limits.min_poll'"),
+    ("limits: 5\n", "", "site.yaml:1: limits must be a mapping"),
+    ("pack: maybe\n", "", "site.yaml:1: pack must be true or false"),
+    ("", "scheduler: slurm\nlimits:\n  max_queued_jobs: 4\n",
+     "user.yaml:2: limits can only be set in the site file"),
+    ("", "stop_grace: 1\nstop_grace: 2\n", "user.yaml:2: stop_grace: duplicate key"),
+])
+def test_a_bad_site_or_user_value_is_located(tmp_path: Path, site: str, user: str,
+                                             needle: str) -> None:
+    with pytest.raises(SpecError) as err:
+        load_settings(_files(tmp_path, site, user))
+    assert needle in err.value.message and err.value.exit_code == 2
+
+
+def test_a_named_site_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as err:
+        load_settings({"CADE_SITE_CONFIG": str(tmp_path / "nope.yaml"), "CADE_CONFIG": os.devnull})
+    assert "no such file" in err.value.message and "CADE_SITE_CONFIG" in (err.value.hint or "")

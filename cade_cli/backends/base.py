@@ -88,6 +88,16 @@ class Scheduler(abc.ABC):
         Used after a crash between submitting and recording a job id.
         """
 
+    def submit_wait(self) -> float:
+        """Seconds until a submission refused for a site limit may be tried again (0: now).
+        Until then `submit` raises SubmitLimitError without asking the scheduler."""
+        return 0.0
+
+    def queued_job_ids(self) -> Sequence[str]:
+        """Every job of this user still waiting in the queue, any experiment's or none's
+        (for `count_user_jobs`). None known by default."""
+        return ()
+
     def kill(self, job_ids: Sequence[str]) -> None:
         """Escalate a cancel whose grace is over: SIGKILL every process of the jobs.
 

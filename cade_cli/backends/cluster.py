@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
 from cade_cli.backends.retry import (
     CommandResult,
     CommandRunner,
+    LimitBackoff,
     RetryPolicy,
     Runner,
     StatusCache,
@@ -21,7 +22,7 @@ from cade_cli.backends.retry import (
     run_subprocess,
 )
 from cade_cli.backends.slurm_parse import current_user
-from cade_cli.errors import SchedulerError
+from cade_cli.errors import SchedulerError, SubmitLimitError
 
 
 class ClusterScheduler(Scheduler):
@@ -38,8 +39,11 @@ class ClusterScheduler(Scheduler):
         interval."""
         self.commands = CommandRunner(self.transient_errors, retry or RetryPolicy(), runner, sleep)
         self.cache = StatusCache(min_interval(min_poll_interval, settings, self.name), clock)
+        self.limit_backoff = LimitBackoff(max(self.cache.min_interval, 1.0), clock)
         self.user = user or current_user()
         self._run_dirs: dict[str, Path] = {}
+        self._last_limit = ""
+        self._queued: tuple[float | None, tuple[str, ...]] = (None, ())
 
     @property
     def calls(self) -> Counter[str]:
@@ -53,17 +57,51 @@ class ClusterScheduler(Scheduler):
         """Where a job's exit_code file lives (known after submit; for resumed drivers)."""
         self._run_dirs[job_id] = Path(run_dir)
 
+    def queued_job_ids(self) -> Sequence[str]:
+        """The user's queued jobs, asked at most once per poll interval."""
+        asked_at, ids = self._queued
+        if asked_at is None or self.cache.clock() - asked_at >= self.cache.min_interval:
+            ids = tuple(self.list_queued())
+            self._queued = (self.cache.clock(), ids)
+        return ids
+
+    def list_queued(self) -> list[str]:
+        """One scheduler query: the ids of this user's jobs that wait in the queue."""
+        return []
+
+    def submit_limit(self, result: CommandResult) -> str | None:
+        """The site limit a refused submission names; None when refused for anything else."""
+        return None
+
+    def submit_wait(self) -> float:
+        return self.limit_backoff.remaining()
+
+    def _refused_for_limit(self, result: CommandResult | None, limit: str) -> SubmitLimitError:
+        wait = self.limit_backoff.refused() if result is not None else self.submit_wait()
+        said = (result.stderr or result.stdout).strip() if result is not None else "refused before"
+        return SubmitLimitError(f"{self.name}: submission refused for a site limit ({said}); "
+                                f"next try in {wait:.0f} s", limit=limit, retry_in=wait)
+
     def submit_command(self, request: JobRequest, argv: list[str],
                        job_id_of: Callable[[str], str],
                        error_of: Callable[[CommandResult], SchedulerError]) -> str:
         """Run the submit command `argv`, retrying transient errors. A timed-out submission may
-        still have queued the job, so before each retry the job is looked up by its name."""
+        still have queued the job, so before each retry the job is looked up by its name.
+
+        A refusal for a site limit raises SubmitLimitError, and until its backoff is over
+        later submissions raise it at once without asking the scheduler."""
+        if self.submit_wait() > 0:
+            raise self._refused_for_limit(None, self._last_limit)
         delays = iter(self.commands.policy.delays())
         while True:
             result = self.commands.run_once(argv)
             if result.returncode == 0:
                 job_id = job_id_of(result.stdout)
                 break
+            limit = self.submit_limit(result)
+            if limit is not None:
+                self._last_limit = limit
+                raise self._refused_for_limit(result, limit)
             if not self.commands.is_transient(result):
                 raise error_of(result)
             found = self.find_by_name(request.name).get(request.name)
@@ -74,6 +112,7 @@ class ClusterScheduler(Scheduler):
             if delay is None:
                 raise command_error(result, retried=self.commands.policy.attempts)
             self.commands.sleep(delay)
+        self.limit_backoff.accepted()
         self.remember_run_dir(job_id, request.run_dir)
         self.cache.put(JobStatus(job_id, JobState.PENDING))
         return job_id

@@ -32,7 +32,7 @@ from cade_cli.backends.directives import (
     mem_megabytes,
     quoted,
 )
-from cade_cli.backends.retry import command_error
+from cade_cli.backends.retry import CommandResult, command_error
 from cade_cli.errors import SchedulerError, SpecError
 from cade_cli.jobs.ingest import read_exit_code
 from cade_cli.jobs.layout import trial_layout
@@ -164,6 +164,13 @@ class PbsScheduler(ClusterScheduler):
         # The server may take a job before the connection breaks: submit_command looks first.
         return self.submit_command(request, ["qsub", str(request.script)], parse.qsub_job_id,
                                    command_error)
+
+    def submit_limit(self, result: CommandResult) -> str | None:
+        return parse.submit_limit(result.stderr + result.stdout)
+
+    def list_queued(self) -> list[str]:
+        listed = self.commands.run(["qselect", "-u", self.user, "-s", "QHW"])
+        return listed.stdout.split()
 
     def poll(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
         stale = self.cache.stale_ids(job_ids)

@@ -23,6 +23,10 @@ EXIT_CHECKPOINTED = -12             # JOB_EXEC_CHKP: checkpointed and killed
 EXIT_WALLTIME = -29                 # JOB_EXEC_KILL_WALLTIME
 SIGNAL_BASE = 256                   # PBS reports "killed by signal N" as 256 + N
 
+# qsub's refusals for the queue's or server's max_queued limits (`qmgr ... max_queued`), and
+# Torque-style max_user_queuable: they clear as the user's jobs end.
+_SUBMIT_LIMIT = re.compile(r"would exceed [^\n]*limit[^\n]*|Maximum number of jobs already in queue[^\n]*")
+
 NOT_FOUND_MESSAGES = ("Unknown Job Id", "Job has finished", "job has finished")
 
 
@@ -127,3 +131,9 @@ def signal_target_gone(stderr: str) -> bool:
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     gone = NOT_FOUND_MESSAGES + ("Request invalid for state of job",)
     return all(any(m in ln for m in gone) for ln in lines)
+
+
+def submit_limit(text: str) -> str | None:
+    """The queued-jobs limit a `qsub` refusal states (None: not refused for one)."""
+    found = _SUBMIT_LIMIT.search(text)
+    return found.group(0).strip().rstrip(".") if found else None

@@ -113,6 +113,34 @@ def command_error(result: CommandResult, retried: int = 0) -> SchedulerError:
 
 
 DEFAULT_POLL_INTERVAL = 30.0
+LIMIT_BACKOFF_CAP = 300.0       # seconds: the longest wait between two refused submissions
+
+
+@dataclass
+class LimitBackoff:
+    """When to try again after the scheduler refused a submission for a site limit.
+
+    The limit clears as the user's jobs end, which takes about a job's run: the first wait is
+    one poll interval, and each refusal in a row doubles it, up to ten intervals (at most
+    LIMIT_BACKOFF_CAP). An accepted submission starts over.
+    """
+
+    first: float
+    clock: Callable[[], float] = time.monotonic
+    _wait: float = 0.0
+    _until: float = float("-inf")
+
+    def remaining(self) -> float:
+        return max(0.0, self._until - self.clock())
+
+    def refused(self) -> float:
+        cap = max(self.first, min(10 * self.first, LIMIT_BACKOFF_CAP))
+        self._wait = min(cap, 2 * self._wait if self._wait else self.first)
+        self._until = self.clock() + self._wait
+        return self._wait
+
+    def accepted(self) -> None:
+        self._wait, self._until = 0.0, float("-inf")
 
 
 def min_interval(explicit: float | None, settings: Any, backend: str) -> float:

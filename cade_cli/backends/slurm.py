@@ -197,6 +197,14 @@ class SlurmScheduler(ClusterScheduler):
         return self.submit_command(request, ["sbatch", "--parsable", str(request.script)],
                                    parse.sbatch_job_id, _submit_error)
 
+    def submit_limit(self, result: CommandResult) -> str | None:
+        return parse.submit_limit(result.stderr + result.stdout)
+
+    def list_queued(self) -> list[str]:
+        # -r: each pending array element counts, as it does toward a submit limit.
+        listed = self.commands.run(["squeue", "-h", "-r", "-t", "PD", "-u", self.user, "-o", "%i"])
+        return listed.stdout.split()
+
     # -- poll -----------------------------------------------------------------------------
     def poll(self, job_ids: Sequence[str]) -> Mapping[str, JobStatus]:
         stale = self.cache.stale_ids(job_ids)

@@ -13,6 +13,14 @@ from cade_cli.backends.base import JobState, JobStatus
 from cade_cli.backends.retry import CommandResult
 from cade_cli.errors import SchedulerError
 
+# Slurm names the limit on its own line before the generic "Job violates accounting/QOS
+# policy". Only limits on how many jobs may be submitted clear as the user's jobs end (a job
+# longer than the QOS allows never fits): those wait, any other named limit is an error.
+_SUBMIT_LIMIT = re.compile(r"\b((?:QOS|Assoc)\w*Submit\w*Limit)\b")
+_NAMED_LIMIT = re.compile(r"\b(?:QOS|Assoc)\w+Limit\b")
+_POLICY = "Job violates accounting/QOS policy"
+_JOB_COUNT = "Slurm temporarily unable to accept job"     # the controller's MaxJobCount
+
 SQUEUE_FORMAT = "%i|%T|%r|%N|%j"          # the name last: it may itself contain '|'
 SACCT_FIELDS = "JobID,State,ExitCode,NodeList"
 
@@ -165,3 +173,17 @@ def current_user() -> str:
     except (KeyError, OSError):
 
         return str(os.getuid())
+
+
+def submit_limit(text: str) -> str | None:
+    """The submit limit an `sbatch` refusal names (None: not refused for one)."""
+    found = _SUBMIT_LIMIT.search(text)
+    if found:
+        return found.group(1)
+    if _NAMED_LIMIT.search(text):
+        return None
+    if _POLICY in text:
+        return "accounting/QOS policy"
+    if _JOB_COUNT in text:
+        return "MaxJobCount"
+    return None

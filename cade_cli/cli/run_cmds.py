@@ -31,7 +31,7 @@ from cade_cli.engine import (
 from cade_cli.errors import INTERRUPTED, CadeError, NotFoundError
 from cade_cli.store.ledger import Ledger
 from cade_cli.views.progress import live_progress, stderr_is_terminal, summary_line
-from cade_cli.store.records import LIVE_SEGMENT_STATES, ExperimentRecord, ExperimentState, SegmentRecord
+from cade_cli.store.records import LIVE_SEGMENT_STATES, ExperimentRecord, ExperimentState, SegmentRecord, SegmentState
 from cade_cli.spec.settings import Settings, load_settings
 from cade_cli.spec import determined
 from cade_cli.spec.experiment import load_spec
@@ -206,8 +206,11 @@ def status_command(experiment: int | str | None, as_json: bool, ledger_path: str
     exp = ledger.find_experiment(experiment)
     _refresh(ledger, settings, only=exp.id)
     exp, trials = ledger.experiment(exp.id), ledger.trials(exp.id)
-    click.echo(json.dumps(run_format.status_json(exp, trials)) if as_json
-               else run_format.status_text(exp, trials))
+    # A segment not submitted yet says what it waits for (a site's limit on queued jobs).
+    waiting = {s.trial: s.reason for s in ledger.segments(exp.id, states=(SegmentState.INTENT,))
+               if s.reason}
+    click.echo(json.dumps(run_format.status_json(exp, trials, waiting)) if as_json
+               else run_format.status_text(exp, trials, waiting))
 
 
 @click.command("best")

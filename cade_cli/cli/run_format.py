@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +51,12 @@ def trial_json(trial: TrialRecord) -> dict[str, Any]:
             "checkpoint": trial.latest_checkpoint, "message": trial.message}
 
 
-def status_json(exp: ExperimentRecord, trials: list[TrialRecord]) -> dict[str, Any]:
-    return {"experiment": experiment_json(exp), "trials": [trial_json(t) for t in trials]}
+def status_json(exp: ExperimentRecord, trials: list[TrialRecord],
+                waiting: Mapping[int, str] | None = None) -> dict[str, Any]:
+    """`waiting`: trial id -> what its next segment waits for before it can be submitted."""
+    waits = waiting or {}
+    return {"experiment": experiment_json(exp),
+            "trials": [{**trial_json(t), "waiting": waits.get(t.id)} for t in trials]}
 
 
 def experiments_json(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> dict[str, Any]:
@@ -75,7 +80,8 @@ def experiments_text(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> 
     return columns(table)
 
 
-def status_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
+def status_text(exp: ExperimentRecord, trials: list[TrialRecord],
+                waiting: Mapping[int, str] | None = None) -> str:
     direction = "smaller is better" if exp.smaller_is_better else "larger is better"
     # Names, params and messages come from specs and trials: printable() keeps their control
     # characters off the terminal.
@@ -92,6 +98,7 @@ def status_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
                       _params(t.params, short=True)])
     lines.append(columns(table))
     notes = [printable(f"  trial {t.id}: {t.message}", keep_newlines=True) for t in trials if t.message]
+    notes += [printable(f"  trial {trial}: {reason}") for trial, reason in (waiting or {}).items()]
     return "\n".join(lines + notes)
 
 

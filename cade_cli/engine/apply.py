@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cade_cli.backends.base import JobRequest
 from cade_cli.engine.context import SyncContext, closed_state, request_stop, trial_seed
+from cade_cli.errors import WAITING_FOR_LIMIT, SubmitLimitError
 from cade_cli.store.records import (
     LIVE_SEGMENT_STATES,
     RUNNING_EXPERIMENT_STATES,
@@ -163,10 +164,12 @@ def _validated_at(ctx: SyncContext, trial: TrialRecord, length: int) -> bool:
 def recover_intents(ctx: SyncContext) -> None:
     """Segments recorded but maybe never submitted: adopt the job if it exists, else submit."""
     for seg in ctx.ledger.segments(ctx.exp_id, states=(SegmentState.INTENT,)):
-        found = ctx.scheduler.find_by_name(seg.job_name)
+        # Refused for a site limit and no submission accepted since: no job to look for.
+        refused = seg.reason.startswith(WAITING_FOR_LIMIT) and ctx.scheduler.submit_wait() > 0
+        found = {} if refused else ctx.scheduler.find_by_name(seg.job_name)
         if seg.job_name in found:
             ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state=SegmentState.QUEUED,
-                                      job_id=found[seg.job_name], submitted=ctx.clock())
+                                      job_id=found[seg.job_name], submitted=ctx.clock(), reason="")
             continue
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
         if trial.closed or ctx.experiment.state not in RUNNING_EXPERIMENT_STATES:
@@ -175,7 +178,8 @@ def recover_intents(ctx: SyncContext) -> None:
             if not trial.closed:
                 ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.PAUSED)
             continue
-        _submit(ctx, trial, seg)
+        if not refused:
+            _submit(ctx, trial, seg)
 
 
 def launch_segments(ctx: SyncContext) -> int:
@@ -183,7 +187,11 @@ def launch_segments(ctx: SyncContext) -> int:
     if ctx.experiment.state not in RUNNING_EXPERIMENT_STATES:
         return 0
     pending = len(ctx.ledger.segments(ctx.exp_id, states=(SegmentState.INTENT, SegmentState.QUEUED)))
-    live = len(ctx.ledger.live_segments(ctx.exp_id))
+    live_segments = ctx.ledger.live_segments(ctx.exp_id)
+    live = len(live_segments)
+    if ctx.settings.count_user_jobs:
+        own = {s.job_id for s in live_segments}
+        pending += len([j for j in ctx.scheduler.queued_job_ids() if j not in own])
     # The searcher counts a trial waiting at a rung as idle while its job may still be
     # ending: cap the jobs themselves too, so max_concurrent_trials bounds what is queued.
     cap = ctx.spec.searcher.max_concurrent_trials or None
@@ -195,8 +203,9 @@ def launch_segments(ctx: SyncContext) -> int:
         if not needs_segment(trial, latest) or _waits_for_parent(ctx, trial):
             continue
         seg = _record_intent(ctx, trial, (latest.index + 1) if latest else 1)
-        _submit(ctx, trial, seg)
         pending += 1
+        if not _submit(ctx, trial, seg):
+            break        # the site refuses more jobs for now: the intent waits its turn
         live += 1
         launched += 1
     return launched
@@ -223,7 +232,9 @@ def _record_intent(ctx: SyncContext, trial: TrialRecord, index: int) -> SegmentR
     return ctx.ledger.segments(ctx.exp_id, trial.id)[index - 1]
 
 
-def _submit(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord) -> None:
+def _submit(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord) -> bool:
+    """Submit the segment's job; False when the site's limit refused it (it stays an intent,
+    saying what it waits for, and a later sync tries again)."""
     spec = ctx.spec
     template_dirs = (ctx.settings.templates,) if ctx.settings.templates else ()
     paths = prepare_segment(
@@ -237,9 +248,15 @@ def _submit(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord) -> None:
     request = JobRequest(name=seg.job_name, script=paths.script, run_dir=paths.run_dir,
                          slots=spec.resources.slots_per_trial,
                          gpus=spec.resources.slot_type == "gpu")
-    job_id = ctx.scheduler.submit(request)
+    try:
+        job_id = ctx.scheduler.submit(request)
+    except SubmitLimitError as refused:
+        if seg.reason != refused.waiting:
+            ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, reason=refused.waiting)
+        return False
     ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state=SegmentState.QUEUED,
-                              job_id=job_id, submitted=ctx.clock())
+                              job_id=job_id, submitted=ctx.clock(), reason="")
+    return True
 
 
 def decision_wait(ctx: SyncContext) -> float:

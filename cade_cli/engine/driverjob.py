@@ -30,7 +30,7 @@ from cade_cli.jobs import render
 from cade_cli.backends import make_scheduler
 from cade_cli.backends.base import JobRequest, JobState, Scheduler
 from cade_cli.engine.drive import drive
-from cade_cli.errors import CadeError, SchedulerError, SpecError
+from cade_cli.errors import CadeError, SchedulerError, SpecError, SubmitLimitError
 from cade_cli import plugins
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.lock import DriverLock
@@ -316,15 +316,29 @@ def run_driver_job(ledger_path: str | Path, experiment_id: int, settings: Settin
         _log(f"experiment {experiment_id} is {final.state}; the driver job ends")
         return "ended"
     except _HandOver as why:
-        record = submit_driver_job(ledger_path, experiment_id, settings, options=options,
-                                   backend=backend, replacing=job_id, scheduler=scheduler,
-                                   reason=why.why, clock=clock)
+        reason = why.why
+        record = _successor(lambda: submit_driver_job(
+            ledger_path, experiment_id, settings, options=options, backend=backend,
+            replacing=job_id, scheduler=scheduler, reason=reason, clock=clock), sleep)
         _log(f"handing experiment {experiment_id} over to driver job {record.job_id} "
-             f"(generation {record.generation}): {why.why}")
+             f"(generation {record.generation}): {reason}")
         return "handed over"
     finally:
         signal.signal(signal.SIGUSR1, previous)
         ledger.close()
+
+
+def _successor(submit: Callable[[], DriverJobRecord],
+               sleep: Callable[[float], None]) -> DriverJobRecord:
+    """The successor job, tried again while the site's submit limit refuses it: trial jobs
+    that end free a place (at worst this job's time limit ends the wait)."""
+    while True:
+        try:
+            return submit()
+        except SubmitLimitError as refused:
+            _log(f"successor refused for the site's limit ({refused.limit}); "
+                 f"retrying in {refused.retry_in:.0f} s")
+            sleep(max(refused.retry_in, 1.0))
 
 
 def _drive_through_outages(ledger: Ledger, experiment_id: int, settings: Settings,

@@ -1,9 +1,14 @@
-"""User and site configuration: `~/.config/cade/config.yaml` (or `CADE_CONFIG`), then `CADE_*`.
+"""Site and user configuration: `/etc/cade/config.yaml` (or `CADE_SITE_CONFIG`), then
+`~/.config/cade/config.yaml` (or `CADE_CONFIG`), then `CADE_*` environment variables.
 
 Settings describe the machine cade runs on, not an experiment: which scheduler to use, how
 often to poll it, how many jobs an experiment may keep queued, how long a stopped trial gets
-to checkpoint before it is canceled, where the site's job templates live, and how many slots
-the local backend offers.
+to checkpoint before it is canceled, where the site's job templates live, how many slots the
+local backend offers, and whether trials are packed into shared allocations by default.
+
+The site file sets defaults like the user's file, and may add a `limits:` section that no
+later source can go past: a floor on the cluster poll interval and a ceiling on queued jobs.
+A value past a limit is brought back to it (a user's file stays valid at every site).
 """
 
 from __future__ import annotations
@@ -14,14 +19,15 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cade_cli.errors import SpecError
 from cade_cli.spec.files import read_capped
+from cade_cli.spec.yamlpos import Node, Problems, compose
 
 SCHEDULERS = ("auto", "local", "slurm", "pbs")
 CLUSTER_POLL_INTERVAL = 30.0
 LOCAL_POLL_INTERVAL = 2.0
+SITE_CONFIG = "/etc/cade/config.yaml"
+LIMITS_KEY = "limits"
 
 
 @dataclass(frozen=True)
@@ -29,19 +35,35 @@ class Settings:
     scheduler: str = "auto"                # auto | local | slurm | pbs
     poll_interval: float | None = None     # seconds between scheduler polls; None: by backend
     max_queued_jobs: int = 32              # queued (not yet running) jobs per experiment
+    count_user_jobs: bool = False          # the user's other queued jobs count toward it
     stop_grace: float = 120.0              # seconds a stopped trial gets before it is canceled
     templates: str | None = None           # a site template directory
     local_slots: int | None = None         # local backend slots; None: the CPU count
+    pack: bool = False                     # pack trials into shared allocations by default
+    min_poll_interval: float = 0.0         # site floor on a cluster scheduler's poll interval
+    max_queued_jobs_limit: int | None = None  # site ceiling on max_queued_jobs
     source: str = "<defaults>"             # where the settings came from (for messages)
 
     def poll_interval_for(self, backend: str) -> float:
-        """The minimum time between two polls of `backend`'s scheduler."""
+        """The minimum time between two polls of `backend`'s scheduler (the site's floor
+        holds for cluster schedulers; the local backend asks no shared service)."""
         if self.poll_interval is not None:
-            return self.poll_interval
-        return LOCAL_POLL_INTERVAL if backend == "local" else CLUSTER_POLL_INTERVAL
+            chosen = self.poll_interval
+        else:
+            chosen = LOCAL_POLL_INTERVAL if backend == "local" else CLUSTER_POLL_INTERVAL
+        return chosen if backend == "local" else max(chosen, self.min_poll_interval)
 
     def with_overrides(self, **changes: Any) -> Settings:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+        return within_limits(replace(self, **{k: v for k, v in changes.items() if v is not None}))
+
+
+def within_limits(settings: Settings) -> Settings:
+    """`settings` with max_queued_jobs brought under the site's ceiling (the poll floor is
+    applied by poll_interval_for, which also covers the per-backend default)."""
+    ceiling = settings.max_queued_jobs_limit
+    if ceiling is not None and settings.max_queued_jobs > ceiling:
+        return replace(settings, max_queued_jobs=ceiling)
+    return settings
 
 
 def _scheduler(value: Any) -> str:
@@ -52,6 +74,8 @@ def _scheduler(value: Any) -> str:
 
 
 def _non_negative_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number >= 0, got {value!r}")  # noqa: TRY004
     number = float(value)
     if not number >= 0:  # also rejects NaN
         raise ValueError(f"must be a number >= 0, got {value!r}")
@@ -65,6 +89,17 @@ def _positive_int(value: Any) -> int:
     if number < 1:
         raise ValueError(f"must be a whole number >= 1, got {value!r}")
     return number
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
 
 
 def _directory(value: Any) -> str:
@@ -85,6 +120,13 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "stop_grace": _non_negative_float,
     "templates": _directory,
     "local_slots": _positive_int,
+    "pack": _boolean,
+    "count_user_jobs": _boolean,
+}
+# The site file's `limits:` section: key there -> (Settings field, parser).
+_LIMITS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "min_poll_interval": ("min_poll_interval", _non_negative_float),
+    "max_queued_jobs": ("max_queued_jobs_limit", _positive_int),
 }
 
 
@@ -96,51 +138,87 @@ def config_path(environ: Mapping[str, str] | None = None) -> Path:
     return Path(base) / "cade" / "config.yaml"
 
 
-def _read_config_file(path: Path, named: bool) -> dict[str, Any]:
-    """The file's settings; `named`: CADE_CONFIG names it, so it must be there (the default
-    file is optional)."""
+def site_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    return Path(env.get("CADE_SITE_CONFIG") or SITE_CONFIG).expanduser()
+
+
+def _read_config_file(path: Path, variable: str, named: bool) -> dict[str, Node]:
+    """The file's top-level keys as located nodes; `named`: `variable` names the file, so it
+    must be there (the default files are optional)."""
     if not named and not path.exists():
         return {}
     try:
         text = read_capped(path, "cade configuration")
     except SpecError as err:
         if named:
-            err.hint = "CADE_CONFIG names this file; fix the path or unset CADE_CONFIG"
+            err.hint = f"{variable} names this file; fix the path or unset {variable}"
         raise
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise SpecError(f"{path}: not valid YAML: {err}",
-                        hint="fix the file or point CADE_CONFIG elsewhere") from None
-    if data is None:
+    problems = Problems()
+    root = compose(text, str(path), problems)
+    problems.raise_if_any()
+    if root is None:
         return {}
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: the configuration must be a mapping of keys to values")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    if not isinstance(root.value, dict):
+        raise SpecError(f"{root.loc.where}: the configuration must be a mapping of keys to values")
+    return {key.replace("-", "_"): node for key, node in root.value.items()}
 
 
-def _parse(key: str, value: Any, where: str) -> Any:
-    if key not in _PARSERS:
-        known = ", ".join(sorted(_PARSERS))
-        raise SpecError(f"{where}: unknown setting {key!r}", hint=f"known settings: {known}")
+def _parse(parsers: Mapping[str, Callable[[Any], Any]], key: str, value: Any, where: str,
+           path: str = "") -> Any:
+    """`value` parsed for `key`; `where` is `file:line` or the variable, `path` the key path."""
+    shown = path or key
+    if key not in parsers:
+        known = ", ".join(sorted(parsers))
+        raise SpecError(f"{where}: unknown setting {shown!r}", hint=f"known settings: {known}")
     try:
-        return _PARSERS[key](value)
+        return parsers[key](value)
     except (TypeError, ValueError) as err:
         detail = str(err) if str(err).startswith("must") else f"invalid value {value!r}"
-        raise SpecError(f"{where}: {key} {detail}") from None
+        raise SpecError(f"{where}: {shown} {detail}") from None
+
+
+def _file_values(path: Path, variable: str, named: bool, site: bool) -> dict[str, Any]:
+    """Settings fields -> values from one file; only the site file may hold `limits:`."""
+    values: dict[str, Any] = {}
+    for key, node in _read_config_file(path, variable, named).items():
+        where = node.key_where.where
+        if key == LIMITS_KEY:
+            if not site:
+                raise SpecError(f"{where}: {LIMITS_KEY} can only be set in the site file",
+                                hint=f"the site file is {SITE_CONFIG} (or $CADE_SITE_CONFIG)")
+            values.update(_limit_values(node))
+        elif node.value is not None:
+            values[key] = _parse(_PARSERS, key, node.value, where)
+    return values
+
+
+def _limit_values(section: Node) -> dict[str, Any]:
+    if section.value is None:
+        return {}
+    if not isinstance(section.value, dict):
+        raise SpecError(f"{section.key_where.where}: {LIMITS_KEY} must be a mapping of limits")
+    parsers = {key: parser for key, (_, parser) in _LIMITS.items()}
+    values: dict[str, Any] = {}
+    for key, node in section.value.items():
+        key = key.replace("-", "_")
+        if node.value is not None:
+            parsed = _parse(parsers, key, node.value, node.key_where.where, f"{LIMITS_KEY}.{key}")
+            values[_LIMITS[key][0]] = parsed
+    return values
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """The configuration file's values, then the `CADE_*` environment overrides."""
+    """The site file, then the user's file, then the `CADE_*` environment; site limits last."""
     env = os.environ if environ is None else environ
-    path = config_path(env)
-    values: dict[str, Any] = {}
-    for key, raw in _read_config_file(path, named=bool(env.get("CADE_CONFIG"))).items():
-        if raw is not None:
-            values[key] = _parse(key, raw, str(path))
+    site, user = site_config_path(env), config_path(env)
+    values = _file_values(site, "CADE_SITE_CONFIG", bool(env.get("CADE_SITE_CONFIG")), site=True)
+    limits = {field: values.pop(field) for field, _ in _LIMITS.values() if field in values}
+    values.update(_file_values(user, "CADE_CONFIG", bool(env.get("CADE_CONFIG")), site=False))
     for key in _PARSERS:
         variable = f"CADE_{key.upper()}"
         if env.get(variable, "") != "":
-            values[key] = _parse(key, env[variable], f"environment variable {variable}")
+            values[key] = _parse(_PARSERS, key, env[variable], f"environment variable {variable}")
     known = {f.name for f in fields(Settings)}
-    return Settings(source=str(path), **{k: v for k, v in values.items() if k in known})
+    return within_limits(Settings(source=str(user), **limits,
+                                  **{k: v for k, v in values.items() if k in known}))
