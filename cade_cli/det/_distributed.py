@@ -122,7 +122,8 @@ def _placement(env: Mapping[str, str]) -> tuple[int, int, int, int, int, int, st
 
 
 def _base_port(env: Mapping[str, str]) -> int:
-    """CADE_DET_PORT, else one above torch's MASTER_PORT (torch's own store listens there)."""
+    """CADE_DET_PORT, else one above torch's MASTER_PORT (torch's own store listens there),
+    else one from the Slurm job id, else one above Horovod's rendezvous port."""
     if env.get("CADE_DET_PORT"):
         return int(env["CADE_DET_PORT"])
     if env.get("MASTER_PORT"):
@@ -131,6 +132,9 @@ def _base_port(env: Mapping[str, str]) -> int:
         from cade_cli.launchers import cade_env
 
         return cade_env.master_port(env, env["SLURM_JOB_ID"]) + 1
+    if env.get("HOROVOD_GLOO_RENDEZVOUS_PORT"):
+        # Horovod on the local backend: a free port per job, so concurrent trials differ.
+        return int(env["HOROVOD_GLOO_RENDEZVOUS_PORT"]) + 1
     return DEFAULT_PORT
 
 
