@@ -334,11 +334,3 @@ def test_the_example_runs_adaptive_asha_on_the_local_backend(tmp_path: Path, mon
                for line in path.read_text().splitlines()]
     final = next(m for m in metrics if m["kind"] == "validation" and m["length"] == 160)
     assert set(final["metrics"]) == {"validation_loss", "accuracy"} and final["metrics"]["accuracy"] > 0.5
-
-
-def test_horovod_asked_of_the_harness_is_a_launch_error(tmp_path: Path) -> None:
-    env = segment(tmp_path, target=10, report_at=[10], launcher="horovod")
-    done = harness(env, write_config(tmp_path / "exp.yaml"))
-    assert done.returncode == 5
-    assert "runs data parallel with torch.distributed, not Horovod" in done.stderr
-    assert "resources.launcher: torch" in done.stderr

@@ -3,7 +3,8 @@
 Ranks come from the variables cade's launchers set (RANK/LOCAL_RANK/... for torch,
 HOROVOD_* for horovod, SLURM_* under srun with launcher `none`). The collectives move small
 Python objects (metrics, paths, decisions) over TCP: the chief listens on the chief's host at
-MASTER_PORT + 1 (CADE_DET_PORT overrides); each node's local chief at the next ports.
+a port of the job's own block in a Slurm/PBS job, else at MASTER_PORT + 1 (CADE_DET_PORT
+overrides); each node's local chief at the next ports.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from cade_cli.det._unsupported import unsupported
 from cade_cli.det._wire import Group
 
 DEFAULT_PORT = 12360   # Determined's default pub_port; used when no MASTER_PORT is known
+# In a batch job: the chief's port and one local port per node (up to 3 nodes on one host)
+# in a block of its own, in [30000, 32760), above the launchers' MASTER_PORT and Horovod
+# rendezvous ranges and below Linux's ephemeral ports.
+JOB_PORT_BASE, JOB_PORTS, JOB_PORT_BLOCKS = 30000, 4, 690
 
 
 class DistributedContext(RankGetters):
@@ -122,15 +127,23 @@ def _placement(env: Mapping[str, str]) -> tuple[int, int, int, int, int, int, st
 
 
 def _base_port(env: Mapping[str, str]) -> int:
-    """CADE_DET_PORT, else one above torch's MASTER_PORT (torch's own store listens there)."""
+    """CADE_DET_PORT; else, in a Slurm or PBS job, a block of ports of its own; else one above
+    torch's MASTER_PORT (torch's store listens there) or Horovod's rendezvous port."""
     if env.get("CADE_DET_PORT"):
         return int(env["CADE_DET_PORT"])
-    if env.get("MASTER_PORT"):
-        return int(env["MASTER_PORT"]) + 1
-    if env.get("SLURM_JOB_ID"):
+    job_id = env.get("SLURM_JOB_ID") or env.get("PBS_JOBID")
+    if job_id:
         from cade_cli.launchers import cade_env
 
-        return cade_env.master_port(env, env["SLURM_JOB_ID"]) + 1
+        # Not MASTER_PORT + 1: consecutive job ids have consecutive MASTER_PORTs, so the next
+        # job's torch store would take it. Each job gets JOB_PORTS ports apart from the others.
+        slot = cade_env.master_port(env, job_id) - cade_env.PORT_BASE
+        return JOB_PORT_BASE + (slot % JOB_PORT_BLOCKS) * JOB_PORTS
+    if env.get("MASTER_PORT"):
+        return int(env["MASTER_PORT"]) + 1
+    if env.get("HOROVOD_GLOO_RENDEZVOUS_PORT"):
+        # Horovod on the local backend: a free port per job, so concurrent trials differ.
+        return int(env["HOROVOD_GLOO_RENDEZVOUS_PORT"]) + 1
     return DEFAULT_PORT
 
 

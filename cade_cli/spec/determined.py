@@ -58,8 +58,9 @@ TABLE: dict[str, Decision] = {
                                 "they were submitted from"),
     "entrypoint": Decision(MAPPED, "a command; `python3 -m determined.launch.<torch_distributed|horovod|"
                                    "deepspeed> [OPTIONS --] SCRIPT` runs SCRIPT under cade's torch or "
-                                   "horovod launcher (resources.launcher); other determined.launch "
-                                   "modules and Trial classes refused"),
+                                   "horovod launcher (resources.launcher); a PyTorchTrial class "
+                                   "(`model_def:MyTrial`, or `--trial` behind a launcher) runs in cade's "
+                                   "harness; other determined.launch modules and Trial types refused"),
     "hyperparameters": _used("const, int, double, log, categorical and nested groups"),
     "hyperparameters.*": _used(),
     "max_restarts": _used(),

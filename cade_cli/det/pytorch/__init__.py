@@ -5,9 +5,9 @@ model definition written for Determined runs unchanged with only cade and torch 
 docs/determined-trial.md: what maps, what differs, what is missing.
 """
 
+from cade_cli.det._distributed import DistributedContext
 from cade_cli.det.pytorch._context import PyTorchTrialContext
 from cade_cli.det.pytorch._data import DataLoader, TorchData, to_device
-from cade_cli.det.pytorch._distributed import DistributedContext
 from cade_cli.det.pytorch._lengths import Batch, Epoch, Record
 from cade_cli.det.pytorch._reducer import MetricReducer, Reducer
 from cade_cli.det.pytorch._trainer import Trainer, init

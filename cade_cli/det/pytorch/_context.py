@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cade_cli.det.pytorch._data import TorchData, to_device
-from cade_cli.det.pytorch._distributed import DistributedContext
+from cade_cli.det.pytorch._distributed import DataParallel
 from cade_cli.det.pytorch._reducer import MetricReducer, WrappedReducers
 from cade_cli.det.pytorch._trial import LRScheduler
 
@@ -35,12 +35,13 @@ class _Experimental:
 
 class PyTorchTrialContext:
     def __init__(self, *, hparams: Mapping[str, Any], exp_conf: Mapping[str, Any], trial_id: int,
-                 experiment_id: Any, seed: int, distributed: DistributedContext, device: torch.device,
+                 experiment_id: Any, seed: int, parallel: DataParallel, device: torch.device,
                  batches_per_epoch: Callable[[], int]) -> None:
         self._hparams = dict(hparams)
         self._exp_conf = dict(exp_conf)
         self._trial_id, self._experiment_id, self._seed = trial_id, experiment_id, seed
-        self.distributed = distributed
+        self.distributed = parallel.world   # Determined's Core API DistributedContext
+        self._parallel = parallel
         self.device = device
         self._batches_per_epoch = batches_per_epoch
         self.models: list[nn.Module] = []
@@ -117,16 +118,14 @@ class PyTorchTrialContext:
     def wrap_model(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device)
         self.models.append(model)
-        if self.distributed.size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            return nn.parallel.DistributedDataParallel(model, device_ids=ids)
-        return model
+        return self._parallel.wrap_model(model, self.device)
 
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer, backward_passes_per_step: int = 1,
                        **_ignored: Any) -> torch.optim.Optimizer:
         if backward_passes_per_step != 1:
             raise ValueError("backward_passes_per_step other than 1 is not supported under cade: "
                              "accumulate in train_batch and call step_optimizer every N batches")
+        optimizer = self._parallel.wrap_optimizer(optimizer, self.models)
         self.optimizers.append(optimizer)
         return optimizer
 
@@ -168,15 +167,16 @@ class PyTorchTrialContext:
                        clip_grads: Callable[[Iterator[torch.nn.Parameter]], None] | None = None,
                        auto_zero_grads: bool = True, scaler: Any = None) -> None:
         scaler = scaler or (self.scalers[0] if self.scalers else None)
-        if clip_grads is not None:
+        with self._parallel.averaged_gradients(optimizer):
+            if clip_grads is not None:
+                if scaler is not None:
+                    scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+                clip_grads(_parameters_of(optimizer))
             if scaler is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
-            clip_grads(_parameters_of(optimizer))
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
         if auto_zero_grads:
             optimizer.zero_grad()
         self._optimizer_steps += 1

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from cade_cli.det.pytorch._distributed import DistributedContext
+from cade_cli.det._distributed import DistributedContext
 
 
 class Reducer(enum.Enum):

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 
 from cade_cli import report
+from cade_cli.det._distributed import DistributedContext
 from cade_cli.det.pytorch._config import TrainingKeys, hparam_defaults
 from cade_cli.det.pytorch._context import PyTorchTrialContext
 from cade_cli.det.pytorch._data import epoch_batches
-from cade_cli.det.pytorch._distributed import DistributedContext, join_ranks, leave_ranks, pick_device
+from cade_cli.det.pytorch._distributed import join_ranks, parallel_for, pick_device
 from cade_cli.det.pytorch._lengths import Units, length_of
 from cade_cli.det.pytorch._loop import Loop
 from cade_cli.det.pytorch._trial import PyTorchTrial
@@ -33,18 +34,19 @@ def init(*, hparams: Mapping[str, Any] | None = None, exp_conf: Mapping[str, Any
     config = dict(exp_conf or {})
     local_rank = int(os.environ.get("LOCAL_RANK") or 0)
     device = pick_device(local_rank)
-    world = distributed or join_ranks(device)
+    parallel = join_ranks(device) if distributed is None else parallel_for(distributed)
     seed = _trial_seed(config)
     _seed_everything(seed)
     context = PyTorchTrialContext(
         hparams=dict(hparams) if hparams is not None else report.params(hparam_defaults(config)),
         exp_conf=config, trial_id=report.trial_id() or 1, experiment_id=report.experiment_id(),
-        seed=seed, distributed=world, device=device, batches_per_epoch=_not_yet_known,
+        seed=seed, parallel=parallel, device=device, batches_per_epoch=_not_yet_known,
     )
     try:
         yield context
     finally:
-        leave_ranks(world)
+        if distributed is None:   # what the caller built, the caller closes
+            parallel.leave()
 
 
 def _trial_seed(config: Mapping[str, Any]) -> int:
