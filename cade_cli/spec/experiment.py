@@ -42,6 +42,7 @@ from cade_cli.spec.yamlpos import (
 )
 
 __all__ = [
+    "OPEN_LENGTH",
     "SEARCHER_NAMES",
     "CheckpointStorageSpec",
     "ExperimentSpec",
@@ -56,6 +57,22 @@ __all__ = [
 ]
 
 
+# The target length of a trial whose own code decides how long it trains: single, random and
+# grid without searcher.max_length (Determined 0.38). Larger than any length a trial reports,
+# so no report is past it; the job gets no CADE_TARGET_LENGTH (`handed_target`).
+OPEN_LENGTH = 2 ** 62
+
+
+def handed_target(target_length: int) -> int | None:
+    """The target a job is told (CADE_TARGET_LENGTH, control.json); None: the trial decides."""
+    return None if target_length >= OPEN_LENGTH else target_length
+
+
+def length_text(length: int) -> str:
+    """A length or target as the views print it."""
+    return "decided by the trial" if length >= OPEN_LENGTH else str(length)
+
+
 @dataclass(frozen=True)
 class SearcherSpec:
     name: str                              # one of SEARCHER_NAMES
@@ -64,7 +81,8 @@ class SearcherSpec:
     max_concurrent_trials: int = 16        # 0 = as many as possible
     sampler: str = "random"                # random | tpe (random, async_halving, adaptive_asha)
     max_trials: int | None = None          # random, async_halving, adaptive_asha
-    max_length: int | None = None          # or max_time when time_metric is set
+    max_length: int | None = None          # or max_time when time_metric is set; None on
+                                           # single/random/grid: the trial decides (OPEN_LENGTH)
     length_unit: str = "batches"           # batches | records | epochs (passed to the trial)
     time_metric: str | None = None         # lengths come from this reported metric
     # async_halving / adaptive_asha

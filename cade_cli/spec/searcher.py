@@ -46,7 +46,8 @@ def read_searcher(reader: MapReader) -> dict[str, Any]:
     if name in ("random", "async_halving", "adaptive_asha"):
         result["max_trials"] = reader.optional_integer("max_trials", minimum=1, required=True, why=needs)
     if name in ("single", "random", "grid"):
-        result["max_length"], unit = read_length(reader, "max_length", required=True, why=needs)
+        # Optional since Determined 0.38: absent, each trial's own code decides its length.
+        result["max_length"], unit = read_length(reader, "max_length", required=False, why=needs)
         result["length_unit"] = unit
     if name in ("async_halving", "adaptive_asha"):
         result.update(_asha_common(reader, name))
