@@ -150,3 +150,13 @@ def test_the_searcher_closes_an_open_trial_on_its_exit_only() -> None:
     assert [type(d) for d in refill] == [Create, Train] and not any(isinstance(d, Stop) for d in refill)
     assert searcher.on_exit(2, ExitReason.COMPLETED) == [Shutdown()]
     assert searcher.progress() == 1.0
+
+
+def test_a_trial_class_without_max_length_is_a_located_error(workdir: Path) -> None:
+    """A Trial class trains to the searcher's length: with none it could not end."""
+    (workdir / "t.yaml").write_text("entrypoint: model_def:DigitsTrial\nsearcher:\n  name: single\n"
+                                    "  metric: loss\n")
+    result = CliRunner().invoke(cli, ["preview", "t.yaml"])
+    assert result.exit_code == 2
+    assert "t.yaml:2: searcher.max_length: missing; a Trial class entrypoint trains to the " \
+        "searcher's length" in result.stderr

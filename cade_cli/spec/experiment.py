@@ -217,6 +217,8 @@ def _validate(root: Node, problems: Problems, source: str, workdir: str,
     determined = normalise(root, problems)
     spec = _build(root, problems, determined)
     problems.raise_if_any()
+    _check_trial_class_length(root, spec, problems)
+    problems.raise_if_any()
     spec["entrypoint"] = _trial_harness(spec["entrypoint"], source)
     return ExperimentSpec(**spec, source=source, workdir=workdir, raw=raw,
                           trial_config=determined.trial_config, image=determined.image,
@@ -282,12 +284,27 @@ def _entrypoint(top: MapReader) -> tuple[str, ...]:
     return argv
 
 
+def _is_trial_class(argv: tuple[str, ...]) -> bool:
+    return len(argv) == 1 and bool(_TRIAL_CLASS.match(argv[0])) and "/" not in argv[0]
+
+
+def _check_trial_class_length(root: Node, spec: dict[str, Any], problems: Problems) -> None:
+    """A Trial class trains to the searcher's length: without max_length it has none."""
+    searcher = spec["searcher"]
+    if _is_trial_class(spec["entrypoint"]) and searcher.name in ("single", "random", "grid") \
+            and searcher.max_length is None:
+        node = root.value["searcher"]
+        problems.add(node.key_where, "searcher.max_length",
+                     "missing; a Trial class entrypoint trains to the searcher's length (only a script "
+                     "that decides its own length, e.g. with Trainer.fit(max_length=...), runs without it)")
+
+
 def _trial_harness(argv: tuple[str, ...], source: str) -> tuple[str, ...]:
     """A Determined Trial class (`model_def:MyTrial`) runs in cade's PyTorchTrial harness.
 
     The harness reads the experiment config from this spec's file (the job runs in its directory).
     """
-    if len(argv) != 1 or not _TRIAL_CLASS.match(argv[0]) or "/" in argv[0]:
+    if not _is_trial_class(argv):
         return argv
     config = () if source.startswith("<") else ("--config", os.path.basename(source))
     return ("python3", "-m", "cade_cli.det.pytorch.run", *config, argv[0])

@@ -47,7 +47,8 @@ def read_searcher(reader: MapReader) -> dict[str, Any]:
         result["max_trials"] = reader.optional_integer("max_trials", minimum=1, required=True, why=needs)
     if name in ("single", "random", "grid"):
         # Optional since Determined 0.38: absent, each trial's own code decides its length.
-        result["max_length"], unit = read_length(reader, "max_length", required=False, why=needs)
+        result["max_length"], unit = read_length(reader, "max_length", required=False,
+                                                 why=" (optional: without it the trial decides its length)")
         result["length_unit"] = unit
     if name in ("async_halving", "adaptive_asha"):
         result.update(_asha_common(reader, name))
