@@ -21,7 +21,9 @@ from cade_cli.jobs.render import cade_environment
 from cade_cli.search.searchers import make_searcher
 from cade_cli.search.searchers.base import Create, ExitReason, Shutdown, Stop, Train
 from cade_cli.spec.experiment import OPEN_LENGTH, parse_spec
+from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import TrialRecord
+from cade_cli.views.model import ladder_stats, read_experiment
 from cade_cli.views.progress import rung_counts
 
 CORE_SCRIPT = '''\
@@ -94,6 +96,10 @@ def test_a_core_api_script_without_max_length_decides_its_length(workdir: Path) 
         assert (root / str(trial) / "checkpoints" / str(epochs) / "w").read_text() == str(epochs)
     text = CliRunner().invoke(cli, ["status", "digits"]).output
     assert "2/-" in text and "3/-" in text
+    ledger = Ledger(create=False)   # the views: the open rung is reached by completing
+    data = read_experiment(ledger, ledger.experiment(1))
+    assert [[(rung.length, rung.reached, rung.stopped) for rung in rungs]
+            for rungs in ladder_stats(data)] == [[(OPEN_LENGTH, 2, 2)]]
 
 
 def test_exit_0_short_of_a_real_target_is_still_a_failure(workdir: Path) -> None:

@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cade_cli.search.searchers.base import rung_reached
-from cade_cli.spec.experiment import handed_target
+from cade_cli.spec.experiment import handed_target, length_text
 from cade_cli.views.progress import STATE_STYLES
 from cade_cli.store.records import ExperimentRecord, SegmentRecord, TrialRecord
 from cade_cli.views.model import (
@@ -120,7 +120,7 @@ def ladder_table(data: ExperimentData) -> Table:
         table.add_column(name, justify="right", no_wrap=True)
     for bracket, rungs in enumerate(ladder_stats(data)):
         for index, rung in enumerate(rungs):
-            table.add_row(str(bracket) if index == 0 else "", str(index), str(rung.length),
+            table.add_row(str(bracket) if index == 0 else "", str(index), length_text(rung.length),
                           *(str(n) if n else "·" for n in (
                               rung.reached, rung.promoted, rung.stopped, rung.errored,
                               rung.running, rung.waiting)))

@@ -27,6 +27,7 @@ from cade_cli.store.records import (
     TrialState,
 )
 from cade_cli.spec import stored
+from cade_cli.spec.experiment import handed_target
 
 SORTS = ("metric", "id", "state", "length")
 ACTIVE_TRIAL_STATES = frozenset({TrialState.QUEUED, TrialState.RUNNING, TrialState.PREEMPTED})
@@ -133,7 +134,9 @@ def _rung_counts(trial: TrialRecord, lengths: list[int], i: int) -> Counter[str]
     # on past it. One stopped at rung i - 1 is counted there, not here again.
     below = i == 0 or (trial.length >= lengths[i - 1]
                        and max(trial.length, trial.target_length) > lengths[i - 1])
-    if trial.length >= lengths[i]:
+    # An open rung (no max_length: the trial decides) is reached by completing.
+    finished = handed_target(lengths[i]) is None and trial.state == TrialState.COMPLETED
+    if trial.length >= lengths[i] or finished:
         counts["reached"] += 1
         last = i == len(lengths) - 1
         if not last and max(trial.length, trial.target_length) > lengths[i]:
