@@ -71,7 +71,8 @@ def segment(root: Path, *, target: int, resume: Path | None = None, metric: str 
     run_dir = trial_dir / "segments" / "1"
     run_dir.mkdir(parents=True)
     rundir.write_json_atomic(trial_dir / "params.json",
-                             {"params": {"lr": 0.5}, "trial": 4, "experiment": 9})
+                             {"params": {"lr": 0.5}, "trial": 4, "experiment": 9,
+                              "experiment_config": {"data": {"url": "u"}, "records_per_epoch": 60}})
     rundir.write_control(run_dir, stop=False, reason="", target_length=target)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CADE_", "SLURM_", "PBS_", "HOROVOD_"))
@@ -81,7 +82,7 @@ def segment(root: Path, *, target: int, resume: Path | None = None, metric: str 
         CADE_TRIAL_DIR=str(trial_dir), CADE_PARAMS_FILE=str(trial_dir / "params.json"),
         CADE_START_LENGTH="0", CADE_TARGET_LENGTH=str(target), CADE_LENGTH_UNIT="batches",
         CADE_RESUME_FROM=str(resume or ""), CADE_METRIC=metric, CADE_SEED="3",
-        CADE_TASKS_PER_NODE="1", CADE_CONTROL_POLL_SECONDS="0", CADE_USER_DATA='{"url": "u"}',
+        CADE_TASKS_PER_NODE="1", CADE_CONTROL_POLL_SECONDS="0",
         PYTHONPATH=os.pathsep.join([str(SHIM), str(ROOT)]),
     )
     env.update(extra)

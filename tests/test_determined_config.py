@@ -95,7 +95,7 @@ def test_core_api_038_maps_name_launcher_layout_storage_and_trial_settings() -> 
     assert spec.resources.preempt_notice == 300
     assert spec.max_restarts == 2
     assert spec.checkpoint_storage.directory == "/scratch/checkpoints/determined-checkpoint"
-    assert spec.searcher.max_length == 1
+    assert spec.searcher.max_length is None  # optional since 0.38: the trial decides its length
     assert spec.image == "determinedai/pytorch-ngc:0.38.0"
     assert spec.bind_mounts == ("/scratch/datasets:/data:ro", "/scratch/out:/out")
     assert spec.trial_config == {
@@ -115,9 +115,7 @@ def test_core_api_038_maps_name_launcher_layout_storage_and_trial_settings() -> 
     ]
     assert (f"{where}:56: resources.slots_per_trial: 2 slot(s) taken as CPU tasks: Determined's slots are "
             "GPUs, cade's default slot_type is cpu; add resources.slot_type: gpu for GPUs") in spec.warnings
-    assert (f"{where}:80: searcher.max_length: not given (optional since Determined 0.38): cade trains "
-            "each trial to length 1 (CADE_TARGET_LENGTH, a Core API script's searcher operation) and stops "
-            "it at its first validation; give max_length for the length it should train") in spec.warnings
+    assert not any("max_length" in text for text in spec.warnings)
     assert any(text.startswith(f"{where}:45: environment.image: 'determinedai/pytorch-ngc:0.38.0' is passed "
                                "to the job template as `image`; the built-in templates do not use it")
                for text in spec.warnings)
@@ -136,6 +134,20 @@ def test_asha_epochs_037_maps_time_metric_divisor_max_slots_and_policy() -> None
     assert (f"{DATA / 'asha_epochs_037.yaml'}:36: checkpoint_storage.type: 's3': checkpoints stay in each "
             "trial's run directory; cade uploads nothing (copy them with your own tools, or use shared_fs)"
             ) in spec.warnings
+
+
+@pytest.mark.parametrize(("kind", "settings"), [
+    ("s3", "bucket: b\n  access_key: k\n  secret_key: s\n  endpoint_url: http://minio:9000"),
+    ("gcs", "bucket: b\n  prefix: exp"),
+    ("azure", "container: c\n  connection_string: x\n  account_url: y\n  credential: z"),
+])
+def test_object_stores_warn_once_and_keep_checkpoints_in_the_run_directory(kind: str, settings: str) -> None:
+    spec = parse_spec(f"{MINIMAL}checkpoint_storage:\n  type: {kind}\n  {settings}\n  save_trial_best: 2\n",
+                      "spec.yaml")
+    assert spec.checkpoint_storage.directory is None and spec.checkpoint_storage.save_trial_best == 2
+    assert list(spec.warnings) == [
+        f"spec.yaml:5: checkpoint_storage.type: {kind!r}: checkpoints stay in each trial's run directory; "
+        "cade uploads nothing (copy them with your own tools, or use shared_fs)"]
 
 
 def test_grid_horovod_026_maps_cpu_only_job_and_per_device_forms() -> None:
@@ -287,10 +299,12 @@ def test_every_fixture_submits_dry_on_slurm(name: str) -> None:
 
 
 def test_the_from_determined_page_lists_every_key_with_its_decision() -> None:
+    """The page's table is the code's table, row for row (a `|` in a note reads `/`)."""
     page = (Path(__file__).parent.parent / "docs" / "determined.md").read_text()
-    for path, decision in TABLE.items():
-        if not path.endswith("*"):
-            assert f"| `{path}` | {decision.kind} |" in page, path
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    expected = [f"| `{path}` | {decision.kind} | {decision.note.replace('|', '/')} |"
+                for path, decision in TABLE.items() if not path.endswith("*")]
+    assert rows == expected
 
 
 MINIMAL = "name: m\nentrypoint: python3 train.py\nsearcher: {name: single, metric: loss, max_length: 5}\n"
@@ -352,10 +366,10 @@ searcher:
     result = CliRunner().invoke(cli, ["submit", "digits.yaml", "--scheduler", "local", "--slots", "1"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "searcher.max_length: not given" in result.stderr
+    assert "max_length" not in result.stderr
     status = json.loads(CliRunner().invoke(cli, ["status", "--json", "digits"]).output)
     assert status["experiment"]["state"] == "completed"
-    # Without max_length the trial trains to length 1: later reports are past its target.
-    assert [(t["state"], t["length"]) for t in status["trials"]] == [("completed", 1)]
+    # Without max_length the script decides: 3 epochs, and its exit 0 completes the trial.
+    assert [(t["state"], t["length"]) for t in status["trials"]] == [("completed", 3)]
     saved = list((tmp_path / "shared" / "ckpt").glob("cade-*/1/3/unit"))
     assert [path.read_text() for path in saved] == ["batches"]

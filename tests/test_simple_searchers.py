@@ -15,7 +15,7 @@ from cade_cli.search.searchers import make_searcher, restore_searcher
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
 from cade_cli.search.searchers.simple import Grid, Random, Single
 from cade_cli.search.space import Categorical, Double, Int, Nested, grid, sample
-from cade_cli.spec.experiment import SearcherSpec
+from cade_cli.spec.experiment import OPEN_LENGTH, SearcherSpec
 
 SPACE = Nested((("lr", Double(0.0, 1.0, count=2)), ("n", Int(1, 3, count=3))))
 
@@ -111,9 +111,19 @@ def test_missing_settings_are_spec_errors() -> None:
     with pytest.raises(SpecError, match="max_trials"):
         make_searcher(spec(max_trials=None), SPACE, 0)
     with pytest.raises(SpecError, match="max_length"):
-        make_searcher(spec("single", max_length=None), SPACE, 0)
+        make_searcher(spec("single", max_length=0), SPACE, 0)
     with pytest.raises(SpecError, match="unknown searcher"):
         make_searcher(spec("bayes"), SPACE, 0)
+
+
+def test_without_max_length_the_trial_decides_and_its_exit_closes_it() -> None:
+    """Determined 0.38: no report closes the trial; its exit 0 does, and restores keep that."""
+    searcher = make_searcher(spec("single", max_length=None), SPACE, 0)
+    (_, train) = searcher.start()
+    assert train == Train(1, OPEN_LENGTH, report_at=(OPEN_LENGTH,))
+    assert searcher.on_validation(1, 7, 0.3) == []
+    restored = restore_searcher(spec("single", max_length=None), SPACE, searcher.snapshot())
+    assert restored.on_exit(1, ExitReason.COMPLETED) == [Shutdown()]
 
 
 def test_restore_rejects_another_searchers_snapshot() -> None:

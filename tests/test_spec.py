@@ -227,7 +227,7 @@ def test_override_errors_name_config() -> None:
         "--config: name: expected a mapping to set name.x in, found 'exp' (a string)",
         "--config: searcher.metric: expected a YAML value, found '[' (while parsing a flow node)",
         ("--config: searcher.max_length: expected an integer >= 1 or a mapping like {batches: N} "
-        "(units: batches, records, epochs) (the 'single' searcher needs it), found 'ten' (a string)"),
+        "(units: batches, records, epochs) (optional: without it the trial decides its length), found 'ten' (a string)"),
     ]
 
 
@@ -290,7 +290,7 @@ def test_bad_length_form() -> None:
     ]
     assert errors(MINIMAL.replace("max_length: 100", "max_length: {epochs: 1, batches: 2}")) == [
         ("spec.yaml:6: searcher.max_length: expected an integer >= 1 or a mapping like {batches: N} "
-        "(units: batches, records, epochs) (the 'single' searcher needs it), found a mapping"),
+        "(units: batches, records, epochs) (optional: without it the trial decides its length), found a mapping"),
     ]
 
 
@@ -417,5 +417,5 @@ def test_spec_from_raw_reports_problems_with_its_source() -> None:
     with pytest.raises(SpecError) as caught:
         spec_from_raw(raw)
     assert str(caught.value) == ("<ledger>: searcher.max_length: expected an integer >= 1 or a mapping like "
-                                 "{batches: N} (units: batches, records, epochs) (the 'single' searcher needs "
-                                 "it), found -1 (an integer)")
+                                 "{batches: N} (units: batches, records, epochs) (optional: without it the trial "
+                                 "decides its length), found -1 (an integer)")

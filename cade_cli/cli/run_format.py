@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.engine import Best
+from cade_cli.spec.experiment import handed_target
 from cade_cli.store.records import best_trial
 from cade_cli.views.terminal import printable
 from cade_cli.store.records import ExperimentRecord, SegmentRecord, TrialRecord
@@ -45,7 +46,7 @@ def experiment_json(exp: ExperimentRecord) -> dict[str, Any]:
 
 def trial_json(trial: TrialRecord) -> dict[str, Any]:
     return {"id": trial.id, "state": trial.state, "params": trial.params,
-            "length": trial.length, "target_length": trial.target_length,
+            "length": trial.length, "target_length": handed_target(trial.target_length),  # null: the trial decides
             "best_metric": trial.best_metric, "latest_metric": trial.latest_metric,
             "restarts": trial.restarts, "bracket": trial.bracket, "parent": trial.parent,
             "checkpoint": trial.latest_checkpoint, "message": trial.message}
@@ -93,7 +94,7 @@ def status_text(exp: ExperimentRecord, trials: list[TrialRecord],
         return "\n".join(lines + ["No trials yet."])
     table = [["TRIAL", "STATE", "LENGTH", "BEST", "LATEST", "RESTARTS", "PARAMS"]]
     for t in trials:
-        table.append([str(t.id), t.state, f"{t.length}/{t.target_length}",
+        table.append([str(t.id), t.state, f"{t.length}/{handed_target(t.target_length) or '-'}",
                       _number(t.best_metric), _number(t.latest_metric), str(t.restarts),
                       _params(t.params, short=True)])
     lines.append(columns(table))

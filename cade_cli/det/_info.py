@@ -1,7 +1,8 @@
 """det.get_cluster_info(): Determined's view of a task, built from cade's job environment.
 
-None outside a cade job (as Determined returns None off-cluster). `user_data` is the
-experiment config's `data` section, which cade hands over as JSON in CADE_USER_DATA.
+None outside a cade job (as Determined returns None off-cluster). `trial.config` is what
+cade hands the trial in params.json's `experiment_config` (data, records_per_epoch, ...) plus
+the searcher and hyperparameters; `user_data` is its `data` section, as in Determined.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def get_cluster_info() -> ClusterInfo | None:
         session_token="", task_type="TRIAL", latest_checkpoint=latest,
         container_addrs=container_addrs(env), container_rank=container_rank(env),
         slot_ids=slot_ids(env, gpus), gpu_uuids=gpus, trial=trial,
-        user_data=json.loads(env.get("CADE_USER_DATA") or "{}"),
+        user_data=trial.config.get("data") or {},
     )
 
 
@@ -110,11 +111,22 @@ def slot_ids(env: Mapping[str, str], gpus: list[str]) -> list[int]:
 
 
 def _config(env: Mapping[str, str]) -> dict[str, Any]:
-    """The experiment's config as far as the trial can know it: searcher, data, hparams."""
-    config: dict[str, Any] = {"searcher": {"metric": env.get("CADE_METRIC", "")}}
-    unit = report.length_unit()
-    if env.get("CADE_TARGET_LENGTH"):
-        config["searcher"]["max_length"] = {unit: int(env["CADE_TARGET_LENGTH"])}
+    """The experiment's config as far as the trial can know it: what params.json hands over
+    (`experiment_config`), the searcher's metric and target, the hyperparameters."""
+    config = dict(_handed_config(env))
+    searcher = dict(config.get("searcher") or {})
+    searcher["metric"] = env.get("CADE_METRIC", "")
+    if env.get("CADE_TARGET_LENGTH"):  # absent when the trial decides its length
+        searcher["max_length"] = {report.length_unit(): int(env["CADE_TARGET_LENGTH"])}
+    config["searcher"] = searcher
     config["hyperparameters"] = report.params()
-    config["data"] = json.loads(env.get("CADE_USER_DATA") or "{}")
+    config.setdefault("data", {})
     return config
+
+
+def _handed_config(env: Mapping[str, str]) -> dict[str, Any]:
+    path = env.get("CADE_PARAMS_FILE")
+    if not path or not Path(path).is_file():
+        return {}
+    handed = json.loads(Path(path).read_text(encoding="utf-8")).get("experiment_config")
+    return handed if isinstance(handed, dict) else {}

@@ -26,6 +26,7 @@ from cade_cli.jobs.ingest import (
 from cade_cli.report import METRICS_FILE
 from cade_cli.store.records import SegmentRecord, SegmentState, TrialRecord, TrialState
 from cade_cli.search.searchers.base import ExitReason
+from cade_cli.spec.experiment import handed_target
 
 
 def ingest_segment(ctx: SyncContext, seg: SegmentRecord) -> SegmentRecord:
@@ -227,6 +228,9 @@ def _trial_after(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord,
     elif seg_state in (SegmentState.PREEMPTED, SegmentState.TIMEOUT):
         ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.PREEMPTED,
                                 message=f"segment {seg.index} {reason}; resuming")
+    elif seg_state == SegmentState.COMPLETED and handed_target(trial.target_length) is None:
+        # No max_length: the trial decided its length and ended; its exit closes it.
+        close_trial(ctx, trial, TrialState.COMPLETED, "", ExitReason.COMPLETED, "completed")
     elif seg_state == SegmentState.COMPLETED:
         done = (seg.end_length or 0) >= trial.target_length
         ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.STOPPED if done else TrialState.QUEUED)
@@ -251,6 +255,8 @@ def _segment_outcome(seg: SegmentRecord, state: JobState, exit_code: int | None,
     if exit_code == 0 and seg.end_length is not None and (
             seg.end_length >= seg.target_length or seg.stop_requested is not None):
         return SegmentState.COMPLETED, ""
+    if exit_code == 0 and handed_target(seg.target_length) is None:
+        return SegmentState.COMPLETED, ""  # the trial decides its length: ending is finishing
     if exit_code == 0 and seg.stop_requested is None:
         # Nobody asked it to stop: relaunching it would only repeat that, so it is a
         # failure that counts against max_restarts.

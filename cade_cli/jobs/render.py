@@ -25,7 +25,7 @@ import jinja2
 
 from cade_cli.errors import SpecError
 from cade_cli.jobs.layout import trial_layout
-from cade_cli.spec.experiment import ExperimentSpec
+from cade_cli.spec.experiment import ExperimentSpec, handed_target
 
 BUILTIN_PREFIX = "builtin:"
 # The one backend -> template map. A cluster backend's driver job template shares the
@@ -235,9 +235,10 @@ def cade_environment(
         "CADE_TRIAL_DIR": str(trial_dir),
         "CADE_PARAMS_FILE": str(trial_dir / "params.json"),
         "CADE_START_LENGTH": str(start_length),
-        "CADE_TARGET_LENGTH": str(target_length),
+        # Empty when the trial decides its own length (no max_length): nothing to train to.
+        "CADE_TARGET_LENGTH": str(handed_target(target_length) or ""),
         "CADE_LENGTH_UNIT": spec.searcher.length_unit,
-        "CADE_REPORT_AT": ",".join(str(int(x)) for x in report_at),
+        "CADE_REPORT_AT": ",".join(str(int(x)) for x in report_at if handed_target(x) is not None),
         "CADE_RESUME_FROM": "" if resume_from is None else str(resume_from),
         "CADE_METRIC": spec.searcher.metric,
         "CADE_LAUNCHER": spec.resources.launcher,

@@ -28,7 +28,7 @@ from typing import Any
 from cade_cli.jobs import render
 from cade_cli.errors import LedgerError, SpecError, StorageError
 from cade_cli.plugins import BACKENDS, load
-from cade_cli.spec.experiment import ExperimentSpec
+from cade_cli.spec.experiment import ExperimentSpec, handed_target
 
 OWNER_MARKER = ".cade-ledger"
 
@@ -166,7 +166,8 @@ def write_control(run_dir: str | Path, *, stop: bool, reason: str, target_length
     """Replace control.json atomically: the trial never reads half a file."""
     write_json_atomic(
         Path(run_dir) / "control.json",
-        {"stop": bool(stop), "reason": str(reason), "target_length": int(target_length)},
+        {"stop": bool(stop), "reason": str(reason),
+         "target_length": handed_target(int(target_length)) or 0},  # 0: the trial decides
     )
 
 

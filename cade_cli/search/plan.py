@@ -14,7 +14,7 @@ from typing import Any
 
 from cade_cli.search.searchers import searcher_class
 from cade_cli.search.searchers.brackets import BracketConfig
-from cade_cli.spec.experiment import ExperimentSpec
+from cade_cli.spec.experiment import ExperimentSpec, handed_target
 from cade_cli.spec.searcher_config import HalvingConfig, PbtConfig, SearcherConfig
 
 
@@ -31,7 +31,8 @@ class Plan:
     length_unit: str
     brackets: tuple[BracketPlan, ...]
     ends: tuple[tuple[int, int], ...]   # (length, trials whose training ends there), ascending
-    total_length: int                   # the length actually trained, all trials together
+    total_length: int | None            # the length trained, all trials together (None: the
+                                        # trials decide: no max_length)
     note: str = ""                      # how max_concurrent_trials was applied
     sampler: str = "random"             # searcher.sampler: where new trials' params come from
 
@@ -51,9 +52,9 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     return {
         "searcher": plan.searcher,
         "length_unit": plan.length_unit,
-        "brackets": [{"rungs": list(b.rungs), "max_trials": b.max_trials,
+        "brackets": [{"rungs": [handed_target(r) for r in b.rungs], "max_trials": b.max_trials,
                       "max_concurrent_trials": b.max_concurrent_trials} for b in plan.brackets],
-        "plan": [{"length": length, "trials": trials} for length, trials in plan.ends],
+        "plan": [{"length": handed_target(length), "trials": trials} for length, trials in plan.ends],
         "total_length": plan.total_length,
         "total_trials": plan.total_trials,
         "note": plan.note,
@@ -82,8 +83,9 @@ def fixed_length_plan(spec: SearcherConfig, length: int, trials: int) -> Plan:
     concurrency = min(spec.max_concurrent_trials or trials, trials)
     note = (f"max_concurrent_trials {spec.max_concurrent_trials}: {concurrency} "
             f"trial{'s' if concurrency != 1 else ''} at once")
+    total = None if handed_target(length) is None else length * trials
     return Plan(spec.name, spec.length_unit, (BracketPlan((length,), trials, concurrency),),
-                _sorted_ends(Counter({length: trials})), length * trials, note)
+                _sorted_ends(Counter({length: trials})), total, note)
 
 
 def asha_plan(spec: HalvingConfig, configs: list[BracketConfig]) -> Plan:

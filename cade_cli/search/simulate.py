@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cade_cli.errors import ObjectiveError
+from cade_cli.errors import ObjectiveError, SpecError
 from cade_cli.plugins import load
 from cade_cli.search.searchers import Searcher, make_searcher, searcher_facts
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
-from cade_cli.spec.experiment import ExperimentSpec
+from cade_cli.spec.experiment import ExperimentSpec, handed_target
 
 Objective = Callable[[dict[str, Any], int, int], float]
 ProgressCallback = Callable[[float], None]
@@ -249,12 +249,17 @@ def simulate(spec: ExperimentSpec, objective: Objective, *, workers: int | None 
 
     `workers` None means the spec's max_concurrent_trials (0 there: unlimited).
     """
+    final_length = searcher_facts(spec.searcher).final_length
+    if final_length is not None and handed_target(final_length) is None:
+        raise SpecError("searcher.max_length is not given: each trial's own code decides how long "
+                        "it trains, so there is no length to simulate",
+                        hint="give searcher.max_length to simulate the search")
     searcher = make_searcher(spec.searcher, spec.hyperparameters, seed)
     slots = spec.searcher.max_concurrent_trials if workers is None else workers
     simulation = Simulation(searcher, objective, workers=slots,
                             validation_period=validation_period,
                             smaller_is_better=spec.searcher.smaller_is_better,
-                            full_length=searcher_facts(spec.searcher).final_length or 0, on_progress=on_progress)
+                            full_length=final_length or 0, on_progress=on_progress)
     return simulation.run()
 
 

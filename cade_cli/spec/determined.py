@@ -116,9 +116,15 @@ TABLE: dict[str, Decision] = {
                                             "max_slots // slots_per_trial"),
     "resources.resource_pool": Decision(MAPPED, "the Slurm partition / PBS queue"),
     "resources.is_single_node": Decision(MAPPED, "true: all slots on one node (slots_per_node = slots_per_trial)"),
-    "resources.priority": Decision(WARNED, "the scheduler's fair-share policy sets priority; use "
-                                           "slurm.sbatch_args (--nice, --qos) or pbs.pbsbatch_args (-p)"),
-    "resources.weight": Decision(WARNED, "the scheduler's fair-share policy weighs jobs, not the experiment"),
+    # Determined on Slurm/PBS also leaves prioritisation to the workload manager. No faithful
+    # mapping exists: Determined's 1 (highest) .. 99 ranks jobs in its own queue, while a user
+    # can only lower a Slurm job's priority (--nice >= 0) and PBS -p orders one user's jobs.
+    "resources.priority": Decision(WARNED, "Slurm and PBS set job priority by their own policy (Determined "
+                                           "on Slurm/PBS ignores it too); to lower yours, give "
+                                           "slurm.sbatch_args [--nice=N] or pbs.pbsbatch_args [-p, N]"),
+    "resources.weight": Decision(WARNED, "a share of Determined's fair-share scheduler; Slurm and PBS "
+                                         "weigh users and accounts, not experiments (--qos or --account "
+                                         "in slurm.sbatch_args choose which share a job draws on)"),
     "resources.shm_size": Decision(WARNED, "a container's /dev/shm size; batch jobs use the node's /dev/shm"),
     "resources.agent_label": Decision(WARNED, "Determined agents only; choose nodes with resource_pool or "
                                               "slurm.sbatch_args (--constraint)"),
@@ -133,9 +139,9 @@ TABLE: dict[str, Decision] = {
     "searcher.smaller_is_better": _used(),
     "searcher.max_concurrent_trials": _used(),
     "searcher.max_trials": _used(),
-    "searcher.max_length": Decision(MAPPED, "optional on single, random and grid (as in Determined 0.38): "
-                                            "absent, each trial is asked for length 1 and its own code "
-                                            "decides how long it trains (warned)"),
+    "searcher.max_length": Decision(USED, "optional on single, random and grid (as in Determined 0.38): "
+                                          "absent, the trial's code decides how long it trains and the "
+                                          "trial is done when its process exits 0"),
     "searcher.time_metric": Decision(MAPPED, "its name is the length unit (preview, CADE_LENGTH_UNIT)"),
     "searcher.max_time": _used("the length in time_metric's unit"),
     "searcher.num_rungs": _used(),

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.spec.reader import is_int, suggest
-from cade_cli.spec.searcher_config import CONFIG_TYPES, FixedLengthConfig
 from cade_cli.spec.yamlpos import Node, Problems, describe, to_plain
 
 # Handed to the trial as they are (params.json's experiment_config).
@@ -215,14 +214,6 @@ def _searcher(top: dict[str, Node], problems: Problems, found: Determined) -> No
                          f"expected a whole number >= 2 (cade's rung arithmetic is Determined's integer "
                          f"form), found {describe(divisor)}")
             del searcher["divisor"]
-    length = searcher.get("max_length")
-    kind = CONFIG_TYPES.get(name.value) if name is not None and isinstance(name.value, str) else None
-    if kind is not None and issubclass(kind, FixedLengthConfig) and (length is None or length.value is None):
-        _set(searcher, "max_length", 1, name)
-        found.warn(name, "searcher.max_length",
-                   "not given (optional since Determined 0.38): cade trains each trial to length 1 "
-                   "(CADE_TARGET_LENGTH, a Core API script's searcher operation) and stops it at its "
-                   "first validation; give max_length for the length it should train")
 
 
 def _checkpoints(top: dict[str, Node], problems: Problems, found: Determined) -> None:

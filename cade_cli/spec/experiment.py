@@ -43,6 +43,7 @@ from cade_cli.spec.yamlpos import (
 )
 
 __all__ = [
+    "OPEN_LENGTH",
     "SEARCHER_NAMES",
     "CheckpointStorageSpec",
     "ExperimentSpec",
@@ -57,6 +58,22 @@ __all__ = [
 ]
 
 
+# The target length of a trial whose own code decides how long it trains: single, random and
+# grid without searcher.max_length (Determined 0.38). Larger than any length a trial reports,
+# so no report is past it; the job gets no CADE_TARGET_LENGTH (`handed_target`).
+OPEN_LENGTH = 2 ** 62
+
+
+def handed_target(target_length: int) -> int | None:
+    """The target a job is told (CADE_TARGET_LENGTH, control.json); None: the trial decides."""
+    return None if target_length >= OPEN_LENGTH else target_length
+
+
+def length_text(length: int) -> str:
+    """A length or target as the views print it."""
+    return "decided by the trial" if length >= OPEN_LENGTH else str(length)
+
+
 @dataclass(frozen=True)
 class SearcherSpec:
     """The searcher section as stored (every searcher's keys); `config()` is what a searcher takes."""
@@ -67,7 +84,8 @@ class SearcherSpec:
     max_concurrent_trials: int = 16        # 0 = as many as possible
     sampler: str = "random"                # random | tpe (random, async_halving, adaptive_asha)
     max_trials: int | None = None          # random, async_halving, adaptive_asha
-    max_length: int | None = None          # or max_time when time_metric is set
+    max_length: int | None = None          # or max_time when time_metric is set; None on
+                                           # single/random/grid: the trial decides (OPEN_LENGTH)
     length_unit: str = "batches"           # batches | records | epochs (passed to the trial)
     time_metric: str | None = None         # lengths come from this reported metric
     # async_halving / adaptive_asha
@@ -206,6 +224,8 @@ def _validate(root: Node, problems: Problems, source: str, workdir: str,
     determined = normalise(root, problems)
     spec = _build(root, problems, determined)
     problems.raise_if_any()
+    _check_trial_class_length(root, spec, problems)
+    problems.raise_if_any()
     spec["entrypoint"] = _trial_harness(spec["entrypoint"], source)
     return ExperimentSpec(**spec, source=source, workdir=workdir, raw=raw,
                           trial_config=determined.trial_config, image=determined.image,
@@ -271,12 +291,27 @@ def _entrypoint(top: MapReader) -> tuple[str, ...]:
     return argv
 
 
+def _is_trial_class(argv: tuple[str, ...]) -> bool:
+    return len(argv) == 1 and bool(_TRIAL_CLASS.match(argv[0])) and "/" not in argv[0]
+
+
+def _check_trial_class_length(root: Node, spec: dict[str, Any], problems: Problems) -> None:
+    """A Trial class trains to the searcher's length: without max_length it has none."""
+    searcher = spec["searcher"]
+    if _is_trial_class(spec["entrypoint"]) and searcher.name in ("single", "random", "grid") \
+            and searcher.max_length is None:
+        node = root.value["searcher"]
+        problems.add(node.key_where, "searcher.max_length",
+                     "missing; a Trial class entrypoint trains to the searcher's length (only a script "
+                     "that decides its own length, e.g. with Trainer.fit(max_length=...), runs without it)")
+
+
 def _trial_harness(argv: tuple[str, ...], source: str) -> tuple[str, ...]:
     """A Determined Trial class (`model_def:MyTrial`) runs in cade's PyTorchTrial harness.
 
     The harness reads the experiment config from this spec's file (the job runs in its directory).
     """
-    if len(argv) != 1 or not _TRIAL_CLASS.match(argv[0]) or "/" in argv[0]:
+    if not _is_trial_class(argv):
         return argv
     config = () if source.startswith("<") else ("--config", os.path.basename(source))
     return ("python3", "-m", "cade_cli.det.pytorch.run", *config, argv[0])

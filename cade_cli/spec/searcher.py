@@ -64,7 +64,10 @@ def _own_keys(reader: MapReader, kind: type[SearcherConfig] | None) -> dict[str,
     if "max_trials" in kind.required:
         result["max_trials"] = reader.optional_integer("max_trials", minimum=1, required=True, why=needs)
     if issubclass(kind, FixedLengthConfig):
-        result["max_length"], result["length_unit"] = read_length(reader, "max_length", required=True, why=needs)
+        # Optional since Determined 0.38: absent, each trial's own code decides its length.
+        result["max_length"], result["length_unit"] = read_length(
+            reader, "max_length", required=False,
+            why=" (optional: without it the trial decides its length)")
     if issubclass(kind, HalvingConfig):
         result.update(_asha_common(reader, kind.name))
     if issubclass(kind, AshaConfig):

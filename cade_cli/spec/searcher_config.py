@@ -34,11 +34,10 @@ class SearcherConfig:
 
 @dataclass(frozen=True)
 class FixedLengthConfig(SearcherConfig):
-    """Every trial trains to `max_length` in one segment."""
+    """Every trial trains to `max_length` in one segment; without it (optional since
+    Determined 0.38) each trial's own code decides its length."""
 
-    required: ClassVar[tuple[str, ...]] = ("max_length",)
-
-    max_length: int = 0
+    max_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class GridConfig(FixedLengthConfig):
 class RandomConfig(FixedLengthConfig):
     name: ClassVar[str] = "random"
     samples: ClassVar[bool] = True
-    required: ClassVar[tuple[str, ...]] = ("max_length", "max_trials")
+    required: ClassVar[tuple[str, ...]] = ("max_trials",)
 
     max_trials: int = 0
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cade_cli.search.searchers.base import rung_reached
+from cade_cli.spec.experiment import handed_target, length_text
 from cade_cli.views.progress import STATE_STYLES
 from cade_cli.store.records import ExperimentRecord, SegmentRecord, SegmentState, TrialRecord
 from cade_cli.views.model import (
@@ -55,7 +56,9 @@ def _state(state: str) -> Text:
     return Text(state, style=STATE_STYLES.get(state, ""))
 
 
-def progress_bar(fraction: float, width: int = 10) -> str:
+def progress_bar(fraction: float | None, width: int = 10) -> str:
+    if fraction is None:
+        return "length decided by the trials"
     filled = round(fraction * width)
     return "█" * filled + "░" * (width - filled) + f" {fraction * 100:3.0f}%"
 
@@ -117,7 +120,7 @@ def ladder_table(data: ExperimentData) -> Table:
         table.add_column(name, justify="right", no_wrap=True)
     for bracket, rungs in enumerate(ladder_stats(data)):
         for index, rung in enumerate(rungs):
-            table.add_row(str(bracket) if index == 0 else "", str(index), str(rung.length),
+            table.add_row(str(bracket) if index == 0 else "", str(index), length_text(rung.length),
                           *(str(n) if n else "·" for n in (
                               rung.reached, rung.promoted, rung.stopped, rung.errored,
                               rung.running, rung.waiting)))
@@ -134,7 +137,8 @@ def _trial_cells(data: ExperimentData, trial: TrialRecord, segment: SegmentRecor
     rung = rung_reached(ladders, trial.bracket, trial.length)
     cells = {"id": str(trial.id), "state": trial.state, "br": str(trial.bracket),
              "rung": "-" if rung is None else str(rung),
-             "length": f"{trial.length}/{trial.target_length}",
+             # An open target (no max_length): the trial decides, so there is no "of N".
+             "length": f"{trial.length}/{handed_target(trial.target_length) or '-'}",
              "latest": format_value(trial.latest_metric),
              "best": format_value(best_metric(data, trial)),
              "job": "-", "sched": "-", "node/reason": "-"}

@@ -27,6 +27,7 @@ from cade_cli.store.records import (
     TrialState,
 )
 from cade_cli.spec import stored
+from cade_cli.spec.experiment import handed_target
 
 SORTS = ("metric", "id", "state", "length")
 ACTIVE_TRIAL_STATES = frozenset({TrialState.QUEUED, TrialState.RUNNING, TrialState.PREEMPTED})
@@ -133,7 +134,9 @@ def _rung_counts(trial: TrialRecord, lengths: list[int], i: int) -> Counter[str]
     # on past it. One stopped at rung i - 1 is counted there, not here again.
     below = i == 0 or (trial.length >= lengths[i - 1]
                        and max(trial.length, trial.target_length) > lengths[i - 1])
-    if trial.length >= lengths[i]:
+    # An open rung (no max_length: the trial decides) is reached by completing.
+    finished = handed_target(lengths[i]) is None and trial.state == TrialState.COMPLETED
+    if trial.length >= lengths[i] or finished:
         counts["reached"] += 1
         last = i == len(lengths) - 1
         if not last and max(trial.length, trial.target_length) > lengths[i]:
@@ -169,27 +172,32 @@ def ladder_stats(data: ExperimentData) -> list[list[RungStats]]:
 
 # ----------------------------------------------------------------------------- progress, metrics
 
-def planned_length(data: ExperimentData) -> int:
-    """The total length the search trains if it runs to the end (as `cade preview` says)."""
+def planned_length(data: ExperimentData) -> int | None:
+    """The total length the search trains if it runs to the end (as `cade preview` says);
+    None when the trials decide their lengths (no max_length)."""
     plan = search_plan(data.experiment)
     if plan is not None:
         return plan.total_length
     return sum(max(t.length, t.target_length) for t in data.trials)
 
 
-def progress(data: ExperimentData) -> float:
+def progress(data: ExperimentData) -> float | None:
     """Trained length over what the search will train: the plan, or more when it has gone past.
 
     The asynchronous promotion type may promote more trials than the plan, and a restarted
     segment retrains from its checkpoint, so the trained length can pass the plan's total.
     The work already committed (what open trials still train to their target) then counts
-    too, and only a completed experiment shows 100%.
+    too, and only a completed experiment shows 100%. None (no percentage) when the trials
+    decide their own lengths.
     """
     if data.experiment.state == ExperimentState.COMPLETED:
         return 1.0
+    planned = planned_length(data)
+    if planned is None:
+        return None
     trained = sum(t.length for t in data.trials)
     committed = sum(max(t.target_length - t.length, 0) for t in data.trials if not t.closed)
-    fraction = trained / max(planned_length(data), trained + committed, 1)
+    fraction = trained / max(planned, trained + committed, 1)
     return min(fraction, 0.99)
 
 

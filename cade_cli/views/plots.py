@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.errors import CadeError, MissingExtraError
+from cade_cli.spec.experiment import length_text
 from cade_cli.views.model import ExperimentData, flatten_params, ladder_stats, sort_trials
 
 KINDS = ("curves", "hparams", "ladder")
@@ -119,7 +120,7 @@ def ladder_bars(data: ExperimentData) -> tuple[list[str], list[int], list[int]]:
     labels, reached, promoted = [], [], []
     for bracket, rungs in enumerate(ladder_stats(data)):
         for rung in rungs:
-            labels.append(f"b{bracket} {rung.length}")
+            labels.append(f"b{bracket} {length_text(rung.length)}")
             reached.append(rung.reached)
             promoted.append(rung.promoted)
     return labels, reached, promoted

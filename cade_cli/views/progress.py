@@ -23,6 +23,7 @@ from cade_cli.store.records import (
     TrialState,
     best_trial,
 )
+from cade_cli.spec.experiment import handed_target, length_text
 from cade_cli.views.terminal import printable
 
 # One colour per experiment and trial state, shared by every rich view. A trial that is
@@ -51,12 +52,18 @@ def best_text(exp: ExperimentRecord, trials: list[TrialRecord]) -> str:
 
 
 def rung_counts(trials: list[TrialRecord]) -> list[tuple[int, int, int]]:
-    """(length, trials that reached it, trials sent to it) for every target length."""
+    """(length, trials that reached it, trials sent to it) for every target length.
+
+    An open target (no max_length: the trial decides) is reached when the trial is closed.
+    """
     lengths = sorted({t.target_length for t in trials if t.target_length > 0})
     rows = []
     for length in lengths:
         sent = sum(1 for t in trials if t.target_length >= length)
-        reached = sum(1 for t in trials if t.length >= length)
+        if handed_target(length) is None:
+            reached = sum(1 for t in trials if t.target_length >= length and t.closed)
+        else:
+            reached = sum(1 for t in trials if t.length >= length)
         rows.append((length, reached, sent))
     return rows
 
@@ -86,7 +93,7 @@ def progress_view(exp: ExperimentRecord, trials: list[TrialRecord],
     rungs.add_column("", justify="left")
     for length, reached, sent in rung_counts(trials):
         filled = round(10 * reached / sent) if sent else 0
-        rungs.add_row(str(length), f"{reached}/{sent}", "#" * filled + "." * (10 - filled))
+        rungs.add_row(length_text(length), f"{reached}/{sent}", "#" * filled + "." * (10 - filled))
     footer = Text("Ctrl-C detaches; the experiment goes on.", style="dim")
     return Group(title, states, Text(printable(best_text(exp, trials))), rungs, footer)
 

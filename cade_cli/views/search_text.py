@@ -17,7 +17,7 @@ from cade_cli.search.samplers import SAMPLING_SEARCHERS, describe_sampler
 from cade_cli.search.simulate import ProgressCallback, SimulationResult
 from cade_cli.search.space import flatten
 from cade_cli.spec import determined
-from cade_cli.spec.experiment import ExperimentSpec
+from cade_cli.spec.experiment import ExperimentSpec, length_text
 from cade_cli.views.terminal import printable
 
 PROGRESS_DELAY = 1.0   # seconds before a progress bar appears
@@ -46,7 +46,7 @@ def _print_plan(console: Console, spec: ExperimentSpec, plan: Plan) -> None:
     brackets.add_column("max trials", justify="right")
     brackets.add_column("at once", justify="right")
     for index, bracket in enumerate(plan.brackets):
-        brackets.add_row(str(index), " ".join(str(r) for r in bracket.rungs),
+        brackets.add_row(str(index), " ".join(length_text(r) for r in bracket.rungs),
                          str(bracket.max_trials), str(bracket.max_concurrent_trials))
     console.print("[bold]Brackets[/]")
     console.print(brackets)
@@ -54,12 +54,16 @@ def _print_plan(console: Console, spec: ExperimentSpec, plan: Plan) -> None:
     ends.add_column(f"length ({unit})", justify="right")
     ends.add_column("trials", justify="right")
     for length, trials in plan.ends:
-        ends.add_row(str(length), str(trials))
+        ends.add_row(length_text(length), str(trials))
     ends.add_section()
     ends.add_row("total", str(plan.total_trials), style="bold")
     console.print("[bold]Trials ending their training at each length[/]")
     console.print(ends)
-    console.print(f"Total length trained: [bold]{plan.total_length}[/] {unit}")
+    if plan.total_length is None:
+        console.print(f"Length: decided by each trial's own code (no searcher.max_length); a trial "
+                      f"is done when its process exits 0; lengths are counted in {unit}")
+    else:
+        console.print(f"Total length trained: [bold]{plan.total_length}[/] {unit}")
     if plan.note:
         console.print(f"Concurrency: {plan.note}")
     if plan.searcher in SAMPLING_SEARCHERS:

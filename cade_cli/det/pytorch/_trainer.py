@@ -82,9 +82,12 @@ class Trainer:
         keys = TrainingKeys.of(context.get_experiment_config())
         unit = report.length_unit() if report.in_cade() else "batches"
         loop = self._loop(keys, unit, checkpoint_period, validation_period, reporting_period)
-        if report.in_cade():
+        # No cade target when the spec has no searcher.max_length: fit's own max_length
+        # decides, as in Determined 0.38.
+        cade_target = report.target_length() if report.in_cade() else None
+        if cade_target is not None:
             units = loop.units
-            target = units.to_batches(length_of(report.target_length(), unit))
+            target = units.to_batches(length_of(cade_target, unit))
 
             def next_target() -> int | None:
                 raised = report.next_target()
@@ -94,9 +97,10 @@ class Trainer:
         else:
             length = max_length if max_length is not None else keys.searcher_max_length
             if length is None:
-                raise ValueError("Trainer.fit needs max_length outside a cade job (e.g. det.pytorch.Epoch(1))")
+                raise ValueError("Trainer.fit needs max_length when the searcher sets no length "
+                                 "(e.g. det.pytorch.Epoch(1))")
             target = loop.units.to_batches(length_of(length, "batches"))
-            resume = latest_checkpoint
+            resume = report.resume_from() if report.in_cade() else latest_checkpoint
             next_target = _no_more
         loop.restore(None if resume is None else Path(resume))
         loop.run(target, next_target, checkpoint_uuid=None if resume is None else os.path.basename(str(resume)),

@@ -23,6 +23,7 @@ class ExitReason(str, Enum):
     ERRORED = "errored"          # failed after its restarts, or a malformed report
     CANCELED = "canceled"        # a user canceled/killed the trial
     INVALID_HP = "invalid_hp"    # the trial rejected its hyperparameters (never counts)
+    COMPLETED = "completed"      # a trial that decides its own length exited 0 (OPEN_LENGTH)
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,12 @@
 Determined's semantics: `min(max_concurrent_trials or max_trials, max_trials)` trials are
 created at the start and one more each time a trial is closed, until the budget is used.
 Each trial trains to `max_length` in one segment and is closed (Stop) once it reports at
-that length. A trial that exits early is closed; an invalid-hyperparameter exit does not
-use up the budget and is replaced (random, single). Grid never repeats a point: a point
-whose hyperparameters were rejected is skipped.
+that length. Without max_length (Determined 0.38) the trial's own code decides its length:
+its target is OPEN_LENGTH, no report closes it, and it is done when its process exits 0
+(`on_exit` with ExitReason.COMPLETED); its latest validation is its result. A trial that
+exits early is closed; an invalid-hyperparameter exit does not use up the budget and is
+replaced (random, single). Grid never repeats a point: a point whose hyperparameters were
+rejected is skipped.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from cade_cli.spec.searcher_config import (
     SearcherConfig,
     required_count,
 )
+from cade_cli.spec.experiment import OPEN_LENGTH
 
 
 def rng_state_to_json(rng: random.Random) -> list[Any]:
@@ -69,6 +73,11 @@ def restore_common(cls: Any, searcher_spec: SearcherConfig, space: Space,
 require = required_count
 
 
+def trial_length(spec: FixedLengthConfig) -> int:
+    """max_length, or OPEN_LENGTH where it is not given: the trial decides."""
+    return OPEN_LENGTH if spec.max_length is None else require(spec, "max_length")
+
+
 # The class a classmethod is called on (typing.Self needs Python 3.11).
 _Searcher = TypeVar("_Searcher", bound="CountingSearcher")
 
@@ -92,7 +101,7 @@ class _FixedLengthSearcher(CountingSearcher):
 
     def __init__(self, searcher_spec: FixedLengthConfig, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)
-        self.max_length = require(searcher_spec, "max_length")
+        self.max_length = trial_length(searcher_spec)
         self.uncounted = 0         # invalid-hyperparameter trials: they use no budget
         self.closed_counted = 0    # trials done that use budget
         self.open: set[int] = set()
@@ -118,7 +127,12 @@ class _FixedLengthSearcher(CountingSearcher):
         return decisions + self._shutdown_if_finished()
 
     def on_validation(self, trial: int, length: int, metric: float) -> list[Decision]:
-        if trial not in self.open or length < self.max_length:
+        if trial not in self.open:
+            return []
+        if self.max_length == OPEN_LENGTH:  # the latest result counts; the exit closes it
+            self.sampler.observe(trial, OPEN_LENGTH, minimised(metric, self.spec.smaller_is_better))
+            return []
+        if length < self.max_length:
             return []
         self.sampler.observe(trial, length, minimised(metric, self.spec.smaller_is_better))
         self._close(trial, counted=True)
@@ -162,14 +176,14 @@ class _FixedLengthSearcher(CountingSearcher):
 
     @classmethod
     def facts(cls, spec: FixedLengthConfig) -> SearcherFacts:
-        length = require(spec, "max_length")
+        length = trial_length(spec)
         return SearcherFacts(ladders=((length,),), final_length=length, continues_in_place=False,
                              walks_grid=cls.walks_grid, max_trials=cls.trial_budget(spec))
 
     @classmethod
     def preview(cls, spec: FixedLengthConfig, space: Space) -> Plan:
         trials = grid_size(space) if cls.walks_grid else cls.trial_budget(spec) or 1
-        return fixed_length_plan(spec, require(spec, "max_length"), trials)
+        return fixed_length_plan(spec, trial_length(spec), trials)
 
     # -- helpers ------------------------------------------------------------------------
     def _counted_created(self) -> int:
