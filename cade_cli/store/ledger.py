@@ -331,6 +331,17 @@ class Ledger:
                                  "segment": segment, "kind": kind, "length": length,
                                  "time": when, "values": values})
 
+    def add_metrics(self, experiment_id: int, trial: int, segment: int, kind: str,
+                    rows: list[tuple[int, float, dict[str, Any]]]) -> None:
+        """Many rows of one segment at once: (length, time, values) each, in order."""
+        self.require_writable()
+        with _sqlite_errors(self.path):
+            self.db.conn.executemany(
+                'INSERT INTO metrics (experiment, trial, segment, kind, length, time, "values")'
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(experiment_id, trial, segment, kind, length, when,
+                  json.dumps(values, sort_keys=True)) for length, when, values in rows])
+
     def metrics(self, experiment_id: int, trial: int | None = None,
                 kind: str | None = None) -> list[MetricRecord]:
         sql = "SELECT * FROM metrics WHERE experiment = ?"
