@@ -145,9 +145,9 @@ def version_event(wall_time: float) -> bytes:
 def export_tensorboard(data: ExperimentData, out: Path) -> list[Path]:
     """One directory per trial (a TensorBoard run); tags are `<kind>/<metric>`, steps lengths."""
     written = []
+    by_trial = data.metrics_by_trial
     for trial in sorted(data.trials, key=lambda t: t.id):
-        records = sorted((m for m in data.metrics if m.trial == trial.id),
-                         key=lambda m: (m.time, m.length))
+        records = sorted(by_trial.get(trial.id, ()), key=lambda m: (m.time, m.length))
         start = records[0].time if records else (trial.created or data.experiment.created)
         run = out / f"trial-{trial.id}"
         run.mkdir(parents=True, exist_ok=True)
