@@ -27,7 +27,7 @@ from cade_cli.engine.apply import (
     reconcile_stops,
     recover_intents,
 )
-from cade_cli.engine.context import SyncContext, close_trial, request_stop, trial_seed
+from cade_cli.engine.context import SyncContext, close_trial, replay, request_stop, trial_seed
 from cade_cli.engine.events import finish_segment, finished_status, ingest_segment
 from cade_cli.engine.provenance import code_snapshot
 from cade_cli.errors import CadeError, LedgerError
@@ -142,10 +142,12 @@ def _context(ledger: Ledger, exp: ExperimentRecord, scheduler: Scheduler,
              settings: Settings, clock: Clock) -> SyncContext:
     spec = experiment_spec(exp)
     _store_spec_once(ledger, exp, spec)
-    snapshot = ledger.latest_snapshot(exp.id)
-    if snapshot is None:
+    point = ledger.restore_point(exp.id)
+    if point is None:
         raise LedgerError(f"experiment {exp.id} has no searcher state in the ledger")
+    snapshot, later = point
     searcher = restore_searcher(spec.searcher, spec.hyperparameters, snapshot)
+    replay(searcher, later)
     return SyncContext(ledger, exp, spec, searcher, scheduler, settings, clock)
 
 

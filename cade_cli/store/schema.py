@@ -115,6 +115,14 @@ ALTER TABLE experiments ADD COLUMN stored_spec TEXT
 CREATE TABLE ledger_identity (id TEXT NOT NULL);
 INSERT INTO ledger_identity (id) VALUES (lower(hex(randomblob(16))))
 """),
+    # Large experiments: the unapplied events and the snapshots are found without reading
+    # every event row (a row's `applied` sits after its snapshot, in overflow pages).
+    # Events recorded from now on carry a snapshot only every few events ('' otherwise:
+    # sync restores the latest one and replays the events after it).
+    (4, "indexes for large experiments", """
+CREATE INDEX searcher_events_unapplied ON searcher_events(experiment, seq) WHERE applied = 0;
+CREATE INDEX searcher_events_snapshots ON searcher_events(experiment, seq) WHERE snapshot != ''
+"""),
 )
 
 MIGRATIONS_TABLE = """
