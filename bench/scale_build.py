@@ -57,6 +57,8 @@ searcher:
     batches: {max_length}
   stop_once: false
   max_concurrent_trials: 16
+reproducibility:
+  experiment_seed: 16
 resources:
   slots_per_trial: 1
   slot_type: cpu

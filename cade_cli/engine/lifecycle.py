@@ -38,7 +38,6 @@ from cade_cli.store.records import (
     TERMINAL_EXPERIMENT_STATES,
     ExperimentRecord,
     TrialRecord,
-    best_trial,
 )
 from cade_cli.jobs.rundir import claim_experiment_dir, prepare_segment, storage_errors
 from cade_cli.search.searchers import make_searcher, restore_searcher
@@ -234,7 +233,8 @@ def _check_completion(ctx: SyncContext) -> None:
         _end(ctx.ledger, exp.id, "errored" if failed else "completed",
              "every trial errored" if failed else "", ctx.clock())
         return
-    waiting = any(needs_segment(t, ctx.ledger.latest_segment(exp.id, t.id)) for t in trials)
+    latest_of = ctx.ledger.latest_segments(exp.id)
+    waiting = any(needs_segment(t, latest_of.get(t.id)) for t in trials)
     if not waiting and not ctx.ledger.events(exp.id, unapplied_only=True):
         _end(ctx.ledger, exp.id, "errored", "the searcher has nothing left to run but did "
              "not finish the search", ctx.clock())
@@ -323,7 +323,7 @@ class Best:
 def best(ledger: Ledger, experiment_id: int) -> Best | None:
     """The trial with the best validation metric (ties: the earlier trial)."""
     exp = ledger.experiment(experiment_id)
-    chosen = best_trial(ledger.trials(exp.id), exp.smaller_is_better)
+    chosen = ledger.best_trial(exp.id, exp.smaller_is_better)
     if chosen is None or chosen.best_metric is None:
         return None
     return Best(chosen, chosen.best_metric, chosen.best_length or chosen.length,
