@@ -163,3 +163,43 @@ def test_cli_report(tmp_path: Path) -> None:
                                       "--ledger", str(ledger)])
     assert result.exit_code == 0, result.output
     assert "digits-active" in out.read_text(encoding="utf-8")
+
+
+PAGER_HARNESS = """<script>
+(function () {
+  var table = document.querySelector("table.sortable");
+  function visible() { return Array.prototype.filter.call(table.tBodies[0].rows,
+      function (row) { return !row.hidden; }).length; }
+  document.documentElement.setAttribute("data-visible-first", visible());
+  document.querySelector(".pager button:last-child").click();
+  document.querySelector(".pager button:last-child").click();
+  document.documentElement.setAttribute("data-visible-last", visible());
+  document.documentElement.setAttribute("data-pager", document.querySelector(".pager").textContent);
+})();
+</script></body>"""
+
+
+def many_trials(count: int):  # type: ignore[no-untyped-def]
+    data = experiment_in_state("completed", 3)
+    trials = tuple(replace(data.trials[i % len(data.trials)], id=i + 1) for i in range(count))
+    return replace(data, trials=trials)
+
+
+def test_a_long_report_draws_the_best_curves_thinned() -> None:
+    data = many_trials(250)
+    page = render_report(data)
+    assert "the best 50 of 250 trials" in page
+    assert page.count('<polyline class="curve"') <= 2 * 50
+    assert page.count("<tr>") == 250 + 1   # every trial is in the table (paged by the script)
+
+
+@needs_chromium
+def test_a_long_trials_table_is_paged(tmp_path: Path) -> None:
+    path = tmp_path / "report.html"
+    path.write_text(render_report(many_trials(250)).replace("</body>", PAGER_HARNESS),
+                    encoding="utf-8")
+    result = run_chromium("--dump-dom", path.as_uri())
+    dom = result.stdout
+    assert js_errors(dom) is None, js_errors(dom)
+    assert 'data-visible-first="100"' in dom and 'data-visible-last="50"' in dom
+    assert "rows 201–250 of 250" in dom
