@@ -1,7 +1,8 @@
 """Time cade's commands on a ledger written by scale_build: min and median of N runs, peak RSS.
 
 Every measurement runs in its own child process (`os.wait4` gives that child's peak
-resident memory). The driver's sync passes run on a copy of the ledger, with one segment
+resident memory and CPU time: on a shared, busy machine the CPU seconds are the steadier
+figure, wall seconds include waiting for a core). The driver's sync passes run on a copy of the ledger, with one segment
 made live again (a scheduler that reports it running) so that a pass has a job to poll and
 a metrics file to read.
 """
@@ -33,8 +34,8 @@ NEW_LINES = 50
 INGEST_LINES = 2000
 
 
-def run_child(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
-    """(seconds, peak RSS in MB, exit status, output tail) of one child process.
+def run_child(argv: list[str], cwd: Path) -> tuple[float, float, int, str, float]:
+    """(seconds, peak RSS in MB, exit status, output, CPU seconds) of one child process.
 
     The child is reaped with os.wait4, whose rusage is that child's alone (RUSAGE_CHILDREN
     would give the largest of all children so far).
@@ -47,7 +48,8 @@ def run_child(argv: list[str], cwd: Path) -> tuple[float, float, int, str]:
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         output.seek(0)
         text = output.read().decode(errors="replace")
-    return seconds, usage.ru_maxrss / 1024, proc.returncode, text
+    cpu = usage.ru_utime + usage.ru_stime  # what a busy shared machine does not inflate
+    return seconds, usage.ru_maxrss / 1024, proc.returncode, text, cpu
 
 
 def cade_argv(args: list[str]) -> list[str]:
@@ -59,6 +61,8 @@ def measure(label: str, argv: list[str], cwd: Path, runs: int) -> dict[str, Any]
     failed = [s for s in samples if s[2] != 0]
     return {"command": label, "min": min(s[0] for s in samples),
             "median": statistics.median(s[0] for s in samples),
+            "cpu_min": min(s[4] for s in samples),
+            "cpu_median": statistics.median(s[4] for s in samples),
             "peak_mb": max(s[1] for s in samples), "ok": not failed,
             "error": failed[0][3][-400:] if failed else ""}
 
@@ -85,7 +89,7 @@ def _size_mb(path: Path) -> float:
 def sync_results(directory: Path, runs: int) -> list[dict[str, Any]]:
     """The driver's sync passes, measured inside one child (scale.py _sync) on a copy."""
     script = Path(__file__).with_name("scale.py")
-    seconds, peak, code, text = run_child(
+    seconds, peak, code, text, _cpu = run_child(
         [sys.executable, str(script), "_sync", str(directory), "--runs", str(runs)], directory)
     if code != 0:
         return [{"command": "driver sync passes", "ok": False, "error": text[-400:], "min": seconds}]
@@ -119,23 +123,25 @@ def sync_child(directory: Path, runs: int) -> list[dict[str, Any]]:
         settings, scheduler = Settings(), LiveScheduler()
         length = [0]
 
-        def pass_with(lines: int) -> float:
+        def pass_with(lines: int) -> tuple[float, float]:
             _append_training(metrics, length, lines)
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             sync(ledger, exp_id, scheduler, settings)  # type: ignore[arg-type]
-            return time.perf_counter() - started
+            return time.perf_counter() - started, time.process_time() - cpu
 
         idle = [pass_with(0) for _ in range(runs)]
         fifty = [pass_with(NEW_LINES) for _ in range(runs)]
         bulk = pass_with(INGEST_LINES)
         return [_row("driver sync pass, nothing new", idle),
                 _row(f"driver sync pass, {NEW_LINES} new training lines", fifty),
-                {"command": "ingest rate", "lines_per_s": INGEST_LINES / bulk, "ok": True}]
+                {**_row(f"ingest rate ({INGEST_LINES} lines in one pass; per CPU second)",
+                        [bulk]), "lines_per_s": INGEST_LINES / bulk[1]}]
 
 
-def _row(label: str, samples: list[float]) -> dict[str, Any]:
-    return {"command": label, "min": min(samples), "median": statistics.median(samples),
-            "ok": True}
+def _row(label: str, samples: list[tuple[float, float]]) -> dict[str, Any]:
+    walls, cpus = [s[0] for s in samples], [s[1] for s in samples]
+    return {"command": label, "min": min(walls), "median": statistics.median(walls),
+            "cpu_min": min(cpus), "cpu_median": statistics.median(cpus), "ok": True}
 
 
 def _live_segment(ledger: Any, run_dir: Path) -> Path:
@@ -165,7 +171,8 @@ def _append_training(path: Path, length: list[int], lines: int) -> None:
 # -- the table ---------------------------------------------------------------------------
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| command | min s | median s | peak MB | note |", "|---|---:|---:|---:|---|"]
+    lines = ["| command | min s | median s | CPU min s | CPU median s | peak MB | note |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for row in results:
         note = "" if row.get("ok", True) else f"FAILED: {row.get('error', '')!r}"
         if "size_mb" in row:
@@ -173,6 +180,7 @@ def table(results: list[dict[str, Any]]) -> str:
         if "lines_per_s" in row:
             note = (note + f" {row['lines_per_s']:.0f} lines/s").strip()
         lines.append(f"| {row['command']} | {_num(row.get('min'))} | {_num(row.get('median'))}"
+                     f" | {_num(row.get('cpu_min'))} | {_num(row.get('cpu_median'))}"
                      f" | {_num(row.get('peak_mb'), 0)} | {note} |")
     return "\n".join(lines)
 

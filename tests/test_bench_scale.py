@@ -46,6 +46,7 @@ def test_build_then_time_at_ci_size(tmp_path: Path) -> None:
     assert labels == ["cade status EXP", "cade best EXP --json", "cade top EXP --once",
                       "cade plot EXP", "cade report EXP --html", "cade export --format csv",
                       "cade export --format tensorboard", "driver sync pass, nothing new",
-                      "driver sync pass, 50 new training lines", "ingest rate", "ledger file"]
+                      "driver sync pass, 50 new training lines",
+                      "ingest rate (2000 lines in one pass; per CPU second)", "ledger file"]
     assert "FAILED" not in timed.stdout
     assert "lines/s" in timed.stdout

@@ -22,10 +22,12 @@ def open_ledger(path: str | None) -> Ledger:
     return Ledger(path, create=False)
 
 
-def load_data(ledger_path: str | None, ref: int | str | None) -> ExperimentData:
-    """The experiment `ref` (id or name; the latest when None) with its trials and metrics."""
+def load_data(ledger_path: str | None, ref: int | str | None,
+              kinds: tuple[str, ...] | None = None) -> ExperimentData:
+    """The experiment `ref` (id or name; the latest when None) with its trials and metrics
+    (only those of `kinds` when given)."""
     ledger = open_ledger(ledger_path)
-    return read_experiment(ledger, ledger.find_experiment(ref))
+    return read_experiment(ledger, ledger.find_experiment(ref), kinds)
 
 
 @contextmanager
@@ -91,12 +93,17 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
 def plot_cmd(experiment: int | str, metric: str | None, kind: str, out: Path | None,
              ledger_path: str | None) -> None:
     """Learning curves, metric against hyperparameters, or the rung ladder."""
-    from cade_cli.views.plots import save_plot, terminal_plot
+    from cade_cli.views.plots import metric_names, save_plot, terminal_plot
 
-    data = load_data(ledger_path, experiment)
     if out is not None:
+        data = load_data(ledger_path, experiment)
         click.echo(f"wrote {save_plot(data, out, kind, metric)}")
         return
+    # A terminal draws validation curves when the metric has them: the training rows (one
+    # per step, most of the ledger) are read only for a metric reported in training alone.
+    data = load_data(ledger_path, experiment, kinds=("validation",))
+    if (metric or data.experiment.metric) not in metric_names(data):
+        data = load_data(ledger_path, experiment)
     size = shutil.get_terminal_size((100, 30))
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     click.echo(terminal_plot(data, kind, metric, size.columns, max(size.lines - 2, 12), color))
