@@ -58,9 +58,11 @@ def syncing(ledger: Ledger) -> Iterator[Callable[[], None]]:
 @click.option("--interval", type=click.FloatRange(0.2), default=5.0, show_default=True,
               help="Seconds between syncs with the scheduler.")
 @click.option("--no-sync", is_flag=True, help="Only read the ledger; never query the scheduler.")
+@click.option("--rows", type=click.IntRange(1), default=50, show_default=True,
+              help="With --once: the trials shown, best first (the rest are counted).")
 @ledger_option
 def top_cmd(experiment: int | str | None, once: bool, width: int | None, interval: float,
-            no_sync: bool, ledger_path: str | None) -> None:
+            no_sync: bool, rows: int, ledger_path: str | None) -> None:
     """Live view of experiments, rung ladder, trials, learning curves and the queue.
 
     Keys: n/p (or tab) switch experiment, s cycle the sort, r reverse it, q quit.
@@ -77,7 +79,8 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
 
             message = "" if no_sync else try_sync(sync)
             snapshot = load_snapshot(ledger, chosen.id, time.time(), message)
-            console.print(render_frame(snapshot, console.width, show_keys=False))
+            console.print(render_frame(snapshot, console.width, max_rows=rows,
+                                       show_keys=False))
             return
         run_top(ledger, chosen.id, None if no_sync else sync, interval, console)
 

@@ -12,7 +12,13 @@ from typing import Any
 from cade_cli.backends.base import Scheduler
 from cade_cli.errors import LedgerError
 from cade_cli.store.ledger import Ledger
-from cade_cli.store.records import ExperimentRecord, SearcherEventRecord, TrialRecord, TrialState
+from cade_cli.store.records import (
+    LIVE_SEGMENT_STATES,
+    ExperimentRecord,
+    SearcherEventRecord,
+    TrialRecord,
+    TrialState,
+)
 from cade_cli.search.searchers import searcher_facts
 from cade_cli.search.searchers.base import Decision, ExitReason, SearcherFacts, decision_to_json
 from cade_cli.spec.settings import Settings
@@ -125,7 +131,9 @@ def close_trial(ctx: SyncContext, trial: TrialRecord, state: str, message: str,
 
 def request_stop(ctx: SyncContext, trial_id: int, reason: str) -> None:
     """Mark the trial's live segments to be stopped; the reconcile step makes it happen."""
-    for seg in ctx.ledger.live_segments(ctx.exp_id):
-        if seg.trial == trial_id and seg.stop_requested is None:
+    # The trial's own segments (the key's prefix), not every live one: the searcher's end
+    # stops thousands of trials at once.
+    for seg in ctx.ledger.segments(ctx.exp_id, trial_id, states=LIVE_SEGMENT_STATES):
+        if seg.stop_requested is None:
             ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index,
                                       stop_requested=ctx.clock(), stop_reason=reason)
