@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from fixtures_ledger import STATES, all_experiments, experiment_in_state, write_ledger
 
 from cade_cli.cli import cli
-from cade_cli.views.html import render_report, write_report
+from cade_cli.views.html import CURVE_TRIALS, render_report, write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -182,7 +182,9 @@ PAGER_HARNESS = """<script>
 def many_trials(count: int):  # type: ignore[no-untyped-def]
     data = experiment_in_state("completed", 3)
     trials = tuple(replace(data.trials[i % len(data.trials)], id=i + 1) for i in range(count))
-    return replace(data, trials=trials)
+    metrics = tuple(replace(m, trial=t.id) for t in trials for m in data.metrics
+                    if m.trial == data.trials[(t.id - 1) % len(data.trials)].id)
+    return replace(data, trials=trials, metrics=metrics)
 
 
 def test_a_long_report_draws_the_best_curves_thinned() -> None:
@@ -203,3 +205,16 @@ def test_a_long_trials_table_is_paged(tmp_path: Path) -> None:
     assert js_errors(dom) is None, js_errors(dom)
     assert 'data-visible-first="100"' in dom and 'data-visible-last="50"' in dom
     assert "rows 201–250 of 250" in dom
+
+
+def test_the_report_reads_only_what_it_draws_and_draws_the_same(tmp_path: Path) -> None:
+    from cade_cli.views.html import read_report_data
+    from cade_cli.views.model import read_experiment
+
+    data = many_trials(120)
+    ledger = write_ledger(tmp_path / "ledger.db", [data])
+    exp = ledger.find_experiment(data.experiment.id)
+    full, lean = read_experiment(ledger, exp), read_report_data(ledger, exp)
+    assert render_report(lean) == render_report(full)
+    training = {m.trial for m in lean.metrics if m.kind == "training"}
+    assert len(training) <= CURVE_TRIALS < len({m.trial for m in full.metrics})

@@ -120,9 +120,11 @@ def plot_cmd(experiment: int | str, metric: str | None, kind: str, out: Path | N
 @ledger_option
 def report_cmd(experiment: int | str, html_path: Path, metric: str | None, ledger_path: str | None) -> None:
     """Write a one-file HTML report: overview, curves, hyperparameters, ladder, trials."""
-    from cade_cli.views.html import write_report
+    from cade_cli.views.html import read_report_data, write_report
 
-    click.echo(f"wrote {write_report(load_data(ledger_path, experiment), html_path, metric)}")
+    ledger = open_ledger(ledger_path)
+    data = read_report_data(ledger, ledger.find_experiment(experiment))
+    click.echo(f"wrote {write_report(data, html_path, metric)}")
 
 
 @click.command("export")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from html import escape
 from importlib import resources
@@ -24,14 +25,17 @@ from cade_cli.views.plots import (
     hparam_axes,
     ladder_bars,
 )
+from cade_cli.store.records import ExperimentRecord
 from cade_cli.views.model import (
     ExperimentData,
+    LedgerReader,
     best_metric,
     best_trial,
     flatten_params,
     format_value,
     latest_segments,
     param_columns,
+    read_experiment,
     sort_trials,
 )
 
@@ -296,6 +300,15 @@ def _training_metric(data: ExperimentData, metric: str) -> str:
     """Training curves of the same metric when reported, else the first training metric."""
     names = sorted({n for m in data.metrics if m.kind == "training" for n in m.values})
     return metric if metric in names or not names else names[0]
+
+
+def read_report_data(ledger: LedgerReader, exp: ExperimentRecord) -> ExperimentData:
+    """What the page draws: every validation row, the training rows of the trials whose
+    curves it shows (one row per step of every trial is most of a large ledger)."""
+    data = read_experiment(ledger, exp, kinds=("validation",))
+    shown = sort_trials(data, "metric")[:CURVE_TRIALS]
+    training = tuple(m for t in shown for m in ledger.metrics(exp.id, t.id, "training"))
+    return replace(data, metrics=data.metrics + training)
 
 
 def write_report(data: ExperimentData, path: Path, metric: str | None = None) -> Path:
