@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from fixtures_ledger import STATES, all_experiments, experiment_in_state, write_ledger
 
 from cade_cli.cli import cli
-from cade_cli.views.html import render_report, write_report
+from cade_cli.views.html import CURVE_TRIALS, render_report, write_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 needs_chromium = pytest.mark.skipif(
@@ -163,3 +163,58 @@ def test_cli_report(tmp_path: Path) -> None:
                                       "--ledger", str(ledger)])
     assert result.exit_code == 0, result.output
     assert "digits-active" in out.read_text(encoding="utf-8")
+
+
+PAGER_HARNESS = """<script>
+(function () {
+  var table = document.querySelector("table.sortable");
+  function visible() { return Array.prototype.filter.call(table.tBodies[0].rows,
+      function (row) { return !row.hidden; }).length; }
+  document.documentElement.setAttribute("data-visible-first", visible());
+  document.querySelector(".pager button:last-child").click();
+  document.querySelector(".pager button:last-child").click();
+  document.documentElement.setAttribute("data-visible-last", visible());
+  document.documentElement.setAttribute("data-pager", document.querySelector(".pager").textContent);
+})();
+</script></body>"""
+
+
+def many_trials(count: int):  # type: ignore[no-untyped-def]
+    data = experiment_in_state("completed", 3)
+    trials = tuple(replace(data.trials[i % len(data.trials)], id=i + 1) for i in range(count))
+    metrics = tuple(replace(m, trial=t.id) for t in trials for m in data.metrics
+                    if m.trial == data.trials[(t.id - 1) % len(data.trials)].id)
+    return replace(data, trials=trials, metrics=metrics)
+
+
+def test_a_long_report_draws_the_best_curves_thinned() -> None:
+    data = many_trials(250)
+    page = render_report(data)
+    assert "the best 50 of 250 trials" in page
+    assert page.count('<polyline class="curve"') <= 2 * 50
+    assert page.count("<tr>") == 250 + 1   # every trial is in the table (paged by the script)
+
+
+@needs_chromium
+def test_a_long_trials_table_is_paged(tmp_path: Path) -> None:
+    path = tmp_path / "report.html"
+    path.write_text(render_report(many_trials(250)).replace("</body>", PAGER_HARNESS),
+                    encoding="utf-8")
+    result = run_chromium("--dump-dom", path.as_uri())
+    dom = result.stdout
+    assert js_errors(dom) is None, js_errors(dom)
+    assert 'data-visible-first="100"' in dom and 'data-visible-last="50"' in dom
+    assert "rows 201–250 of 250" in dom
+
+
+def test_the_report_reads_only_what_it_draws_and_draws_the_same(tmp_path: Path) -> None:
+    from cade_cli.views.html import read_report_data
+    from cade_cli.views.model import read_experiment
+
+    data = many_trials(120)
+    ledger = write_ledger(tmp_path / "ledger.db", [data])
+    exp = ledger.find_experiment(data.experiment.id)
+    full, lean = read_experiment(ledger, exp), read_report_data(ledger, exp)
+    assert render_report(lean) == render_report(full)
+    training = {m.trial for m in lean.metrics if m.kind == "training"}
+    assert len(training) <= CURVE_TRIALS < len({m.trial for m in full.metrics})

@@ -176,3 +176,37 @@ def test_a_write_lock_held_elsewhere_is_a_ledger_error(tmp_path: Path) -> None:
         new_experiment(ledger)
     assert "locked" in err.value.message
     other.execute("ROLLBACK")
+
+
+def test_the_best_trial_query_agrees_with_records_best_trial(tmp_path: Path) -> None:
+    from cade_cli.store.records import best_trial
+
+    ledger = Ledger(tmp_path / "l.db")
+    exp_id = new_experiment(ledger)
+    with ledger.transaction():
+        for trial_id, metric in [(1, 0.5), (2, None), (3, 0.2), (4, 0.2), (5, 0.9)]:
+            ledger.insert_trial(experiment=exp_id, id=trial_id, state="stopped", params={},
+                                best_metric=metric)
+    trials = ledger.trials(exp_id)
+    for smaller in (True, False):
+        chosen = ledger.best_trial(exp_id, smaller)
+        assert chosen == best_trial(trials, smaller)
+    assert ledger.best_trial(exp_id, True).id == 3  # type: ignore[union-attr]  # ties: earlier
+    assert ledger.best_trial(new_experiment(ledger), True) is None
+
+
+def test_latest_segments_and_open_trials_in_one_query_each(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.db")
+    exp_id = new_experiment(ledger)
+    with ledger.transaction():
+        for trial_id in (1, 2, 3):
+            ledger.insert_trial(experiment=exp_id, id=trial_id, state="queued", params={},
+                                closed=trial_id == 2)
+        for trial_id, index in [(1, 1), (1, 2), (3, 1)]:
+            ledger.insert_segment(experiment=exp_id, trial=trial_id, index=index,
+                                  state="completed", backend="local",
+                                  job_name=f"j-{trial_id}-{index}")
+    latest = ledger.latest_segments(exp_id)
+    assert {t: s.index for t, s in latest.items()} == {1: 2, 3: 1}
+    assert latest[1] == ledger.latest_segment(exp_id, 1)
+    assert [t.id for t in ledger.trials(exp_id, open_only=True)] == [1, 3]

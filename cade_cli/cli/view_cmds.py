@@ -23,10 +23,12 @@ def open_ledger(path: str | None) -> Ledger:
     return Ledger(path, create=False)
 
 
-def load_data(ledger_path: str | None, ref: int | str | None) -> ExperimentData:
-    """The experiment `ref` (id or name; the latest when None) with its trials and metrics."""
+def load_data(ledger_path: str | None, ref: int | str | None,
+              kinds: tuple[str, ...] | None = None) -> ExperimentData:
+    """The experiment `ref` (id or name; the latest when None) with its trials and metrics
+    (only those of `kinds` when given)."""
     ledger = open_ledger(ledger_path)
-    return read_experiment(ledger, ledger.find_experiment(ref))
+    return read_experiment(ledger, ledger.find_experiment(ref), kinds)
 
 
 @contextmanager
@@ -57,10 +59,12 @@ def syncing(ledger: Ledger) -> Iterator[Callable[[], None]]:
 @click.option("--interval", type=click.FloatRange(0.2), default=5.0, show_default=True,
               help="Seconds between syncs with the scheduler.")
 @click.option("--no-sync", is_flag=True, help="Only read the ledger; never query the scheduler.")
+@click.option("--rows", type=click.IntRange(1), default=50, show_default=True,
+              help="With --once: the trials shown, best first (the rest are counted).")
 @json_option("With --once: the frame's data as JSON (the shapes of `status --json`).")
 @ledger_option
 def top_cmd(experiment: int | str | None, once: bool, width: int | None, interval: float,
-            no_sync: bool, as_json: bool, ledger_path: str | None) -> None:
+            no_sync: bool, rows: int, as_json: bool, ledger_path: str | None) -> None:
     """Live view of experiments, rung ladder, trials, learning curves and the queue.
 
     Keys: n/p (or tab) switch experiment, s cycle the sort, r reverse it, q quit.
@@ -82,7 +86,8 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
                 click.echo(json.dumps(top_json(ledger, chosen.id, message)))
                 return
             snapshot = load_snapshot(ledger, chosen.id, time.time(), message)
-            console.print(render_frame(snapshot, console.width, show_keys=False))
+            console.print(render_frame(snapshot, console.width, max_rows=rows,
+                                       show_keys=False))
             return
         run_top(ledger, chosen.id, None if no_sync else sync, interval, console)
 
@@ -118,14 +123,19 @@ def _wrote(experiment_id: int, paths: list[Path], as_json: bool) -> None:
 def plot_cmd(experiment: int | str, metric: str | None, kind: str, out: Path | None,
              as_json: bool, ledger_path: str | None) -> None:
     """Learning curves, metric against hyperparameters, or the rung ladder."""
-    from cade_cli.views.plots import save_plot, terminal_plot
+    from cade_cli.views.plots import metric_names, save_plot, terminal_plot
 
     if as_json and out is None:
         raise click.UsageError("--json acknowledges a written file: use it with --out")
-    data = load_data(ledger_path, experiment)
     if out is not None:
+        data = load_data(ledger_path, experiment)
         _wrote(data.experiment.id, [save_plot(data, out, kind, metric)], as_json)
         return
+    # A terminal draws validation curves when the metric has them: the training rows (one
+    # per step, most of the ledger) are read only for a metric reported in training alone.
+    data = load_data(ledger_path, experiment, kinds=("validation",))
+    if (metric or data.experiment.metric) not in metric_names(data):
+        data = load_data(ledger_path, experiment)
     size = shutil.get_terminal_size((100, 30))
     color = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     click.echo(terminal_plot(data, kind, metric, size.columns, max(size.lines - 2, 12), color))
@@ -141,9 +151,10 @@ def plot_cmd(experiment: int | str, metric: str | None, kind: str, out: Path | N
 def report_cmd(experiment: int | str, html_path: Path, metric: str | None, as_json: bool,
                ledger_path: str | None) -> None:
     """Write a one-file HTML report: overview, curves, hyperparameters, ladder, trials."""
-    from cade_cli.views.html import write_report
+    from cade_cli.views.html import read_report_data, write_report
 
-    data = load_data(ledger_path, experiment)
+    ledger = open_ledger(ledger_path)
+    data = read_report_data(ledger, ledger.find_experiment(experiment))
     _wrote(data.experiment.id, [write_report(data, html_path, metric)], as_json)
 
 

@@ -29,11 +29,13 @@ from cade_cli.search.searchers.base import Create, Shutdown, Stop, Train, decisi
 
 
 def apply_events(ctx: SyncContext) -> None:
-    for event in ctx.ledger.events(ctx.exp_id, unapplied_only=True):
+    pending = ctx.ledger.events(ctx.exp_id, unapplied_only=True)
+    for event in pending:
         with ctx.ledger.transaction():
             _apply_event(ctx, event)
             ctx.ledger.mark_applied(ctx.exp_id, event.seq)
-    ctx.refresh()
+    if pending:  # called after every ingested line: most lines decide nothing
+        ctx.refresh()
 
 
 def _apply_event(ctx: SyncContext, event: SearcherEventRecord) -> None:
@@ -146,8 +148,9 @@ def _releases_unpromoted(ctx: SyncContext) -> bool:
     # round's end waits to continue in place, unless another member has not started its
     # round (no slot under the cap, or its job is still queued): that member trains a whole
     # round first, far longer than the wait, and needs the slot the waiting one holds.
-    for trial in ctx.ledger.trials(ctx.exp_id):
-        latest = ctx.ledger.latest_segment(ctx.exp_id, trial.id)
+    latest_of = ctx.ledger.latest_segments(ctx.exp_id)
+    for trial in ctx.ledger.trials(ctx.exp_id, open_only=True):
+        latest = latest_of.get(trial.id)
         if needs_segment(trial, latest) or (
                 not trial.closed and latest is not None and latest.state in (SegmentState.INTENT, SegmentState.QUEUED)):
             return True
@@ -196,10 +199,11 @@ def launch_segments(ctx: SyncContext) -> int:
     # ending: cap the jobs themselves too, so max_concurrent_trials bounds what is queued.
     cap = ctx.spec.searcher.max_concurrent_trials or None
     launched = 0
-    for trial in ctx.ledger.trials(ctx.exp_id):
+    latest_of = ctx.ledger.latest_segments(ctx.exp_id)
+    for trial in ctx.ledger.trials(ctx.exp_id, open_only=True):  # a closed one never needs one
         if pending >= ctx.settings.max_queued_jobs or (cap is not None and live >= cap):
             break
-        latest = ctx.ledger.latest_segment(ctx.exp_id, trial.id)
+        latest = latest_of.get(trial.id)
         if not needs_segment(trial, latest) or _waits_for_parent(ctx, trial):
             continue
         seg = _record_intent(ctx, trial, (latest.index + 1) if latest else 1)

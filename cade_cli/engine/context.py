@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from cade_cli.backends.base import Scheduler
+from cade_cli.errors import LedgerError
 from cade_cli.store.ledger import Ledger
-from cade_cli.store.records import ExperimentRecord, TrialRecord, TrialState
+from cade_cli.store.records import (
+    LIVE_SEGMENT_STATES,
+    ExperimentRecord,
+    SearcherEventRecord,
+    TrialRecord,
+    TrialState,
+)
 from cade_cli.search.searchers import searcher_facts
 from cade_cli.search.searchers.base import Decision, ExitReason, SearcherFacts, decision_to_json
 from cade_cli.spec.settings import Settings
 from cade_cli.spec.experiment import ExperimentSpec
+
+
+# A snapshot grows with the trials (ASHA keeps every rung's results): one per event made
+# the ledger quadratic in the trial count. Restoring replays at most this many events.
+SNAPSHOT_EVERY = 100
 
 
 @dataclass
@@ -69,21 +82,42 @@ def better(smaller_is_better: bool, new: float, old: float | None) -> bool:
 
 
 def record_event(ctx: SyncContext, event: dict[str, Any]) -> list[Decision]:
-    """Feed one event to the searcher and record it, its decisions and the snapshot.
+    """Feed one event to the searcher and record it, its decisions and (every
+    SNAPSHOT_EVERY events) the snapshot.
 
     Must run inside the caller's transaction: the event is recorded together with the
     ledger change that caused it, before anything is acted on.
     """
+    decisions = feed(ctx.searcher, event)
+    keep = ctx.ledger.next_seq(ctx.exp_id) % SNAPSHOT_EVERY == 0
+    ctx.ledger.append_event(ctx.exp_id, event, [decision_to_json(d) for d in decisions],
+                            ctx.searcher.snapshot() if keep else None)
+    return decisions
+
+
+def feed(searcher: Any, event: dict[str, Any]) -> list[Decision]:
+    """One recorded event into the searcher: its decisions."""
     op = event["op"]
     if op == "validation":
-        decisions = ctx.searcher.on_validation(event["trial"], event["length"], event["metric"])
-    elif op == "exit":
-        decisions = ctx.searcher.on_exit(event["trial"], ExitReason(event["reason"]))
-    else:
-        raise ValueError(f"unknown searcher event {op!r}")
-    ctx.ledger.append_event(ctx.exp_id, event, [decision_to_json(d) for d in decisions],
-                            ctx.searcher.snapshot())
-    return list(decisions)
+        return list(searcher.on_validation(event["trial"], event["length"], event["metric"]))
+    if op == "exit":
+        return list(searcher.on_exit(event["trial"], ExitReason(event["reason"])))
+    raise ValueError(f"unknown searcher event {op!r}")
+
+
+def replay(searcher: Any, events: list[SearcherEventRecord]) -> None:
+    """Bring a searcher restored from a snapshot up to date with the events recorded after it.
+
+    A searcher is deterministic, so each event gives the decisions recorded with it; one
+    that does not means the ledger and this version of the searcher disagree, and going on
+    would act on decisions nobody recorded.
+    """
+    for event in events:
+        decisions = [decision_to_json(d) for d in feed(searcher, event.event)]
+        if json.loads(json.dumps(decisions, sort_keys=True)) != event.decisions:
+            raise LedgerError(f"replaying searcher event {event.seq} of experiment "
+                              f"{event.experiment} gave other decisions than recorded",
+                              hint="was the experiment recorded by another cade version?")
 
 
 def close_trial(ctx: SyncContext, trial: TrialRecord, state: TrialState, message: str,
@@ -97,7 +131,9 @@ def close_trial(ctx: SyncContext, trial: TrialRecord, state: TrialState, message
 
 def request_stop(ctx: SyncContext, trial_id: int, reason: str) -> None:
     """Mark the trial's live segments to be stopped; the reconcile step makes it happen."""
-    for seg in ctx.ledger.live_segments(ctx.exp_id):
-        if seg.trial == trial_id and seg.stop_requested is None:
+    # The trial's own segments (the key's prefix), not every live one: the searcher's end
+    # stops thousands of trials at once.
+    for seg in ctx.ledger.segments(ctx.exp_id, trial_id, states=LIVE_SEGMENT_STATES):
+        if seg.stop_requested is None:
             ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index,
                                       stop_requested=ctx.clock(), stop_reason=reason)

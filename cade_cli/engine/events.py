@@ -1,8 +1,9 @@
 """Sync steps 2 and 3: ingest run directories and feed what happened to the searcher.
 
 Every metrics line is handled in one transaction: the metric row, the trial's new state, the
-searcher event with its decisions and snapshot, and the segment's new byte offset. A kill at
-any instant either loses the whole line (read again next time) or none of it.
+searcher event with its decisions (and snapshot), and the segment's new byte offset. A kill at
+any instant either loses the whole line (read again next time) or none of it. Consecutive
+training lines, which feed no searcher, share one transaction (all or none of them).
 """
 
 from __future__ import annotations
@@ -28,18 +29,38 @@ from cade_cli.store.records import SegmentRecord, SegmentState, TrialRecord, Tri
 from cade_cli.search.searchers.base import ExitReason
 from cade_cli.spec.experiment import handed_target
 
+TRAINING_BATCH = 1000
+
 
 def ingest_segment(ctx: SyncContext, seg: SegmentRecord) -> SegmentRecord:
     """Handle the complete lines of the segment's metrics.jsonl not ingested yet."""
     path = Path(seg.run_dir) / METRICS_FILE
-    for line in read_new_lines(path, seg.offset):
+    for batch in _batches(read_new_lines(path, seg.offset)):
         with ctx.ledger.transaction():
-            _apply_line(ctx, seg, line)
-            ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, offset=line.end_offset)
+            for line in batch:
+                _apply_line(ctx, seg, line)
+            ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index,
+                                      offset=batch[-1].end_offset)
         # Decisions reach the ledger before the next line: a Stop closes the trial, so the
         # reports that follow it are ignored.
         apply_events(ctx)
     return ctx.ledger.segments(ctx.exp_id, seg.trial)[seg.index - 1]
+
+
+def _batches(lines: list[Line]) -> list[list[Line]]:
+    """Runs of training lines (which the searcher never sees) share a transaction, up to
+    TRAINING_BATCH of them; every other line is handled alone."""
+    batches: list[list[Line]] = []
+    for line in lines:
+        if _training(line) and batches and len(batches[-1]) < TRAINING_BATCH and _training(batches[-1][-1]):
+            batches[-1].append(line)
+        else:
+            batches.append([line])
+    return batches
+
+
+def _training(line: Line) -> bool:
+    return line.data is not None and line.data.get("kind") == "training"
 
 
 def _apply_line(ctx: SyncContext, seg: SegmentRecord, line: Line) -> None:

@@ -27,7 +27,7 @@ from cade_cli.engine.apply import (
     reconcile_stops,
     recover_intents,
 )
-from cade_cli.engine.context import SyncContext, close_trial, request_stop, trial_seed
+from cade_cli.engine.context import SyncContext, close_trial, replay, request_stop, trial_seed
 from cade_cli.engine.events import finish_segment, finished_status, ingest_segment
 from cade_cli.engine.provenance import code_snapshot
 from cade_cli.errors import CadeError, LedgerError
@@ -41,7 +41,6 @@ from cade_cli.store.records import (
     SegmentState,
     TrialRecord,
     TrialState,
-    best_trial,
 )
 from cade_cli.jobs.rundir import claim_experiment_dir, prepare_segment, storage_errors
 from cade_cli.search.searchers import make_searcher, restore_searcher
@@ -145,10 +144,12 @@ def _context(ledger: Ledger, exp: ExperimentRecord, scheduler: Scheduler,
              settings: Settings, clock: Clock) -> SyncContext:
     spec = experiment_spec(exp)
     _store_spec_once(ledger, exp, spec)
-    snapshot = ledger.latest_snapshot(exp.id)
-    if snapshot is None:
+    point = ledger.restore_point(exp.id)
+    if point is None:
         raise LedgerError(f"experiment {exp.id} has no searcher state in the ledger")
+    snapshot, later = point
     searcher = restore_searcher(spec.searcher, spec.hyperparameters, snapshot)
+    replay(searcher, later)
     return SyncContext(ledger, exp, spec, searcher, scheduler, settings, clock)
 
 
@@ -235,7 +236,8 @@ def _check_completion(ctx: SyncContext) -> None:
         _end(ctx.ledger, exp.id, ExperimentState.ERRORED if failed else ExperimentState.COMPLETED,
              "every trial errored" if failed else "", ctx.clock())
         return
-    waiting = any(needs_segment(t, ctx.ledger.latest_segment(exp.id, t.id)) for t in trials)
+    latest_of = ctx.ledger.latest_segments(exp.id)
+    waiting = any(needs_segment(t, latest_of.get(t.id)) for t in trials)
     if not waiting and not ctx.ledger.events(exp.id, unapplied_only=True):
         _end(ctx.ledger, exp.id, ExperimentState.ERRORED, "the searcher has nothing left to run but did "
              "not finish the search", ctx.clock())
@@ -324,7 +326,7 @@ class Best:
 def best(ledger: Ledger, experiment_id: int) -> Best | None:
     """The trial with the best validation metric (ties: the earlier trial)."""
     exp = ledger.experiment(experiment_id)
-    chosen = best_trial(ledger.trials(exp.id), exp.smaller_is_better)
+    chosen = ledger.best_trial(exp.id, exp.smaller_is_better)
     if chosen is None or chosen.best_metric is None:
         return None
     return Best(chosen, chosen.best_metric, chosen.best_length or chosen.length,

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.errors import LedgerError, NotFoundError
+from cade_cli.store.eventlog import SearcherEventLog
 from cade_cli.store.journal import journal_mode_for
 from cade_cli.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 from cade_cli.store.records import (
     LIVE_SEGMENT_STATES,
     ExperimentRecord,
     MetricRecord,
-    SearcherEventRecord,
     SegmentRecord,
     TrialRecord,
 )
@@ -77,7 +77,7 @@ def _decode(row: dict[str, Any], bools: tuple[str, ...], jsons: tuple[str, ...])
         row[key] = json.loads(row[key])
 
 
-class Ledger:
+class Ledger(SearcherEventLog):
     """Open (and create, migrate) the ledger at `path`."""
 
     def __init__(self, path: str | Path | None = None, *, create: bool = True,
@@ -267,9 +267,18 @@ class Ledger:
         row["report_at"] = tuple(row["report_at"])
         return TrialRecord(**row)
 
-    def trials(self, experiment_id: int) -> list[TrialRecord]:
+    def trials(self, experiment_id: int, open_only: bool = False) -> list[TrialRecord]:
+        """The experiment's trials by id; `open_only`: those not closed (they may train)."""
+        where = " AND closed = 0" if open_only else ""
         return [self._trial(r) for r in self._rows(
-            "SELECT * FROM trials WHERE experiment = ? ORDER BY id", [experiment_id])]
+            f"SELECT * FROM trials WHERE experiment = ?{where} ORDER BY id", [experiment_id])]
+
+    def best_trial(self, experiment_id: int, smaller_is_better: bool) -> TrialRecord | None:
+        """The trial with the best recorded metric (ties: the earlier), as records.best_trial."""
+        order = "ASC" if smaller_is_better else "DESC"
+        rows = self._rows("SELECT * FROM trials WHERE experiment = ? AND best_metric IS NOT NULL"
+                          f" ORDER BY best_metric {order}, id LIMIT 1", [experiment_id])
+        return self._trial(rows[0]) if rows else None
 
     def trial(self, experiment_id: int, trial_id: int) -> TrialRecord:
         rows = self._rows("SELECT * FROM trials WHERE experiment = ? AND id = ?",
@@ -317,6 +326,14 @@ class Ledger:
                           "ORDER BY idx DESC LIMIT 1", [experiment_id, trial])
         return self._segment(rows[0]) if rows else None
 
+    def latest_segments(self, experiment_id: int) -> dict[int, SegmentRecord]:
+        """Each trial's latest segment, in one query (trials without one are absent)."""
+        rows = self._rows(
+            "SELECT s.* FROM segments s JOIN (SELECT trial, MAX(idx) AS idx FROM segments "
+            "WHERE experiment = ? GROUP BY trial) m ON s.trial = m.trial AND s.idx = m.idx "
+            "WHERE s.experiment = ?", [experiment_id, experiment_id])
+        return {seg.trial: seg for seg in map(self._segment, rows)}
+
     def insert_segment(self, **fields: Any) -> None:
         fields["idx"] = fields.pop("index")
         self._insert("segments", fields)
@@ -331,6 +348,17 @@ class Ledger:
         self._insert("metrics", {"experiment": experiment_id, "trial": trial,
                                  "segment": segment, "kind": kind, "length": length,
                                  "time": when, "metric_values": values})
+
+    def add_metrics(self, experiment_id: int, trial: int, segment: int, kind: str,
+                    rows: list[tuple[int, float, dict[str, Any]]]) -> None:
+        """Many rows of one segment at once: (length, time, values) each, in order."""
+        self.require_writable()
+        with _sqlite_errors(self.path):
+            self.db.executemany(
+                'INSERT INTO metrics (experiment, trial, segment, kind, length, time, metric_values)'
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(experiment_id, trial, segment, kind, length, when,
+                  json.dumps(values, sort_keys=True)) for length, when, values in rows])
 
     def metrics(self, experiment_id: int, trial: int | None = None,
                 kind: str | None = None) -> list[MetricRecord]:
@@ -347,33 +375,3 @@ class Ledger:
                              values=json.loads(r.get("metric_values", r.get("values"))),
                              segment=r["segment"])
                 for r in rows]
-
-    # -- searcher events -----------------------------------------------------------------
-    def append_event(self, experiment_id: int, event: dict[str, Any],
-                     decisions: list[dict[str, Any]], snapshot: dict[str, Any]) -> int:
-        rows = self._rows("SELECT COALESCE(MAX(seq), -1) AS last FROM searcher_events "
-                          "WHERE experiment = ?", [experiment_id])
-        seq = int(rows[0]["last"]) + 1
-        self._insert("searcher_events", {
-            "experiment": experiment_id, "seq": seq, "event": event, "decisions": decisions,
-            "snapshot": snapshot, "applied": False, "time": time.time()})
-        return seq
-
-    def events(self, experiment_id: int, unapplied_only: bool = False) -> list[SearcherEventRecord]:
-        sql = "SELECT * FROM searcher_events WHERE experiment = ?"
-        if unapplied_only:
-            sql += " AND applied = 0"
-        rows = self._rows(sql + " ORDER BY seq", [experiment_id])
-        return [SearcherEventRecord(
-            experiment=r["experiment"], seq=r["seq"], event=json.loads(r["event"]),
-            decisions=json.loads(r["decisions"]), snapshot=json.loads(r["snapshot"]),
-            applied=bool(r["applied"]), time=r["time"]) for r in rows]
-
-    def latest_snapshot(self, experiment_id: int) -> dict[str, Any] | None:
-        rows = self._rows("SELECT snapshot FROM searcher_events WHERE experiment = ? "
-                          "ORDER BY seq DESC LIMIT 1", [experiment_id])
-        return json.loads(rows[0]["snapshot"]) if rows else None
-
-    def mark_applied(self, experiment_id: int, seq: int) -> None:
-        self._update("searcher_events", {"experiment": experiment_id, "seq": seq},
-                     {"applied": True})

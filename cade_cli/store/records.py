@@ -150,7 +150,7 @@ class SearcherEventRecord:
     seq: int                       # 0 = start(), then 1, 2, ... in the order fed
     event: dict[str, Any]          # {"op": "start" | "validation" | "exit", ...}
     decisions: list[dict[str, Any]]  # searchers.base.decision_to_json of each decision
-    snapshot: dict[str, Any]
+    snapshot: dict[str, Any] | None  # None: not kept with this event (replayed on restore)
     applied: bool = False          # the engine has applied the decisions to the ledger
     time: float = 0.0
 

@@ -146,6 +146,14 @@ SELECT m.experiment, m.trial, m.segment, m.length, datetime(m.time, 'unixepoch')
 FROM metrics m JOIN experiments e ON e.id = m.experiment
 WHERE m.kind = 'validation'
 """),
+    # Large experiments: the unapplied events and the snapshots are found without reading
+    # every event row (a row's `applied` sits after its snapshot, in overflow pages).
+    # Events recorded from now on carry a snapshot only every few events ('' otherwise:
+    # sync restores the latest one and replays the events after it).
+    (5, "indexes for large experiments", """
+CREATE INDEX searcher_events_unapplied ON searcher_events(experiment, seq) WHERE applied = 0;
+CREATE INDEX searcher_events_snapshots ON searcher_events(experiment, seq) WHERE snapshot != ''
+"""),
 )
 
 MIGRATIONS_TABLE = """

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +20,16 @@ PARAM_FIELDS = ("experiment", "trial", "state", "bracket", "parent", "length", "
                 "latest_metric")
 
 
-def metric_rows(data: ExperimentData) -> list[dict[str, Any]]:
-    """One row per trial x kind x length x metric name, in that order."""
-    rows = []
+def metric_rows(data: ExperimentData) -> Iterator[dict[str, Any]]:
+    """One row per trial x kind x length x metric name, in that order (made one at a time:
+    a million rows are written without being held)."""
     ordered = sorted(data.metrics, key=lambda m: (m.trial, m.kind, m.length, m.time))
     for record in ordered:
         for name in sorted(record.values):
-            rows.append({"experiment": record.experiment, "trial": record.trial,
-                         "kind": record.kind, "length": record.length, "metric": name,
-                         "value": record.values[name], "time": record.time,
-                         "segment": record.segment})
-    return rows
+            yield {"experiment": record.experiment, "trial": record.trial,
+                   "kind": record.kind, "length": record.length, "metric": name,
+                   "value": record.values[name], "time": record.time,
+                   "segment": record.segment}
 
 
 def param_rows(data: ExperimentData) -> list[dict[str, Any]]:
@@ -51,7 +51,7 @@ def _param_fields(rows: list[dict[str, Any]]) -> list[str]:
     return list(PARAM_FIELDS) + hparams
 
 
-def _write_csv(path: Path, fields: list[str], rows: list[dict[str, Any]]) -> Path:
+def _write_csv(path: Path, fields: list[str], rows: Iterable[dict[str, Any]]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
@@ -70,7 +70,7 @@ def export_json(data: ExperimentData, out: Path) -> list[Path]:
     header = {"experiment": exp.id, "name": exp.name, "metric": exp.metric,
               "smaller_is_better": exp.smaller_is_better}
     written = []
-    for name, rows in (("metrics", metric_rows(data)), ("params", param_rows(data))):
+    for name, rows in (("metrics", list(metric_rows(data))), ("params", param_rows(data))):
         path = out / f"{name}.json"
         path.write_text(json.dumps({**header, name: rows}, indent=1) + "\n", encoding="utf-8")
         written.append(path)

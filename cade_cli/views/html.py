@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
 from html import escape
 from importlib import resources
@@ -24,17 +25,21 @@ from cade_cli.views.plots import (
     hparam_axes,
     ladder_bars,
 )
+from cade_cli.store.records import ExperimentRecord
 from cade_cli.views.model import (
     ExperimentData,
+    LedgerReader,
     best_metric,
     best_trial,
     flatten_params,
     format_value,
     latest_segments,
     param_columns,
+    read_experiment,
     sort_trials,
 )
 
+CURVE_TRIALS = 50   # learning curves drawn: the best trials by the searcher's metric
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
 # Runs first: any script error lands in an attribute the tests (and curious users) can read.
@@ -113,7 +118,9 @@ def _range(values: list[float]) -> tuple[float, float]:
 
 def curves_chart(data: ExperimentData, kind: str, metric: str, width: int = 560,
                  height: int = 320) -> str:
-    lines = [line for line in curve_lines(data, metric, count=len(data.trials), kinds=(kind,))]
+    # The leading trials only, each at most a point per two pixels: more is ink, not
+    # information, and it kept the page at megabytes per thousand trials.
+    lines = curve_lines(data, metric, count=CURVE_TRIALS, kinds=(kind,), max_points=width // 2)
     if not lines:
         return f'<p class="muted">No {escape(kind)} values of {escape(metric)} yet.</p>'
     x = Scale(*_range([v for line in lines for v in line.xs]), 56, width - 12)
@@ -130,7 +137,9 @@ def curves_chart(data: ExperimentData, kind: str, metric: str, width: int = 560,
                  for a, b in zip(line.xs, line.ys) if kind == "validation"]
     legend = "".join(f'<span style="--c:{_color(t.id)}">#{t.id}</span>'
                      for t in sort_trials(data, "id") if any(l.label.startswith(f"#{t.id} ") for l in lines))
-    return (f"<div><h3>{escape(kind)}</h3>" + _svg(width, height, f"{kind} {metric}", body)
+    shown = f" (the best {CURVE_TRIALS} of {len(data.trials)} trials)" \
+        if len(data.trials) > CURVE_TRIALS else ""
+    return (f"<div><h3>{escape(kind + shown)}</h3>" + _svg(width, height, f"{kind} {metric}", body)
             + f'<div class="legend">{legend}</div></div>')
 
 
@@ -291,6 +300,15 @@ def _training_metric(data: ExperimentData, metric: str) -> str:
     """Training curves of the same metric when reported, else the first training metric."""
     names = sorted({n for m in data.metrics if m.kind == "training" for n in m.values})
     return metric if metric in names or not names else names[0]
+
+
+def read_report_data(ledger: LedgerReader, exp: ExperimentRecord) -> ExperimentData:
+    """What the page draws: every validation row, the training rows of the trials whose
+    curves it shows (one row per step of every trial is most of a large ledger)."""
+    data = read_experiment(ledger, exp, kinds=("validation",))
+    shown = sort_trials(data, "metric")[:CURVE_TRIALS]
+    training = tuple(m for t in shown for m in ledger.metrics(exp.id, t.id, "training"))
+    return replace(data, metrics=data.metrics + training)
 
 
 def write_report(data: ExperimentData, path: Path, metric: str | None = None) -> Path:

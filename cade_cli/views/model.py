@@ -12,6 +12,7 @@ import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 from cade_cli.errors import CadeError
@@ -54,6 +55,27 @@ class ExperimentData:
     segments: tuple[SegmentRecord, ...] = ()
     metrics: tuple[MetricRecord, ...] = ()
 
+    # Indexes built on first use in one pass over the rows, so that a view asking about
+    # each trial costs the rows once, not once per trial.
+    @cached_property
+    def metrics_by_trial(self) -> dict[int, tuple[MetricRecord, ...]]:
+        """Each trial's rows, in ledger order."""
+        grouped: dict[int, list[MetricRecord]] = {}
+        for record in self.metrics:
+            grouped.setdefault(record.trial, []).append(record)
+        return {trial: tuple(rows) for trial, rows in grouped.items()}
+
+    @cached_property
+    def validation_curves(self) -> dict[int, list[tuple[int, float]]]:
+        """(length, searcher metric) per trial in length order; a repeated length keeps the last."""
+        points: dict[int, dict[int, float]] = {}
+        name = self.experiment.metric
+        for record in sorted(self.metrics, key=lambda m: (m.length, m.time)):
+            value = record.values.get(name) if record.kind == "validation" else None
+            if value is not None:
+                points.setdefault(record.trial, {})[record.length] = float(value)
+        return {trial: sorted(curve.items()) for trial, curve in points.items()}
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -65,9 +87,17 @@ class Snapshot:
     message: str = ""               # e.g. why the last sync failed
 
 
-def read_experiment(ledger: LedgerReader, exp: ExperimentRecord) -> ExperimentData:
+def read_experiment(ledger: LedgerReader, exp: ExperimentRecord,
+                    kinds: tuple[str, ...] | None = None) -> ExperimentData:
+    """The experiment with its trials, segments and metric rows (only of `kinds` if given:
+    `cade top` shows validations only, which are a few rows per trial against a row per
+    training step)."""
+    if kinds is None:
+        metrics = tuple(ledger.metrics(exp.id))
+    else:
+        metrics = tuple(m for kind in kinds for m in ledger.metrics(exp.id, kind=kind))
     return ExperimentData(exp, tuple(ledger.trials(exp.id)), tuple(ledger.segments(exp.id)),
-                          tuple(ledger.metrics(exp.id)))
+                          metrics)
 
 
 # ----------------------------------------------------------------------------- hyperparameters
@@ -203,12 +233,7 @@ def progress(data: ExperimentData) -> float | None:
 
 def validation_curve(data: ExperimentData, trial: int) -> list[tuple[int, float]]:
     """(length, searcher metric) in length order; a length reported twice keeps the last."""
-    points: dict[int, float] = {}
-    for record in sorted(data.metrics, key=lambda m: (m.length, m.time)):
-        value = record.values.get(data.experiment.metric)
-        if record.trial == trial and record.kind == "validation" and value is not None:
-            points[record.length] = float(value)
-    return sorted(points.items())
+    return list(data.validation_curves.get(trial, ()))
 
 
 def best_metric(data: ExperimentData, trial: TrialRecord) -> float | None:
@@ -255,12 +280,19 @@ def sort_trials(data: ExperimentData, sort: str, reverse: bool = False) -> list[
 
 def sparkline(values: list[float], low: float, high: float, width: int) -> str:
     """Unicode block sparkline; more points than `width` are sampled evenly."""
-    if len(values) > width:
-        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    values = thin(values, width)
     span = high - low
     top = len(SPARK_BLOCKS) - 1
     return "".join(SPARK_BLOCKS[round((v - low) / span * top) if span > 0 else top // 2]
                    for v in values)
+
+
+def thin(points: list[Any], limit: int) -> list[Any]:
+    """At most `limit` points spread evenly over `points`, keeping the first and the last."""
+    if len(points) <= limit or limit < 2:
+        return points
+    step = (len(points) - 1) / (limit - 1)
+    return [points[round(i * step)] for i in range(limit)]
 
 
 def duration(seconds: float) -> str:

@@ -14,7 +14,13 @@ from typing import Any
 
 from cade_cli.errors import CadeError, MissingExtraError
 from cade_cli.spec.experiment import length_text
-from cade_cli.views.model import ExperimentData, flatten_params, ladder_stats, sort_trials
+from cade_cli.views.model import (
+    ExperimentData,
+    flatten_params,
+    ladder_stats,
+    sort_trials,
+    thin,
+)
 
 KINDS = ("curves", "hparams", "ladder")
 IMAGE_SUFFIXES = (".png", ".svg")
@@ -60,13 +66,18 @@ def check_metric(data: ExperimentData, metric: str | None) -> str:
 
 
 def curve_lines(data: ExperimentData, metric: str, count: int = 8,
-                kinds: tuple[str, ...] = ("validation", "training")) -> list[Line]:
-    """Curves of `metric` (of each of `kinds`) for the `count` leading trials."""
+                kinds: tuple[str, ...] = ("validation", "training"),
+                max_points: int | None = None) -> list[Line]:
+    """Curves of `metric` (of each of `kinds`) for the `count` leading trials, each thinned
+    to at most `max_points` points (a chart's resolution) when given."""
     lines = []
+    by_trial = data.metrics_by_trial
     for trial in sort_trials(data, "metric")[:count]:
         for kind in kinds:
-            points = sorted((m.length, float(m.values[metric])) for m in data.metrics
-                            if m.trial == trial.id and m.kind == kind and metric in m.values)
+            points = sorted((m.length, float(m.values[metric])) for m in by_trial.get(trial.id, ())
+                            if m.kind == kind and metric in m.values)
+            if max_points is not None:
+                points = thin(points, max_points)
             if points:
                 lines.append(Line(f"#{trial.id} {kind}", [float(x) for x, _ in points],
                                   [y for _, y in points], kind))

@@ -40,7 +40,8 @@ def trial_hparams(data: ExperimentData, trial: TrialRecord) -> dict[str, Any]:
 
 def trial_metrics(data: ExperimentData, trial: TrialRecord) -> list[MetricRecord]:
     """The trial's metric records in the order they are written (oldest first)."""
-    return sorted((m for m in data.metrics if m.trial == trial.id),
+    # Grouped once per experiment (metrics_by_trial): a scan per trial is trials x rows.
+    return sorted(data.metrics_by_trial.get(trial.id, ()),
                   key=lambda m: (m.time, m.length, m.kind))
 
 

@@ -65,7 +65,7 @@ def load_snapshot(ledger: LedgerReader, experiment_id: int | None, taken: float,
     chosen = [e for e in experiments if e.id == experiment_id]
     if not chosen and experiments:
         chosen = [max(experiments, key=lambda e: (e.created, e.id))]
-    current = read_experiment(ledger, chosen[0]) if chosen else None
+    current = read_experiment(ledger, chosen[0], kinds=("validation",)) if chosen else None
     return Snapshot(experiments, current, taken, message)
 
 
