@@ -29,6 +29,7 @@ Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 2000
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import statistics
 import sys
@@ -206,9 +207,7 @@ OPTUNA_METHODS = ("optuna-random-sha", "optuna-random-hb", "optuna-tpe-sha", "op
 
 
 def peer_methods() -> tuple[str, ...]:
-    try:
-        import ray.tune.schedulers  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("ray") is None:
         return OPTUNA_METHODS
     return OPTUNA_METHODS + ("ray-asha",)
 
