@@ -7,12 +7,16 @@ for Adaptive ASHA specs.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import textwrap
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from cade_cli.cli import cli
 from cade_cli.errors import SpecError
 from cade_cli.search.searchers.adaptive import AdaptiveAsha, plan_brackets
 from cade_cli.search.searchers.bracket_policy import rung_correlations, spearman
@@ -127,3 +131,20 @@ def test_the_default_policy_writes_the_snapshots_it_wrote_before() -> None:
     learned = run("learned", misleading)
     state = learned.snapshot()["bracket_policy"]
     assert sum(state["allowances"]) == 120
+
+
+def test_preview_explains_the_policy(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec_text("adaptive_asha", "bracket_policy: learned"), encoding="utf-8")
+    shown = CliRunner().invoke(cli, ["preview", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "Bracket policy: learned: a full-length bracket is added" in shown.stdout
+    plan = json.loads(CliRunner().invoke(cli, ["preview", str(path), "--json"]).stdout)
+    assert plan["bracket_policy"] == "learned"
+    assert [len(b["rungs"]) for b in plan["brackets"]][-1] == 1
+    path.write_text(spec_text("adaptive_asha", ""), encoding="utf-8")
+    default = CliRunner().invoke(cli, ["preview", str(path)])
+    assert "Bracket policy: fixed: each bracket gets Determined's share" in default.stdout
+    path.write_text(spec_text("async_halving", "num_rungs: 3"), encoding="utf-8")
+    single = CliRunner().invoke(cli, ["preview", str(path), "--json"])
+    assert "bracket_policy" not in json.loads(single.stdout)

@@ -33,6 +33,7 @@ class Plan:
     total_length: int                   # the length actually trained, all trials together
     note: str = ""                      # how max_concurrent_trials was applied
     sampler: str = "random"             # searcher.sampler: where new trials' params come from
+    bracket_policy: str = ""            # searcher.bracket_policy (adaptive_asha only)
 
     @property
     def total_trials(self) -> int:
@@ -42,7 +43,9 @@ class Plan:
 def preview(spec: ExperimentSpec) -> Plan:
     """The plan of `spec`'s search (any searcher): the searcher plans itself."""
     plan = searcher_class(spec.searcher.name).preview(spec.searcher, spec.hyperparameters)
-    return replace(plan, sampler=spec.searcher.sampler)
+    # Only Adaptive ASHA has brackets to choose among (the spec refuses the key elsewhere).
+    policy = spec.searcher.bracket_policy if spec.searcher.name == "adaptive_asha" else ""
+    return replace(plan, sampler=spec.searcher.sampler, bracket_policy=policy)
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
@@ -56,6 +59,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "total_trials": plan.total_trials,
         "note": plan.note,
         "sampler": plan.sampler,
+        **({"bracket_policy": plan.bracket_policy} if plan.bracket_policy else {}),
     }
 
 

@@ -32,6 +32,19 @@ if TYPE_CHECKING:
 MIN_PAIRS = 5   # results a correlation needs before it counts (fewer say little)
 
 
+def describe(policy: str) -> str:
+    """One line for `cade preview`: what the policy does, and the other choice."""
+    if policy == "learned":
+        return (f"learned: a full-length bracket is added and every trial also reports at the "
+                f"shorter rung lengths; once {MIN_PAIRS}+ trials have results at two rung "
+                f"lengths, new trials go to the brackets in proportion to Determined's share "
+                f"times how well the rungs where they stop trials rank them as the longest "
+                f"rung does (rank correlation)")
+    return ("fixed: each bracket gets Determined's share of max_trials; `bracket_policy: "
+            "learned` moves trials to the brackets whose early rungs rank trials as the "
+            "longest rung does")
+
+
 def ranks(values: Sequence[float]) -> list[float]:
     """1-based ranks, ties sharing their average rank."""
     order = sorted(range(len(values)), key=values.__getitem__)
