@@ -23,14 +23,17 @@ PBT runs too, but is not counted as a cade mode: the simulated objective has no 
 value at length L depends on the params alone), so a PBT child whose params were just
 perturbed is scored as if it had trained with them from the start. That flatters PBT.
 
-Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 2000] [--jobs 2]
+Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
+       [--functions NAME ...] [--log RUNS.jsonl] [--out FILE.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -275,24 +278,45 @@ def tables(medians: dict[tuple[str, str], float], cade: list[str], peers: tuple[
     return "\n".join(lines)
 
 
+def logged(path: str | None, budget: int) -> dict[tuple[str, str, int], float]:
+    """Results a previous run appended to the --log file, at this budget."""
+    done: dict[tuple[str, str, int], float] = {}
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                name, method, seed, at_budget, regret = json.loads(line)
+                if at_budget == budget:
+                    done[(name, method, seed)] = regret
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--budget", type=int, default=2000, help="length units per run")
+    parser.add_argument("--budget", type=int, default=1500, help="length units per run")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--functions", nargs="*", default=list(FUNCTIONS))
     parser.add_argument("--out", help="also write the tables to this file")
+    parser.add_argument("--log", help="append each run's result to this JSON-lines file; "
+                                      "runs already there are not run again")
     args = parser.parse_args(argv)
     cade = list(CADE_SEARCHERS)
     peers = peer_methods()
-    jobs = [(f, m, s, args.budget) for f in args.functions for m in cade + list(peers)
-            for s in range(args.seeds)]
+    # Seed by seed: a run cut short still covers every function and method.
+    jobs = [(f, m, s, args.budget) for s in range(args.seeds) for f in args.functions
+            for m in cade + list(peers)]
+    done = logged(args.log, args.budget)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(run_one, jobs, chunksize=2))
+        for name, method, seed, regret in pool.map(
+                run_one, [job for job in jobs if job[:3] not in done], chunksize=2):
+            done[(name, method, seed)] = regret
+            if args.log:
+                with open(args.log, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps([name, method, seed, args.budget, regret]) + "\n")
     finals: dict[tuple[str, str], list[float]] = {}
-    for name, method, _seed, regret in results:
-        finals.setdefault((name, method), []).append(regret)
+    for name, method, seed, _budget in jobs:
+        finals.setdefault((name, method), []).append(done[(name, method, seed)])
     medians = {key: statistics.median(values) for key, values in finals.items()}
     text = (f"Budget {args.budget} length units ({args.budget // MAX_LENGTH} full trainings) "
             f"per run, {args.seeds} seeds, median final regret; (dev): not held out.\n\n"
