@@ -293,6 +293,8 @@ def logged(path: str | None, budget: int) -> dict[tuple[str, str, int], float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="run only seeds from this one (to split a run over processes)")
     parser.add_argument("--budget", type=int, default=1500, help="length units per run")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--functions", nargs="*", default=list(FUNCTIONS))
@@ -306,14 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(f, m, s, args.budget) for s in range(args.seeds) for f in args.functions
             for m in cade + list(peers)]
     done = logged(args.log, args.budget)
+    todo = [job for job in jobs if job[:3] not in done and job[2] >= args.first_seed]
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for name, method, seed, regret in pool.map(
-                run_one, [job for job in jobs if job[:3] not in done], chunksize=2):
+        for name, method, seed, regret in pool.map(run_one, todo, chunksize=2):
             done[(name, method, seed)] = regret
             if args.log:
                 with open(args.log, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps([name, method, seed, args.budget, regret]) + "\n")
+    if args.first_seed:
+        return 0   # a part of a split run: the tables come from the whole --log
     finals: dict[tuple[str, str], list[float]] = {}
     for name, method, seed, _budget in jobs:
         finals.setdefault((name, method), []).append(done[(name, method, seed)])
