@@ -298,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=1500, help="length units per run")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--functions", nargs="*", default=list(FUNCTIONS))
+    parser.add_argument("--tables-only", action="store_true",
+                        help="run nothing: the tables of the seeds complete in --log")
     parser.add_argument("--out", help="also write the tables to this file")
     parser.add_argument("--log", help="append each run's result to this JSON-lines file; "
                                       "runs already there are not run again")
@@ -309,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             for m in cade + list(peers)]
     done = logged(args.log, args.budget)
     todo = [job for job in jobs if job[:3] not in done and job[2] >= args.first_seed]
+    if args.tables_only:
+        todo = []
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         for name, method, seed, regret in pool.map(run_one, todo, chunksize=2):
@@ -318,14 +322,18 @@ def main(argv: list[str] | None = None) -> int:
                     handle.write(json.dumps([name, method, seed, args.budget, regret]) + "\n")
     if args.first_seed:
         return 0   # a part of a split run: the tables come from the whole --log
+    seeds = [seed for seed in range(args.seeds)
+             if all(job[:3] in done for job in jobs if job[2] == seed)]
     finals: dict[tuple[str, str], list[float]] = {}
     for name, method, seed, _budget in jobs:
-        finals.setdefault((name, method), []).append(done[(name, method, seed)])
+        if seed in seeds:
+            finals.setdefault((name, method), []).append(done[(name, method, seed)])
     medians = {key: statistics.median(values) for key, values in finals.items()}
     text = (f"Budget {args.budget} length units ({args.budget // MAX_LENGTH} full trainings) "
-            f"per run, {args.seeds} seeds, median final regret; (dev): not held out.\n\n"
+            f"per run, {len(seeds)} seeds ({' '.join(map(str, seeds))}), median final regret; "
+            f"(dev): not held out.\n\n"
             + tables(medians, cade, peers, args.functions)
-            + f"\n\n{len(jobs)} runs in {time.perf_counter() - started:.0f} s.\n")
+            + f"\n\n{len(todo)} runs in {time.perf_counter() - started:.0f} s.\n")
     print(text)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:
