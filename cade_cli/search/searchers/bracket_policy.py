@@ -84,7 +84,8 @@ def rung_correlations(seen: dict[int, dict[int, float]]) -> dict[int, float]:
     top = seen[reference]
     measured: dict[int, float] = {}
     for length, results in seen.items():
-        pairs = [(value, top[trial]) for trial, value in results.items() if trial in top]
+        # In trial order: a restored policy sums in the same order (floats are not associative).
+        pairs = [(results[trial], top[trial]) for trial in sorted(results) if trial in top]
         if length < reference and len(pairs) >= MIN_PAIRS:
             measured[length] = spearman([a for a, _ in pairs], [b for _, b in pairs])
     return measured
