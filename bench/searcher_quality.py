@@ -1,35 +1,39 @@
-"""Searcher quality: cade's searchers against Optuna's and Ray Tune's pruners, same budget.
+"""Searcher quality: cade's searchers against Optuna's and Ray Tune's, at an equal budget.
 
-Benchmarks: mf-prior-bench's multi-fidelity Hartmann functions (mfh3, mfh6 and their `_bad`
-and `_terrible` variants, whose low fidelities are biased and noisy). A trial's "length" is
-the benchmark's fidelity (1..100); training a trial from length a to b costs b - a.
+Functions (bench/mf_functions.py, on the unit cube, fidelity 1..100 = the trial's length):
+mf-prior-bench's multi-fidelity Hartmann 3 and 6 in their good, moderate, bad and terrible
+variants (held out: nothing in cade was tuned on them), and two functions the bracket policy
+was developed on (`sphere4`, `crossing4`). Training a trial from length a to b costs b - a.
 
-Every method samples configurations at random (the pruner/scheduler is what is compared),
-except the cade `-tpe` methods (`sampler: tpe`, see bench/sampler_quality.py), and
-runs until it has spent the same total training length (BUDGET full trainings' worth). What
-each method knows is traced in the order it learns it; the trace is cut at the budget.
+Every method runs until it has spent the same total training length (BUDGET units); what it
+learns is charged in the order it learns it, and the run is cut when the budget is spent.
+- incumbent: the point with the best value among evaluations at the highest length any
+  evaluation has reached so far;
+- regret: the incumbent's noise-free full-length value minus the function's minimum;
+- the table: the median over seeds of the final regret.
 
-- incumbent: the configuration with the best value among evaluations at the highest length
-  any evaluation has reached so far (full length once one trial got there);
-- regret: the incumbent's full-length value minus the benchmark's optimum;
-- final regret: the regret when the budget is spent (median over seeds);
-- length-to-target: training length spent until the regret first drops to the target, the
-  median final regret of cade's random search on that benchmark ("how fast does a method
-  get where random search ends"); runs that never reach it count as infinite.
+cade runs through its own simulator (`cade_cli.search.simulate.simulate`, 4 workers): the
+searchers decide exactly as in a real run. Peers run one trial at a time and report at
+every unit of length: Optuna's RandomSampler and TPESampler (multivariate, constant liar)
+with its SuccessiveHalvingPruner and HyperbandPruner (reduction factor 3), and Ray Tune's
+ASHA scheduler (AsyncHyperBandScheduler) driven through its scheduler interface with random
+sampling, when `ray` imports (no Ray cluster is started: the decisions are the same).
 
-Peers: Optuna's SuccessiveHalvingPruner and HyperbandPruner (RandomSampler, a report at
-every unit of length), and Ray Tune's ASHA scheduler (AsyncHyperBandScheduler) driven
-directly through its scheduler interface (no Ray cluster is started: the scheduler's
-decisions are the same, and a cluster would only add start-up time).
+PBT runs too, but is not counted as a cade mode: the simulated objective has no history (the
+value at length L depends on the params alone), so a PBT child whose params were just
+perturbed is scored as if it had trained with them from the start. That flatters PBT.
 
-Usage (bench extra: pip install -e '.[bench]'):
-    python bench/searcher_quality.py [--seeds 20] [--budget 30] [--jobs 2] [--out FILE.md]
+Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
+       [--functions NAME ...] [--log RUNS.jsonl] [--out FILE.md]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -38,9 +42,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-BENCHMARKS = ("mfh3", "mfh3_bad", "mfh3_terrible", "mfh6", "mfh6_bad", "mfh6_terrible")
-MAX_LENGTH = 100
+from mf_functions import FUNCTIONS, MAX_FIDELITY, Function
+
+MAX_LENGTH = MAX_FIDELITY
 DIVISOR = 3
+WORKERS = 4
 
 
 class BudgetSpent(BaseException):
@@ -52,95 +58,71 @@ class BudgetSpent(BaseException):
 
 @dataclass
 class Trace:
-    """Evaluations in the order the method saw them, with the length spent so far."""
+    """Charges each evaluation the length trained since the trial's last one; keeps the
+    incumbent (the best value at the highest length reached)."""
 
+    function: Function
     budget: int
     spent: int = 0
     trained: dict[Any, int] = field(default_factory=dict)
-    events: list[tuple[int, tuple[float, ...], int, float]] = field(default_factory=list)
+    incumbent: tuple[int, float, tuple[float, ...]] | None = None   # (-length, value, x)
 
-    def evaluate(self, bench: Any, key: Any, config: tuple[float, ...], length: int,
-                 start: int = 0) -> float:
+    def evaluate(self, key: Any, x: tuple[float, ...], length: int, start: int = 0) -> float:
         done = self.trained.get(key, start)
         cost = max(0, length - done)
         if self.spent + cost > self.budget:
             raise BudgetSpent
         self.spent += cost
         self.trained[key] = max(done, length)
-        value = query(bench, config, length)
-        # Lengths past the top fidelity (PBT keeps training) evaluate at the top fidelity.
-        self.events.append((self.spent, config, min(length, MAX_LENGTH), value))
+        length = min(length, MAX_LENGTH)   # PBT trains on past the top fidelity
+        value = self.function(x, length)
+        if self.incumbent is None or (-length, value) < self.incumbent[:2]:
+            self.incumbent = (-length, value, x)
         return value
-
-
-def query(bench: Any, config: tuple[float, ...], length: int) -> float:
-    values = {f"X_{i}": x for i, x in enumerate(config)}
-    result = bench.query(bench.Config.from_dict(values), at=min(max(length, 1), MAX_LENGTH))
-    return float(result.value.value)
-
-
-def regret_curve(bench: Any, trace: Trace, optimum: float) -> list[tuple[int, float]]:
-    """(length spent, incumbent regret) after each evaluation."""
-    curve: list[tuple[int, float]] = []
-    top_length, best_value, best_config = 0, math.inf, None
-    full_cache: dict[tuple[float, ...], float] = {}
-    for spent, config, length, value in trace.events:
-        if length > top_length:
-            top_length, best_value, best_config = length, value, config
-        elif length == top_length and value < best_value:
-            best_value, best_config = value, config
-        assert best_config is not None
-        if best_config not in full_cache:
-            full_cache[best_config] = query(bench, best_config, MAX_LENGTH)
-        curve.append((spent, full_cache[best_config] - optimum))
-    return curve
 
 
 # --- cade's searchers through cade's own simulator ---------------------------------------
 
-def cade_spec(method: str, dims: int, budget_trials: int) -> Any:
+_ASHA = f"divisor: {DIVISOR}\n  max_length: {MAX_LENGTH}\n  max_trials: 100000"
+CADE_SEARCHERS = {
+    "random": f"name: random\n  max_trials: 100000\n  max_length: {MAX_LENGTH}",
+    "asha": f"name: async_halving\n  num_rungs: 4\n  {_ASHA}",
+    "adaptive": f"name: adaptive_asha\n  mode: standard\n  max_rungs: 4\n  {_ASHA}",
+    "pbt": ("name: pbt\n  population_size: 16\n  num_rounds: 400\n  length_per_round: 10\n"
+            "  replace_function: {truncate_fraction: 0.25}\n"
+            "  explore_function: {resample_probability: 0.25, perturb_factor: 0.2}"),
+}
+CADE_SEARCHERS["asha-tpe"] = CADE_SEARCHERS["asha"] + "\n  sampler: tpe"
+CADE_SEARCHERS["adaptive-tpe"] = CADE_SEARCHERS["adaptive"] + "\n  sampler: tpe"
+CADE_SEARCHERS["adaptive-learned"] = CADE_SEARCHERS["adaptive"] + "\n  bracket_policy: learned"
+CADE_SEARCHERS["adaptive-learned-tpe"] = CADE_SEARCHERS["adaptive-learned"] + "\n  sampler: tpe"
+NOT_COUNTED = ("pbt",)   # see the module docstring
+
+
+def cade_spec(method: str, dims: int) -> Any:
     from cade_cli.spec.experiment import parse_spec
 
     hps = "\n".join(f"  X_{i}: {{type: double, minval: 0.0, maxval: 1.0}}" for i in range(dims))
-    many = budget_trials * 40  # more than the budget can ever use: the budget ends the run
-    searchers = {
-        "random": f"name: random\n  max_trials: {many}\n  max_length: {MAX_LENGTH}",
-        "asha-promotion": (f"name: async_halving\n  num_rungs: 4\n  divisor: {DIVISOR}\n"
-                           f"  max_trials: {many}\n  max_length: {MAX_LENGTH}\n  stop_once: false"),
-        "asha-stopping": (f"name: async_halving\n  num_rungs: 4\n  divisor: {DIVISOR}\n"
-                          f"  max_trials: {many}\n  max_length: {MAX_LENGTH}\n  stop_once: true"),
-        "pbt": ("name: pbt\n  population_size: 16\n  num_rounds: 400\n  length_per_round: 10\n"
-                "  replace_function: {truncate_fraction: 0.25}\n"
-                "  explore_function: {resample_probability: 0.25, perturb_factor: 0.2}"),
-    }
-    for mode in ("aggressive", "standard", "conservative"):
-        searchers[f"adaptive-{mode}"] = (
-            f"name: adaptive_asha\n  mode: {mode}\n  max_rungs: 4\n  divisor: {DIVISOR}\n"
-            f"  max_trials: {many}\n  max_length: {MAX_LENGTH}")
-    # `-tpe` methods: the same searcher with `sampler: tpe` (model-based proposals).
-    for base in ("asha-promotion", "adaptive-standard"):
-        searchers[f"{base}-tpe"] = searchers[base] + "\n  sampler: tpe"
     text = (f"name: quality-{method}\nentrypoint: none\nhyperparameters:\n{hps}\n"
-            f"searcher:\n  metric: value\n  max_concurrent_trials: 4\n  {searchers[method]}\n")
+            f"searcher:\n  metric: value\n  max_concurrent_trials: {WORKERS}\n"
+            f"  {CADE_SEARCHERS[method]}\n")
     return parse_spec(text, source=f"<{method}>")
 
 
-def run_cade(method: str, bench: Any, dims: int, trace: Trace, seed: int) -> None:
+def run_cade(method: str, dims: int, trace: Trace, seed: int) -> None:
     from cade_cli.search.simulate import simulate
 
-    spec = cade_spec(method, dims, trace.budget // MAX_LENGTH)
     parents: dict[int, int] = {}
 
     def objective(params: dict[str, Any], length: int, trial: int) -> float:
-        config = tuple(float(params[f"X_{i}"]) for i in range(dims))
+        x = tuple(float(params[f"X_{i}"]) for i in range(dims))
         # A PBT child starts at its parent's length: only what it trains itself is spent.
-        start = parents.get(trial, 0)
-        return trace.evaluate(bench, trial, config, length, start)
+        return trace.evaluate(trial, x, length, parents.get(trial, 0))
 
     if method == "pbt":
         objective = _pbt_objective(objective, parents, 10)
     try:
-        simulate(spec, objective, workers=4, seed=seed)
+        simulate(cade_spec(method, dims), objective, workers=WORKERS, seed=seed)
     except BudgetSpent:
         pass
 
@@ -161,7 +143,7 @@ def _pbt_objective(inner: Callable[..., float], starts: dict[int, int],
 
 # --- peers --------------------------------------------------------------------------------
 
-def run_optuna(pruner_name: str, bench: Any, dims: int, trace: Trace, seed: int) -> None:
+def run_optuna(sampler_name: str, pruner_name: str, dims: int, trace: Trace, seed: int) -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -171,15 +153,17 @@ def run_optuna(pruner_name: str, bench: Any, dims: int, trace: Trace, seed: int)
     else:
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=MAX_LENGTH,
                                                 reduction_factor=DIVISOR)
+    sampler: Any = optuna.samplers.RandomSampler(seed=seed)
+    if sampler_name == "tpe":
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
     # A fixed study name: Hyperband assigns brackets by hashing it with the trial number.
-    study = optuna.create_study(study_name=f"quality-{seed}", pruner=pruner,
-                                sampler=optuna.samplers.RandomSampler(seed=seed))
+    study = optuna.create_study(study_name=f"quality-{seed}", pruner=pruner, sampler=sampler)
 
     def objective(trial: Any) -> float:
-        config = tuple(trial.suggest_float(f"X_{i}", 0.0, 1.0) for i in range(dims))
+        x = tuple(trial.suggest_float(f"X_{i}", 0.0, 1.0) for i in range(dims))
         value = math.inf
         for step in range(1, MAX_LENGTH + 1):
-            value = trace.evaluate(bench, trial.number, config, step)
+            value = trace.evaluate(trial.number, x, step)
             trial.report(value, step)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -196,7 +180,7 @@ class _RayTrial:
     trial_id: str
 
 
-def run_ray_asha(bench: Any, dims: int, trace: Trace, seed: int) -> None:
+def run_ray_asha(dims: int, trace: Trace, seed: int) -> None:
     import random
 
     from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
@@ -210,11 +194,11 @@ def run_ray_asha(bench: Any, dims: int, trace: Trace, seed: int) -> None:
         while True:
             number += 1
             trial = _RayTrial(f"t{number}")
-            config = tuple(rng.random() for _ in range(dims))
+            x = tuple(rng.random() for _ in range(dims))
             scheduler.on_trial_add(None, trial)
+            result: dict[str, Any] = {}
             for step in range(1, MAX_LENGTH + 1):
-                value = trace.evaluate(bench, number, config, step)
-                result = {"training_iteration": step, "value": value}
+                result = {"training_iteration": step, "value": trace.evaluate(number, x, step)}
                 if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:
                     break
             scheduler.on_trial_complete(None, trial, result)
@@ -222,116 +206,134 @@ def run_ray_asha(bench: Any, dims: int, trace: Trace, seed: int) -> None:
         pass
 
 
-CADE_METHODS = ("random", "asha-promotion", "asha-stopping", "adaptive-aggressive",
-                "adaptive-standard", "adaptive-conservative", "pbt", "asha-promotion-tpe",
-                "adaptive-standard-tpe")
-PEER_METHODS = ("optuna-sha", "optuna-hyperband", "ray-asha")
+OPTUNA_METHODS = ("optuna-random-sha", "optuna-random-hb", "optuna-tpe-sha", "optuna-tpe-hb")
 
 
-def run_one(job: tuple[str, str, int, int]) -> tuple[str, str, int, list[tuple[int, float]]]:
-    import mfpbench
+def peer_methods() -> tuple[str, ...]:
+    if importlib.util.find_spec("ray") is None:
+        return OPTUNA_METHODS
+    return OPTUNA_METHODS + ("ray-asha",)
 
-    benchmark, method, seed, budget = job
-    bench = mfpbench.get(benchmark, seed=seed)
-    dims = len(list(bench.space.values()))
-    optimum = float(bench.metric_optimums["value"].value)
-    trace = Trace(budget=budget)
-    if method in CADE_METHODS:
-        run_cade(method, bench, dims, trace, seed)
+
+def run_one(job: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
+    function_name, method, seed, budget = job
+    dims, function, minimum, _held_out = FUNCTIONS[function_name]
+    trace = Trace(function, budget)
+    if method in CADE_SEARCHERS:
+        run_cade(method, dims, trace, seed)
     elif method == "ray-asha":
-        run_ray_asha(bench, dims, trace, seed)
+        run_ray_asha(dims, trace, seed)
     else:
-        run_optuna(method.split("-", 1)[1], bench, dims, trace, seed)
-    return benchmark, method, seed, regret_curve(bench, trace, optimum)
+        _, sampler_name, pruner_name = method.split("-")
+        run_optuna(sampler_name, pruner_name, dims, trace, seed)
+    if trace.incumbent is None:
+        return function_name, method, seed, math.inf
+    return function_name, method, seed, function(trace.incumbent[2], MAX_LENGTH) - minimum
 
 
-# --- the table ----------------------------------------------------------------------------
+# --- the tables ---------------------------------------------------------------------------
 
-def length_to(curve: list[tuple[int, float]], target: float) -> float:
-    for spent, regret in curve:
-        if regret <= target:
-            return float(spent)
-    return math.inf
+REGRET_FLOOR = 1e-6   # below this two regrets are both "at the optimum" for a ratio
 
 
-def summarise(results: list[tuple[str, str, int, list[tuple[int, float]]]],
-              methods: tuple[str, ...]) -> dict[str, dict[str, tuple[float, float]]]:
-    curves: dict[tuple[str, str], list[list[tuple[int, float]]]] = {}
-    for benchmark, method, _seed, curve in results:
-        curves.setdefault((benchmark, method), []).append(curve)
-
-    def final(curve: list[tuple[int, float]]) -> float:
-        return curve[-1][1] if curve else math.inf
-
-    table: dict[str, dict[str, tuple[float, float]]] = {}
-    for benchmark in BENCHMARKS:
-        target = statistics.median(final(c) for c in curves[(benchmark, "random")])
-        for method in methods:
-            runs = curves[(benchmark, method)]
-            regret = statistics.median(final(c) for c in runs)
-            # median_low: an even number of seeds must not average a finite length with "never".
-            to_target = statistics.median_low(length_to(c, target) for c in runs)
-            table.setdefault(method, {})[benchmark] = (regret, to_target)
-    return table
+def ratio(a: float, b: float) -> float:
+    return max(a, REGRET_FLOOR) / max(b, REGRET_FLOOR)
 
 
-def markdown(table: dict[str, dict[str, tuple[float, float]]], budget: int, seeds: int) -> str:
-    head = "| method | " + " | ".join(f"{b} regret | {b} to-target" for b in BENCHMARKS) + " |"
-    rule = "|---|" + "---:|---:|" * len(BENCHMARKS)
-    lines = [head, rule]
-    for method, row in table.items():
-        cells = []
-        for benchmark in BENCHMARKS:
-            regret, to_target = row[benchmark]
-            cells.append(f"{regret:.4f} | " + ("never" if math.isinf(to_target) else f"{to_target:.0f}"))
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append(f"Budget {budget} units of length ({budget // MAX_LENGTH} full trainings) per run, "
-                 f"{seeds} seeds, medians. Ratio rows: cade's best method / best peer "
-                 "(< 1 means cade's best is better).")
-    lines.append("")
-    lines.append("| benchmark | cade's best (regret) | best peer (regret) | regret ratio | "
-                 "to-target ratio |")
-    lines.append("|---|---|---|---:|---:|")
-    for benchmark in BENCHMARKS:
-        best_cade = min((m for m in table if not _is_peer(m)), key=lambda m: table[m][benchmark][0])
-        best_peer = min((m for m in table if _is_peer(m)), key=lambda m: table[m][benchmark][0])
-        cade_r, cade_t = table[best_cade][benchmark]
-        peer_r, peer_t = table[best_peer][benchmark]
-        lines.append(f"| {benchmark} | {best_cade} ({cade_r:.4f}) | {best_peer} ({peer_r:.4f}) | "
-                     f"{_ratio(cade_r, peer_r)} | {_ratio(cade_t, peer_t)} |")
+def geomean(values: list[float]) -> float:
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def tables(medians: dict[tuple[str, str], float], cade: list[str], peers: tuple[str, ...],
+           functions: list[str]) -> str:
+    methods = cade + list(peers)
+    lines = ["| function | " + " | ".join(methods) + " |", "|---|" + "---:|" * len(methods)]
+    for name in functions:
+        held = "" if FUNCTIONS[name][3] else " (dev)"
+        lines.append(f"| {name}{held} | "
+                     + " | ".join(f"{medians[(name, m)]:.4f}" for m in methods) + " |")
+    counted = [m for m in cade if m not in NOT_COUNTED and m != "random"]
+    lines += ["", "Each cade mode's median regret / the best peer's on that function:", "",
+              "| function | best peer | " + " | ".join(counted) + " |",
+              "|---|---|" + "---:|" * len(counted)]
+    per_mode: dict[str, dict[str, float]] = {m: {} for m in counted}
+    for name in functions:
+        best = min(peers, key=lambda p: medians[(name, p)])
+        for mode in counted:
+            per_mode[mode][name] = ratio(medians[(name, mode)], medians[(name, best)])
+        lines.append(f"| {name} | {best} ({medians[(name, best)]:.4f}) | "
+                     + " | ".join(f"{per_mode[m][name]:.2f}" for m in counted) + " |")
+    held_out = [n for n in functions if FUNCTIONS[n][3]]
+    for label, subset in (("all functions", functions), ("held out only", held_out)):
+        if subset:
+            lines.append(f"| geometric mean, {label} | | " + " | ".join(
+                f"{geomean([per_mode[m][n] for n in subset]):.2f}" for m in counted) + " |")
+            lines.append(f"| worst, {label} | | " + " | ".join(
+                f"{max(per_mode[m][n] for n in subset):.2f}" for m in counted) + " |")
+    lines += ["", "Each cade mode's median regret / cade's random search's (`random`):", "",
+              "| function | " + " | ".join(counted) + " |", "|---|" + "---:|" * len(counted)]
+    for name in functions:
+        lines.append(f"| {name} | " + " | ".join(
+            f"{ratio(medians[(name, m)], medians[(name, 'random')]):.2f}" for m in counted) + " |")
     return "\n".join(lines)
 
 
-def _is_peer(method: str) -> bool:
-    return method in PEER_METHODS
-
-
-def _ratio(a: float, b: float) -> str:
-    if math.isinf(a) and math.isinf(b):
-        return "both never"
-    if math.isinf(b):
-        return "cade only (peer never)"
-    if math.isinf(a) or b == 0:
-        return "inf (cade never)"
-    return f"{a / b:.2f}"
+def logged(path: str | None, budget: int) -> dict[tuple[str, str, int], float]:
+    """Results a previous run appended to the --log file, at this budget."""
+    done: dict[tuple[str, str, int], float] = {}
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                name, method, seed, at_budget, regret = json.loads(line)
+                if at_budget == budget:
+                    done[(name, method, seed)] = regret
+    return done
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--budget", type=int, default=30, help="in full trainings (x100 length)")
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="run only seeds from this one (to split a run over processes)")
+    parser.add_argument("--budget", type=int, default=1500, help="length units per run")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--out", help="also write the markdown table to this file")
+    parser.add_argument("--functions", nargs="*", default=list(FUNCTIONS))
+    parser.add_argument("--tables-only", action="store_true",
+                        help="run nothing: the tables of the seeds complete in --log")
+    parser.add_argument("--out", help="also write the tables to this file")
+    parser.add_argument("--log", help="append each run's result to this JSON-lines file; "
+                                      "runs already there are not run again")
     args = parser.parse_args(argv)
-    budget = args.budget * MAX_LENGTH
-    methods = CADE_METHODS + PEER_METHODS
-    jobs = [(b, m, s, budget) for b in BENCHMARKS for m in methods for s in range(args.seeds)]
+    cade = list(CADE_SEARCHERS)
+    peers = peer_methods()
+    # Seed by seed: a run cut short still covers every function and method.
+    jobs = [(f, m, s, args.budget) for s in range(args.seeds) for f in args.functions
+            for m in cade + list(peers)]
+    done = logged(args.log, args.budget)
+    todo = [job for job in jobs if job[:3] not in done and job[2] >= args.first_seed]
+    if args.tables_only:
+        todo = []
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(run_one, jobs, chunksize=4))
-    text = markdown(summarise(results, methods), budget, args.seeds)
-    text += f"\n\n{len(jobs)} runs in {time.perf_counter() - started:.0f} s.\n"
+        for name, method, seed, regret in pool.map(run_one, todo, chunksize=2):
+            done[(name, method, seed)] = regret
+            if args.log:
+                with open(args.log, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps([name, method, seed, args.budget, regret]) + "\n")
+    if args.first_seed:
+        return 0   # a part of a split run: the tables come from the whole --log
+    seeds = [seed for seed in range(args.seeds)
+             if all(job[:3] in done for job in jobs if job[2] == seed)]
+    finals: dict[tuple[str, str], list[float]] = {}
+    for name, method, seed, _budget in jobs:
+        if seed in seeds:
+            finals.setdefault((name, method), []).append(done[(name, method, seed)])
+    medians = {key: statistics.median(values) for key, values in finals.items()}
+    text = (f"Budget {args.budget} length units ({args.budget // MAX_LENGTH} full trainings) "
+            f"per run, {len(seeds)} seeds ({' '.join(map(str, seeds))}), median final regret; "
+            f"(dev): not held out.\n\n"
+            + tables(medians, cade, peers, args.functions)
+            + f"\n\n{len(todo)} runs in {time.perf_counter() - started:.0f} s.\n")
     print(text)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as handle:

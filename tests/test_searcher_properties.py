@@ -161,7 +161,7 @@ class Oracle:
             if isinstance(d, Shutdown):
                 assert i == len(decisions) - 1
         for b, config in enumerate(self.configs):
-            assert self.valid_created(b) <= config.max_trials
+            assert self.valid_created(b) <= allowance(snapshot, b, config)
             if not config.stop_once and not self.disturbed[b]:
                 self._check_promotion_counts(b, config)
 
@@ -174,14 +174,15 @@ class Oracle:
             promoted = sum(1 for (t, r) in self.promoted if r == k and self.bracket[t] == b)
             assert promoted >= int(len(self.entries.get((b, k), [])) / config.divisor)
 
-    def _check_close_out(self, trial: int) -> None:
+    def _check_close_out(self, trial: int, snapshot: dict[str, object]) -> None:
         """A waiting trial closes only once its rung can promote nobody any more."""
         b = self.bracket[trial]
         config = self.configs[b]
         k = self.rung[trial]
         if k == config.num_rungs - 1:
             return  # reached the top: done
-        assert self.valid_created(b) == config.max_trials, "closed while trials remain"
+        assert self.valid_created(b) == allowance(snapshot, b, config), \
+            "closed while trials remain"
         assert not any(self.bracket[u] == b and self.rung[u] <= k for u in self.trained), \
             "closed while a rung at or below it still has outstanding work"
 
@@ -237,7 +238,7 @@ class Oracle:
         if isinstance(d, Stop):
             if not self.configs[self.bracket[d.trial]].stop_once:
                 assert d.trial not in self.closed, "closed twice"
-                self._check_close_out(d.trial)
+                self._check_close_out(d.trial, snapshot)
             self.closed.add(d.trial)
             self.trained.discard(d.trial)
             return
@@ -247,7 +248,7 @@ class Oracle:
         assert d.trial not in self.closed, "a closed trial trains again"
         config = self.configs[self.bracket[d.trial]]
         ladder = config.rungs
-        assert d.length in ladder and set(d.report_at) <= set(ladder)
+        assert d.length in ladder and set(d.report_at) <= set(ladder) | set(config.probe_lengths)
         assert list(d.report_at) == sorted(set(d.report_at)) and d.report_at[-1] == d.length
         if config.stop_once:
             assert d.trial not in self.trained and d.length == ladder[-1]
@@ -274,6 +275,12 @@ class Oracle:
         assert n_k >= len(entries)
         better = sum(1 for _, v in entries if v < own[0])
         assert better < int(n_k / config.divisor), "promoted from outside the top 1/divisor"
+
+
+def allowance(snapshot: dict[str, object], b: int, config: BracketConfig) -> int:
+    """The trials bracket b may create: max_trials, unless the learned policy moved some."""
+    policy = snapshot.get("bracket_policy")
+    return config.max_trials if policy is None else policy["allowances"][b]  # type: ignore[index]
 
 
 def run_search(searcher: BracketSearch, configs: list[BracketConfig], stop_once: bool,
@@ -334,6 +341,7 @@ def adaptive_specs(draw: st.DrawFn) -> SearcherSpec:
         mode=draw(st.sampled_from(("aggressive", "standard", "conservative"))),
         max_rungs=draw(st.integers(1, 5)),
         bracket_rungs=tuple(override) if override else None,
+        bracket_policy=draw(st.sampled_from(("fixed", "learned"))),
         max_concurrent_trials=draw(st.integers(0, 8)),
         smaller_is_better=draw(st.booleans()), stop_once=draw(st.booleans()))
 
@@ -404,6 +412,12 @@ LONG_RUNS = [
                  max_trials=200, mode="conservative", max_concurrent_trials=12),
     SearcherSpec(name="adaptive_asha", metric="loss", divisor=2, max_length=100,
                  max_trials=200, mode="standard", max_concurrent_trials=0, stop_once=True),
+    SearcherSpec(name="adaptive_asha", metric="loss", divisor=3, max_length=243,
+                 max_trials=200, mode="standard", max_concurrent_trials=12,
+                 bracket_policy="learned"),
+    SearcherSpec(name="adaptive_asha", metric="loss", divisor=2, max_length=100,
+                 max_trials=200, mode="standard", max_concurrent_trials=6, stop_once=True,
+                 bracket_policy="learned"),
 ]
 
 

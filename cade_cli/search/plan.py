@@ -15,7 +15,12 @@ from typing import Any
 from cade_cli.search.searchers import searcher_class
 from cade_cli.search.searchers.brackets import BracketConfig
 from cade_cli.spec.experiment import ExperimentSpec, handed_target
-from cade_cli.spec.searcher_config import HalvingConfig, PbtConfig, SearcherConfig
+from cade_cli.spec.searcher_config import (
+    AdaptiveAshaConfig,
+    HalvingConfig,
+    PbtConfig,
+    SearcherConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Plan:
                                         # trials decide: no max_length)
     note: str = ""                      # how max_concurrent_trials was applied
     sampler: str = "random"             # searcher.sampler: where new trials' params come from
+    bracket_policy: str = ""            # searcher.bracket_policy (adaptive_asha only)
 
     @property
     def total_trials(self) -> int:
@@ -45,7 +51,9 @@ def preview(spec: ExperimentSpec) -> Plan:
     """The plan of `spec`'s search (any searcher): the searcher plans itself."""
     config = spec.searcher.config()
     plan = searcher_class(config.name).preview(config, spec.hyperparameters)
-    return replace(plan, sampler=spec.searcher.sampler)
+    # Only Adaptive ASHA has brackets to choose among (the spec refuses the key elsewhere).
+    policy = config.bracket_policy if isinstance(config, AdaptiveAshaConfig) else ""
+    return replace(plan, sampler=spec.searcher.sampler, bracket_policy=policy)
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
@@ -59,6 +67,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "total_trials": plan.total_trials,
         "note": plan.note,
         "sampler": plan.sampler,
+        **({"bracket_policy": plan.bracket_policy} if plan.bracket_policy else {}),
     }
 
 

@@ -95,6 +95,7 @@ class SearcherSpec:
     mode: str = "standard"                 # aggressive | standard | conservative
     max_rungs: int = 5
     bracket_rungs: tuple[int, ...] | None = None
+    bracket_policy: str = "fixed"          # fixed (Determined's split) | learned (adaptive_asha)
     # pbt
     population_size: int | None = None
     num_rounds: int | None = None

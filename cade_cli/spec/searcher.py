@@ -25,6 +25,7 @@ from cade_cli.spec.yamlpos import describe
 SEARCHER_NAMES = tuple(CONFIG_TYPES)
 LENGTH_UNITS = ("batches", "records", "epochs")
 ASHA_MODES = ("aggressive", "standard", "conservative")
+BRACKET_POLICIES = ("fixed", "learned")
 
 _COMMON = ("name", "metric", "smaller_is_better", "max_concurrent_trials", "sampler")
 _ASHA_LENGTH = ("max_length", "max_time", "time_metric")
@@ -33,7 +34,8 @@ _OWN_KEYS: dict[str, tuple[str, ...]] = {
     "random": ("max_trials", "max_length"),
     "grid": ("max_length",),
     "async_halving": ("num_rungs", "max_trials", "divisor", "stop_once") + _ASHA_LENGTH,
-    "adaptive_asha": ("max_trials", "mode", "divisor", "max_rungs", "bracket_rungs", "stop_once") + _ASHA_LENGTH,
+    "adaptive_asha": ("max_trials", "mode", "divisor", "max_rungs", "bracket_rungs", "stop_once",
+                      "bracket_policy") + _ASHA_LENGTH,
     "pbt": ("population_size", "num_rounds", "length_per_round", "replace_function", "explore_function"),
 }
 _LENGTH_EXPECTED = "an integer >= 1 or a mapping like {batches: N} (units: batches, records, epochs)"
@@ -152,6 +154,8 @@ def _adaptive(reader: MapReader) -> dict[str, Any]:
         "mode": reader.choice("mode", ASHA_MODES, "standard"),
         "max_rungs": reader.integer("max_rungs", 5, minimum=1),
         "bracket_rungs": None,
+        # A cade extension (searchers/bracket_policy.py): `learned` moves trials between brackets.
+        "bracket_policy": reader.choice("bracket_policy", BRACKET_POLICIES, "fixed"),
     }
     expected = "a non-empty list of integers >= 1 (rungs per bracket)"
     node = reader.node("bracket_rungs", expected)

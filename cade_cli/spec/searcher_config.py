@@ -72,6 +72,7 @@ class HalvingConfig(SearcherConfig):
     max_trials: int = 0
     divisor: int = 4
     stop_once: bool = False
+    bracket_policy: str = "fixed"         # learned: Adaptive ASHA only (the spec refuses it elsewhere)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from cade_cli.search.plan import Plan
 from cade_cli.search.samplers import SAMPLING_SEARCHERS, describe_sampler
+from cade_cli.search.searchers.bracket_policy import describe as describe_policy
 from cade_cli.search.simulate import ProgressCallback, SimulationResult
 from cade_cli.search.space import flatten
 from cade_cli.spec import determined
@@ -68,6 +69,8 @@ def _print_plan(console: Console, spec: ExperimentSpec, plan: Plan) -> None:
         console.print(f"Concurrency: {plan.note}")
     if plan.searcher in SAMPLING_SEARCHERS:
         console.print(f"Sampler: {describe_sampler(plan.sampler)}", markup=False)
+    if plan.bracket_policy:
+        console.print(f"Bracket policy: {describe_policy(plan.bracket_policy)}", markup=False)
     variant = determined.asha_variant(spec)
     if variant:
         console.print(variant)

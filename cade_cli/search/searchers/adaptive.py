@@ -6,6 +6,8 @@ that created the trial, and Create decisions carry the bracket index.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cade_cli.errors import SpecError
 from cade_cli.search.searchers.asha import BracketSearch, validate_ladder
 from cade_cli.search.searchers.brackets import BracketConfig
@@ -77,6 +79,8 @@ def bracket_rung_counts(spec: AdaptiveAshaConfig) -> list[int]:
             raise SpecError(f"searcher.max_rungs must be at least 1 (got {spec.max_rungs})")
         counts = mode_rungs(spec.mode, max_rung_count(spec.max_rungs, max_length, max_trials,
                                                       divisor))
+    if spec.bracket_policy == "learned" and 1 not in counts:
+        counts.append(1)  # the bracket that stops nothing: where misleading rungs send trials
     return sorted(counts, reverse=True)
 
 
@@ -89,11 +93,15 @@ def plan_brackets(spec: AdaptiveAshaConfig) -> list[BracketConfig]:
     counts = bracket_rung_counts(spec)
     trials = bracket_max_trials(max_trials, divisor, counts)
     concurrency = bracket_max_concurrent_trials(spec.max_concurrent_trials, divisor, trials)
-    return [
+    configs = [
         BracketConfig(num_rungs=rungs, max_trials=n, max_concurrent_trials=m, divisor=divisor,
                       max_length=max_length, stop_once=spec.stop_once)
         for rungs, n, m in zip(counts, trials, concurrency)
     ]
+    if spec.bracket_policy == "learned":  # every trial also reports at the shorter rungs
+        probes = tuple(sorted({length for c in configs for length in c.rungs[:-1]}))
+        configs = [replace(c, probe_lengths=probes) for c in configs]
+    return configs
 
 
 class AdaptiveAsha(BracketSearch):

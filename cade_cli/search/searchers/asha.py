@@ -28,6 +28,7 @@ from cade_cli.search.searchers.base import (
     check_snapshot,
     snapshot_header,
 )
+from cade_cli.search.searchers.bracket_policy import LearnedPolicy
 from cade_cli.search.searchers.brackets import (
     Bracket,
     BracketConfig,
@@ -57,6 +58,8 @@ class BracketSearch:
         self.factory = TrialFactory(space, rng, make_sampler(searcher_spec.sampler, space, levels))
         self.brackets = [make_bracket(i, config, self.factory)
                          for i, config in enumerate(configs)]
+        if searcher_spec.bracket_policy == "learned":
+            self.factory.policy = LearnedPolicy(self.brackets)
         self.started = False
         self.done = False
 
@@ -87,6 +90,8 @@ class BracketSearch:
             return []
         value = minimised(metric, self.searcher_spec.smaller_is_better)
         self.factory.sampler.observe(trial, length, value)  # before it proposes again
+        if self.factory.policy:
+            self.factory.policy.observe(trial, length, value)
         return self._settle(bracket.on_validation(trial, length, value))
 
     def on_exit(self, trial: int, reason: ExitReason) -> list[Decision]:
@@ -122,6 +127,8 @@ class BracketSearch:
             "rng": rng_state_to_json(self.factory.rng),
             "brackets": [bracket.to_json() for bracket in self.brackets],
             **sampler_state(self.factory.sampler),
+            # Only the learned bracket policy moves trials between brackets.
+            **({"bracket_policy": self.factory.policy.to_json()} if self.factory.policy else {}),
         }
 
     @classmethod
@@ -137,6 +144,8 @@ class BracketSearch:
         for bracket, state in zip(searcher.brackets, snapshot["brackets"]):
             bracket.load_json(state)
         load_sampler_state(searcher.factory.sampler, snapshot)
+        if searcher.factory.policy:
+            searcher.factory.policy.load_json(snapshot["bracket_policy"])
         return searcher
 
 

@@ -12,11 +12,14 @@ import math
 import random
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cade_cli.search.samplers import Sampler
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Stop, Train
 from cade_cli.search.space import Space
+
+if TYPE_CHECKING:  # the policy module imports this one
+    from cade_cli.search.searchers.bracket_policy import LearnedPolicy
 
 # Determined ranks a trial that exited early with math.MaxFloat64 at its rung.
 WORST = sys.float_info.max
@@ -53,6 +56,9 @@ class BracketConfig:
     divisor: int
     max_length: int
     stop_once: bool
+    # Shorter lengths its trials also report at, ranked nowhere: the learned bracket policy's
+    # unbiased sample of how short trainings predict long ones (bracket_policy.py).
+    probe_lengths: tuple[int, ...] = ()
 
     @property
     def rungs(self) -> tuple[int, ...]:
@@ -73,6 +79,9 @@ class TrialFactory:
         self.rng = rng
         self.sampler = sampler
         self.next_trial = next_trial
+        # searcher.bracket_policy learned: picks the bracket a new trial joins (None: its own).
+        self.policy: LearnedPolicy | None = None
+
 
     def create(self, bracket: int) -> Create:
         trial = self.next_trial
@@ -105,6 +114,8 @@ class Bracket:
         self.closed: set[int] = set()          # stopped by the searcher or exited
         self.exited: set[int] = set()          # early exits that still rank (as worst)
         self.invalid = 0                       # invalid-hyperparameter exits
+        # Trials this bracket may create: max_trials, unless the bracket policy moved some.
+        self.allowance = config.max_trials
 
     # -- queries --------------------------------------------------------------------------
     def owns(self, trial: int) -> bool:
@@ -116,12 +127,12 @@ class Bracket:
 
     @property
     def finished(self) -> bool:
-        return (self.valid_created >= self.config.max_trials
+        return (self.valid_created >= self.allowance
                 and len(self.closed) == len(self.trial_rung))
 
     def progress(self) -> float:
         # Determined's estimate: 20% headroom until rung 0 is full, then closed trials.
-        max_trials = self.config.max_trials
+        max_trials = max(self.allowance, 1)
         reported = len(self.rungs[0])
         estimate = reported / (1.2 * max_trials)
         if reported >= max_trials:
@@ -132,21 +143,36 @@ class Bracket:
     def start(self) -> list[Decision]:
         decisions: list[Decision] = []
         for _ in range(self.config.initial_trials):
-            decisions += self._new_trial()
+            decisions += self.new_trial()
         return decisions
 
-    def _new_trial(self) -> list[Decision]:
+    def new_trial(self) -> list[Decision]:
         create = self.factory.create(self.index)
         self.trial_rung[create.trial] = 0
         return [create, self._first_train(create.trial)]
 
     def _maybe_new_trial(self) -> list[Decision]:
-        if self.valid_created < self.config.max_trials:
-            return self._new_trial()
+        if self.factory.policy is not None:  # searcher.bracket_policy learned
+            return self.factory.policy.refill(self)
+        if self.valid_created < self.allowance:
+            return self.new_trial()
         return []
 
     def _first_train(self, trial: int) -> Train:
         raise NotImplementedError
+
+    def can_grow(self) -> bool:
+        """Whether a trial may still join (the learned bracket policy may raise allowance)."""
+        return True
+
+    def settle(self) -> list[Decision]:
+        """Decisions owed after the bracket policy lowered the allowance."""
+        return []
+
+    def report_points(self, lengths: tuple[int, ...]) -> tuple[int, ...]:
+        """Where a segment up to max(lengths) reports: those lengths and the probes below."""
+        probes = (p for p in self.config.probe_lengths if p < max(lengths))
+        return tuple(sorted(set(lengths).union(probes)))
 
     def _forget_invalid(self, trial: int) -> None:
         """An invalid-hyperparameter trial leaves every rung and does not count."""
@@ -186,7 +212,7 @@ class StoppingBracket(Bracket):
     """Stopping type: one long segment per trial, stopped when it ranks too low."""
 
     def _first_train(self, trial: int) -> Train:
-        return Train(trial, self.lengths[-1], report_at=tuple(sorted(set(self.lengths))))
+        return Train(trial, self.lengths[-1], report_at=self.report_points(self.lengths))
 
     def on_validation(self, trial: int, length: float, value: float) -> list[Decision]:
         if trial in self.closed:
@@ -218,7 +244,7 @@ class StoppingBracket(Bracket):
         self.closed.add(trial)
         if reason == ExitReason.INVALID_HP:
             self._forget_invalid(trial)
-            return self._new_trial()
+            return self.new_trial()
         self.exited.add(trial)
         rung = self.rungs[self.trial_rung[trial]]
         rung.insert(bisect.bisect_left(rung, WORST, key=_entry_value), RungEntry(trial, WORST))
@@ -239,12 +265,18 @@ class PromotionBracket(Bracket):
     def _first_train(self, trial: int) -> Train:
         return self._train(trial, 0)
 
+    def can_grow(self) -> bool:
+        return len(self.rungs[0]) < self.allowance  # rungs closed out stay closed
+
+    def settle(self) -> list[Decision]:
+        return self._close_out() if len(self.rungs[0]) >= self.allowance else []
+
     def _train(self, trial: int, rung: int) -> Train:
         self.trial_rung[trial] = rung
         self.training.add(trial)
         self.outstanding[rung] += 1
         length = self.lengths[rung]
-        return Train(trial, length, report_at=(length,))
+        return Train(trial, length, report_at=self.report_points((length,)))
 
     def on_validation(self, trial: int, length: float, value: float) -> list[Decision]:
         if trial in self.closed or trial not in self.training:
@@ -263,7 +295,7 @@ class PromotionBracket(Bracket):
                 self._end_training(trial)
             self._forget_invalid(trial)
             self.settled_rungs = 0  # its results left the rungs: nothing is final any more
-            return self._new_trial()
+            return self.new_trial()
         self.exited.add(trial)
         if was_training:
             return self._report(trial, WORST)
@@ -301,7 +333,7 @@ class PromotionBracket(Bracket):
                 trained = True
         if not trained:
             decisions += self._maybe_new_trial()
-        if len(self.rungs[0]) >= self.config.max_trials:
+        if len(self.rungs[0]) >= self.allowance:
             decisions += self._close_out()
         return decisions
 

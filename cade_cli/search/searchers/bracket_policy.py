@@ -1,0 +1,180 @@
+"""`searcher.bracket_policy: learned` for Adaptive ASHA (a cade extension). Pure.
+
+Determined gives each bracket a fixed share of `max_trials`. When short trainings rank
+configurations badly, the brackets that stop early spend their share on decisions the top
+rung later contradicts. The learned policy measures that: for every rung length it ranks the
+trials seen there against the same trials at the reference length (the highest rung length
+with at least `MIN_PAIRS` results) and takes Spearman's rank correlation. A bracket's
+*trust* is the lowest correlation over the rungs where it stops trials (clipped at 0); the
+one-rung bracket stops nothing and is always trusted (the policy adds it to the plan).
+
+Whenever a bracket's slot frees up, the policy creates the next trial in the open bracket
+(one with trials of its allowance left) furthest behind its learned share: share_b is
+proportional to Determined's split of max_trials times trust_b. The slot moves with the
+trial, and so does one trial of the asking bracket's allowance when it had any left; a
+bracket with none left hands its slot on instead of letting it idle. Until some correlation
+is measured, an open bracket keeps its own slot, as under the default policy. The total trial
+budget and the number of trials running at once are unchanged. Everything the policy reads is
+in the brackets' rungs, so the snapshot needs only the allowances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from cade_cli.search.searchers.brackets import WORST
+
+if TYPE_CHECKING:
+    from cade_cli.search.searchers.base import Decision
+    from cade_cli.search.searchers.brackets import Bracket
+
+MIN_PAIRS = 5   # results a correlation needs before it counts (fewer say little)
+
+
+def describe(policy: str) -> str:
+    """One line for `cade preview`: what the policy does, and the other choice."""
+    if policy == "learned":
+        return (f"learned: a full-length bracket is added and every trial also reports at the "
+                f"shorter rung lengths; once {MIN_PAIRS}+ trials have results at two rung "
+                f"lengths, new trials go to the brackets in proportion to Determined's share "
+                f"times how well the rungs where they stop trials rank them as the longest "
+                f"rung does (rank correlation)")
+    return ("fixed: each bracket gets Determined's share of max_trials; `bracket_policy: "
+            "learned` moves trials to the brackets whose early rungs rank trials as the "
+            "longest rung does")
+
+
+def ranks(values: Sequence[float]) -> list[float]:
+    """1-based ranks, ties sharing their average rank."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    result = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            result[order[position]] = (start + end) / 2 + 1
+        start = end + 1
+    return result
+
+
+def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Spearman's rank correlation; 0 when either side has no spread."""
+    rx, ry = ranks(xs), ranks(ys)
+    mean = (len(xs) + 1) / 2
+    cov = sum((a - mean) * (b - mean) for a, b in zip(rx, ry))
+    var_x = sum((a - mean) ** 2 for a in rx)
+    var_y = sum((b - mean) ** 2 for b in ry)
+    if var_x == 0 or var_y == 0:
+        return 0.0
+    return cov / (var_x * var_y) ** 0.5
+
+
+def rung_correlations(seen: dict[int, dict[int, float]]) -> dict[int, float]:
+    """length -> rank correlation with the reference length, where measured.
+
+    `seen` maps a rung length to {trial: value} for every result reported there.
+    """
+    enough = [length for length, results in seen.items() if len(results) >= MIN_PAIRS]
+    if not enough:
+        return {}
+    reference = max(enough)
+    top = seen[reference]
+    measured: dict[int, float] = {}
+    for length, results in seen.items():
+        # In trial order: a restored policy sums in the same order (floats are not associative).
+        pairs = [(results[trial], top[trial]) for trial in sorted(results) if trial in top]
+        if length < reference and len(pairs) >= MIN_PAIRS:
+            measured[length] = spearman([a for a, _ in pairs], [b for _, b in pairs])
+    return measured
+
+
+def trust(bracket: Bracket, correlations: dict[int, float]) -> float:
+    """How far the rungs where `bracket` stops trials predict the reference (0..1)."""
+    stopping = [correlations[length] for length in bracket.lengths[:-1] if length in correlations]
+    return max(0.0, min(stopping)) if stopping else 1.0
+
+
+class LearnedPolicy:
+    """Chooses the bracket a new trial joins (see the module docstring)."""
+
+    def __init__(self, brackets: Sequence[Bracket]) -> None:
+        self.brackets = brackets
+        lengths = {length for bracket in brackets for length in bracket.lengths}
+        self.seen: dict[int, dict[int, float]] = {length: {} for length in sorted(lengths)}
+        self.results = 0        # reports kept in `seen`
+        self.measured_at = 0    # `results` when `correlations` were last measured
+        self.correlations: dict[int, float] = {}
+
+    def current_correlations(self) -> dict[int, float]:
+        """rung_correlations, measured again once the results grew by a tenth (or 5): the
+        cost stays O(n log n) over a search instead of O(n^2 log n)."""
+        if self.results >= self.measured_at + max(MIN_PAIRS, self.measured_at // 10):
+            self.correlations = rung_correlations(self.seen)
+            self.measured_at = self.results
+        return self.correlations
+
+    def observe(self, trial: int, length: float, value: float) -> None:
+        """A report (minimised); kept where it lands on a rung length."""
+        results = self.seen.get(int(length)) if length == int(length) else None
+        if results is not None and value != WORST:  # an early exit says nothing of ranks
+            self.results += trial not in results
+            results[trial] = value
+
+    def refill(self, asking: Bracket) -> list[Decision]:
+        """A slot of `asking` is free: create a trial in the bracket the policy picks."""
+        correlations = self.current_correlations()
+        if not correlations:  # nothing learned yet: Determined's rule
+            return asking.new_trial() if asking.valid_created < asking.allowance else []
+        weights = {b.index: b.config.max_trials * trust(b, correlations) for b in self.brackets}
+        total_weight = sum(weights.values()) or 1.0
+        budget = sum(b.allowance for b in self.brackets)
+        decisions = self._rebalance({i: w / total_weight * budget for i, w in weights.items()})
+        open_ = [b for b in self.brackets if b.valid_created < b.allowance]
+        if not open_:
+            return decisions
+        created = sum(b.valid_created for b in self.brackets) + 1
+
+        def behind(bracket: Bracket) -> float:  # its share of the trials so far, minus its own
+            return weights[bracket.index] / total_weight * created - bracket.valid_created
+
+        # The asking bracket first: it keeps its slot unless another is further behind.
+        ordered = sorted(open_, key=lambda b: b is not asking)
+        return max(ordered, key=behind).new_trial() + decisions
+
+    def _rebalance(self, targets: dict[int, float]) -> list[Decision]:
+        """Move allowance from brackets above their target to those below (whole trials)."""
+        decisions: list[Decision] = []
+        while True:
+            donors = [b for b in self.brackets if b.valid_created < b.allowance
+                      and b.allowance - targets[b.index] >= 1]
+            takers = [b for b in self.brackets if b.can_grow()
+                      and targets[b.index] - b.allowance >= 1]
+            if not donors or not takers:
+                return decisions
+            donor = max(donors, key=lambda b: b.allowance - targets[b.index])
+            taker = max(takers, key=lambda b: targets[b.index] - b.allowance)
+            moved = int(min(donor.allowance - targets[donor.index],
+                            targets[taker.index] - taker.allowance,
+                            donor.allowance - donor.valid_created))
+            donor.allowance -= moved
+            taker.allowance += moved
+            decisions += donor.settle()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"allowances": [b.allowance for b in self.brackets],
+                "seen": [[length, sorted([t, v] for t, v in results.items())]
+                         for length, results in self.seen.items()],
+                "measured_at": self.measured_at,
+                "correlations": sorted([length, rho] for length, rho in self.correlations.items())}
+
+    def load_json(self, state: dict[str, Any]) -> None:
+        for bracket, allowance in zip(self.brackets, state["allowances"]):
+            bracket.allowance = int(allowance)
+        self.seen = {int(length): {int(t): float(v) for t, v in results}
+                     for length, results in state["seen"]}
+        self.results = sum(len(results) for results in self.seen.values())
+        self.measured_at = int(state["measured_at"])
+        self.correlations = {int(length): float(rho) for length, rho in state["correlations"]}

@@ -1,0 +1,150 @@
+"""`searcher.bracket_policy: learned` (Adaptive ASHA): reading, plan, and what it learns.
+
+The rules every bracket keeps under the policy (promotions, close-out, snapshot/restore
+after every event) are checked by tests/test_searcher_properties.py, which draws the policy
+for Adaptive ASHA specs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cade_cli.cli import cli
+from cade_cli.errors import SpecError
+from cade_cli.search.searchers.adaptive import AdaptiveAsha, plan_brackets
+from cade_cli.search.searchers.bracket_policy import rung_correlations, spearman
+from cade_cli.search.simulate import Simulation
+from cade_cli.search.space import Double, Nested
+from cade_cli.spec.experiment import SearcherSpec, parse_spec
+
+SPACE = Nested((("x", Double(0.0, 1.0)),))
+
+
+def spec_text(searcher: str, extra: str) -> str:
+    return ("name: t\nentrypoint: python train.py\nhyperparameters:\n"
+            "  x: {type: double, minval: 0.0, maxval: 1.0}\n"
+            f"searcher:\n  name: {searcher}\n  metric: loss\n  max_trials: 20\n"
+            "  max_length: 81\n" + textwrap.indent(extra + "\n", "  "))
+
+
+def adaptive(policy: str, max_trials: int = 120) -> SearcherSpec:
+    return SearcherSpec(name="adaptive_asha", metric="loss", max_trials=max_trials,
+                        max_length=81, divisor=3, max_rungs=4, mode="standard",
+                        max_concurrent_trials=4, bracket_policy=policy)
+
+
+def test_spearman_ranks_ties_and_orders() -> None:
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 1], [1, 2, 3]) == 0.0   # no spread: nothing learned
+    # Ties share their average rank: ranks (1.5, 1.5, 3) against (1, 2, 3).
+    assert spearman([5, 5, 9], [1, 2, 3]) == pytest.approx(math.sqrt(3) / 2)
+
+
+def test_correlations_need_enough_results_and_use_the_highest_such_length() -> None:
+    few = {3: {1: 0.1, 2: 0.2}, 27: {1: 0.1, 2: 0.2}}
+    assert rung_correlations(few) == {}
+    inverted = {3: {t: float(t) for t in range(1, 7)}, 9: {t: float(-t) for t in range(1, 7)},
+                81: {1: 0.0}}   # 81 has too few results to be the reference
+    assert rung_correlations(inverted) == {3: pytest.approx(-1.0)}
+
+
+def test_the_key_reads_defaults_and_is_located() -> None:
+    default = parse_spec(spec_text("adaptive_asha", ""), "spec.yaml")
+    assert default.searcher.bracket_policy == "fixed"
+    learned = parse_spec(spec_text("adaptive_asha", "bracket_policy: learned"), "spec.yaml")
+    assert learned.searcher.bracket_policy == "learned"
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec_text("adaptive_asha", "bracket_policy: smart"), "spec.yaml")
+    assert str(caught.value) == ("spec.yaml:10: searcher.bracket_policy: expected one of "
+                                 "fixed, learned, found 'smart' (a string)")
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec_text("async_halving", "num_rungs: 3\nbracket_policy: learned"),
+                   "spec.yaml")
+    assert str(caught.value) == ("spec.yaml:11: searcher.bracket_policy: unknown key: not "
+                                 "used by the 'async_halving' searcher (a key of: adaptive_asha)")
+
+
+def test_learned_plans_a_full_length_bracket_and_probe_reports() -> None:
+    fixed = plan_brackets(adaptive("fixed"))
+    assert [c.num_rungs for c in fixed] == [4, 3, 2]
+    assert all(c.probe_lengths == () for c in fixed)
+    learned = plan_brackets(adaptive("learned"))
+    assert [c.num_rungs for c in learned] == [4, 3, 2, 1]
+    assert all(c.probe_lengths == (3, 9, 27) for c in learned)
+
+
+def misleading(params: dict[str, float], length: int, trial: int) -> float:
+    """Length 3 ranks points in reverse (the best at length 81 start worst); 9 on rank
+    them as 81 does."""
+    x = params["x"]
+    return x + 2.0 * (1.0 - x) * 27.0 / (length * length)
+
+
+def faithful(params: dict[str, float], length: int, trial: int) -> float:
+    return params["x"] + 1.0 / length
+
+
+def run(policy: str, objective: object, seed: int = 3) -> AdaptiveAsha:
+    searcher = AdaptiveAsha(adaptive(policy), SPACE, random.Random(seed))
+    Simulation(searcher, objective, workers=4, validation_period=None,  # type: ignore[arg-type]
+               smaller_is_better=True, full_length=81).run()
+    assert searcher.done
+    return searcher
+
+
+def created(searcher: AdaptiveAsha) -> list[int]:
+    return [bracket.valid_created for bracket in searcher.brackets]
+
+
+def test_misleading_rungs_send_trials_to_the_brackets_that_stop_late() -> None:
+    searcher = run("learned", misleading)
+    policy = searcher.factory.policy
+    assert policy is not None
+    assert policy.correlations[3] < 0 < 0.9 < policy.correlations[9]
+    counts = created(searcher)
+    assert sum(counts) == 120   # the trial budget is kept
+    shares = [config.max_trials for config in plan_brackets(adaptive("learned"))]
+    # The bracket that stops trials at length 3 loses trials to the others.
+    assert counts[0] < shares[0] - 20
+    assert sum(counts[1:]) > sum(shares[1:]) + 20
+
+
+def test_faithful_rungs_keep_determineds_split() -> None:
+    searcher = run("learned", faithful)
+    shares = [config.max_trials for config in plan_brackets(adaptive("learned"))]
+    assert [b.allowance for b in searcher.brackets] == shares
+    assert created(searcher) == shares
+
+
+def test_the_default_policy_writes_the_snapshots_it_wrote_before() -> None:
+    fixed = run("fixed", misleading)
+    assert "bracket_policy" not in fixed.snapshot()
+    assert fixed.factory.policy is None
+    learned = run("learned", misleading)
+    state = learned.snapshot()["bracket_policy"]
+    assert sum(state["allowances"]) == 120
+
+
+def test_preview_explains_the_policy(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec_text("adaptive_asha", "bracket_policy: learned"), encoding="utf-8")
+    shown = CliRunner().invoke(cli, ["preview", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "Bracket policy: learned: a full-length bracket is added" in shown.stdout
+    plan = json.loads(CliRunner().invoke(cli, ["preview", str(path), "--json"]).stdout)
+    assert plan["bracket_policy"] == "learned"
+    assert [len(b["rungs"]) for b in plan["brackets"]][-1] == 1
+    path.write_text(spec_text("adaptive_asha", ""), encoding="utf-8")
+    default = CliRunner().invoke(cli, ["preview", str(path)])
+    assert "Bracket policy: fixed: each bracket gets Determined's share" in default.stdout
+    path.write_text(spec_text("async_halving", "num_rungs: 3"), encoding="utf-8")
+    single = CliRunner().invoke(cli, ["preview", str(path), "--json"])
+    assert "bracket_policy" not in json.loads(single.stdout)
