@@ -91,19 +91,19 @@ def driver_directives(name: str, *, time_limit: int, notice: int, partition: str
                       account: str | None, log_dir: Path) -> list[str]:
     """`#PBS` arguments of a driver job: one CPU, the time limit, the logs. PBS sends no
     notice before the limit (`notice` is unused): the driver's own clock hands over."""
-    lines = [quoted("-N", name), quoted("-l", "select=1:ncpus=1"),
-             quoted("-l", f"walltime={walltime(time_limit)}"),
-             quoted("-o", f"{log_dir}/{STDOUT_FILE}"), quoted("-e", f"{log_dir}/{STDERR_FILE}"),
-             "-j n", "-r n"]
-    lines += [quoted("-q", partition)] if partition else []
-    lines += [quoted("-A", account)] if account else []
-    return lines
+    return _one_chunk_job(name, "select=1:ncpus=1", time_limit, partition, account, log_dir)
 
 
 def server_directives(name: str, *, time_limit: int, gpus: int, cpus: int,
                       partition: str | None, account: str | None, log_dir: Path) -> list[str]:
     """`#PBS` arguments of a server job (TensorBoard, JupyterLab): one chunk on one node."""
     select = f"select=1:ncpus={cpus}" + (f":ngpus={gpus}" if gpus else "")
+    return _one_chunk_job(name, select, time_limit, partition, account, log_dir)
+
+
+def _one_chunk_job(name: str, select: str, time_limit: int, partition: str | None,
+                   account: str | None, log_dir: Path) -> list[str]:
+    """The directives cade's own service jobs share: no rerun, logs apart, one chunk."""
     lines = [quoted("-N", name), quoted("-l", select),
              quoted("-l", f"walltime={walltime(time_limit)}"),
              quoted("-o", f"{log_dir}/{STDOUT_FILE}"), quoted("-e", f"{log_dir}/{STDERR_FILE}"),
