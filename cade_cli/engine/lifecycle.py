@@ -28,6 +28,7 @@ from cade_cli.engine.apply import (
     recover_intents,
 )
 from cade_cli.engine.context import SyncContext, close_trial, request_stop, trial_seed
+from cade_cli.engine.packing import experiment_scheduler, release_packs
 from cade_cli.engine.events import finish_segment, finished_status, ingest_segment
 from cade_cli.engine.provenance import code_snapshot
 from cade_cli.errors import CadeError, LedgerError
@@ -146,6 +147,7 @@ def _context(ledger: Ledger, exp: ExperimentRecord, scheduler: Scheduler,
     if snapshot is None:
         raise LedgerError(f"experiment {exp.id} has no searcher state in the ledger")
     searcher = restore_searcher(spec.searcher, spec.hyperparameters, snapshot)
+    scheduler = experiment_scheduler(scheduler, exp, spec, settings)
     return SyncContext(ledger, exp, spec, searcher, scheduler, settings, clock)
 
 
@@ -170,6 +172,7 @@ def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Set
     launch_segments(ctx)
     _check_completion(ctx)
     ledger.update_experiment(experiment_id, synced=clock())
+    release_packs(ctx.scheduler, ledger.experiment(experiment_id))
     return ledger.experiment(experiment_id)
 
 
@@ -261,6 +264,7 @@ def pause(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Se
                     ledger.update_trial(exp.id, trial.id, state="paused")
     ctx.refresh()
     reconcile_stops(ctx)
+    release_packs(ctx.scheduler, ledger.experiment(exp.id))
     return ledger.experiment(exp.id)
 
 
@@ -278,11 +282,12 @@ def resume(ledger: Ledger, experiment_id: int) -> ExperimentRecord:
 
 
 def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
-           clock: Clock = time.time) -> ExperimentRecord:
+           clock: Clock = time.time, settings: Settings | None = None) -> ExperimentRecord:
     """End the experiment now: every live job is canceled, open trials are stopped."""
     exp = ledger.experiment(experiment_id)
     if exp.state in TERMINAL_EXPERIMENT_STATES:
         return exp
+    scheduler = experiment_scheduler(scheduler, exp, experiment_spec(exp), settings or Settings())
     now = clock()
     with ledger.transaction():
         ledger.update_experiment(exp.id, state="canceled", ended=now,
@@ -298,6 +303,7 @@ def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
             if seg.job_name in found:
                 scheduler.cancel([found[seg.job_name]])
     scheduler.cancel([s.job_id for s in live if s.job_id])
+    release_packs(scheduler, ledger.experiment(exp.id))
     # A submitted job stays live in the ledger until the scheduler says it is gone: syncs
     # go on polling it and escalate to SIGKILL after the grace (reconcile_stops).
     with ledger.transaction():
