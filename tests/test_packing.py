@@ -251,3 +251,77 @@ def test_pack_json_and_script(tmp_path: Path) -> None:
     script = request.script.read_text()
     assert "#SBATCH --ntasks-per-node=4" in script and "#SBATCH --nodes=1" in script
     assert "cade_pack.py" in script and request.slots == 4
+
+
+def test_the_site_setting_packs_a_node_worth_of_trials() -> None:
+    from cade_cli.jobs.pack import pack_shape
+    text = spec_text(packing="").replace("packing: {}\n", "slurm: {slots_per_node: 4}\n")
+    spec = parse_spec(text, source="spec.yaml")
+    assert pack_shape(spec) is None
+    shape = pack_shape(spec, default_pack=True)
+    assert shape is not None and (shape.slots, shape.slots_per_trial) == (4, 1)
+    explicit = parse_spec(spec_text(packing="slots_per_job: 0"), source="spec.yaml")
+    assert pack_shape(explicit, default_pack=True) is None   # the spec's word wins
+
+
+def _packed(tmp_path: Path) -> Any:
+    from cade_cli.backends.local import LocalScheduler
+    from cade_cli.backends.packed import PackedScheduler, PackShape
+    from cade_cli.jobs.pack import prepare_pack
+    spec = parse_spec(spec_text(packing="slots_per_job: 2, idle_timeout: 30"),
+                      source=str(tmp_path / "s.yaml"))
+    root = tmp_path / "packs"
+
+    def new_pack(pack_dir: Path, index: int) -> Any:
+        return prepare_pack(spec, PackShape(2, 1), backend="local", name=f"pack-{index}",
+                            pack_dir=pack_dir, queue=root / "queue")
+    return PackedScheduler(LocalScheduler(tmp_path / "state", slots=2, gpus=[]), root,
+                           PackShape(2, 1), new_pack)
+
+
+def _segment(tmp_path: Path, name: str, body: str) -> Any:
+    from cade_cli.backends.base import JobRequest
+    run_dir = tmp_path / name
+    run_dir.mkdir()
+    script = run_dir / "job.sh"
+    script.write_text("trap 'echo $? > \"$0.code\"; mv \"$0.code\" "
+                      f"{run_dir}/exit_code' EXIT\n{body}\n")
+    return JobRequest(name=name, script=script, run_dir=run_dir)
+
+
+def _wait_state(scheduler: Any, job_id: str, states: set[str], timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = scheduler.poll([job_id])[job_id]
+        if status.state.value in states:
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.1)
+
+
+def test_a_segment_canceled_before_a_worker_took_it_never_runs(tmp_path: Path) -> None:
+    scheduler = _packed(tmp_path)
+    # like a job script, the shell waits on its launch in the background: TERM ends it
+    first = scheduler.submit(_segment(tmp_path, "a", "trap 'exit 143' TERM; sleep 30 & wait"))
+    second = scheduler.submit(_segment(tmp_path, "b", "trap 'exit 143' TERM; sleep 30 & wait"))
+    third = scheduler.submit(_segment(tmp_path, "c", "touch ran"))   # no slot left: queued
+    _wait_state(scheduler, first, {"running"})
+    assert scheduler.poll([third])[third].state.value == "pending"
+    scheduler.cancel([third])
+    assert scheduler.poll([third])[third].state.value == "cancelled"
+    scheduler.cancel([first, second])                # claimed: TERM to their scripts
+    for job_id in (first, second):
+        assert _wait_state(scheduler, job_id, {"failed", "cancelled"}).exit_code != 0
+    scheduler.release()
+    time.sleep(1.5)
+    assert not (tmp_path / "c" / "ran").exists() and not (tmp_path / "c" / "exit_code").exists()
+
+
+def test_a_pack_killed_under_its_segments_ends_them_with_it(tmp_path: Path) -> None:
+    scheduler = _packed(tmp_path)
+    job_id = scheduler.submit(_segment(tmp_path, "a", "sleep 30"))
+    _wait_state(scheduler, job_id, {"running"})
+    pack_job = (tmp_path / "packs" / "jobs" / "1" / "job_id").read_text().strip()
+    scheduler.inner.kill([pack_job])                 # SIGKILL: no trap, no exit code
+    status = _wait_state(scheduler, job_id, {"cancelled", "failed"})
+    assert status.exit_code is None and "pack" in status.reason

@@ -86,12 +86,15 @@ class PackedScheduler(Scheduler):
     def close(self) -> None:
         self.inner.close()
 
-    def release(self) -> None:
-        """Every pack takes no more work and ends once its segments have; one still
-        queued is canceled (its worker, should it start meanwhile, sees `release` first)."""
+    def release(self, idle_only: bool = False) -> None:
+        """Every pack (`idle_only`: every pack running nothing) takes no more work and ends
+        once its segments have; one still queued is canceled (its worker, should it start
+        meanwhile, sees `release` first)."""
+        if idle_only and _names(self.root / "queue"):
+            return  # a queued segment is about to be claimed by one of them
         unstarted = []
         for pack in self._pack_dirs():
-            if (pack / "release").exists():
+            if (pack / "release").exists() or (idle_only and self._running(pack)):
                 continue
             _write_text(pack / "release", "")
             job_id = self._job_id(pack)
@@ -132,8 +135,10 @@ class PackedScheduler(Scheduler):
         if status is None or status.state.finished or (pack / "closing").exists() \
                 or (pack / "release").exists():
             return 0
-        running = len(_names(pack / "claimed")) - len(_names(pack / "done", suffix=""))
-        return self.shape.slots // self.shape.slots_per_trial - running
+        return self.shape.slots // self.shape.slots_per_trial - self._running(pack)
+
+    def _running(self, pack: Path) -> int:
+        return len(_names(pack / "claimed")) - len(_names(pack / "done", suffix=""))
 
     def _ensure_capacity(self, packs: dict[Path, JobStatus | None] | None = None) -> None:
         """Submit as many packs as the queue needs beyond what live packs can still take."""

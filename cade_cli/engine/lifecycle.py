@@ -172,8 +172,9 @@ def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Set
     launch_segments(ctx)
     _check_completion(ctx)
     ledger.update_experiment(experiment_id, synced=clock())
-    release_packs(ctx.scheduler, ledger.experiment(experiment_id))
-    return ledger.experiment(experiment_id)
+    exp = ledger.experiment(experiment_id)
+    release_packs(ctx.scheduler, exp, waiting=_any_waiting(ctx))
+    return exp
 
 
 def _poll_and_ingest(ctx: SyncContext) -> None:
@@ -239,6 +240,12 @@ def _check_completion(ctx: SyncContext) -> None:
     if not waiting and not ctx.ledger.events(exp.id, unapplied_only=True):
         _end(ctx.ledger, exp.id, "errored", "the searcher has nothing left to run but did "
              "not finish the search", ctx.clock())
+
+
+def _any_waiting(ctx: SyncContext) -> bool:
+    """A trial needs a segment that was not launched yet (held back by a cap)."""
+    return any(needs_segment(t, ctx.ledger.latest_segment(ctx.exp_id, t.id))
+               for t in ctx.ledger.trials(ctx.exp_id))
 
 
 def _end(ledger: Ledger, exp_id: int, state: str, message: str, now: float) -> None:

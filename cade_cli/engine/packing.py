@@ -40,9 +40,14 @@ def render_backend(scheduler: Scheduler, backend: str) -> str:
     return SEGMENT_BACKEND if isinstance(scheduler, PackedScheduler) else backend
 
 
-def release_packs(scheduler: Scheduler, exp: ExperimentRecord) -> None:
-    """No more work will come (the search is done, or the experiment ended or paused): the
-    packs finish what they run and give their allocations back at once."""
-    if isinstance(scheduler, PackedScheduler) and (
-            exp.searcher_done or exp.state not in RUNNING_EXPERIMENT_STATES):
+def release_packs(scheduler: Scheduler, exp: ExperimentRecord, waiting: bool = True) -> None:
+    """Packs give their allocations back at once when no more work will come (the search is
+    done, or the experiment ended or paused): they finish what they run. When only no trial
+    is `waiting` for a segment now, the packs that run nothing go: a later segment costs a
+    new job's queue wait, and an idle node costs every second until then."""
+    if not isinstance(scheduler, PackedScheduler):
+        return
+    if exp.searcher_done or exp.state not in RUNNING_EXPERIMENT_STATES:
         scheduler.release()
+    elif not waiting:
+        scheduler.release(idle_only=True)
