@@ -321,7 +321,16 @@ def test_a_pack_killed_under_its_segments_ends_them_with_it(tmp_path: Path) -> N
     scheduler = _packed(tmp_path)
     job_id = scheduler.submit(_segment(tmp_path, "a", "sleep 30"))
     _wait_state(scheduler, job_id, {"running"})
-    pack_job = (tmp_path / "packs" / "jobs" / "1" / "job_id").read_text().strip()
-    scheduler.inner.kill([pack_job])                 # SIGKILL: no trap, no exit code
+    started = (tmp_path / "packs" / "jobs" / "1" / "started").read_text()
+    os.killpg(int(started.split()[1]), signal.SIGKILL)   # the node died: no trap, no exit code
     status = _wait_state(scheduler, job_id, {"cancelled", "failed"})
-    assert status.exit_code is None and "pack" in status.reason
+    assert status.exit_code is None and "pack job ended" in status.reason
+
+
+def test_a_pack_the_driver_died_before_submitting_is_replaced(tmp_path: Path) -> None:
+    scheduler = _packed(tmp_path)
+    (tmp_path / "packs" / "jobs" / "1").mkdir(parents=True)   # made, never submitted
+    job_id = scheduler.submit(_segment(tmp_path, "a", "true"))
+    assert _wait_state(scheduler, job_id, {"completed"}).exit_code == 0
+    assert (tmp_path / "packs" / "jobs" / "2" / "claimed" / "a.json").exists()
+    scheduler.release()

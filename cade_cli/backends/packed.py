@@ -116,16 +116,29 @@ class PackedScheduler(Scheduler):
             return None
 
     def _pack_states(self) -> dict[Path, JobStatus | None]:
-        """Every pack with its job's status (None: submitting it was never confirmed)."""
+        """Every pack with its job's status (None: it was never submitted). A pack seen
+        ended keeps that state in `ended`: it is not asked about again."""
         packs = self._pack_dirs()
-        ids = {p: self._job_id(p) or self._adopt(p) for p in packs}
+        known = {p: _ended(p) for p in packs}
+        ids = {p: self._job_id(p) or self._adopt(p) for p in packs if known[p] is None}
         live = [i for i in ids.values() if i]
         statuses = self.inner.poll(live) if live else {}
-        return {p: statuses.get(ids[p] or "") for p in packs}
+        for pack, job_id in ids.items():
+            status = statuses.get(job_id or "")
+            if status is not None and status.state.finished:
+                _write_json(pack / "ended", {"state": status.state.value, "reason": status.reason,
+                                             "nodes": status.nodes})
+            known[pack] = status
+        return known
 
     def _adopt(self, pack: Path) -> str | None:
         """A pack submitted by a driver that died before writing its job id."""
-        name = (pack / "job_name").read_text(encoding="utf-8").strip()
+        try:
+            name = (pack / "job_name").read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None   # the driver died before submitting it
+        if (pack / "refused").exists():
+            return None
         job_id = self.inner.find_by_name(name).get(name)
         if job_id:
             _write_text(pack / "job_id", job_id)
@@ -158,7 +171,12 @@ class PackedScheduler(Scheduler):
         pack.mkdir(parents=True)
         request = self.new_pack(pack, index)
         _write_text(pack / "job_name", request.name)   # before submitting: found again by name
-        _write_text(pack / "job_id", self.inner.submit(request))
+        try:
+            job_id = self.inner.submit(request)
+        except Exception:
+            _write_text(pack / "refused", "")           # not looked for again
+            raise
+        _write_text(pack / "job_id", job_id)
 
     # -- segments -----------------------------------------------------------------------
 
@@ -227,6 +245,15 @@ def _names(folder: Path, suffix: str = ".json") -> list[str]:
         return [e for e in os.listdir(folder) if e.endswith(suffix) and not e.startswith(".")]
     except FileNotFoundError:
         return []
+
+
+def _ended(pack: Path) -> JobStatus | None:
+    try:
+        data = json.loads((pack / "ended").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return JobStatus(pack.name, JobState(data["state"]), reason=data["reason"],
+                     nodes=data["nodes"])
 
 
 def _read_done(path: Path) -> str | None:
