@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-TICK = 0.5
+TICK = 0.2          # seconds between looks at the queue and the running segments
 
 
 def _write_atomic(path, text):

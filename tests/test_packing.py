@@ -334,3 +334,14 @@ def test_a_pack_the_driver_died_before_submitting_is_replaced(tmp_path: Path) ->
     assert _wait_state(scheduler, job_id, {"completed"}).exit_code == 0
     assert (tmp_path / "packs" / "jobs" / "2" / "claimed" / "a.json").exists()
     scheduler.release()
+
+
+def test_a_pbs_pack_asks_for_one_chunk_of_all_its_slots(tmp_path: Path) -> None:
+    from cade_cli.backends.packed import PackShape
+    from cade_cli.jobs.pack import prepare_pack
+    spec = parse_spec(spec_text(packing="slots_per_job: 4"), source=str(tmp_path / "s.yaml"))
+    request = prepare_pack(spec, PackShape(4, 1), backend="pbs", name="cade-1-pack-1-abc",
+                           pack_dir=tmp_path / "p", queue=tmp_path / "q")
+    script = request.script.read_text()
+    assert "#PBS -l select=1:ncpus=4" in script, script
+    assert json.loads((tmp_path / "p" / "pack.json").read_text())["mode"] == "pbs"
