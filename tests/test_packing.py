@@ -345,3 +345,22 @@ def test_a_pbs_pack_asks_for_one_chunk_of_all_its_slots(tmp_path: Path) -> None:
     script = request.script.read_text()
     assert "#PBS -l select=1:ncpus=4" in script, script
     assert json.loads((tmp_path / "p" / "pack.json").read_text())["mode"] == "pbs"
+
+
+def test_a_pack_near_its_time_limit_takes_no_more_work(tmp_path: Path) -> None:
+    # A 1-minute limit with a 58 s reserve: each pack takes work for its first 2 s only;
+    # later segments go to new packs and the search completes all the same.
+    text = spec_text(packing="slots_per_job: 2, reserve: 58").replace(
+        "  launcher: none", "  launcher: none\n  time: 1")
+    ledger_path = submit(tmp_path, text)
+    assert watch(ledger_path, step_seconds="0.5") == 0
+    result = outcome(ledger_path)
+    assert result["state"] == "completed"
+    assert {s[2] for s in result["segments"]} <= {"completed"}, result["segments"]
+    claimed_once(ledger_path, result)
+    jobs = ledger_path.parent / "experiments" / "1" / "packs" / "jobs"
+    started = [p for p in jobs.iterdir() if (p / "started").exists()]
+    assert len(started) >= 3      # four trials at a time, two per pack, and then some
+    for pack in started:
+        began = float((pack / "started").read_text().split()[0])
+        assert all(c.stat().st_mtime <= began + 2.5 for c in (pack / "claimed").iterdir())
