@@ -364,3 +364,28 @@ def test_a_pack_near_its_time_limit_takes_no_more_work(tmp_path: Path) -> None:
     for pack in started:
         began = float((pack / "started").read_text().split()[0])
         assert all(c.stat().st_mtime <= began + 2.5 for c in (pack / "claimed").iterdir())
+
+
+def test_cancel_ends_the_trials_and_gives_the_packs_back(tmp_path: Path) -> None:
+    ledger_path = submit(tmp_path, spec_text(packing="slots_per_job: 4"))
+    watch(ledger_path, kill_after=3.0, step_seconds="0.5")   # trials are running now
+    trials = ledger_path.parent / "experiments" / "1" / "trials"
+    assert list(trials.glob("*/segments/*/started"))
+    env = environment("0.5")
+    done = subprocess.run([sys.executable, "-m", "cade_cli", "cancel", "1", "--ledger",
+                           str(ledger_path)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 60
+    while True:   # status syncs while no driver runs: the segments end, the packs go
+        subprocess.run([sys.executable, "-m", "cade_cli", "status", "1", "--ledger",
+                        str(ledger_path)], cwd=tmp_path, env=env, capture_output=True,
+                       timeout=60, check=False)
+        result = outcome(ledger_path)
+        if all(s[2] not in ("queued", "running", "intent") for s in result["segments"]):
+            break
+        assert time.monotonic() < deadline, result["segments"]
+        time.sleep(0.5)
+    assert result["state"] == "canceled"
+    assert all_closed(ledger_path)
+    claimed_once(ledger_path, result)
