@@ -368,7 +368,7 @@ def test_a_pack_near_its_time_limit_takes_no_more_work(tmp_path: Path) -> None:
 
 def test_cancel_ends_the_trials_and_gives_the_packs_back(tmp_path: Path) -> None:
     ledger_path = submit(tmp_path, spec_text(packing="slots_per_job: 4"))
-    watch(ledger_path, kill_after=3.0, step_seconds="0.5")   # trials are running now
+    watch(ledger_path, kill_after=3.0, step_seconds="2")   # trials are running now
     trials = ledger_path.parent / "experiments" / "1" / "trials"
     assert list(trials.glob("*/segments/*/started"))
     env = environment("0.5")
@@ -387,5 +387,7 @@ def test_cancel_ends_the_trials_and_gives_the_packs_back(tmp_path: Path) -> None
         assert time.monotonic() < deadline, result["segments"]
         time.sleep(0.5)
     assert result["state"] == "canceled"
+    # each trial got the TERM, checkpointed and stopped, as in a job of its own
+    assert {s[4] for s in result["segments"]} == {"stopped (cancel)"}, result["segments"]
     assert all_closed(ledger_path)
     claimed_once(ledger_path, result)
