@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -83,3 +84,35 @@ def _queued(job_ids: set[str]) -> list[str]:
     done = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(sorted(job_ids))],
                           capture_output=True, text=True, check=False)
     return done.stdout.split()
+
+
+def test_a_notice_to_a_pack_job_preempts_its_trials_and_they_resume(tmp_path: Path) -> None:
+    require_slurm()
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    env = cade_env(tmp_path, SYNTH_STEP_SECONDS="1")
+    root = tmp_path / "experiments" / "1" / "packs" / "jobs"
+    driver = subprocess.Popen([sys.executable, "-m", "cade_cli", "submit", "spec.yaml"],
+                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        trials = tmp_path / "experiments" / "1" / "trials"
+        wait_for("a trial to start", lambda: list(trials.glob("*/segments/*/step")), 120)
+        time.sleep(3)  # the trainers are past their start-up and take the notice as such
+        first = (root / "1" / "job_id").read_text().strip()
+        # what Slurm's --signal=B:USR1@notice does before the time limit, sent now
+        subprocess.run(["scancel", "--signal=USR1", "--batch", first], check=True, timeout=30)
+        assert driver.wait(timeout=300) == 0
+        ledger = ledger_of(tmp_path)
+        segments = ledger.segments(1)
+        assert ledger.experiment(1).state == "completed"
+        ledger.close()
+        preempted = [s for s in segments if s.state == "preempted"]
+        assert preempted and {s.state for s in segments} <= {"completed", "preempted"}
+        first_claims = {c.name[:-5] for c in (root / "1" / "claimed").glob("*.json")}
+        assert {s.job_name for s in preempted} <= first_claims
+        claims = Counter(c.name[:-5] for c in root.glob("*/claimed/*.json"))
+        assert set(claims.values()) == {1} and sorted(claims) == sorted(s.job_name for s in segments)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        cancel_jobs([p.read_text().strip() for p in root.glob("*/job_id")])
