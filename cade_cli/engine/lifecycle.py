@@ -173,7 +173,7 @@ def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Set
     _check_completion(ctx)
     ledger.update_experiment(experiment_id, synced=clock())
     exp = ledger.experiment(experiment_id)
-    release_packs(ctx.scheduler, exp, waiting=_any_waiting(ctx))
+    release_packs(ctx.scheduler, exp, waiting=lambda: _any_waiting(ctx))
     return exp
 
 
@@ -236,8 +236,7 @@ def _check_completion(ctx: SyncContext) -> None:
         _end(ctx.ledger, exp.id, "errored" if failed else "completed",
              "every trial errored" if failed else "", ctx.clock())
         return
-    waiting = any(needs_segment(t, ctx.ledger.latest_segment(exp.id, t.id)) for t in trials)
-    if not waiting and not ctx.ledger.events(exp.id, unapplied_only=True):
+    if not _any_waiting(ctx) and not ctx.ledger.events(exp.id, unapplied_only=True):
         _end(ctx.ledger, exp.id, "errored", "the searcher has nothing left to run but did "
              "not finish the search", ctx.clock())
 

@@ -6,6 +6,7 @@ Every sync (and cancel) of a packed experiment talks to the same files under
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cade_cli.backends.base import JobRequest, Scheduler
@@ -40,14 +41,15 @@ def render_backend(scheduler: Scheduler, backend: str) -> str:
     return SEGMENT_BACKEND if isinstance(scheduler, PackedScheduler) else backend
 
 
-def release_packs(scheduler: Scheduler, exp: ExperimentRecord, waiting: bool = True) -> None:
+def release_packs(scheduler: Scheduler, exp: ExperimentRecord,
+                  waiting: Callable[[], bool] = lambda: True) -> None:
     """Packs give their allocations back at once when no more work will come (the search is
     done, or the experiment ended or paused): they finish what they run. When only no trial
-    is `waiting` for a segment now, the packs that run nothing go: a later segment costs a
-    new job's queue wait, and an idle node costs every second until then."""
+    is `waiting()` for a segment now (asked of packed experiments only), the packs that run
+    nothing go: a later segment costs a new job's queue wait, an idle node every second."""
     if not isinstance(scheduler, PackedScheduler):
         return
     if exp.searcher_done or exp.state not in RUNNING_EXPERIMENT_STATES:
         scheduler.release()
-    elif not waiting:
+    elif not waiting():
         scheduler.release(idle_only=True)
