@@ -391,3 +391,14 @@ def test_cancel_ends_the_trials_and_gives_the_packs_back(tmp_path: Path) -> None
     assert {s[4] for s in result["segments"]} == {"stopped (cancel)"}, result["segments"]
     assert all_closed(ledger_path)
     claimed_once(ledger_path, result)
+
+
+def test_a_pack_larger_than_the_machine_errors_its_trials(tmp_path: Path) -> None:
+    ledger_path = submit(tmp_path, spec_text(packing="slots_per_job: 8"))   # --slots 4
+    assert watch(ledger_path) == 1
+    result = outcome(ledger_path)
+    assert result["state"] == "errored"
+    ledger = Ledger(ledger_path, create=False)
+    messages = {t.message for t in ledger.trials(1)}
+    ledger.close()
+    assert any("asks for 8 slots" in m for m in messages), messages

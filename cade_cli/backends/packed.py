@@ -196,6 +196,10 @@ class PackedScheduler(Scheduler):
     def _status(self, job_id: str, packs: dict[Path, JobStatus | None]) -> JobStatus:
         name = _name(job_id)
         if (self.root / "queue" / f"{name}.json").exists():
+            never = [s for s in packs.values() if s is not None and s.never_starts]
+            if never:   # a pack too large for the nodes: no pack of this shape ever starts
+                return JobStatus(job_id, JobState.PENDING, never_starts=True,
+                                 reason=f"its pack job: {never[0].reason}")
             return JobStatus(job_id, JobState.PENDING, reason="waiting for a slot in a pack")
         if (self.root / "withdrawn" / f"{name}.json").exists():
             return JobStatus(job_id, JobState.CANCELLED, reason="canceled before it started")
