@@ -116,3 +116,32 @@ def test_a_notice_to_a_pack_job_preempts_its_trials_and_they_resume(tmp_path: Pa
         if driver.poll() is None:
             driver.kill()
         cancel_jobs([p.read_text().strip() for p in root.glob("*/job_id")])
+
+
+def test_a_driver_killed_again_and_again_loses_and_repeats_nothing(tmp_path: Path) -> None:
+    require_slurm()
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    env = cade_env(tmp_path, SYNTH_STEP_SECONDS="1.5")
+    root = tmp_path / "experiments" / "1" / "packs" / "jobs"
+    commands = [["submit", "spec.yaml"], ["watch", "1"], ["watch", "1"]]
+    try:
+        for command, kill_after in zip(commands, (2.5, 3.0, 2.0)):
+            driver = subprocess.Popen([sys.executable, "-m", "cade_cli", *command],
+                                      cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
+            time.sleep(kill_after)
+            driver.kill()       # SIGKILL, at whatever it was doing
+            driver.wait()
+        ledger = ledger_of(tmp_path)
+        assert ledger.experiment(1).state not in ("completed",)   # the kills came mid-search
+        ledger.close()
+        cade(tmp_path, "watch", "1", env=env, timeout=300)
+        ledger = ledger_of(tmp_path)
+        segments = ledger.segments(1)
+        assert ledger.experiment(1).state == "completed"
+        ledger.close()
+        assert {s.state for s in segments} == {"completed"}, [(s.state, s.reason) for s in segments]
+        claims = Counter(c.name[:-5] for c in root.glob("*/claimed/*.json"))
+        assert set(claims.values()) == {1} and sorted(claims) == sorted(s.job_name for s in segments)
+    finally:
+        cancel_jobs([p.read_text().strip() for p in root.glob("*/job_id")])
