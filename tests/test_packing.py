@@ -198,8 +198,8 @@ def test_a_preemption_notice_to_the_pack_resumes_its_trials_elsewhere(tmp_path: 
     try:
         started = ledger_path.parent / "experiments" / "1" / "packs" / "jobs" / "1" / "started"
         deadline = time.monotonic() + 30
-        while not _running_segments(ledger_path) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        while not _all_reporting(ledger_path) and time.monotonic() < deadline:
+            time.sleep(0.1)   # a trainer past its start-up takes the notice as one
         worker = int(started.read_text().split()[1])
         os.kill(worker, signal.SIGUSR1)   # what Slurm's --signal does before the time limit
         assert driver.wait(timeout=WATCH_TIMEOUT) == 0
@@ -216,11 +216,12 @@ def test_a_preemption_notice_to_the_pack_resumes_its_trials_elsewhere(tmp_path: 
     claimed_once(ledger_path, result)
 
 
-def _running_segments(ledger_path: Path) -> int:
-    if not ledger_path.exists():
-        return 0
-    runs = ledger_path.parent / "experiments" / "1" / "trials"
-    return len([p for p in runs.glob("*/segments/*/metrics.jsonl") if p.stat().st_size])
+def _all_reporting(ledger_path: Path) -> bool:
+    """Pack 1 runs segments and each of them has reported."""
+    claimed = ledger_path.parent / "experiments" / "1" / "packs" / "jobs" / "1" / "claimed"
+    run_dirs = [json.loads(c.read_text())["run_dir"] for c in claimed.glob("*.json")]
+    return bool(run_dirs) and all(Path(d, "metrics.jsonl").exists()
+                                  and Path(d, "metrics.jsonl").stat().st_size for d in run_dirs)
 
 
 @pytest.mark.parametrize("packing, message", [
