@@ -143,7 +143,7 @@ class Experiment:
     def cancel(self) -> ExperimentRecord:
         """Cancel its jobs now and stop its trials (`cade cancel`)."""
         return self._act(lambda ledger, exp, settings: engine.cancel(
-            ledger, exp.id, _scheduler(ledger, exp, settings)))
+            ledger, exp.id, _scheduler(ledger, exp, settings), settings=settings))
 
     def _act(self, action: Action) -> ExperimentRecord:
         with self._ledger() as ledger:

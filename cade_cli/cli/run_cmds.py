@@ -324,7 +324,8 @@ def _scheduler_for(ledger: Ledger, exp: ExperimentRecord, settings: Settings) ->
 
 cancel_command = _lifecycle(
     "cancel", "Cancel EXPERIMENT: its jobs are canceled now and its trials stopped.",
-    lambda ledger, exp, s: engine.cancel(ledger, exp.id, _scheduler_for(ledger, exp, s)))
+    lambda ledger, exp, s: engine.cancel(ledger, exp.id, _scheduler_for(ledger, exp, s),
+                                         settings=s))
 pause_command = _lifecycle(
     "pause", "Pause EXPERIMENT: running trials checkpoint and exit; nothing new starts.",
     lambda ledger, exp, s: engine.pause(ledger, exp.id, _scheduler_for(ledger, exp, s), s))

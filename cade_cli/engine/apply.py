@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cade_cli.backends.base import JobRequest
+from cade_cli.engine.packing import render_backend
 from cade_cli.engine.context import SyncContext, closed_state, request_stop, trial_seed
 from cade_cli.errors import WAITING_FOR_LIMIT, SubmitLimitError
 from cade_cli.store.records import (
@@ -24,7 +25,13 @@ from cade_cli.store.records import (
     TrialState,
 )
 from cade_cli.jobs.render import job_name
-from cade_cli.jobs.rundir import prepare_segment, run_dir_of, trial_dir_of, write_control
+from cade_cli.jobs.rundir import (
+    prepare_segment,
+    run_dir_of,
+    told_to_stop,
+    trial_dir_of,
+    write_control,
+)
 from cade_cli.search.searchers.base import Create, Shutdown, Stop, Train, decision_from_json
 
 
@@ -121,7 +128,9 @@ def raise_targets(ctx: SyncContext) -> None:
     out CADE_DECISION_WAIT: ASHA decides on a report within the sync that ingests it, and a
     later promotion (when other trials fall behind it) is cheaper as a new segment than
     holding a slot the searcher wants for another trial. PBT members wait for their round
-    unless another member still has to start it (see _releases_unpromoted).
+    unless another member still has to start it (see _releases_unpromoted). A segment
+    released that way is not raised again: it may have read the stop already, and a raise
+    it never sees would leave it short of its target.
     """
     release = _releases_unpromoted(ctx)
     release_reason = ("the round is decided later" if ctx.facts.decides_by_round
@@ -131,6 +140,8 @@ def raise_targets(ctx: SyncContext) -> None:
         if trial.closed or seg.stop_requested is not None:
             continue
         if trial.target_length > seg.target_length:
+            if told_to_stop(seg.run_dir):
+                continue  # released already and maybe ending: a new segment trains on
             write_control(seg.run_dir, stop=False, reason="", target_length=trial.target_length)
             ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index,
                                       target_length=trial.target_length)
@@ -246,8 +257,8 @@ def _submit(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord) -> bool:
         params=trial.params, start_length=seg.start_length, target_length=seg.target_length,
         report_at=[x for x in trial.report_at if x <= seg.target_length] or [seg.target_length],
         resume_from=trial.latest_checkpoint, trial_seed=trial.seed,
-        backend=ctx.experiment.backend, exp_root=ctx.experiment.root,
-        template_dirs=template_dirs, decision_wait=decision_wait(ctx), job_name=seg.job_name,
+        backend=render_backend(ctx.scheduler, ctx.experiment.backend),
+        exp_root=ctx.experiment.root, template_dirs=template_dirs, decision_wait=decision_wait(ctx), job_name=seg.job_name,
         owner=ctx.ledger.identity)
     request = JobRequest(name=seg.job_name, script=paths.script, run_dir=paths.run_dir,
                          slots=spec.resources.slots_per_trial,

@@ -28,6 +28,7 @@ from cade_cli.engine.apply import (
     recover_intents,
 )
 from cade_cli.engine.context import SyncContext, close_trial, replay, request_stop, trial_seed
+from cade_cli.engine.packing import experiment_scheduler, release_packs
 from cade_cli.engine.events import finish_segment, finished_status, ingest_segment
 from cade_cli.engine.provenance import code_snapshot
 from cade_cli.errors import CadeError, LedgerError
@@ -150,6 +151,7 @@ def _context(ledger: Ledger, exp: ExperimentRecord, scheduler: Scheduler,
     snapshot, later = point
     searcher = restore_searcher(spec.searcher, spec.hyperparameters, snapshot)
     replay(searcher, later)
+    scheduler = experiment_scheduler(scheduler, exp, spec, settings)
     return SyncContext(ledger, exp, spec, searcher, scheduler, settings, clock)
 
 
@@ -174,7 +176,9 @@ def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Set
     launch_segments(ctx)
     _check_completion(ctx)
     ledger.update_experiment(experiment_id, synced=clock())
-    return ledger.experiment(experiment_id)
+    exp = ledger.experiment(experiment_id)
+    release_packs(ctx.scheduler, exp, waiting=lambda: _any_waiting(ctx))
+    return exp
 
 
 def _poll_and_ingest(ctx: SyncContext) -> None:
@@ -236,11 +240,15 @@ def _check_completion(ctx: SyncContext) -> None:
         _end(ctx.ledger, exp.id, ExperimentState.ERRORED if failed else ExperimentState.COMPLETED,
              "every trial errored" if failed else "", ctx.clock())
         return
-    latest_of = ctx.ledger.latest_segments(exp.id)
-    waiting = any(needs_segment(t, latest_of.get(t.id)) for t in trials)
-    if not waiting and not ctx.ledger.events(exp.id, unapplied_only=True):
+    if not _any_waiting(ctx) and not ctx.ledger.events(exp.id, unapplied_only=True):
         _end(ctx.ledger, exp.id, ExperimentState.ERRORED, "the searcher has nothing left to run but did "
              "not finish the search", ctx.clock())
+
+
+def _any_waiting(ctx: SyncContext) -> bool:
+    """A trial needs a segment that was not launched yet (held back by a cap)."""
+    latest_of = ctx.ledger.latest_segments(ctx.exp_id)   # one query, not one per trial
+    return any(needs_segment(t, latest_of.get(t.id)) for t in ctx.ledger.trials(ctx.exp_id))
 
 
 def _end(ledger: Ledger, exp_id: int, state: ExperimentState, message: str, now: float) -> None:
@@ -266,6 +274,7 @@ def pause(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Se
                     ledger.update_trial(exp.id, trial.id, state=TrialState.PAUSED)
     ctx.refresh()
     reconcile_stops(ctx)
+    release_packs(ctx.scheduler, ledger.experiment(exp.id))
     return ledger.experiment(exp.id)
 
 
@@ -283,11 +292,12 @@ def resume(ledger: Ledger, experiment_id: int) -> ExperimentRecord:
 
 
 def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
-           clock: Clock = time.time) -> ExperimentRecord:
+           clock: Clock = time.time, settings: Settings | None = None) -> ExperimentRecord:
     """End the experiment now: every live job is canceled, open trials are stopped."""
     exp = ledger.experiment(experiment_id)
     if exp.state in TERMINAL_EXPERIMENT_STATES:
         return exp
+    scheduler = experiment_scheduler(scheduler, exp, experiment_spec(exp), settings or Settings())
     now = clock()
     with ledger.transaction():
         ledger.update_experiment(exp.id, state=ExperimentState.CANCELED, ended=now,
@@ -303,6 +313,7 @@ def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
             if seg.job_name in found:
                 scheduler.cancel([found[seg.job_name]])
     scheduler.cancel([s.job_id for s in live if s.job_id])
+    release_packs(scheduler, ledger.experiment(exp.id))
     # A submitted job stays live in the ledger until the scheduler says it is gone: syncs
     # go on polling it and escalate to SIGKILL after the grace (reconcile_stops).
     with ledger.transaction():

@@ -171,6 +171,14 @@ def write_control(run_dir: str | Path, *, stop: bool, reason: str, target_length
     )
 
 
+def told_to_stop(run_dir: str | Path) -> bool:
+    """control.json tells the segment to stop: it may already be ending on it."""
+    try:
+        return bool(json.loads(Path(run_dir, "control.json").read_text(encoding="utf-8"))["stop"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def copy_launchers(destination: Path) -> None:
     """Copy the package's launchers so a queued job never changes when the package does."""
     source = Path(str(importlib.resources.files("cade_cli.launchers")))

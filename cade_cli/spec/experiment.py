@@ -140,6 +140,14 @@ class PbsSpec:
 
 
 @dataclass(frozen=True)
+class PackingSpec:
+    """`packing:` (a cade extension): one job runs several trials side by side."""
+    slots_per_job: int = 0                 # 0: one job per trial segment (no packing)
+    idle_timeout: int = 60                 # seconds a job with nothing to run keeps its allocation
+    reserve: int | None = None             # stop taking work this close to the time limit (s)
+
+
+@dataclass(frozen=True)
 class CheckpointStorageSpec:
     save_trial_best: int = 1
     save_trial_latest: int = 1
@@ -161,6 +169,7 @@ class ExperimentSpec:
     environment_variables: tuple[tuple[str, str], ...] = ()   # environment.environment_variables
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
     pbs: PbsSpec = field(default_factory=PbsSpec)
+    packing: PackingSpec = field(default_factory=PackingSpec)
     source: str = "<string>"               # file the spec came from (for messages)
     workdir: str = "."                     # where the entrypoint runs: the spec's directory
     raw: dict[str, Any] = field(default_factory=dict, compare=False)  # parsed YAML, for the ledger
@@ -175,7 +184,8 @@ class ExperimentSpec:
 # Loading
 
 _TOP_KEYS = ("name", "description", "entrypoint", "hyperparameters", "searcher", "resources",
-             "max_restarts", "checkpoint_storage", "reproducibility", "environment", "slurm", "pbs")
+             "max_restarts", "checkpoint_storage", "reproducibility", "environment", "slurm", "pbs",
+             "packing")
 _RESOURCE_KEYS = ("slots_per_trial", "slots_per_node", "slot_type", "resource_pool", "time", "mem_per_node",
                   "cpus_per_slot", "launcher", "preempt_signal", "preempt_notice")
 _TRIAL_CLASS = re.compile(r"[\w.]+:[A-Za-z_]\w*")
@@ -254,6 +264,7 @@ def _build(root: Node, problems: Problems, determined: Determined) -> dict[str, 
         "environment_variables": _environment(top.section("environment"), resources.slot_type),
         "slurm": _slurm(top.section("slurm"), resources.slots_per_trial),
         "pbs": _pbs(top.section("pbs"), resources.slots_per_trial),
+        "packing": _packing(top.section("packing"), resources),
     }
 
 
@@ -381,6 +392,20 @@ def _slurm(section: MapReader, slots_per_trial: int) -> SlurmSpec:
         account=section.optional_string("account", one_line=True, why=DIRECTIVE),
         qos=section.optional_string("qos", one_line=True, why=DIRECTIVE),
     )
+
+
+def _packing(section: MapReader, resources: ResourcesSpec) -> PackingSpec:
+    section.reject_unknown(("slots_per_job", "idle_timeout", "reserve"))
+    slots = section.integer("slots_per_job", 0, minimum=0)
+    per_trial = resources.slots_per_trial
+    spans_nodes = (resources.slots_per_node or per_trial) < per_trial
+    if slots and (slots % per_trial or spans_nodes):
+        section.bad(section.entries["slots_per_job"], "slots_per_job",
+                    f"a multiple of resources.slots_per_trial ({per_trial})",
+                    why=" (a packed trial runs on one node: slots_per_node must hold it)")
+    return PackingSpec(slots_per_job=slots,
+                       idle_timeout=section.integer("idle_timeout", 60, minimum=1),
+                       reserve=section.optional_integer("reserve", minimum=0))
 
 
 def _pbs(section: MapReader, slots_per_trial: int) -> PbsSpec:
