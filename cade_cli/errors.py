@@ -5,6 +5,8 @@ Anything that is not a CadeError is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class CadeError(Exception):
     """Base class: a message for the user, an optional hint, an exit code."""
@@ -22,6 +24,17 @@ class CadeError(Exception):
     def with_hint(self) -> str:
         """The message, and the hint on a line of its own (what a log shows)."""
         return self.message + (f"\nhint: {self.hint}" if self.hint else "")
+
+
+def logged_exit(run: Callable[[], object], log: Callable[[str], None]) -> int:
+    """A job-side entry point (driver job, server job): its CadeError goes to the job's log,
+    hint included, and becomes the process's exit code; no traceback."""
+    try:
+        run()
+    except CadeError as err:
+        log(f"error: {err.with_hint()}")
+        return err.exit_code
+    return 0
 
 
 class SpecError(CadeError):

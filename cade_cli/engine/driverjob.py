@@ -30,7 +30,7 @@ from cade_cli.jobs import render
 from cade_cli.backends import make_scheduler
 from cade_cli.backends.base import JobRequest, JobState, Scheduler
 from cade_cli.engine.drive import drive
-from cade_cli.errors import CadeError, SchedulerError, SpecError, SubmitLimitError
+from cade_cli.errors import CadeError, SchedulerError, SpecError, SubmitLimitError, logged_exit
 from cade_cli import plugins
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.lock import DriverLock
@@ -374,7 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = DriverJobOptions(args.time_limit, args.margin, args.notice, args.partition,
                                args.account)
     job_id = own_job_id(os.environ)
-    try:
+
+    def run_it() -> None:
         if job_id is None:
             raise SchedulerError("not inside a Slurm or PBS job (no SLURM_JOB_ID / PBS_JOBID)",
                                  hint="start a driver job with `cade submit SPEC --driver job` "
@@ -382,11 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         forget_own_allocation(os.environ)
         run_driver_job(args.ledger, args.experiment, load_settings(), options=options,
                        backend=args.backend, job_id=job_id)
-    except CadeError as err:
-        _log(f"error: {err.with_hint()}")
-        return err.exit_code
-    return 0
 
+    return logged_exit(run_it, _log)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cade_cli.errors import CadeError, MissingExtraError
+from cade_cli.errors import CadeError, MissingExtraError, logged_exit
 from cade_cli.jobs.rundir import write_json_atomic
 
 SERVER_FILE = "server.json"
@@ -214,18 +214,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=Path.cwd())
     args = parser.parse_args(argv)
     ready = lambda record: _log(f"{record.kind} answers on {record.node} {record.host}:{record.port}")  # noqa: E731
-    try:
+
+    def run_it() -> None:
         if args.kind == "tensorboard":
             refs = [int(r) if r.isdigit() else r for r in args.experiment]
             run_tensorboard(args.dir, args.ledger, refs, interval=args.interval, bind=args.bind,
                             on_ready=ready)
         else:
             run_notebook(args.dir, args.workdir, bind=args.bind, on_ready=ready)
-    except CadeError as err:
-        _log(f"error: {err.with_hint()}")
-        return err.exit_code
-    return 0
 
+    return logged_exit(run_it, _log)
 
 if __name__ == "__main__":
     sys.exit(main())
