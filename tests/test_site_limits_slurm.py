@@ -106,7 +106,8 @@ def test_a_submit_limit_of_four_jobs_delays_but_loses_nothing(tmp_path: Path) ->
             state = cade_json(tmp_path, "status", exp, "--json", env=env)
             if state["experiment"]["state"] == "completed":
                 break
-            assert state["experiment"]["state"] == "active", state["experiment"]
+            # pending until its first job starts (a loaded machine starts it late)
+            assert state["experiment"]["state"] in ("pending", "active"), state["experiment"]
             assert time.monotonic() < deadline, "the experiment did not complete in 240 s"
             time.sleep(1)
     finally:
