@@ -142,3 +142,30 @@ def test_commands_are_counted_and_live_jobs_polled_in_one_squeue(tmp_path: Path)
     for job_id in ids:
         assert wait_finished(scheduler, job_id) == JobState.COMPLETED
     assert scheduler.calls["scontrol"] == 0            # COMPLETED rows need no exit-code lookup
+
+
+def test_array_elements_are_polled_found_and_cancelled_one_by_one(tmp_path: Path) -> None:
+    """An `sbatch --array` job: each element `ID_i` has its own state, exit code and scancel."""
+    name = unique_name()
+    script = write_job_script(tmp_path, 'case "$SLURM_ARRAY_TASK_ID" in\n'
+                              "  0) true ;;\n  1) exit 3 ;;\n  *) sleep 120 ;;\nesac")
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--array=0-2", "-J", name, "-t", "5",
+         "-o", str(tmp_path / "out_%a.log"), str(script)],
+        capture_output=True, text=True, check=True)
+    array_id = submitted.stdout.strip().split(";")[0]
+    elements = [f"{array_id}_{index}" for index in range(3)]
+    scheduler = SlurmScheduler(min_poll_interval=0)
+    try:
+        wait = time.monotonic() + 60
+        while scheduler.poll([elements[2]])[elements[2]].state is not JobState.RUNNING:
+            assert time.monotonic() < wait, "element 2 never started"
+            time.sleep(0.3)
+        assert scheduler.find_by_name(name) == {name: elements[2]}
+        scheduler.cancel([elements[2]])
+        assert wait_finished(scheduler, elements[0]) == JobState.COMPLETED
+        assert wait_finished(scheduler, elements[1]) == JobState.FAILED
+        assert wait_finished(scheduler, elements[2]) == JobState.CANCELLED
+        assert scheduler.poll([elements[1]])[elements[1]].exit_code == 3
+    finally:
+        subprocess.run(["scancel", array_id], check=False)

@@ -207,7 +207,7 @@ def test_persistent_transient_error_becomes_scheduler_error() -> None:
     with pytest.raises(SchedulerError) as info:
         sched.poll(["5"])
     assert sleeps == [1, 2, 3] and info.value.exit_code == 3
-    assert "squeue -h -t all -j 5" in info.value.message and "Unable to contact" in info.value.message
+    assert "squeue -h -r -t all -j 5" in info.value.message and "Unable to contact" in info.value.message
 
 
 def test_other_errors_fail_at_once_and_submit_errors_carry_a_hint(tmp_path: Path) -> None:
@@ -284,4 +284,16 @@ def test_find_by_name_keeps_the_newest_id_per_name() -> None:
     assert sched.find_by_name("cade-3-") == {
         "cade-3-1-1": "20", "cade-3-2-1": "12", "cade-3-3-1": "13", "cade-3-4-1": "14",
         "cade-3-5-1": "15", "cade-3-6-1": "16"}
-    assert runner.argvs[0] == ("squeue", "-h", "-t", "all", "-u", "alice", "-o", "%i|%j")
+    assert runner.argvs[0] == ("squeue", "-h", "-r", "-t", "all", "-u", "alice", "-o", "%i|%j")
+
+
+def test_array_element_ids_sort_after_their_array_and_by_index() -> None:
+    assert parse.job_order("1021_2") > parse.job_order("1021_1") > parse.job_order("1021")
+    assert parse.job_order("1022") > parse.job_order("1021_2")
+    assert parse.job_order("1021_[0-2]") == (-1, -1)    # a compressed pending array: no single id
+
+
+def test_find_by_name_sees_array_elements_that_squeue_r_lists() -> None:
+    # Recorded on the test Slurm: one 3-element array (one name) and one plain job.
+    sched, _, _ = scheduler([("squeue", 0, recorded("squeue_array_names.txt"), "")])
+    assert sched.find_by_name("cade-9-") == {"cade-9-arr": "1021_2", "cade-9-2-1": "1022"}

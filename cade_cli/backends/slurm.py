@@ -230,7 +230,8 @@ class SlurmScheduler(ClusterScheduler):
         for start in range(0, len(job_ids), 400):
             chunk = job_ids[start:start + 400]
             result = self.commands.run(
-                ["squeue", "-h", "-t", "all", "-j", ",".join(chunk), "-o", parse.SQUEUE_FORMAT],
+                ["squeue", "-h", "-r", "-t", "all", "-j", ",".join(chunk),
+                 "-o", parse.SQUEUE_FORMAT],
                 accept=lambda r: NOT_FOUND in r.stderr)
             rows.update(parse.squeue_rows(result.stdout))
         return rows
@@ -315,11 +316,14 @@ class SlurmScheduler(ClusterScheduler):
             self.cache.forget_live(ids)
 
     def find_by_name(self, name_prefix: str) -> Mapping[str, str]:
-        result = self.commands.run(["squeue", "-h", "-t", "all", "-u", self.user,
+        # -r: a pending array is listed element by element (`123_4`), not as `123_[0-7]`.
+        result = self.commands.run(["squeue", "-h", "-r", "-t", "all", "-u", self.user,
                                     "-o", "%i|%j"])
         found: dict[str, str] = {}
         for job_id, name in parse.id_name_rows(result.stdout):
-            if name.startswith(name_prefix) and int(job_id) > int(found.get(name, "-1")):
+            newest = found.get(name)
+            if name.startswith(name_prefix) and (
+                    newest is None or parse.job_order(job_id) > parse.job_order(newest)):
                 found[name] = job_id
         return found
 

@@ -149,11 +149,24 @@ def sbatch_job_id(stdout: str) -> str:
     return match.group(1)
 
 
+# A plain job `123`, or one element `123_4` of an array (as `squeue -r` lists it).
+_JOB_ID = re.compile(r"(\d+)(?:_(\d+))?")
+
+
+def job_order(job_id: str) -> tuple[int, int]:
+    """Sort key of a job id: later submissions sort higher; an array's elements by index."""
+    match = _JOB_ID.fullmatch(job_id)
+    if not match:
+        return (-1, -1)
+    return (int(match.group(1)), int(match.group(2) or -1))
+
+
 def id_name_rows(text: str) -> list[tuple[str, str]]:
+    """Lines of `squeue -r -o '%i|%j'`: jobs and single array elements, with their names."""
     rows = []
     for line in text.splitlines():
         job_id, sep, name = line.strip().partition("|")
-        if sep and job_id.isdigit():
+        if sep and _JOB_ID.fullmatch(job_id):
             rows.append((job_id, name))
     return rows
 
