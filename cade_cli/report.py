@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO, Any, NoReturn
 
 METRICS_FILE = "metrics.jsonl"   # in the run directory; the engine ingests it
+FINISHED_TARGET_FILE = "finished_target"  # in the run directory: the target the trial ended at
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "HOROVOD_RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK")
 _STOP_SIGNALS = ("SIGUSR1", "SIGTERM")
 _NEXT_TARGET_POLL_SECONDS = 0.2
@@ -394,7 +395,21 @@ def finish() -> None:
         return
     state.finished = True
     length = state.last_length if state.last_length is not None else start_length()
+    _record_finished_target(state)
     state.write({"kind": "segment_end", "length": length, "time": time.time()})
     if state.handle is not None:
         state.handle.close()
         state.handle = None
+
+
+def _record_finished_target(state: _State) -> None:
+    """Write the target this process last read, atomically: the driver may raise control.json
+    after that read, and a raise the trial never saw is not a failure to reach it."""
+    run_dir, handed = _env("CADE_RUN_DIR"), _env("CADE_TARGET_LENGTH")
+    if run_dir is None or handed is None or not is_chief():
+        return
+    target = state.target if state.target_handed else int(handed)
+    path = Path(run_dir, FINISHED_TARGET_FILE)
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    staging.write_text(f"{target}\n", encoding="utf-8")
+    os.replace(staging, path)

@@ -20,6 +20,7 @@ from cade_cli.jobs.ingest import (
     check_length,
     read_escaped,
     read_exit_code,
+    read_finished_target,
     read_new_lines,
     stored_values,
     was_preempted,
@@ -278,6 +279,12 @@ def _segment_outcome(seg: SegmentRecord, state: JobState, exit_code: int | None,
         return SegmentState.COMPLETED, ""
     if exit_code == 0 and handed_target(seg.target_length) is None:
         return SegmentState.COMPLETED, ""  # the trial decides its length: ending is finishing
+    seen = _acknowledged_target(seg)
+    if exit_code == 0 and seg.end_length is not None and seg.end_length >= seen:
+        # It reached the target it last read; the raise came after that read, so the rest
+        # of the training is the next segment's, from its checkpoint. Not a restart.
+        return SegmentState.COMPLETED, (f"ended at its target {seen}; the raise to "
+                                        f"{seg.target_length} came after its last read")
     if exit_code == 0 and seg.stop_requested is None:
         # Nobody asked it to stop: relaunching it would only repeat that, so it is a
         # failure that counts against max_restarts.
@@ -291,6 +298,16 @@ def _segment_outcome(seg: SegmentRecord, state: JobState, exit_code: int | None,
         return SegmentState.LOST, "the scheduler lost the job and it left no exit code"
     code = f"exit code {exit_code}" if exit_code is not None else f"state {state.value}"
     return SegmentState.FAILED, code if not detail or detail == code else f"{code}: {detail}"
+
+
+def _acknowledged_target(seg: SegmentRecord) -> int:
+    """The target the trial says it last read (report.finish writes it), where that is one
+    the driver handed this segment: past its start and not past its current target. A
+    trial that wrote none, or an impossible one, is held to the current target (#10)."""
+    seen = read_finished_target(seg.run_dir)
+    if seen is None or not seg.start_length < seen <= seg.target_length:
+        return seg.target_length
+    return seen
 
 
 def _failed(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord, reason: str) -> None:

@@ -3,7 +3,8 @@
 `metrics.jsonl` is append-only and written by one process (rank 0); the driver reads it from
 the byte offset it already ingested. A last line without its newline is still being written
 (or was torn by a kill) and is left for the next read. `exit_code` and `escaped` are written
-by the job script's EXIT trap; `preempted` by the trial's signal handler.
+by the job script's EXIT trap; `preempted` by the trial's signal handler; `finished_target`
+by the trial's exit (report.finish).
 
 This module is a trust boundary: a trial may write anything. A line longer than MAX_LINE is
 skipped by scanning for its newline in blocks (never held in memory) and comes back as an
@@ -17,6 +18,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cade_cli.report import FINISHED_TARGET_FILE
 
 EXIT_CODE_FILE = "exit_code"   # written by the job script's EXIT trap (base.sh.j2)
 ESCAPED_FILE = "escaped"       # the trap's list of killed processes that left the job's group
@@ -115,6 +118,19 @@ def read_escaped(run_dir: str | Path | None) -> list[int]:
     except OSError:
         return []
     return [int(word) for word in words[:MAX_ESCAPED] if word.isdigit() and len(word) < 10]
+
+
+def read_finished_target(run_dir: str | Path | None) -> int | None:
+    """The target the trial last read before it ended (report.FINISHED_TARGET_FILE), or None
+    when it wrote none or wrote something that is not a length: the file is the trial's."""
+    if not run_dir:
+        return None
+    try:
+        with open(Path(run_dir, FINISHED_TARGET_FILE), "rb") as handle:
+            words = handle.read(64).split()
+    except OSError:
+        return None
+    return check_length(int(words[0]))[0] if words and words[0].isdigit() else None
 
 
 def started_host(run_dir: str | Path) -> str | None:
