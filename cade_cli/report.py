@@ -10,11 +10,8 @@
 
 Inside a cade job the CADE_* variables (docs/DEVELOPING.md) say where to read parameters and
 where to write `metrics.jsonl`; only rank 0 writes. Outside cade (no variables) `params()`
-returns the defaults and reports go to stderr, so the same script runs standalone.
-
-Cost: a report is one `json.dumps` and one buffered write + flush (no fsync); `should_stop()`
-is a flag test plus, at most every CADE_CONTROL_POLL_SECONDS (default 1), one `stat` of
-control.json, which is re-read only when it was replaced.
+returns the defaults and reports go to stderr, so the same script runs standalone. What each
+call costs: README.md, "The trial side".
 """
 
 from __future__ import annotations
@@ -41,11 +38,10 @@ _NEXT_TARGET_POLL_SECONDS = 0.2
 
 
 def _env(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value if value else None
+    return os.environ.get(name) or None
 
 
-def _env_int(name: str, default: int) -> int:
+def _env_int(name: str, default: Any = None) -> Any:  # int, or `default` (int or None) unset
     value = _env(name)
     return int(value) if value is not None else default
 
@@ -68,15 +64,12 @@ def params(defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 
 def trial_id() -> int | None:
-    value = _env("CADE_TRIAL_ID")
-    return int(value) if value is not None else None
+    return _env_int("CADE_TRIAL_ID")
 
 
 def experiment_id() -> int | str | None:
     value = _env("CADE_EXPERIMENT_ID")
-    if value is None:
-        return None
-    return int(value) if value.isdigit() else value
+    return None if value is None else (int(value) if value.isdigit() else value)
 
 
 def start_length() -> int:
@@ -113,8 +106,7 @@ def resume_from() -> Path | None:
 
 
 def seed() -> int | None:
-    value = _env("CADE_SEED")
-    return int(value) if value is not None else None
+    return _env_int("CADE_SEED")
 
 
 def rank() -> int:
@@ -171,6 +163,10 @@ class _State:
             self.last_length = length
         self._register_atexit()
 
+    def handed_target(self) -> int:
+        """The target this script was last handed (CADE_TARGET_LENGTH until it asked)."""
+        return self.target if self.target_handed else _env_int("CADE_TARGET_LENGTH", 0)
+
     def _register_atexit(self) -> None:
         if not self.atexit_registered:
             self.atexit_registered = True
@@ -178,11 +174,8 @@ class _State:
 
     # control.json -------------------------------------------------------------------
     def refresh_control(self, force: bool = False) -> None:
-        run_dir = _env("CADE_RUN_DIR")
-        if run_dir is None:
-            return
-        now = time.monotonic()
-        if not force and now - self.control_checked < self.poll_seconds:
+        run_dir, now = _env("CADE_RUN_DIR"), time.monotonic()
+        if run_dir is None or (not force and now - self.control_checked < self.poll_seconds):
             return
         self.control_checked = now
         path = os.path.join(run_dir, "control.json")
@@ -221,7 +214,6 @@ def _make_handler(name: str, previous: Any) -> Any:
         _on_stop_signal(name)
         if callable(previous):
             previous(signum, frame)
-
     return handler
 
 
@@ -269,18 +261,18 @@ def _plain(value: Any) -> Any:
 # --- reporting --------------------------------------------------------------------------
 
 def report_training(length: int, metrics: Mapping[str, Any]) -> None:
-    _report("training", length, metrics)
+    _record("training", length, metrics=dict(metrics))
 
 
 def report_validation(length: int, metrics: Mapping[str, Any]) -> None:
     """The searcher decides on validation metrics (the spec's `searcher.metric`)."""
-    _report("validation", length, metrics)
+    _record("validation", length, metrics=dict(metrics))
 
 
-def _report(kind: str, length: int, metrics: Mapping[str, Any]) -> None:
+def _record(kind: str, length: int, **fields: Any) -> None:
     state, length = _state(), int(length)
     state.note_length(length)
-    state.write({"kind": kind, "length": length, "time": time.time(), "metrics": dict(metrics)})
+    state.write({"kind": kind, "length": length, "time": time.time(), **fields})
 
 
 @contextlib.contextmanager
@@ -308,9 +300,7 @@ def checkpoint(length: int) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    state = _state()
-    state.note_length(length)
-    state.write({"kind": "checkpoint", "length": length, "time": time.time(), "path": str(final)})
+    _record("checkpoint", length, path=str(final))
 
 
 def _publish(staging: Path, final: Path) -> Path:
@@ -334,8 +324,7 @@ def should_stop() -> bool:
     that a preemption or time-limit notice lets the script checkpoint and exit.
     """
     state = _state()
-    if not state.handlers_installed:
-        state.install_handlers()
+    state.install_handlers()
     if state.signal_name is not None:
         return True
     state.refresh_control()
@@ -348,9 +337,7 @@ def stop_reason() -> str:
     if state.signal_name is not None:
         return f"preempted ({state.signal_name})"
     state.refresh_control()
-    if state.control_stop:
-        return state.control_reason or "stopped by the searcher"
-    return ""
+    return (state.control_reason or "stopped by the searcher") if state.control_stop else ""
 
 
 def next_target(timeout: float | None = None) -> int | None:
@@ -362,9 +349,8 @@ def next_target(timeout: float | None = None) -> int | None:
     if not in_cade():
         return None
     state = _state()
-    # The baseline is the target this script was last handed, not a newer one: a raise
-    # that arrived before this call is exactly what the caller waits for.
-    baseline = state.target if state.target_handed else _env_int("CADE_TARGET_LENGTH", 0)
+    # Not a newer target: a raise that arrived before this call is what the caller waits for.
+    baseline = state.handed_target()
     wait = float(os.environ.get("CADE_DECISION_WAIT") or 0) if timeout is None else timeout
     deadline = time.monotonic() + max(0.0, wait)
     while True:
@@ -405,11 +391,10 @@ def finish() -> None:
 def _record_finished_target(state: _State) -> None:
     """Write the target this process last read, atomically: the driver may raise control.json
     after that read, and a raise the trial never saw is not a failure to reach it."""
-    run_dir, handed = _env("CADE_RUN_DIR"), _env("CADE_TARGET_LENGTH")
-    if run_dir is None or handed is None or not is_chief():
+    run_dir = _env("CADE_RUN_DIR")
+    if run_dir is None or _env("CADE_TARGET_LENGTH") is None or not is_chief():
         return
-    target = state.target if state.target_handed else int(handed)
     path = Path(run_dir, FINISHED_TARGET_FILE)
     staging = path.with_name(f".{path.name}.{os.getpid()}")
-    staging.write_text(f"{target}\n", encoding="utf-8")
+    staging.write_text(f"{state.handed_target()}\n", encoding="utf-8")
     os.replace(staging, path)
