@@ -95,6 +95,7 @@ def tfrecord(payload: bytes) -> bytes:
 
 # -- protobuf wire format: varints, length-delimited fields, doubles ------------------------
 
+@lru_cache(maxsize=4096)   # field tags, sizes and steps: a few distinct values, a million calls
 def _varint(value: int) -> bytes:
     out = bytearray()
     while True:
