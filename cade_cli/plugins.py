@@ -29,10 +29,17 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
     "pbs": ("cade_cli.backends.pbs", "PbsScheduler", "pbs_directives"),
 }
 
-# Modules whose register(cli) adds their commands to `cade`.
-CLI_MODULES: tuple[str, ...] = ("cade_cli.cli.search_cmds", "cade_cli.cli.run_cmds",
-                                "cade_cli.cli.admin_cmds", "cade_cli.cli.view_cmds",
-                                "cade_cli.cli.serve_cmds")
+# Modules whose register(cli) adds their commands to `cade`, with the commands each adds: a
+# command line imports only its command's module (`cade status` never loads the search or
+# serve code), `cade --help` all of them. tests/test_cli_lazy.py checks the names.
+CLI_MODULES: dict[str, tuple[str, ...]] = {
+    "cade_cli.cli.search_cmds": ("preview", "simulate"),
+    "cade_cli.cli.run_cmds": ("submit", "watch", "status", "logs", "cancel", "pause", "resume",
+                              "best"),
+    "cade_cli.cli.admin_cmds": ("templates",),
+    "cade_cli.cli.view_cmds": ("top", "plot", "report", "export"),
+    "cade_cli.cli.serve_cmds": ("notebook", "tensorboard"),
+}
 
 
 def load(module: str, attribute: str | None = None) -> Any:

@@ -23,7 +23,11 @@ def run(*args: str) -> Result:
 
 def leaf_commands(group: click.Group, prefix: str = "") -> dict[str, click.Command]:
     found: dict[str, click.Command] = {}
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    # list_commands/get_command: `cade` loads a command's module when it is asked for
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
         if isinstance(command, click.Group):
             found.update(leaf_commands(command, f"{prefix}{name} "))
         else:

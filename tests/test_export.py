@@ -13,8 +13,10 @@ from fixtures_ledger import all_experiments, experiment_in_state, write_ledger
 
 from cade_cli.cli import cli
 from cade_cli.errors import CadeError
-from cade_cli.views.export import export
-from cade_cli.views.tbevents import crc32c, masked_crc32c
+from cade_cli.store.ledger import Ledger
+from cade_cli.views.export import export, metric_rows
+from cade_cli.views.model import ExperimentData, read_experiment
+from cade_cli.views.tbevents import crc32c, crc32c_bytewise, masked_crc32c
 
 
 def read_tfrecords(path: Path) -> list[bytes]:
@@ -34,6 +36,13 @@ def read_tfrecords(path: Path) -> list[bytes]:
 def test_crc32c_known_value() -> None:
     assert crc32c(b"123456789") == 0xE3069283  # the standard check value of CRC-32C
     assert crc32c(b"") == 0
+
+
+def test_crc32c_by_words_matches_byte_by_byte() -> None:
+    # every tail length (0-3 bytes after the 4-byte words) and payloads the size of events
+    for size in range(70):
+        payload = bytes((i * 37 + size) % 256 for i in range(size))
+        assert crc32c(payload) == crc32c_bytewise(payload) ^ 0xFFFFFFFF
 
 
 def test_csv_is_tidy(tmp_path: Path) -> None:
@@ -102,3 +111,34 @@ def test_cli_export(tmp_path: Path) -> None:
                                       "--ledger", str(ledger)])
     assert result.exit_code == 0, result.output
     assert (out / "metrics.csv").exists() and (out / "params.csv").exists()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "tensorboard"])
+def test_streamed_export_is_the_export_of_rows_in_memory(tmp_path: Path, fmt: str) -> None:
+    """`cade export` streams the rows from the ledger; the files are byte for byte those
+    written from the experiment read into memory."""
+    ledger = tmp_path / "ledger.db"
+    write_ledger(ledger, all_experiments()).close()
+    streamed = tmp_path / "streamed"
+    result = CliRunner().invoke(cli, ["export", "2", "--format", fmt, "--out", str(streamed),
+                                      "--ledger", str(ledger)])
+    assert result.exit_code == 0, result.output
+    store = Ledger(ledger, create=False)
+    data = read_experiment(store, store.experiment(2))
+    in_memory = export(data, fmt, tmp_path / "memory")
+    assert len(in_memory) > 1 and data.metrics
+    for path in in_memory:
+        relative = path.relative_to(tmp_path / "memory")
+        assert (streamed / relative).read_bytes() == path.read_bytes(), relative
+
+
+def test_json_is_what_json_dumps_writes(tmp_path: Path) -> None:
+    data = experiment_in_state("completed", 4)
+    metrics_path, params_path = export(data, "json", tmp_path)
+    exp = data.experiment
+    header = {"experiment": exp.id, "name": exp.name, "metric": exp.metric,
+              "smaller_is_better": exp.smaller_is_better}
+    expected = json.dumps({**header, "metrics": list(metric_rows(data))}, indent=1) + "\n"
+    assert metrics_path.read_text() == expected
+    empty = export(ExperimentData(exp), "json", tmp_path / "empty")[0]
+    assert empty.read_text() == json.dumps({**header, "metrics": []}, indent=1) + "\n"

@@ -23,8 +23,7 @@ from cade_cli.spec.experiment import ExperimentSpec, load_spec, spec_from_raw
 from cade_cli.spec.settings import Settings, load_settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import ExperimentRecord, TrialRecord
-from cade_cli.views.export import metric_rows
-from cade_cli.views.model import read_experiment
+from cade_cli.views.export import tidy_rows
 
 # Who drives a submitted experiment: a `cade watch` in the background (as `submit
 # --detach`), a batch job (`--driver job`), or nobody yet (`wait()` drives it here).
@@ -101,8 +100,9 @@ class Experiment:
         (`cade export` rows: experiment, trial, kind, length, metric, value, time, segment);
         `kind` keeps only "validation" or "training" reports."""
         with self._ledger(sync) as ledger:
-            rows = metric_rows(read_experiment(ledger, ledger.experiment(self.id)))
-        return [row for row in rows if kind is None or row["kind"] == kind]
+            ledger.experiment(self.id)   # NotFoundError for an unknown id
+            rows = tidy_rows(ledger.iter_metrics(self.id, "trial_kind"))
+            return [row for row in rows if kind is None or row["kind"] == kind]
 
     def metrics_frame(self, kind: str | None = None, sync: bool = True) -> Any:
         """`metrics()` as a pandas DataFrame (pandas is optional: MissingExtraError without)."""

@@ -20,6 +20,12 @@ class CadeGroup(click.Group):
     their message on stderr and their exit code (`cade_cli.cli.exit_for`); with --json,
     usage errors too, as the one JSON error shape."""
 
+    loaded: set[str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.loaded = set()
+
     def make_context(self, info_name: str | None, args: list[str], *rest: Any,
                      **kwargs: Any) -> click.Context:
         as_json = wants_json(args)  # before parsing consumes them
@@ -29,6 +35,23 @@ class CadeGroup(click.Group):
             _exit(err, as_json)
         ctx.meta[_JSON] = as_json
         return ctx
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        for module, names in CLI_MODULES.items():
+            if name in names:
+                self.load_commands(module)
+        return super().get_command(ctx, name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        for module in CLI_MODULES:
+            self.load_commands(module)
+        return super().list_commands(ctx)
+
+    def load_commands(self, module: str) -> None:
+        """Register the commands of `module` (once; see plugins.CLI_MODULES)."""
+        if module not in self.loaded:
+            load(module, "register")(self)
+            self.loaded.add(module)
 
     def invoke(self, ctx: click.Context) -> Any:
         as_json = bool(ctx.meta.get(_JSON))
@@ -58,12 +81,3 @@ _HELP = ("Experiment management for Slurm and PBS clusters, with no server to ru
 @click.version_option(__version__, prog_name="cade")
 def cli() -> None:
     pass
-
-
-def _register() -> None:
-    # Imported here so that each area's module stays independent of the others.
-    for module in CLI_MODULES:
-        load(module, "register")(cli)
-
-
-_register()

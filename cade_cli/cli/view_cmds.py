@@ -171,8 +171,11 @@ def export_cmd(experiment: int | str, fmt: str, out: Path | None, as_json: bool,
     """Export metrics and hyperparameters as tidy CSV/JSON or TensorBoard event files."""
     from cade_cli.views.export import export
 
-    data = load_data(ledger_path, experiment)
-    paths = export(data, fmt, out or Path(f"cade-export-{data.experiment.id}"))
+    ledger = open_ledger(ledger_path)
+    # The metric rows stream from the ledger's cursor into the files: none are held.
+    data = read_experiment(ledger, ledger.find_experiment(experiment), kinds=())
+    paths = export(data, fmt, out or Path(f"cade-export-{data.experiment.id}"),
+                   lambda order: ledger.iter_metrics(data.experiment.id, order))
     if as_json:
         _wrote(data.experiment.id, paths, as_json)
         return

@@ -39,6 +39,13 @@ _TRIAL_BOOLS = ("closed",)
 _TRIAL_JSON = ("params", "report_at")
 
 
+# Orders of `Ledger.iter_metrics`: the rows as written; by trial then kind, length, time (the
+# tidy exports); by trial then time, length, kind (a trial's TensorBoard events). The
+# metrics_trial index gives the trial order, so only each trial's rows are sorted.
+METRIC_ORDERS = {"ledger": "id", "trial_kind": "trial, kind, length, time, id",
+                 "trial_time": "trial, time, length, kind, id"}
+
+
 def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     return Path(env["CADE_LEDGER"]) if env.get("CADE_LEDGER") else DEFAULT_LEDGER
@@ -359,6 +366,21 @@ class Ledger(SearcherEventLog):
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(experiment_id, trial, segment, kind, length, when,
                   json.dumps(values, sort_keys=True)) for length, when, values in rows])
+
+    def iter_metrics(self, experiment_id: int, order: str = "ledger") -> Iterator[MetricRecord]:
+        """The experiment's metric rows one at a time from a cursor (a million rows are never
+        held), in an order of METRIC_ORDERS; ties keep ledger order."""
+        with _sqlite_errors(self.path):
+            cursor = self.db.execute(
+                f"SELECT * FROM metrics WHERE experiment = ? ORDER BY {METRIC_ORDERS[order]}",
+                [experiment_id])
+            names = [column[0] for column in cursor.description]
+            values_at = names.index("metric_values" if "metric_values" in names else "values")
+            trial, kind, length, when, segment = (names.index(n) for n in (
+                "trial", "kind", "length", "time", "segment"))
+            for row in cursor:
+                yield MetricRecord(experiment_id, row[trial], row[kind], row[length], row[when],
+                                   json.loads(row[values_at]), row[segment])
 
     def metrics(self, experiment_id: int, trial: int | None = None,
                 kind: str | None = None) -> list[MetricRecord]:

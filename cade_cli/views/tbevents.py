@@ -15,6 +15,7 @@ trials and experiments stays consistent without rewriting anything.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from typing import Any
 
 # tensorboard/plugins/hparams/api.proto: Status
@@ -36,12 +37,43 @@ def _crc32c_table() -> list[int]:
 CRC32C_TABLE = _crc32c_table()
 
 
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), the checksum TFRecord files use."""
-    crc = 0xFFFFFFFF
+def crc32c_bytewise(data: bytes, crc: int = 0xFFFFFFFF) -> int:
+    """CRC-32C (Castagnoli) a byte at a time: the reference `crc32c` is checked against."""
     for byte in data:
         crc = CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    return crc
+
+
+def _word_tables() -> tuple[list[int], list[int]]:
+    """Slicing-by-4 tables indexed by 16 bits: one 4-byte word costs two lookups instead of
+    four byte steps. (The effect of byte k of a word is the one-byte table advanced 3-k
+    more bytes; the low and high halves of the word are combined into one table each.)"""
+    shifted = [CRC32C_TABLE]
+    for _ in range(3):
+        last = shifted[-1]
+        shifted.append([(c >> 8) ^ CRC32C_TABLE[c & 0xFF] for c in last])
+    t0, t1, t2, t3 = shifted
+    low = [t3[x & 0xFF] ^ t2[x >> 8] for x in range(1 << 16)]
+    high = [t1[x & 0xFF] ^ t0[x >> 8] for x in range(1 << 16)]
+    return low, high
+
+
+_WORD_TABLES: tuple[list[int], list[int]] | None = None   # built on first use (~30 ms)
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32C (Castagnoli), the checksum TFRecord files use; four bytes a step (an export
+    checksums every scalar, a million of them at ten thousand trials)."""
+    global _WORD_TABLES
+    if _WORD_TABLES is None:
+        _WORD_TABLES = _word_tables()
+    low, high = _WORD_TABLES
+    whole = len(data) - len(data) % 4
+    crc = 0xFFFFFFFF
+    for word in struct.unpack_from(f"<{whole // 4}I", data):
+        crc ^= word
+        crc = low[crc & 0xFFFF] ^ high[crc >> 16]
+    return crc32c_bytewise(data[whole:], crc) ^ 0xFFFFFFFF
 
 
 def masked_crc32c(data: bytes) -> int:
@@ -49,15 +81,21 @@ def masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+@lru_cache(maxsize=1024)
+def _length_header(size: int) -> bytes:
+    # Events of a run are a few sizes: the header of each is checksummed once.
+    length = struct.pack("<Q", size)
+    return length + struct.pack("<I", masked_crc32c(length))
+
+
 def tfrecord(payload: bytes) -> bytes:
     """One TFRecord: length, its masked CRC, the payload, its masked CRC."""
-    length = struct.pack("<Q", len(payload))
-    return (length + struct.pack("<I", masked_crc32c(length)) + payload
-            + struct.pack("<I", masked_crc32c(payload)))
+    return _length_header(len(payload)) + payload + struct.pack("<I", masked_crc32c(payload))
 
 
 # -- protobuf wire format: varints, length-delimited fields, doubles ------------------------
 
+@lru_cache(maxsize=4096)   # field tags, sizes and steps: a few distinct values, a million calls
 def _varint(value: int) -> bytes:
     out = bytearray()
     while True:

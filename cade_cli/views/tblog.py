@@ -1,8 +1,8 @@
 """TensorBoard logs of experiments: one run per trial with its curves (Scalars) and its
 hyperparameters, final metrics and status (HParams).
 
-`trial_events` is the whole history of one trial (what `cade export --format tensorboard`
-writes); `TensorBoardLog` keeps a log directory current while experiments run, appending
+`cade export --format tensorboard` writes each trial's whole history with these pieces
+(views/export.py); `TensorBoardLog` keeps a log directory current while experiments run, appending
 only what is new, because TensorBoard tails event files: a rewritten file would be read
 twice. What was written is remembered in the log's `cade-tensorboard.json`.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,25 +39,31 @@ def trial_hparams(data: ExperimentData, trial: TrialRecord) -> dict[str, Any]:
 
 
 def trial_metrics(data: ExperimentData, trial: TrialRecord) -> list[MetricRecord]:
-    """The trial's metric records in the order they are written (oldest first)."""
+    """The trial's metric records in the order they are written (oldest first: the ledger's
+    "trial_time" order of `Ledger.iter_metrics`)."""
     # Grouped once per experiment (metrics_by_trial): a scan per trial is trials x rows.
     return sorted(data.metrics_by_trial.get(trial.id, ()),
                   key=lambda m: (m.time, m.length, m.kind))
 
 
-def trial_start(data: ExperimentData, trial: TrialRecord) -> float:
-    records = trial_metrics(data, trial)
-    return records[0].time if records else (trial.created or data.experiment.created)
+def trial_start(data: ExperimentData, trial: TrialRecord,
+                first: MetricRecord | None = None) -> float:
+    """When the trial's run starts: its first metric row (`first` when the caller has it
+    already), else when the trial was created."""
+    if first is None:
+        records = trial_metrics(data, trial)
+        first = records[0] if records else None
+    return first.time if first else (trial.created or data.experiment.created)
 
 
-def metric_events(records: Iterable[MetricRecord]) -> list[bytes]:
-    """Scalars tagged `<kind>/<metric>` (training/..., validation/...), steps the lengths."""
-    return [scalar_event(r.time, r.length, f"{r.kind}/{name}", float(r.values[name]))
-            for r in records for name in sorted(r.values)]
+def metric_events(records: Iterable[MetricRecord]) -> Iterator[bytes]:
+    """Scalars tagged `<kind>/<metric>` (training/..., validation/...), steps the lengths;
+    made as the records come."""
+    return (scalar_event(r.time, r.length, f"{r.kind}/{name}", float(r.values[name]))
+            for r in records for name in sorted(r.values))
 
 
-def start_events(data: ExperimentData, trial: TrialRecord) -> list[bytes]:
-    start = trial_start(data, trial)
+def start_events(data: ExperimentData, trial: TrialRecord, start: float) -> list[bytes]:
     return [version_event(start), session_start_event(start, trial_hparams(data, trial))]
 
 
@@ -66,13 +72,8 @@ def end_events(trial: TrialRecord) -> list[bytes]:
     return [] if status is None else [session_end_event(trial.updated or trial.created, status)]
 
 
-def trial_events(data: ExperimentData, trial: TrialRecord) -> list[bytes]:
-    """The whole history of one trial as event payloads (unframed)."""
-    return start_events(data, trial) + metric_events(trial_metrics(data, trial)) + end_events(trial)
-
-
-def event_file_name(data: ExperimentData, trial: TrialRecord) -> str:
-    return f"events.out.tfevents.{int(trial_start(data, trial))}.cade-{data.experiment.id}-{trial.id}"
+def event_file_name(data: ExperimentData, trial: TrialRecord, start: float) -> str:
+    return f"events.out.tfevents.{int(start)}.cade-{data.experiment.id}-{trial.id}"
 
 
 def append_events(path: Path, events: Iterable[bytes]) -> None:
@@ -119,9 +120,10 @@ class TensorBoardLog:
         run = self.root / experiment_dir_name(data) / f"trial-{trial.id}"
         if done is None or not (run / done["file"]).exists():
             run.mkdir(parents=True, exist_ok=True)
-            done = {"file": event_file_name(data, trial), "metrics": 0, "ended": False}
+            start = trial_start(data, trial)
+            done = {"file": event_file_name(data, trial, start), "metrics": 0, "ended": False}
             (run / done["file"]).unlink(missing_ok=True)
-            events = start_events(data, trial)
+            events = start_events(data, trial, start)
         else:
             events = []
         records = trial_metrics(data, trial)
