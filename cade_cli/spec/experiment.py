@@ -9,8 +9,6 @@ line. The searcher and hyperparameter sections are read by `spec_searcher` and `
 from __future__ import annotations
 
 import os
-import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 from cade_cli.errors import SpecError
 from cade_cli.jobs.layout import UnevenNodes, split_slots
 from cade_cli.search.space import Space
+from cade_cli.spec.entrypoint import check_trial_class_length, read_entrypoint, trial_harness
 from cade_cli.spec.determined import Determined, determined_keys, name_when_absent, normalise
 from cade_cli.spec.hparams import read_space
 from cade_cli.spec.reader import DIRECTIVE, MapReader
@@ -188,7 +187,6 @@ _TOP_KEYS = ("name", "description", "entrypoint", "hyperparameters", "searcher",
              "packing")
 _RESOURCE_KEYS = ("slots_per_trial", "slots_per_node", "slot_type", "resource_pool", "time", "mem_per_node",
                   "cpus_per_slot", "launcher", "preempt_signal", "preempt_notice")
-_TRIAL_CLASS = re.compile(r"[\w.]+:[A-Za-z_]\w*")
 
 
 def load_spec(path: str | Path, overrides: tuple[str, ...] = ()) -> ExperimentSpec:
@@ -235,9 +233,9 @@ def _validate(root: Node, problems: Problems, source: str, workdir: str,
     determined = normalise(root, problems)
     spec = _build(root, problems, determined)
     problems.raise_if_any()
-    _check_trial_class_length(root, spec, problems)
+    check_trial_class_length(root, spec, problems)
     problems.raise_if_any()
-    spec["entrypoint"] = _trial_harness(spec["entrypoint"], source)
+    spec["entrypoint"] = trial_harness(spec["entrypoint"], source)
     return ExperimentSpec(**spec, source=source, workdir=workdir, raw=raw,
                           trial_config=determined.trial_config, image=determined.image,
                           bind_mounts=tuple(determined.bind_mounts), warnings=tuple(determined.warnings))
@@ -253,7 +251,7 @@ def _build(root: Node, problems: Problems, determined: Determined) -> dict[str, 
     return {
         "name": top.string("name", required=True, why=" (the experiment's name)", one_line=True),
         "description": _description(top),
-        "entrypoint": _entrypoint(top),
+        "entrypoint": read_entrypoint(top),
         "hyperparameters": read_space(top.entries.get("hyperparameters"), problems, root.loc,
                                       grid=config_type(searcher.name).walks_grid),
         "searcher": searcher,
@@ -276,57 +274,6 @@ def _description(top: MapReader) -> str:
         top.bad(node, "description", "a string")
         return ""
     return node.value
-
-
-def _entrypoint(top: MapReader) -> tuple[str, ...]:
-    expected = "a command: a string or a list of strings"
-    node = top.node("entrypoint", expected, required=True, why=" (what each trial runs)")
-    if node is None:
-        return ()
-    if isinstance(node.value, list):
-        words = [item.value for item in node.value]
-        if not words or not all(isinstance(w, (str, int, float)) and not isinstance(w, bool) for w in words):
-            top.bad(node, "entrypoint", expected)
-            return ()
-        return tuple(str(word) for word in words)
-    if not isinstance(node.value, str):
-        top.bad(node, "entrypoint", expected)
-        return ()
-    try:
-        argv = tuple(shlex.split(node.value))
-    except ValueError as err:
-        top.problems.add(node.loc, "entrypoint", f"expected a command that splits into words, "
-                                                 f"found {describe(node.value)} ({err})")
-        return ()
-    if not argv:
-        top.bad(node, "entrypoint", expected)
-    return argv
-
-
-def _is_trial_class(argv: tuple[str, ...]) -> bool:
-    return len(argv) == 1 and bool(_TRIAL_CLASS.match(argv[0])) and "/" not in argv[0]
-
-
-def _check_trial_class_length(root: Node, spec: dict[str, Any], problems: Problems) -> None:
-    """A Trial class trains to the searcher's length: without max_length it has none."""
-    searcher = spec["searcher"]
-    if _is_trial_class(spec["entrypoint"]) and searcher.name in ("single", "random", "grid") \
-            and searcher.max_length is None:
-        node = root.value["searcher"]
-        problems.add(node.key_where, "searcher.max_length",
-                     "missing; a Trial class entrypoint trains to the searcher's length (only a script "
-                     "that decides its own length, e.g. with Trainer.fit(max_length=...), runs without it)")
-
-
-def _trial_harness(argv: tuple[str, ...], source: str) -> tuple[str, ...]:
-    """A Determined Trial class (`model_def:MyTrial`) runs in cade's PyTorchTrial harness.
-
-    The harness reads the experiment config from this spec's file (the job runs in its directory).
-    """
-    if not _is_trial_class(argv):
-        return argv
-    config = () if source.startswith("<") else ("--config", os.path.basename(source))
-    return ("python3", "-m", "cade_cli.det.pytorch.run", *config, argv[0])
 
 
 def _resources(section: MapReader) -> ResourcesSpec:
