@@ -130,10 +130,13 @@ main()
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.2, 0.5])
 def test_a_real_sigint_at_several_moments(ledger: str, delay: float) -> None:
+    # As from a terminal: a shell that started this run in the background (CI, nohup ... &)
+    # leaves SIGINT ignored, and Python then never turns it into KeyboardInterrupt.
     process = subprocess.Popen(
         [sys.executable, "-c", _READY_THEN_CADE, "top", "--ledger", ledger, "--no-sync"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert process.stdout is not None and process.stdout.readline() == "ready\n"
     time.sleep(delay)
     process.send_signal(signal.SIGINT)
