@@ -190,19 +190,21 @@ def test_a_trial_writing_stdout_without_end(tmp_path: Path) -> None:
 
 def test_a_daemon_that_left_the_process_group_is_killed_and_reported(tmp_path: Path) -> None:
     ledger, exp_id = finish(tmp_path, "setsid_daemon")
-    assert_daemon_killed_and_shown(ledger, exp_id)
+    daemon, line, shown, reason = daemon_report(ledger, exp_id)
+    assert not alive(daemon)
+    assert line in shown, shown
+    assert str(daemon) in reason
 
 
-def assert_daemon_killed_and_shown(ledger: Ledger, exp_id: int) -> None:
-    """The daemon is gone, and `cade status EXP` names it on the hostile trial's line."""
+def daemon_report(ledger: Ledger, exp_id: int) -> tuple[int, str, str, str]:
+    """The setsid daemon's pid, the line `cade status EXP` must show for it on the hostile
+    trial, what `cade status EXP` shows, and the segment's recorded reason."""
     hostile, _ = hostile_and_good(ledger, exp_id)
     [segment] = ledger.segments(exp_id, hostile.id)
     daemon = int((Path(segment.run_dir).parents[1] / "daemon.pid").read_text())
-    assert not alive(daemon)
-    shown = cade_status_text(ledger, exp_id)
-    assert (f"trial {hostile.id}: segment 1: killed 1 process that left the job's process "
-            f"group (setsid or a daemon): pid {daemon}") in shown, shown
-    assert str(daemon) in segment.reason
+    line = (f"trial {hostile.id}: segment 1: killed 1 process that left the job's process "
+            f"group (setsid or a daemon): pid {daemon}")
+    return daemon, line, cade_status_text(ledger, exp_id), segment.reason
 
 
 def test_cancel_kills_a_trial_that_ignores_term_and_keeps_it_live_until_gone(

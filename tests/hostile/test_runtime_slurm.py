@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from slurm_fixtures import require_slurm
 from test_runtime_faults import (
-    assert_daemon_killed_and_shown,
+    alive,
     cade_status,
+    daemon_report,
     drive,
     hostile_and_good,
     submit,
@@ -68,4 +69,7 @@ def test_a_daemon_that_left_the_process_group_is_killed_and_reported_on_slurm(
     ledger, exp_id = submit(tmp_path, "setsid_daemon", backend="slurm")
     exp = drive(ledger, exp_id, until=120, backend="slurm")
     assert exp.state == "completed", exp.message
-    assert_daemon_killed_and_shown(ledger, exp_id)
+    daemon, line, shown, reason = daemon_report(ledger, exp_id)
+    assert not alive(daemon)
+    assert line in shown, shown
+    assert str(daemon) in reason
