@@ -34,6 +34,7 @@ from typing import Any
 
 import pytest
 from slurm_fixtures import ROOT, cade_env, cancel_jobs, ledger_of, require_slurm
+from test_sigkill import SPEC as LOCAL_SPEC
 
 from cade_cli.engine import lifecycle as engine
 from cade_cli.spec.experiment import parse_spec
@@ -41,33 +42,14 @@ from cade_cli.store.ledger import Ledger
 
 pytestmark = pytest.mark.slurm
 
-TRAINER = ROOT / "examples" / "synthetic" / "train.py"
 KILLED_RUNS = 4          # each with 3 or 4 kills
 RACES = 2                # each with 3 kills of one of the two drivers
 PARALLEL = 3
 SBATCH_DELAY = 0.5       # seconds between Slurm queueing a job and sbatch answering
 DRIVE_TIMEOUT = 150.0
 
-SPEC = f"""
-name: sigkill-slurm
-entrypoint: ["{sys.executable}", "{TRAINER}"]
-hyperparameters:
-  lr: {{type: log, minval: -3, maxval: -1, base: 10}}
-  width: {{type: categorical, vals: [32, 64, 128]}}
-searcher:
-  name: async_halving
-  metric: loss
-  max_trials: 4
-  num_rungs: 2
-  divisor: 2
-  max_length: 8
-  max_concurrent_trials: 1
-  stop_once: false
-resources:
-  launcher: none
-reproducibility:
-  experiment_seed: 42
-"""
+# The local kill test's search (same trainer, seed and ladder), named apart.
+SPEC = LOCAL_SPEC.replace("name: sigkill\n", "name: sigkill-slurm\n", 1)
 
 
 @pytest.fixture(scope="module", autouse=True)
