@@ -265,18 +265,20 @@ def test_the_site_setting_packs_a_node_worth_of_trials() -> None:
     assert pack_shape(explicit, default_pack=True) is None   # the spec's word wins
 
 
-def _packed(tmp_path: Path) -> Any:
+def _packed(tmp_path: Path, gpus: tuple[str, ...] = ()) -> Any:
     from cade_cli.backends.local import LocalScheduler
     from cade_cli.backends.packed import PackedScheduler, PackShape
     from cade_cli.jobs.pack import prepare_pack
-    spec = parse_spec(spec_text(packing="slots_per_job: 2, idle_timeout: 30"),
-                      source=str(tmp_path / "s.yaml"))
+    text = spec_text(packing="slots_per_job: 2, idle_timeout: 30")
+    if gpus:
+        text = text.replace("  launcher: none", "  launcher: none\n  slot_type: gpu")
+    spec = parse_spec(text, source=str(tmp_path / "s.yaml"))
     root = tmp_path / "packs"
 
     def new_pack(pack_dir: Path, index: int) -> Any:
         return prepare_pack(spec, PackShape(2, 1), backend="local", name=f"pack-{index}",
                             pack_dir=pack_dir, queue=root / "queue")
-    return PackedScheduler(LocalScheduler(tmp_path / "state", slots=2, gpus=[]), root,
+    return PackedScheduler(LocalScheduler(tmp_path / "state", slots=2, gpus=list(gpus)), root,
                            PackShape(2, 1), new_pack)
 
 
@@ -316,6 +318,19 @@ def test_a_segment_canceled_before_a_worker_took_it_never_runs(tmp_path: Path) -
     scheduler.release()
     time.sleep(1.5)
     assert not (tmp_path / "c" / "ran").exists() and not (tmp_path / "c" / "exit_code").exists()
+
+
+def test_each_packed_segment_sees_only_its_own_gpu(tmp_path: Path) -> None:
+    # The pack job holds GPUs 3 and 5 (the local backend pins them as a scheduler would);
+    # its worker splits them: two segments side by side, one GPU each, never the same one.
+    scheduler = _packed(tmp_path, gpus=("3", "5"))
+    body = 'echo "$CUDA_VISIBLE_DEVICES $CADE_PACK_SLOT" > "$(dirname "$0")/seen"; sleep 1'
+    jobs = [scheduler.submit(_segment(tmp_path, name, body)) for name in ("a", "b")]
+    for job_id in jobs:
+        assert _wait_state(scheduler, job_id, {"completed"}).exit_code == 0
+    seen = sorted((tmp_path / name / "seen").read_text().split() for name in ("a", "b"))
+    assert seen == [["3", "0"], ["5", "1"]]
+    scheduler.release()
 
 
 def test_a_pack_killed_under_its_segments_ends_them_with_it(tmp_path: Path) -> None:
