@@ -265,7 +265,7 @@ def test_the_site_setting_packs_a_node_worth_of_trials() -> None:
     assert pack_shape(explicit, default_pack=True) is None   # the spec's word wins
 
 
-def _packed(tmp_path: Path, gpus: tuple[str, ...] = ()) -> Any:
+def _packed(tmp_path: Path, gpus: tuple[str, ...] = (), site: tuple[Path, ...] = ()) -> Any:
     from cade_cli.backends.local import LocalScheduler
     from cade_cli.backends.packed import PackedScheduler, PackShape
     from cade_cli.jobs.pack import prepare_pack
@@ -277,7 +277,7 @@ def _packed(tmp_path: Path, gpus: tuple[str, ...] = ()) -> Any:
 
     def new_pack(pack_dir: Path, index: int) -> Any:
         return prepare_pack(spec, PackShape(2, 1), backend="local", name=f"pack-{index}",
-                            pack_dir=pack_dir, queue=root / "queue")
+                            pack_dir=pack_dir, queue=root / "queue", template_dirs=site)
     return PackedScheduler(LocalScheduler(tmp_path / "state", slots=2, gpus=list(gpus)), root,
                            PackShape(2, 1), new_pack)
 
@@ -331,6 +331,45 @@ def test_each_packed_segment_sees_only_its_own_gpu(tmp_path: Path) -> None:
     seen = sorted((tmp_path / name / "seen").read_text().split() for name in ("a", "b"))
     assert seen == [["3", "0"], ["5", "1"]]
     scheduler.release()
+
+
+SITE_SETUP = """{%% extends "builtin:%s" %%}
+{%% block setup %%}
+export SITE_MODULES="cuda/12.4 {{ experiment_name }}"
+{%% endblock %%}
+"""
+
+
+def test_packed_segments_run_under_the_sites_setup(tmp_path: Path) -> None:
+    # An admin's `setup` (module load, conda activate) lives in the backend's job template;
+    # the pack job runs it once and every segment it starts inherits it.
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "local.sh.j2").write_text(SITE_SETUP % "local.sh.j2")
+    scheduler = _packed(tmp_path, site=(site,))
+    job_id = scheduler.submit(_segment(tmp_path, "a", 'echo "$SITE_MODULES" > "$(dirname "$0")/seen"'))
+    assert _wait_state(scheduler, job_id, {"completed"}).exit_code == 0
+    assert (tmp_path / "a" / "seen").read_text() == "cuda/12.4 packed\n"
+    scheduler.release()
+
+
+@pytest.mark.parametrize("backend, template", [("slurm", "slurm.sbatch.j2"), ("pbs", "pbs.pbs.j2")])
+def test_a_cluster_pack_script_carries_the_sites_setup(tmp_path: Path, backend: str,
+                                                       template: str) -> None:
+    from cade_cli.backends.packed import PackShape
+    from cade_cli.jobs.pack import prepare_pack
+    spec = parse_spec(spec_text(packing="slots_per_job: 4"), source=str(tmp_path / "s.yaml"))
+
+    def script(site: tuple[Path, ...]) -> str:
+        request = prepare_pack(spec, PackShape(4, 1), backend=backend, name="cade-1-pack-1",
+                               pack_dir=tmp_path / backend, queue=tmp_path / "q",
+                               template_dirs=site)
+        return request.script.read_text()
+    assert "SITE_MODULES" not in script(())
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / template).write_text(SITE_SETUP % template)
+    text = script((tmp_path / "site",))
+    assert text.index('export SITE_MODULES="cuda/12.4 packed"') < text.index("exec ")
 
 
 def test_a_pack_killed_under_its_segments_ends_them_with_it(tmp_path: Path) -> None:

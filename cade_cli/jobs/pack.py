@@ -63,10 +63,15 @@ def prepare_pack(spec: ExperimentSpec, shape: PackShape, *, backend: str, name: 
     copy_launchers(pack_dir / "launch")
     whole = pack_spec(spec, shape)
     prefix = DIRECTIVE_PREFIX.get(backend, "#")
+    job = render.build_context(whole, backend=backend, job_name=name,
+                               cade_env={"CADE_RUN_DIR": str(pack_dir)})
     context = {
         "directives": [f"{prefix} {d}" for d in scheduler_directives(backend, whole, name, pack_dir)],
-        "user_env": render.build_context(whole, backend=SEGMENT_BACKEND, job_name=name,
-                                         cade_env={"CADE_RUN_DIR": str(pack_dir)})["user_env"],
+        "user_env": job["user_env"],
+        # The site's `setup` (module load, conda activate) of the backend's job template:
+        # segments are rendered with the local template and inherit it from the pack job.
+        "site_setup": render.render_block(render.TEMPLATE_FOR_BACKEND[backend], "setup", job,
+                                          template_dirs).strip(),
         "pack_dir": str(pack_dir),
         "worker": str(pack_dir / "launch" / "cade_pack.py"),
     }

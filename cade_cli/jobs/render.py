@@ -130,6 +130,21 @@ def render_script(
         raise _template_error(err, filename, lineno, template_dirs) from None
 
 
+def render_block(
+    template_name: str, block: str, context: Mapping[str, Any],
+    template_dirs: Sequence[str | Path] = (),
+) -> str:
+    """One block of a template as the whole template would render it: the most derived
+    override, a site file's included. (A pack job runs the site's `setup` of the backend's
+    job template once, for every segment it starts.)"""
+    env = make_environment(template_dirs)
+    render_script(template_name, context, template_dirs)   # located errors, block chain known
+    template = env.get_template(template_name)
+    ctx = template.new_context(dict(context))
+    "".join(template.root_render_func(ctx))   # follows `extends`: fills ctx.blocks
+    return "".join(ctx.blocks[block][0](ctx))
+
+
 def _template_position(tb: types.TracebackType | None) -> tuple[str | None, int | None]:
     """The innermost traceback frame that belongs to a template file (Jinja rewrites them)."""
     found: tuple[str | None, int | None] = (None, None)
