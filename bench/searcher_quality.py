@@ -19,12 +19,17 @@ with its SuccessiveHalvingPruner and HyperbandPruner (reduction factor 3), and R
 ASHA scheduler (AsyncHyperBandScheduler) driven through its scheduler interface with random
 sampling, when `ray` imports (no Ray cluster is started: the decisions are the same).
 
-PBT runs too, but is not counted as a cade mode: the simulated objective has no history (the
-value at length L depends on the params alone), so a PBT child whose params were just
-perturbed is scored as if it had trained with them from the start. That flatters PBT.
+PBT runs too, but by default is not counted as a cade mode: the simulated objective has no
+history (the value at length L depends on the params alone), so a PBT child whose params were
+just perturbed is scored as if it had trained with them from the start. That flatters PBT.
+`--memory L` gives cade's trials a history (`cade simulate --memory`, search/history.py): each
+function is evaluated at the params of the simulated model, which a PBT child inherits from
+its parent's checkpoint; the incumbent is that model. Then PBT is counted. Nothing else
+changes: trials that train only with their own params are scored exactly as without it, and
+the peers never resume a trial from another's checkpoint.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
-       [--functions NAME ...] [--log RUNS.jsonl] [--out FILE.md]
+       [--functions NAME ...] [--memory L] [--log RUNS.jsonl] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -97,6 +102,12 @@ CADE_SEARCHERS["adaptive-tpe"] = CADE_SEARCHERS["adaptive"] + "\n  sampler: tpe"
 CADE_SEARCHERS["adaptive-learned"] = CADE_SEARCHERS["adaptive"] + "\n  bracket_policy: learned"
 CADE_SEARCHERS["adaptive-learned-tpe"] = CADE_SEARCHERS["adaptive-learned"] + "\n  sampler: tpe"
 NOT_COUNTED = ("pbt",)   # see the module docstring
+MEMORY: float | None = None   # --memory, set in every worker process
+
+
+def _set_memory(memory: float | None) -> None:
+    global MEMORY
+    MEMORY = memory
 
 
 def cade_spec(method: str, dims: int) -> Any:
@@ -122,7 +133,7 @@ def run_cade(method: str, dims: int, trace: Trace, seed: int) -> None:
     if method == "pbt":
         objective = _pbt_objective(objective, parents, 10)
     try:
-        simulate(cade_spec(method, dims), objective, workers=WORKERS, seed=seed)
+        simulate(cade_spec(method, dims), objective, workers=WORKERS, seed=seed, memory=MEMORY)
     except BudgetSpent:
         pass
 
@@ -252,7 +263,7 @@ def tables(medians: dict[tuple[str, str], float], cade: list[str], peers: tuple[
         held = "" if FUNCTIONS[name][3] else " (dev)"
         lines.append(f"| {name}{held} | "
                      + " | ".join(f"{medians[(name, m)]:.4f}" for m in methods) + " |")
-    counted = [m for m in cade if m not in NOT_COUNTED and m != "random"]
+    counted = [m for m in cade if (m not in NOT_COUNTED or MEMORY) and m != "random"]
     lines += ["", "Each cade mode's median regret / the best peer's on that function:", "",
               "| function | best peer | " + " | ".join(counted) + " |",
               "|---|---|" + "---:|" * len(counted)]
@@ -301,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables-only", action="store_true",
                         help="run nothing: the tables of the seeds complete in --log")
     parser.add_argument("--out", help="also write the tables to this file")
+    parser.add_argument("--memory", type=float, default=None, metavar="L",
+                        help="path-dependent objective for cade's trials (and PBT counted); "
+                             "use a --log of its own")
     parser.add_argument("--log", help="append each run's result to this JSON-lines file; "
                                       "runs already there are not run again")
     args = parser.parse_args(argv)
@@ -314,7 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.tables_only:
         todo = []
     started = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    _set_memory(args.memory)
+    with ProcessPoolExecutor(max_workers=args.jobs, initializer=_set_memory,
+                             initargs=(args.memory,)) as pool:
         for name, method, seed, regret in pool.map(run_one, todo, chunksize=2):
             done[(name, method, seed)] = regret
             if args.log:
@@ -331,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     medians = {key: statistics.median(values) for key, values in finals.items()}
     text = (f"Budget {args.budget} length units ({args.budget // MAX_LENGTH} full trainings) "
             f"per run, {len(seeds)} seeds ({' '.join(map(str, seeds))}), median final regret; "
-            f"(dev): not held out.\n\n"
+            f"(dev): not held out"
+            + (f"; objective with memory {args.memory:g}" if args.memory else "") + ".\n\n"
             + tables(medians, cade, peers, args.functions)
             + f"\n\n{len(todo)} runs in {time.perf_counter() - started:.0f} s.\n")
     print(text)

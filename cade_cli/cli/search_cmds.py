@@ -48,11 +48,16 @@ def preview_command(spec_path: str, as_json: bool, overrides: tuple[str, ...]) -
               help="Report at every multiple of P (default: the lengths the searcher needs).")
 @click.option("--seed", type=int, default=None, metavar="S",
               help="Searcher seed (default: reproducibility.experiment_seed, else 0).")
+@click.option("--memory", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              metavar="L", help="Path-dependent objective: FUNC gets the params of the "
+              "simulated model, which remembers the params it (and the parent whose "
+              "checkpoint it resumed from) trained with, each L units of training shrinking "
+              "their weight by a factor e. Default: the trial's params alone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @config_option
 def simulate_command(spec_path: str, objective: str, workers: int | None,
-                     validation_period: int | None, seed: int | None, as_json: bool,
-                     overrides: tuple[str, ...]) -> None:
+                     validation_period: int | None, seed: int | None, memory: float | None,
+                     as_json: bool, overrides: tuple[str, ...]) -> None:
     """Run SPEC's search against an objective function on a simulated clock.
 
     No cluster, no training: each trial trains one unit of length per unit of time and
@@ -64,7 +69,8 @@ def simulate_command(spec_path: str, objective: str, workers: int | None,
         seed = spec.experiment_seed or 0
     with ProgressBar() as bar:
         result = simulate(spec, function, workers=workers,
-                          validation_period=validation_period, seed=seed, on_progress=bar)
+                          validation_period=validation_period, seed=seed, on_progress=bar,
+                          memory=memory)
     if as_json:
         click.echo(json.dumps(result_to_json(result), indent=2))
         return

@@ -6,7 +6,9 @@ for (or at every multiple of `validation_period`) and whenever its segment ends.
 the same time are handled in trial-creation order; trials waiting for a slot start first
 come, first served. A trial whose report continues it (promotion, next PBT round) keeps its
 slot; a Stop for a running trial takes effect at once. An exception raised by the objective
-means the trial exits early (errored) at that length.
+means the trial exits early (errored) at that length. With a `Memory` the objective is
+path-dependent (search/history.py): it is called with the params of the simulated model
+the trial holds, carried from a parent's checkpoint to its child and from segment to segment.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 from cade_cli.errors import ObjectiveError, SpecError
 from cade_cli.plugins import load
+from cade_cli.search.history import Memory, ModelState
 from cade_cli.search.searchers import Searcher, make_searcher, searcher_facts
 from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
 from cade_cli.spec.experiment import ExperimentSpec, handed_target
@@ -66,6 +69,8 @@ class _Run:
     """Where a trial stands on the simulated clock."""
 
     record: SimTrial
+    model: ModelState               # the simulated model's state (used with a memory) ...
+    model_length: int               # ... after training to this length
     target: int = 0
     report_at: tuple[int, ...] = ()
     running: bool = False
@@ -80,9 +85,11 @@ class _Run:
 class Simulation:
     def __init__(self, searcher: Searcher, objective: Objective, *, workers: int | None,
                  validation_period: int | None, smaller_is_better: bool,
-                 full_length: int, on_progress: ProgressCallback | None = None) -> None:
+                 full_length: int, on_progress: ProgressCallback | None = None,
+                 memory: Memory | None = None) -> None:
         self.searcher = searcher
         self.objective = objective
+        self.memory = memory
         self.workers = workers or None          # 0 / None: as many as needed
         self.period = validation_period or None
         self.sign = 1.0 if smaller_is_better else -1.0
@@ -154,7 +161,7 @@ class Simulation:
     def _report(self, run: _Run, length: int) -> None:
         record = run.record
         record.length = length
-        metric = self._evaluate(record, length)
+        metric = self._evaluate(record, self._params_at(run, length), length)
         if metric is None:
             self._release(run)
             run.errored = run.closed = True
@@ -168,10 +175,20 @@ class Simulation:
         if segment_ended and run.running and run.target <= length:
             self._release(run)  # not continued in place: the slot goes to the queue
 
-    def _evaluate(self, record: SimTrial, length: int) -> float | None:
+    def _params_at(self, run: _Run, length: int) -> dict[str, Any]:
+        """The params the objective sees at `length`: the trial's own, or with a memory
+        its simulated model's (trained on to `length` with the trial's params)."""
+        if self.memory is None:
+            return run.record.params
+        run.model = self.memory.trained(run.model, run.record.params, length - run.model_length)
+        run.model_length = length
+        return self.memory.effective(run.model)
+
+    def _evaluate(self, record: SimTrial, params: dict[str, Any],
+                  length: int) -> float | None:
         """The objective's metric, or None when the trial fails at this length."""
         try:
-            value = self.objective(record.params, length, record.trial)
+            value = self.objective(params, length, record.trial)
         except Exception:  # noqa: BLE001 - any failure of user code is the trial failing
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -194,11 +211,16 @@ class Simulation:
 
     def _create(self, decision: Create) -> None:
         start = 0
+        model = ModelState.fresh(decision.params)
         if decision.parent is not None:
-            start = self._position(self.runs[decision.parent])
+            parent = self.runs[decision.parent]
+            start = self._position(parent)
+            if self.memory is not None:
+                self._params_at(parent, start)   # the checkpoint holds the model at `start`
+                model = parent.model
         record = SimTrial(decision.trial, decision.params, decision.bracket, decision.parent,
                           start_length=start, length=start)
-        self.runs[decision.trial] = _Run(record)
+        self.runs[decision.trial] = _Run(record, model, start)
 
     def _train(self, decision: Train) -> None:
         run = self.runs[decision.trial]
@@ -244,10 +266,12 @@ class Simulation:
 
 def simulate(spec: ExperimentSpec, objective: Objective, *, workers: int | None = None,
              validation_period: int | None = None, seed: int = 0,
-             on_progress: ProgressCallback | None = None) -> SimulationResult:
+             on_progress: ProgressCallback | None = None,
+             memory: float | None = None) -> SimulationResult:
     """Run the spec's search against `objective` with `workers` simulated slots.
 
-    `workers` None means the spec's max_concurrent_trials (0 there: unlimited).
+    `workers` None means the spec's max_concurrent_trials (0 there: unlimited). `memory` L
+    makes the objective path-dependent (search/history.py); None: the params alone count.
     """
     final_length = searcher_facts(spec.searcher).final_length
     if final_length is not None and handed_target(final_length) is None:
@@ -259,7 +283,8 @@ def simulate(spec: ExperimentSpec, objective: Objective, *, workers: int | None 
     simulation = Simulation(searcher, objective, workers=slots,
                             validation_period=validation_period,
                             smaller_is_better=spec.searcher.smaller_is_better,
-                            full_length=final_length or 0, on_progress=on_progress)
+                            full_length=final_length or 0, on_progress=on_progress,
+                            memory=Memory(spec.hyperparameters, memory) if memory else None)
     return simulation.run()
 
 
