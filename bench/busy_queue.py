@@ -282,7 +282,7 @@ def main(argv: list[str]) -> None:
         finally:
             _cancel_unfinished(args, workdir)
             feeder.stop()
-    print(format_table(results, f"python bench/busy_queue.py {shlex.join(argv)}"))
+    print(format_table(results, shlex.join(["python", "bench/busy_queue.py", *argv])))
 
 
 if __name__ == "__main__":
