@@ -26,17 +26,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cade_cli.store.ledger import Ledger  # noqa: E402
+from cade_cli.store.records import SegmentRecord  # noqa: E402
 
 NODE_CPUS = 8
 
 
-def spec_text(args: argparse.Namespace, packed: bool) -> str:
+def spec_text(args: argparse.Namespace, packed: bool, extra: str = "") -> str:
+    """The search's spec; `extra` adds top-level keys (another bench's mode)."""
     cpus = NODE_CPUS // args.slots_per_node
     packing = (f"packing: {{slots_per_job: {args.slots_per_node}, idle_timeout: {args.idle}}}"
                if packed else "")
@@ -61,46 +64,86 @@ resources:
 slurm:
   sbatch_args: ["--exclusive"]
 {packing}
+{extra}
 reproducibility:
   experiment_seed: 11
 """
 
 
-def run(args: argparse.Namespace, packed: bool, workdir: Path) -> dict[str, float]:
+@dataclass
+class Search:
+    """One finished `cade submit`: when it began, how long it took, what it ran."""
+    began: float
+    makespan: float
+    segments: list[SegmentRecord]
+    pack_job_ids: list[str]
+    experiment: int = 1
+
+
+def submit_search(args: argparse.Namespace, spec: str, workdir: Path) -> Search:
+    """`cade submit` of SPEC in WORKDIR (a ledger of its own) on the test Slurm."""
     workdir.mkdir(parents=True)
-    (workdir / "spec.yaml").write_text(spec_text(args, packed))
-    env = dict(os.environ, CADE_LEDGER=str(workdir / "ledger.db"), CADE_CONFIG=os.devnull,
-               CADE_POLL_INTERVAL=str(args.poll), CADE_SCHEDULER="slurm",
-               SYNTH_STEP_SECONDS=str(args.unit_seconds),
-               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    (workdir / "spec.yaml").write_text(spec)
     began = time.time()
     done = subprocess.run([sys.executable, "-m", "cade_cli", "submit", "spec.yaml"],
-                          cwd=workdir, env=env, capture_output=True, text=True, check=False)
+                          cwd=workdir, env=cade_env(args, workdir), capture_output=True,
+                          text=True, check=False)
     makespan = time.time() - began
     if done.returncode != 0:
-        raise SystemExit(f"cade submit exited {done.returncode}: {done.stderr[-2000:]}")
+        raise SubmitFailed(done.returncode, done.stderr[-2000:])
     ledger = Ledger(workdir / "ledger.db", create=False)
     segments = ledger.segments(1)
     root = Path(ledger.experiment(1).root)
     ledger.close()
-    busy = sum(_busy(Path(s.run_dir)) for s in segments if s.run_dir)
+    packs = [p.read_text().strip() for p in (root / "packs" / "jobs").glob("*/job_id")]
+    return Search(began, makespan, segments, packs)
+
+
+def cade_env(args: argparse.Namespace, workdir: Path) -> dict[str, str]:
+    """The environment of a `cade` command of the bench's experiment in WORKDIR."""
+    return dict(os.environ, CADE_LEDGER=str(workdir / "ledger.db"), CADE_CONFIG=os.devnull,
+                CADE_POLL_INTERVAL=str(args.poll), CADE_SCHEDULER="slurm",
+                SYNTH_STEP_SECONDS=str(args.unit_seconds),
+                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+class SubmitFailed(Exception):
+    def __init__(self, returncode: int, stderr: str) -> None:
+        super().__init__(f"cade submit exited {returncode}: {stderr}")
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+def run(args: argparse.Namespace, packed: bool, workdir: Path) -> dict[str, float]:
+    try:
+        search = submit_search(args, spec_text(args, packed), workdir)
+    except SubmitFailed as failed:
+        raise SystemExit(str(failed)) from None
+    busy = sum(_busy(Path(s.run_dir)) for s in search.segments if s.run_dir)
     if packed:
-        job_ids = [p.read_text().strip() for p in (root / "packs" / "jobs").glob("*/job_id")]
+        job_ids = search.pack_job_ids
     else:
-        job_ids = [s.job_id for s in segments if s.job_id]
+        job_ids = [s.job_id for s in search.segments if s.job_id]
     allocated = sum(_job_seconds(job_ids)) * args.slots_per_node
-    return {"makespan": makespan, "busy": busy, "allocated": allocated, "jobs": len(job_ids),
-            "segments": len(segments), "utilisation": busy / allocated if allocated else 0.0}
+    return {"makespan": search.makespan, "busy": busy, "allocated": allocated,
+            "jobs": len(job_ids), "segments": len(search.segments),
+            "utilisation": busy / allocated if allocated else 0.0}
 
 
 def _busy(run_dir: Path) -> float:
+    span = segment_span(run_dir)
+    return max(0.0, span[1] - span[0]) if span else 0.0
+
+
+def segment_span(run_dir: Path) -> tuple[float, float] | None:
+    """When a segment's script started and ended (its `started` and `exit_code` markers)."""
     try:
         start = float((run_dir / "started").read_text().split()[0])
         end = (run_dir / "exit_code").stat().st_mtime
     except (OSError, ValueError, IndexError):
-        return 0.0
-    return max(0.0, end - start)
+        return None
+    return start, end
 
 
 def _job_seconds(job_ids: list[str]) -> list[float]:
