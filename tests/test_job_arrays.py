@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
-from engine_fakes import FakeScheduler, make_spec
+from engine_fakes import FakeScheduler, Outcome, make_spec
 from test_golden import golden_spec
 
 from cade_cli.backends import arrays
@@ -345,3 +345,16 @@ def test_without_scheduler_arrays_job_arrays_submits_each(tmp_path: Path,
     scheduler = FakeScheduler(run_now=False)      # max_array_size 0, like the local backend
     engine.sync(ledger, exp_id, scheduler, SETTINGS)
     assert len(scheduler.submitted) == 5
+
+
+def test_later_segments_go_out_one_by_one(tmp_path: Path, ledger: Ledger) -> None:
+    exp_id = wide(tmp_path, ledger)
+    preempted = Outcome(exit_code=None, state=JobState.PREEMPTED, preempted=True)
+    scheduler = ArrayScheduler(limit=8, behave=lambda request, control: preempted)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    for job_id in list(scheduler.jobs):
+        scheduler.run(job_id)
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    assert len(scheduler.arrays) == 1 and len(scheduler.submitted) == 5
+    assert sorted((s.index, s.state) for s in ledger.segments(exp_id)) == \
+        [(1, "preempted")] * 5 + [(2, "queued")] * 5

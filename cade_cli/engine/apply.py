@@ -222,7 +222,7 @@ def launch_segments(ctx: SyncContext) -> int:
     cap = ctx.spec.searcher.max_concurrent_trials or None
     launched = 0
     together = arrays_chosen(ctx)
-    batch: list[tuple[TrialRecord, SegmentRecord]] = []    # submitted together, as arrays
+    batch: list[tuple[TrialRecord, SegmentRecord]] = []    # first segments, as arrays
     latest_of = ctx.ledger.latest_segments(ctx.exp_id)
     for trial in ctx.ledger.trials(ctx.exp_id, open_only=True):  # a closed one never needs one
         if pending >= ctx.settings.max_queued_jobs or (cap is not None and live >= cap):
@@ -233,7 +233,7 @@ def launch_segments(ctx: SyncContext) -> int:
         seg = _record_intent(ctx, trial, (latest.index + 1) if latest else 1)
         pending += 1
         live += 1
-        if together:
+        if together and seg.index == 1:   # later segments (promotions, resumes): alone
             batch.append((trial, seg))
             continue
         if not _submit(ctx, trial, seg):

@@ -1,11 +1,11 @@
-"""Job arrays: the segments one sync launches go to the scheduler together.
+"""Job arrays: the first segments one sync launches go to the scheduler together.
 
 With `job_arrays` (the spec's key, else the site's setting) and a scheduler that has arrays,
-`launch_segments` records every new segment as an intent first, then submits them here as
-arrays of at most the site's size (a last chunk of one is a plain job). Later segments of a
-trial (promotions, resumes) are launched one sync at a time as they come, so they are
-usually a chunk of one. A refusal for a site limit leaves the chunk's segments intents that
-later syncs submit one by one.
+`launch_segments` records each new trial's first segment as an intent, then submits them
+here as arrays of at most the site's size (a last chunk of one is a plain job). A trial's
+later segments (promotions, restarts, resumes) go out one by one, as without arrays. A
+refusal for a site limit leaves the chunk's segments intents that later syncs submit one
+by one.
 
 Crash safety: each element's run directory names its array and index before the array is
 submitted (jobs/array.py); `IntentLookup` finds the element after a crash by the array's
