@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 from engine_fakes import FakeScheduler, Outcome, make_spec
+from slurm_fixtures import wait_for
 from test_golden import golden_spec
+from test_pbs import make_spec as pbs_spec
 
 from cade_cli.backends import arrays
 from cade_cli.backends import slurm_parse
@@ -24,7 +26,12 @@ from cade_cli.backends.retry import CommandResult
 from cade_cli.backends.slurm import SlurmScheduler
 from cade_cli.engine import lifecycle as engine
 from cade_cli.errors import SpecError, SubmitLimitError
-from cade_cli.jobs.array import INTENT_FILE, read_array_intent, render_array_script
+from cade_cli.jobs.array import (
+    INTENT_FILE,
+    prepare_array,
+    read_array_intent,
+    render_array_script,
+)
 from cade_cli.jobs.pack import pack_shape
 from cade_cli.spec.experiment import parse_spec
 from cade_cli.spec.settings import Settings, load_settings
@@ -188,6 +195,36 @@ def test_pbs_array_elements_are_submitted_polled_and_deleted_one_by_one(tmp_path
     assert statuses[ids[3]].state is JobState.CANCELLED and statuses[ids[3]].exit_code == 143
     sched.cancel([ids[2]])
     assert argvs[-1] == ("qdel", "1234[2].pbs01")
+
+
+def test_a_pbs_array_runs_on_the_fake_commands_element_by_element(
+        tmp_path: Path, fake_pbs: Path) -> None:
+    elements = []
+    for index, body in enumerate(("echo zero", "sleep 60", "exit 4")):
+        run_dir = tmp_path / f"segment-{index}"
+        run_dir.mkdir()
+        (run_dir / "job.sh").write_text(f"#!/bin/bash\n{body}\n")
+        (run_dir / "job.sh").chmod(0o700)
+        elements.append(JobRequest(f"segment-{index}", run_dir / "job.sh", run_dir))
+    array = prepare_array(pbs_spec(time=60), backend="pbs", name="cade-9-array-1-1-abc",
+                          array_dir=tmp_path / "array", elements=elements)
+    scheduler = PbsScheduler(min_poll_interval=0)
+    ids = scheduler.submit_array(array)
+    assert ids == ["100[0].pbs01", "100[1].pbs01", "100[2].pbs01"]
+    assert scheduler.max_array_size() == 500
+    assert scheduler.find_array("cade-9-array-1-1-abc", 3) == dict(enumerate(ids))
+    wait_for("element 1 to run", lambda: scheduler.poll([ids[1]])[ids[1]].state
+             is JobState.RUNNING, timeout=30)
+    scheduler.cancel([ids[1]])
+
+    def ended() -> list[tuple[JobState, int | None]] | None:
+        found = [(s.state, s.exit_code) for s in scheduler.poll(ids).values()]
+        return found if all(state.finished for state, _ in found) else None
+    final = wait_for("every element to end", ended, timeout=30)
+    assert [state for state, _ in final] == [JobState.COMPLETED, JobState.CANCELLED,
+                                              JobState.FAILED]
+    assert final[2][1] == 4
+    assert (tmp_path / "segment-0" / "stdout.log").read_text() == "zero\n"
 
 
 def test_the_local_backend_has_no_arrays_and_submits_each(tmp_path: Path) -> None:
