@@ -8,9 +8,7 @@ processes and prints what those commands print.
 from __future__ import annotations
 
 import json
-import os
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -163,20 +161,6 @@ def test_submit_refused_by_limits_is_a_scheduler_error(tmp_path: Path) -> None:
 
 
 # -- the contract suite against the fake PBS commands ----------------------------------------
-
-@pytest.fixture
-def fake_pbs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for command in ("qsub", "qstat", "qdel", "qsig", "qselect"):
-        wrapper = bin_dir / command
-        wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{DATA / "fake_pbs.py"}" '
-                           f'--as {command} "$@"\n')
-        wrapper.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_PBS_STATE", str(tmp_path / "pbs-state"))
-    yield bin_dir
-
 
 class TestPbsContractOnFakeCommands(SchedulerContract):
     unknown_job_id = "99999.pbs01"

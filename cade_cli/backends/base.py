@@ -64,6 +64,21 @@ class JobRequest:
     gpus: bool = False             # slots are GPUs (local backend pins CUDA_VISIBLE_DEVICES)
 
 
+@dataclass(frozen=True)
+class ArrayRequest:
+    """Several segments submitted as one array job: element i runs `elements[i]`'s script.
+
+    `script` (in `run_dir`, the array's own directory) dispatches on the scheduler's array
+    index to each element's rendered segment script, whose output and exit code land in the
+    element's run directory as a single job's would.
+    """
+
+    name: str                      # the array job's name (every element carries it)
+    script: Path
+    run_dir: Path
+    elements: tuple[JobRequest, ...]
+
+
 class Scheduler(abc.ABC):
     """A batch scheduler seen through four calls. Every call may raise SchedulerError."""
 
@@ -87,6 +102,25 @@ class Scheduler(abc.ABC):
 
         Used after a crash between submitting and recording a job id.
         """
+
+    def max_array_size(self) -> int:
+        """The most elements one array job may hold; 0: no job arrays (every segment is
+        submitted on its own, as the local backend does)."""
+        return 0
+
+    def submit_array(self, array: ArrayRequest) -> list[str]:
+        """Submit `array` (at most `max_array_size()` elements); one job id per element, in
+        order, each usable with poll/cancel/kill/signal like a single job's.
+
+        All or nothing: an error (SubmitLimitError included) means no element was queued.
+        By default each element is submitted as a job of its own."""
+        return [self.submit(request) for request in array.elements]
+
+    def find_array(self, name: str, count: int) -> Mapping[int, str]:
+        """The element ids {index: job id} of the `count`-element array job named `name`,
+        every one of them once the scheduler still knows the array (it was queued whole),
+        else {}. Used after a crash between submitting an array and recording its ids."""
+        return {}
 
     def submit_wait(self) -> float:
         """Seconds until a submission refused for a site limit may be tried again (0: now).

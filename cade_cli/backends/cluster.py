@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
+from cade_cli.backends.base import ArrayRequest, JobRequest, JobState, JobStatus, Scheduler
 from cade_cli.backends.retry import (
     CommandResult,
     CommandRunner,
@@ -44,6 +44,8 @@ class ClusterScheduler(Scheduler):
         self._run_dirs: dict[str, Path] = {}
         self._last_limit = ""
         self._queued: tuple[float | None, tuple[str, ...]] = (None, ())
+        # The site's largest array: the `max_array_size` setting, else asked once.
+        self._max_array_size: int | None = getattr(settings, "max_array_size", None)
 
     @property
     def calls(self) -> Counter[str]:
@@ -81,6 +83,50 @@ class ClusterScheduler(Scheduler):
         said = (result.stderr or result.stdout).strip() if result is not None else "refused before"
         return SubmitLimitError(f"{self.name}: submission refused for a site limit ({said}); "
                                 f"next try in {wait:.0f} s", limit=limit, retry_in=wait)
+
+    # -- job arrays ----------------------------------------------------------------------
+    def max_array_size(self) -> int:
+        if self._max_array_size is None:
+            self._max_array_size = self.read_max_array_size()
+        return self._max_array_size
+
+    def read_max_array_size(self) -> int:
+        """One scheduler query: the site's largest array (0: none allowed)."""
+        return 0
+
+    def submit_argv(self, script: Path) -> list[str]:
+        """The command that submits `script` (array directives are inside it)."""
+        raise NotImplementedError
+
+    def job_id_of(self, stdout: str) -> str:
+        """The job id the submit command printed."""
+        raise NotImplementedError
+
+    def submit_error(self, result: CommandResult) -> SchedulerError:
+        """The error a refused submission raises."""
+        return command_error(result)
+
+    def element_ids(self, array_id: str, count: int) -> dict[int, str]:
+        """{index: element job id} of the array `array_id` (as submit or a lookup gave it)."""
+        raise NotImplementedError
+
+    def submit_array(self, array: ArrayRequest) -> list[str]:
+        count = len(array.elements)
+        if not 2 <= count <= max(self.max_array_size(), 2):
+            raise SchedulerError(f"{self.name}: an array of {count} elements (this site allows "
+                                 f"{self.max_array_size()})")
+        whole = JobRequest(name=array.name, script=array.script, run_dir=array.run_dir)
+        array_id = self.submit_command(whole, self.submit_argv(array.script), self.job_id_of,
+                                       self.submit_error)
+        ids = self.element_ids(array_id, count)
+        for index, request in enumerate(array.elements):
+            self.remember_run_dir(ids[index], request.run_dir)
+            self.cache.put(JobStatus(ids[index], JobState.PENDING))
+        return [ids[index] for index in range(count)]
+
+    def find_array(self, name: str, count: int) -> dict[int, str]:
+        found = self.find_by_name(name).get(name)
+        return self.element_ids(found, count) if found else {}
 
     def submit_command(self, request: JobRequest, argv: list[str],
                        job_id_of: Callable[[str], str],

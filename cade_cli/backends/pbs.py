@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cade_cli.backends import arrays
 from cade_cli.backends import pbs_parse as parse
 from cade_cli.backends.base import JobRequest, JobState, JobStatus
 from cade_cli.backends.cluster import ClusterScheduler
@@ -162,8 +163,21 @@ class PbsScheduler(ClusterScheduler):
 
     def submit(self, request: JobRequest) -> str:
         # The server may take a job before the connection breaks: submit_command looks first.
-        return self.submit_command(request, ["qsub", str(request.script)], parse.qsub_job_id,
+        return self.submit_command(request, self.submit_argv(request.script), self.job_id_of,
                                    command_error)
+
+    def submit_argv(self, script: Path) -> list[str]:
+        return ["qsub", str(script)]
+
+    def job_id_of(self, stdout: str) -> str:
+        return parse.qsub_job_id(stdout)
+
+    def read_max_array_size(self) -> int:
+        result = self.commands.run(["qstat", "-B", "-f", "-F", "json"], accept=lambda r: True)
+        return arrays.pbs_max_array_size(result.stdout if result.returncode == 0 else "")
+
+    def element_ids(self, array_id: str, count: int) -> dict[int, str]:
+        return arrays.pbs_element_ids(array_id, count)
 
     def submit_limit(self, result: CommandResult) -> str | None:
         return parse.submit_limit(result.stderr + result.stdout)
@@ -187,7 +201,9 @@ class PbsScheduler(ClusterScheduler):
         jobs: dict[str, dict[str, Any]] = {}
         for start in range(0, len(job_ids), 200):
             chunk = list(job_ids[start:start + 200])
-            result = self.commands.run(["qstat", "-x", "-f", "-F", "json", *chunk],
+            # -t: array elements (subjobs, `123[4].server`) are listed each on its own.
+            subjobs = ["-t"] if any(arrays.is_pbs_subjob(j) for j in chunk) else []
+            result = self.commands.run(["qstat", "-x", "-f", "-F", "json", *subjobs, *chunk],
                                        accept=lambda r: parse.only_not_found(r.stderr))
             jobs.update(parse.qstat_jobs(result.stdout))
         return jobs

@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cade_cli.backends import arrays
 from cade_cli.backends import slurm_parse as parse
 from cade_cli.backends.base import JobRequest, JobState, JobStatus
 from cade_cli.backends.cluster import ClusterScheduler
@@ -57,6 +58,9 @@ TRANSIENT_ERRORS = (
     r"Communication connection failure", r"Job submit/allocate failed: Socket timed out",
 )
 NOT_FOUND = "Invalid job id specified"
+# A pending array element canceled before it started leaves no record; scontrol says so on
+# stdout (rc 1): `Job 116_1 not found`.
+ELEMENT_NOT_FOUND = re.compile(r"Job \S+ not found")
 NODE_CONFIG = "Requested node configuration is not available"
 
 
@@ -191,11 +195,27 @@ class SlurmScheduler(ClusterScheduler):
         super().__init__(state_dir, settings, **options)
         self._accounting: bool | None = None     # None: not probed yet
         self._jobcomp: bool | None = None
+        self._cancelled: set[str] = set()
 
     # -- submit ---------------------------------------------------------------------------
     def submit(self, request: JobRequest) -> str:
-        return self.submit_command(request, ["sbatch", "--parsable", str(request.script)],
-                                   parse.sbatch_job_id, _submit_error)
+        return self.submit_command(request, self.submit_argv(request.script), self.job_id_of,
+                                   self.submit_error)
+
+    def submit_argv(self, script: Path) -> list[str]:
+        return ["sbatch", "--parsable", str(script)]
+
+    def job_id_of(self, stdout: str) -> str:
+        return parse.sbatch_job_id(stdout)
+
+    def submit_error(self, result: CommandResult) -> SchedulerError:
+        return _submit_error(result)
+
+    def read_max_array_size(self) -> int:
+        return arrays.slurm_max_array_size(self.commands.run(["scontrol", "show", "config"]).stdout)
+
+    def element_ids(self, array_id: str, count: int) -> dict[int, str]:
+        return arrays.slurm_element_ids(array_id, count)
 
     def submit_limit(self, result: CommandResult) -> str | None:
         return parse.submit_limit(result.stderr + result.stdout)
@@ -253,8 +273,8 @@ class SlurmScheduler(ClusterScheduler):
 
     def _scontrol(self, job_id: str) -> JobStatus | None:
         result = self.commands.run(["scontrol", "show", "job", "-o", job_id],
-                                   accept=lambda r: NOT_FOUND in r.stderr)
-        if NOT_FOUND in result.stderr:
+                                   accept=_unknown_id)
+        if _unknown_id(result):
             return None
         fields = parse.scontrol_fields(result.stdout)
         if not fields.get("JobState"):
@@ -283,6 +303,8 @@ class SlurmScheduler(ClusterScheduler):
         code = read_exit_code(self._run_dirs.get(job_id))
         if row is not None:
             return JobStatus(job_id, row.state, code, row.nodes, row.reason)
+        if code is None and job_id in self._cancelled:
+            return JobStatus(job_id, JobState.CANCELLED, reason="canceled before it started")
         if code is None:
             return JobStatus(job_id, JobState.UNKNOWN, reason="not known to Slurm any more")
         state = JobState.COMPLETED if code == 0 else JobState.FAILED
@@ -295,6 +317,7 @@ class SlurmScheduler(ClusterScheduler):
             return
         # --full: every step and the batch shell's children, not only the steps.
         self.commands.run(["scancel", "--full", *ids])
+        self._cancelled.update(ids)
         self.cache.forget_live(ids)
 
     def kill(self, job_ids: Sequence[str]) -> None:
@@ -326,6 +349,11 @@ class SlurmScheduler(ClusterScheduler):
                     newest is None or parse.job_order(job_id) > parse.job_order(newest)):
                 found[name] = job_id
         return found
+
+
+def _unknown_id(result: CommandResult) -> bool:
+    """scontrol's answer for an id it holds no record of (the element's is on stdout)."""
+    return NOT_FOUND in result.stderr or bool(ELEMENT_NOT_FOUND.search(result.stdout + result.stderr))
 
 
 def _submit_error(result: CommandResult) -> SchedulerError:

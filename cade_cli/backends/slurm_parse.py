@@ -9,6 +9,7 @@ import getpass
 import os
 import re
 
+from cade_cli.backends.arrays import expand_slurm_ids
 from cade_cli.backends.base import JobState, JobStatus
 from cade_cli.backends.retry import CommandResult
 from cade_cli.errors import SchedulerError
@@ -97,14 +98,16 @@ def _status(job_id: str, state_text: str, reason: str, nodes: str,
 
 
 def squeue_rows(text: str) -> dict[str, JobStatus]:
-    """Lines of `squeue -h -o '%i|%T|%r|%N|%j'`; squeue prints no exit codes."""
+    """Lines of `squeue -h -o '%i|%T|%r|%N|%j'`; squeue prints no exit codes. A pending
+    array's remainder (`123_[4-7]`, listed so without -r) gives each element its row."""
     rows: dict[str, JobStatus] = {}
     for line in text.splitlines():
         parts = line.strip().split("|", 4)
         if len(parts) < 4 or not parts[0]:
             continue
-        job_id, state_text, reason, nodes = parts[:4]
-        rows[job_id] = _status(job_id, state_text, reason, nodes)
+        listed, state_text, reason, nodes = parts[:4]
+        for job_id in expand_slurm_ids(listed):
+            rows[job_id] = _status(job_id, state_text, reason, nodes)
     return rows
 
 
@@ -165,9 +168,9 @@ def id_name_rows(text: str) -> list[tuple[str, str]]:
     """Lines of `squeue -r -o '%i|%j'`: jobs and single array elements, with their names."""
     rows = []
     for line in text.splitlines():
-        job_id, sep, name = line.strip().partition("|")
-        if sep and _JOB_ID.fullmatch(job_id):
-            rows.append((job_id, name))
+        listed, sep, name = line.strip().partition("|")
+        rows += [(job_id, name) for job_id in expand_slurm_ids(listed)
+                 if sep and _JOB_ID.fullmatch(job_id)]
     return rows
 
 

@@ -12,8 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from cade_cli.backends.base import JobRequest
+from cade_cli.engine.arrays import IntentLookup, arrays_chosen, submit_in_arrays
 from cade_cli.engine.packing import render_backend
-from cade_cli.engine.context import SyncContext, closed_state, request_stop, trial_seed
+from cade_cli.engine.context import (
+    SyncContext,
+    closed_state,
+    request_stop,
+    template_dirs,
+    trial_seed,
+)
 from cade_cli.errors import WAITING_FOR_LIMIT, SubmitLimitError
 from cade_cli.store.records import (
     LIVE_SEGMENT_STATES,
@@ -176,14 +183,18 @@ def _validated_at(ctx: SyncContext, trial: TrialRecord, length: int) -> bool:
 
 
 def recover_intents(ctx: SyncContext) -> None:
-    """Segments recorded but maybe never submitted: adopt the job if it exists, else submit."""
+    """Segments recorded but maybe never submitted: adopt the job if it exists, else submit.
+
+    A segment submitted in an array is found as its array's element (engine/arrays.py);
+    one not found is submitted again on its own."""
+    lookup = IntentLookup(ctx.scheduler)
     for seg in ctx.ledger.segments(ctx.exp_id, states=(SegmentState.INTENT,)):
         # Refused for a site limit and no submission accepted since: no job to look for.
         refused = seg.reason.startswith(WAITING_FOR_LIMIT) and ctx.scheduler.submit_wait() > 0
-        found = {} if refused else ctx.scheduler.find_by_name(seg.job_name)
-        if seg.job_name in found:
+        found = None if refused else lookup.job_of(seg)
+        if found:
             ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index, state=SegmentState.QUEUED,
-                                      job_id=found[seg.job_name], submitted=ctx.clock(), reason="")
+                                      job_id=found, submitted=ctx.clock(), reason="")
             continue
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
         if trial.closed or ctx.experiment.state not in RUNNING_EXPERIMENT_STATES:
@@ -210,6 +221,8 @@ def launch_segments(ctx: SyncContext) -> int:
     # ending: cap the jobs themselves too, so max_concurrent_trials bounds what is queued.
     cap = ctx.spec.searcher.max_concurrent_trials or None
     launched = 0
+    together = arrays_chosen(ctx)
+    batch: list[tuple[TrialRecord, SegmentRecord]] = []    # first segments, as arrays
     latest_of = ctx.ledger.latest_segments(ctx.exp_id)
     for trial in ctx.ledger.trials(ctx.exp_id, open_only=True):  # a closed one never needs one
         if pending >= ctx.settings.max_queued_jobs or (cap is not None and live >= cap):
@@ -219,10 +232,15 @@ def launch_segments(ctx: SyncContext) -> int:
             continue
         seg = _record_intent(ctx, trial, (latest.index + 1) if latest else 1)
         pending += 1
+        live += 1
+        if together and seg.index == 1:   # later segments (promotions, resumes): alone
+            batch.append((trial, seg))
+            continue
         if not _submit(ctx, trial, seg):
             break        # the site refuses more jobs for now: the intent waits its turn
-        live += 1
         launched += 1
+    if batch:
+        launched += submit_in_arrays(ctx, batch, job_request, _submit)
     return launched
 
 
@@ -247,22 +265,26 @@ def _record_intent(ctx: SyncContext, trial: TrialRecord, index: int) -> SegmentR
     return ctx.ledger.segments(ctx.exp_id, trial.id)[index - 1]
 
 
-def _submit(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord) -> bool:
-    """Submit the segment's job; False when the site's limit refused it (it stays an intent,
-    saying what it waits for, and a later sync tries again)."""
+def job_request(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord) -> JobRequest:
+    """Write the segment's run directory and script; the request that submits it."""
     spec = ctx.spec
-    template_dirs = (ctx.settings.templates,) if ctx.settings.templates else ()
     paths = prepare_segment(
         spec=spec, experiment_id=ctx.exp_id, trial_id=trial.id, segment=seg.index,
         params=trial.params, start_length=seg.start_length, target_length=seg.target_length,
         report_at=[x for x in trial.report_at if x <= seg.target_length] or [seg.target_length],
         resume_from=trial.latest_checkpoint, trial_seed=trial.seed,
         backend=render_backend(ctx.scheduler, ctx.experiment.backend),
-        exp_root=ctx.experiment.root, template_dirs=template_dirs, decision_wait=decision_wait(ctx), job_name=seg.job_name,
-        owner=ctx.ledger.identity)
-    request = JobRequest(name=seg.job_name, script=paths.script, run_dir=paths.run_dir,
-                         slots=spec.resources.slots_per_trial,
-                         gpus=spec.resources.slot_type == "gpu")
+        exp_root=ctx.experiment.root, template_dirs=template_dirs(ctx),
+        decision_wait=decision_wait(ctx), job_name=seg.job_name, owner=ctx.ledger.identity)
+    return JobRequest(name=seg.job_name, script=paths.script, run_dir=paths.run_dir,
+                      slots=spec.resources.slots_per_trial,
+                      gpus=spec.resources.slot_type == "gpu")
+
+
+def _submit(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord) -> bool:
+    """Submit the segment's job; False when the site's limit refused it (it stays an intent,
+    saying what it waits for, and a later sync tries again)."""
+    request = job_request(ctx, trial, seg)
     try:
         job_id = ctx.scheduler.submit(request)
     except SubmitLimitError as refused:

@@ -137,3 +137,8 @@ def request_stop(ctx: SyncContext, trial_id: int, reason: str) -> None:
         if seg.stop_requested is None:
             ctx.ledger.update_segment(ctx.exp_id, seg.trial, seg.index,
                                       stop_requested=ctx.clock(), stop_reason=reason)
+
+
+def template_dirs(ctx: SyncContext) -> tuple[str, ...]:
+    """Where job script templates are looked up first: the site's `templates` setting."""
+    return (ctx.settings.templates,) if ctx.settings.templates else ()

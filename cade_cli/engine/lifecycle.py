@@ -27,6 +27,7 @@ from cade_cli.engine.apply import (
     reconcile_stops,
     recover_intents,
 )
+from cade_cli.engine.arrays import IntentLookup
 from cade_cli.engine.context import SyncContext, close_trial, replay, request_stop, trial_seed
 from cade_cli.engine.packing import experiment_scheduler, release_packs
 from cade_cli.engine.events import finish_segment, finished_status, ingest_segment
@@ -307,11 +308,12 @@ def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
                 ledger.update_trial(exp.id, trial.id, closed=True, state=TrialState.STOPPED,
                                     message="the experiment was canceled")
     live = ledger.live_segments(exp.id)
+    lookup = IntentLookup(scheduler)
     for seg in live:
         if seg.state == SegmentState.INTENT:
-            found = scheduler.find_by_name(seg.job_name)
-            if seg.job_name in found:
-                scheduler.cancel([found[seg.job_name]])
+            found = lookup.job_of(seg)
+            if found:
+                scheduler.cancel([found])
     scheduler.cancel([s.job_id for s in live if s.job_id])
     release_packs(scheduler, ledger.experiment(exp.id))
     # A submitted job stays live in the ledger until the scheduler says it is gone: syncs

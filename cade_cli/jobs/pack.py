@@ -29,12 +29,14 @@ SEGMENT_BACKEND = "local"   # the template a packed segment is rendered with
 def pack_shape(spec: ExperimentSpec, default_pack: bool = False) -> PackShape | None:
     """The experiment's packing, or None for one job per segment.
 
-    `default_pack` (the site's `pack` setting) packs an experiment that does not say, with
+    `default_pack` (the site's `pack` setting) packs an experiment that does not say (nor
+    asks for `job_arrays`), with
     as many trials as one node holds (`slots_per_node`, Slurm's or PBS's own first).
     """
     per_trial = spec.resources.slots_per_trial
     slots = spec.packing.slots_per_job
-    if not slots and default_pack and "packing" not in spec.raw:
+    # A spec that asks for job arrays is not packed by the site's default.
+    if not slots and default_pack and "packing" not in spec.raw and not spec.job_arrays:
         node = spec.slurm.slots_per_node or spec.pbs.slots_per_node or spec.resources.slots_per_node
         slots = (node // per_trial) * per_trial if node else 0
     return PackShape(slots, per_trial) if slots >= 2 * per_trial else None

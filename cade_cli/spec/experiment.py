@@ -169,6 +169,7 @@ class ExperimentSpec:
     slurm: SlurmSpec = field(default_factory=SlurmSpec)
     pbs: PbsSpec = field(default_factory=PbsSpec)
     packing: PackingSpec = field(default_factory=PackingSpec)
+    job_arrays: bool | None = None         # new segments as job arrays; None: the site's setting
     source: str = "<string>"               # file the spec came from (for messages)
     workdir: str = "."                     # where the entrypoint runs: the spec's directory
     raw: dict[str, Any] = field(default_factory=dict, compare=False)  # parsed YAML, for the ledger
@@ -184,7 +185,7 @@ class ExperimentSpec:
 
 _TOP_KEYS = ("name", "description", "entrypoint", "hyperparameters", "searcher", "resources",
              "max_restarts", "checkpoint_storage", "reproducibility", "environment", "slurm", "pbs",
-             "packing")
+             "packing", "job_arrays")
 _RESOURCE_KEYS = ("slots_per_trial", "slots_per_node", "slot_type", "resource_pool", "time", "mem_per_node",
                   "cpus_per_slot", "launcher", "preempt_signal", "preempt_notice")
 
@@ -248,6 +249,7 @@ def _build(root: Node, problems: Problems, determined: Determined) -> dict[str, 
     searcher = SearcherSpec(**read_searcher(top.section("searcher", required=True,
                                                         expected="a mapping with name and metric")))
     resources = _resources(top.section("resources"))
+    packing = _packing(top.section("packing"), resources)
     return {
         "name": top.string("name", required=True, why=" (the experiment's name)", one_line=True),
         "description": _description(top),
@@ -262,7 +264,8 @@ def _build(root: Node, problems: Problems, determined: Determined) -> dict[str, 
         "environment_variables": _environment(top.section("environment"), resources.slot_type),
         "slurm": _slurm(top.section("slurm"), resources.slots_per_trial),
         "pbs": _pbs(top.section("pbs"), resources.slots_per_trial),
-        "packing": _packing(top.section("packing"), resources),
+        "packing": packing,
+        "job_arrays": _job_arrays(top, packing),
     }
 
 
@@ -353,6 +356,18 @@ def _packing(section: MapReader, resources: ResourcesSpec) -> PackingSpec:
     return PackingSpec(slots_per_job=slots,
                        idle_timeout=section.integer("idle_timeout", 60, minimum=1),
                        reserve=section.optional_integer("reserve", minimum=0))
+
+
+def _job_arrays(top: MapReader, packing: PackingSpec) -> bool | None:
+    """`job_arrays:` (a cade extension); None when the spec leaves it to the site."""
+    if not top.given("job_arrays"):
+        return None
+    chosen = top.boolean("job_arrays", False)
+    if chosen and packing.slots_per_job:
+        top.bad(top.entries["job_arrays"], "job_arrays", "false or absent",
+                why=" (a packed experiment's segments run inside its pack jobs, not as arrays: "
+                    "remove packing.slots_per_job or job_arrays)")
+    return chosen
 
 
 def _pbs(section: MapReader, slots_per_trial: int) -> PbsSpec:

@@ -4,7 +4,8 @@
 Settings describe the machine cade runs on, not an experiment: which scheduler to use, how
 often to poll it, how many jobs an experiment may keep queued, how long a stopped trial gets
 to checkpoint before it is canceled, where the site's job templates live, how many slots the
-local backend offers, and whether trials are packed into shared allocations by default.
+local backend offers, whether trials are packed into shared allocations by default, and
+whether new segments go to the scheduler as job arrays by default.
 
 The site file sets defaults like the user's file, and may add a `limits:` section that no
 later source can go past: a floor on the cluster poll interval and a ceiling on queued jobs.
@@ -40,6 +41,8 @@ class Settings:
     templates: str | None = None           # a site template directory
     local_slots: int | None = None         # local backend slots; None: the CPU count
     pack: bool = False                     # pack trials into shared allocations by default
+    job_arrays: bool = False               # submit a pass's new segments as job arrays by default
+    max_array_size: int | None = None      # elements per array; None: ask the scheduler
     min_poll_interval: float = 0.0         # site floor on a cluster scheduler's poll interval
     max_queued_jobs_limit: int | None = None  # site ceiling on max_queued_jobs
     source: str = "<defaults>"             # where the settings came from (for messages)
@@ -121,6 +124,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "templates": _directory,
     "local_slots": _positive_int,
     "pack": _boolean,
+    "job_arrays": _boolean,
+    "max_array_size": _positive_int,
     "count_user_jobs": _boolean,
 }
 # The site file's `limits:` section: key there -> (Settings field, parser).

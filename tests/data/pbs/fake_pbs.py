@@ -69,13 +69,37 @@ def qsub(args: list[str]) -> int:
     if chunks > int(os.environ.get("FAKE_PBS_NODES", "4")):
         job["comment"] = f"Can Never Run: Insufficient amount of resource: nodect (R: {chunks} A: 4 T: 4)"
         save(seq, job)
+    elif opts.get("-J"):
+        return submit_array(seq, job, opts["-J"][0], opts.get("-r", ["y"])[0])
     else:
         save(seq, job)
-        subprocess.Popen([sys.executable, __file__, "--run", seq], start_new_session=True,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+        start(seq)
     print(f"{seq}.{SERVER}")
     return 0
+
+
+def submit_array(seq: str, job: dict, indices: str, rerunnable: str) -> int:
+    """`-J A-B`: the array `seq[]` (state B) and one subjob `seq[I]` per index, each run
+    with PBS_ARRAY_INDEX; PBS refuses an array that is not rerunnable."""
+    if rerunnable == "n":
+        print("qsub: cannot submit a job array that is not rerunnable", file=sys.stderr)
+        return 1
+    first, _, last = indices.partition("-")
+    if int(last) <= int(first):
+        print("qsub: illegal -J value", file=sys.stderr)
+        return 1
+    save(f"{seq}[]", dict(job, state="B", array=True))
+    for index in range(int(first), int(last) + 1):
+        save(f"{seq}[{index}]", dict(job, index=index))
+        start(f"{seq}[{index}]")
+    print(f"{seq}[].{SERVER}")
+    return 0
+
+
+def start(seq: str) -> None:
+    subprocess.Popen([sys.executable, __file__, "--run", seq], start_new_session=True,
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL)
 
 
 def run(seq: str) -> int:
@@ -85,6 +109,8 @@ def run(seq: str) -> int:
     nodefile.write_text("localhost\n")
     env = dict(os.environ, PBS_JOBID=f"{seq}.{SERVER}", PBS_JOBNAME=job["name"],
                PBS_NODEFILE=str(nodefile), PBS_O_WORKDIR=os.getcwd())
+    if "index" in job:
+        env["PBS_ARRAY_INDEX"] = str(job["index"])
     with open(job["out"], "ab") as out, open(job["err"], "ab") as err:
         proc = subprocess.Popen(["/bin/bash", job["script"]], stdout=out, stderr=err, env=env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -94,7 +120,7 @@ def run(seq: str) -> int:
         code = proc.wait()
     job = load(seq) or job
     job["exit"] = code if code >= 0 else 256 - code      # killed by signal N -> 256 + N
-    job["state"] = "F"
+    job["state"] = "X" if "index" in job else "F"      # X: a finished subjob
     if job["substate"] != 91:
         job["substate"] = 92
     job["comment"] += " and finished" if code == 0 else " and failed"
@@ -124,6 +150,9 @@ def render(seq: str, job: dict) -> dict:
 
 
 def qstat(args: list[str]) -> int:
+    if "-B" in args:                  # the server's attributes (max_array_size)
+        print((HERE / "qstat_B.json").read_text(), end="")
+        return 0
     history = "-x" in args
     ids = [a for a in args if not a.startswith("-") and a != "json"]
     jobs, rc = {}, 0
@@ -132,7 +161,7 @@ def qstat(args: list[str]) -> int:
         if job is None:
             print(f"qstat: Unknown Job Id {job_id}", file=sys.stderr)
             rc = UNKNOWN_RC
-        elif job["state"] == "F" and not history:
+        elif job["state"] in ("F", "X") and not history:
             print(f"qstat: {job_id} Job has finished, use -x or -H to obtain historical job "
                   "information", file=sys.stderr)
             rc = FINISHED_RC
@@ -149,7 +178,7 @@ def qdel(args: list[str]) -> int:
     for job_id in args:
         seq = seq_of(job_id)
         job = load(seq)
-        if job is None or job["state"] == "F":
+        if job is None or job["state"] in ("F", "X"):
             print(f"qdel: Unknown Job Id {job_id}", file=sys.stderr)
             rc = UNKNOWN_RC
             continue
@@ -186,6 +215,8 @@ def qselect(args: list[str]) -> int:
     folder = STATE / "jobs"
     for path in sorted(folder.glob("*.json")) if folder.exists() else []:
         job = json.loads(path.read_text())
+        if "index" in job:
+            continue                  # subjobs are listed with -J/-T only, as by PBS
         if "-x" in args or job["state"] != "F":
             print(f"{path.stem}.{SERVER}")
     return 0
