@@ -44,7 +44,8 @@ def test_top_loads_neither_the_engine_nor_rich_nor_jinja2() -> None:
 
 def test_status_loads_its_module_only() -> None:
     loaded = modules_loaded_by("status", "--help")
-    assert loaded & COMMAND_MODULES == {"cade_cli.cli.run_cmds"}
+    assert loaded & COMMAND_MODULES == {"cade_cli.cli.read_cmds"}
+    assert not loaded & {"cade_cli.engine", "rich", "jinja2", "yaml"}
 
 
 def test_help_lists_every_command() -> None:

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cade_cli.engine import Best
-from cade_cli.spec.experiment import handed_target
+from cade_cli.spec.lengths import handed_target
 from cade_cli.store.records import best_trial
 from cade_cli.views.terminal import printable
 from cade_cli.store.records import ExperimentRecord, SegmentRecord, TrialRecord
+
+if TYPE_CHECKING:  # the read commands load the engine only when they sync
+    from cade_cli.engine import Best
 
 
 def _number(value: float | None) -> str:
@@ -82,7 +84,9 @@ def experiments_text(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> 
 
 
 def status_text(exp: ExperimentRecord, trials: list[TrialRecord],
-                waiting: Mapping[int, str] | None = None) -> str:
+                waiting: Mapping[int, str] | None = None,
+                counts: Mapping[str, int] | None = None) -> str:
+    """`counts` (trials per state) when `trials` are only the first of more (`status_page`)."""
     direction = "smaller is better" if exp.smaller_is_better else "larger is better"
     # Names, params and messages come from specs and trials: printable() keeps their control
     # characters off the terminal.
@@ -97,9 +101,17 @@ def status_text(exp: ExperimentRecord, trials: list[TrialRecord],
         table.append([str(t.id), t.state, f"{t.length}/{handed_target(t.target_length) or '-'}",
                       _number(t.best_metric), _number(t.latest_metric), str(t.restarts),
                       _params(t.params, short=True)])
+    total = sum(counts.values()) if counts else len(trials)
+    if total > len(trials):
+        states = ", ".join(f"{n} {state}" for state, n in sorted((counts or {}).items()))
+        lines.append(f"{total} trials ({states}); the first {len(trials)}: running, queued, "
+                     "then by metric")
     lines.append(columns(table))
     notes = [printable(f"  trial {t.id}: {t.message}", keep_newlines=True) for t in trials if t.message]
     notes += [printable(f"  trial {trial}: {reason}") for trial, reason in (waiting or {}).items()]
+    if total > len(trials):
+        notes.append(f"… {total - len(trials)} more trials not shown: `cade status {exp.id} "
+                     "--all` lists every trial, `--rows N` the first N")
     return "\n".join(lines + notes)
 
 

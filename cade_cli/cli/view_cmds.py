@@ -85,7 +85,7 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
             if as_json:
                 click.echo(json.dumps(top_json(ledger, chosen.id, message)))
                 return
-            snapshot = load_snapshot(ledger, chosen.id, time.time(), message)
+            snapshot = load_snapshot(ledger, chosen.id, time.time(), message, rows=rows)
             console.print(render_frame(snapshot, console.width, max_rows=rows,
                                        show_keys=False))
             return

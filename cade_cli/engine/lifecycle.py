@@ -156,7 +156,7 @@ def _context(ledger: Ledger, exp: ExperimentRecord, scheduler: Scheduler,
 
 
 def needs_sync(ledger: Ledger, exp: ExperimentRecord) -> bool:
-    return exp.state not in TERMINAL_EXPERIMENT_STATES or bool(ledger.live_segments(exp.id))
+    return ledger.needs_sync(exp)
 
 
 def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Settings,

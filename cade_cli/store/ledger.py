@@ -21,6 +21,7 @@ from typing import Any
 from cade_cli.errors import LedgerError, NotFoundError
 from cade_cli.store.eventlog import SearcherEventLog
 from cade_cli.store.journal import journal_mode_for
+from cade_cli.store.pages import TrialPages
 from cade_cli.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 from cade_cli.store.records import (
     LIVE_SEGMENT_STATES,
@@ -84,7 +85,7 @@ def _decode(row: dict[str, Any], bools: tuple[str, ...], jsons: tuple[str, ...])
         row[key] = json.loads(row[key])
 
 
-class Ledger(SearcherEventLog):
+class Ledger(SearcherEventLog, TrialPages):
     """Open (and create, migrate) the ledger at `path`."""
 
     def __init__(self, path: str | Path | None = None, *, create: bool = True,

@@ -106,6 +106,19 @@ class TrialRecord:
 
 
 @dataclass(frozen=True)
+class TrialShape:
+    """What the rung ladder, the progress bar and the counts per state need of a trial: the
+    ledger counts an experiment's trials by shape (`Ledger.trial_shapes`) instead of reading
+    each of them."""
+
+    bracket: int
+    length: int
+    target_length: int
+    state: str
+    closed: bool
+
+
+@dataclass(frozen=True)
 class SegmentRecord:
     experiment: int
     trial: int

@@ -81,7 +81,7 @@ def experiments_table(snapshot: Snapshot, width: int = 120) -> Table:
         data = current if current and current.experiment.id == exp.id else None
         cells = {"": "▶" if data else "", "id": str(exp.id), "name": Text(printable(exp.name)),
                  "state": _state(exp.state), "searcher": exp.searcher,
-                 "trials": str(len(data.trials)) if data else "",
+                 "trials": str(data.tally.total) if data else "",
                  "progress": progress_bar(progress(data)) if data else "",
                  "best": _best_text(data) if data else "",
                  "elapsed": duration((exp.ended or snapshot.taken) - exp.created)}
@@ -98,7 +98,7 @@ def _best_text(data: ExperimentData) -> str:
 
 def overview(data: ExperimentData) -> Text:
     exp = data.experiment
-    counts = Counter(t.state for t in data.trials)
+    counts = data.tally.states()
     states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials yet"
     text = Text()
     text.append(printable(f"{exp.name} (#{exp.id})"), style="bold")
@@ -190,7 +190,9 @@ def trials_table(data: ExperimentData, sort: str = "metric", reverse: bool = Fal
     rows = [_trial_cells(data, t, segments.get(t.id), ladders) for t in shown]
     hparams = _varying_first(param_columns(data.trials), rows)
     columns = _fit_columns(rows, hparams, width)
-    notes = [f"… {len(trials) - len(shown)} more trials"] if len(shown) < len(trials) else []
+    # A page (`read_page`) holds the shown trials of more: the tally counts them all.
+    more = data.tally.total - len(shown)
+    notes = [f"… {more} more trials"] if more > 0 else []
     hidden = len(set(hparams) - set(columns))
     if hidden:
         notes.append(f"{hidden} hyperparameters not shown (widen the terminal)")
