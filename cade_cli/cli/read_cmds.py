@@ -82,12 +82,10 @@ def status_command(experiment: int | str | None, rows: int, every: bool, as_json
 @ledger_option
 def best_command(experiment: int | str | None, as_json: bool, ledger_path: str | None) -> None:
     """The best trial of EXPERIMENT: params, metric, length and checkpoint."""
-    from cade_cli import engine
-
     ledger = Ledger(ledger_path, create=False)
     exp = ledger.find_experiment(experiment)
     _refresh(ledger, only=exp.id)
-    found = engine.best(ledger, exp.id)
+    found = ledger.best(exp.id)
     if found is None:
         raise CadeError(f"no trial of experiment {exp.id} has validated yet",
                         hint=f"`cade status {exp.id}` shows how its trials are doing")

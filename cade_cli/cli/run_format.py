@@ -6,15 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cade_cli.spec.lengths import handed_target
 from cade_cli.store.records import best_trial
 from cade_cli.views.terminal import printable
-from cade_cli.store.records import ExperimentRecord, SegmentRecord, TrialRecord
-
-if TYPE_CHECKING:  # the read commands load the engine only when they sync
-    from cade_cli.engine import Best
+from cade_cli.store.records import Best, ExperimentRecord, SegmentRecord, TrialRecord
 
 
 def _number(value: float | None) -> str:
@@ -104,8 +101,8 @@ def status_text(exp: ExperimentRecord, trials: list[TrialRecord],
     total = sum(counts.values()) if counts else len(trials)
     if total > len(trials):
         states = ", ".join(f"{n} {state}" for state, n in sorted((counts or {}).items()))
-        lines.append(f"{total} trials ({states}); the first {len(trials)}: running, queued, "
-                     "then by metric")
+        lines.append(printable(f"{total} trials ({states}); listed: {len(trials)}, running "
+                               f"first, then queued, then by {exp.metric}"))
     lines.append(columns(table))
     notes = [printable(f"  trial {t.id}: {t.message}", keep_newlines=True) for t in trials if t.message]
     notes += [printable(f"  trial {trial}: {reason}") for trial, reason in (waiting or {}).items()]

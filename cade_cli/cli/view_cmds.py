@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -34,22 +35,29 @@ def load_data(ledger_path: str | None, ref: int | str | None,
 @contextmanager
 def syncing(ledger: Ledger) -> Iterator[Callable[[], None]]:
     """A sync callable: one pass over the ledger's experiments when the driver lock is free
-    (another driver holding it keeps them fresh), each at most once per poll interval."""
-    from cade_cli.engine import Schedulers, driver_lock, sync_pass
-    from cade_cli.spec.settings import load_settings
-
-    settings = load_settings()
-    schedulers = Schedulers(ledger, settings)
-    lock = driver_lock(ledger)
+    (another driver holding it keeps them fresh), each at most once per poll interval. The
+    engine is loaded by the first pass that has anything to sync: while every experiment has
+    ended and no job is live, a pass is one cheap query."""
+    held: list[Any] = []   # settings, schedulers, lock: once a pass has work
 
     def sync() -> None:
-        sync_pass(ledger, settings, schedulers, lock)  # False: another driver holds the lock
+        if not ledger.anything_to_sync():
+            return
+        from cade_cli.engine import Schedulers, driver_lock, sync_pass
+
+        if not held:
+            from cade_cli.spec.settings import load_settings
+
+            settings = load_settings()
+            held.extend((settings, Schedulers(ledger, settings), driver_lock(ledger)))
+        sync_pass(ledger, *held)  # False: another driver holds the lock
 
     try:
         yield sync
     finally:
-        lock.release()
-        schedulers.close()
+        if held:
+            held[2].release()
+            held[1].close()
 
 
 @click.command("top")

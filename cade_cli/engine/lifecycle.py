@@ -14,7 +14,6 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from cade_cli.backends import make_scheduler
@@ -37,10 +36,10 @@ from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import (
     RUNNING_EXPERIMENT_STATES,
     TERMINAL_EXPERIMENT_STATES,
+    Best,
     ExperimentRecord,
     ExperimentState,
     SegmentState,
-    TrialRecord,
     TrialState,
 )
 from cade_cli.jobs.rundir import claim_experiment_dir, prepare_segment, storage_errors
@@ -326,19 +325,6 @@ def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
     return ledger.experiment(exp.id)
 
 
-@dataclass(frozen=True)
-class Best:
-    trial: TrialRecord
-    metric: float
-    length: int
-    checkpoint: str | None
-
-
 def best(ledger: Ledger, experiment_id: int) -> Best | None:
     """The trial with the best validation metric (ties: the earlier trial)."""
-    exp = ledger.experiment(experiment_id)
-    chosen = ledger.best_trial(exp.id, exp.smaller_is_better)
-    if chosen is None or chosen.best_metric is None:
-        return None
-    return Best(chosen, chosen.best_metric, chosen.best_length or chosen.length,
-                chosen.best_checkpoint or chosen.latest_checkpoint)
+    return ledger.best(experiment_id)

@@ -11,6 +11,7 @@ from typing import Any
 
 from cade_cli.store.records import (
     TERMINAL_EXPERIMENT_STATES,
+    Best,
     ExperimentRecord,
     TrialRecord,
     TrialShape,
@@ -51,6 +52,12 @@ class TrialPages:
     def live_segments(self, experiment_id: int) -> list[Any]:
         raise NotImplementedError
 
+    def experiment(self, experiment_id: int) -> ExperimentRecord:
+        raise NotImplementedError
+
+    def best_trial(self, experiment_id: int, smaller_is_better: bool) -> TrialRecord | None:
+        raise NotImplementedError
+
     def trial_shapes(self, experiment_id: int) -> list[tuple[TrialShape, int]]:
         """Each distinct (bracket, length, target, state, closed) of the trials and how many
         trials have it: a few dozen groups for thousands of trials of a rung search."""
@@ -83,3 +90,12 @@ class TrialPages:
         """Any experiment (or only experiment `only`) needs a sync: a cheap query that lets a
         read command skip loading the engine when every experiment has ended."""
         return any(self.needs_sync(e) for e in self.experiments() if only in (None, e.id))
+
+    def best(self, experiment_id: int) -> Best | None:
+        """The trial with the best validation metric (ties: the earlier trial)."""
+        exp = self.experiment(experiment_id)
+        chosen = self.best_trial(exp.id, exp.smaller_is_better)
+        if chosen is None or chosen.best_metric is None:
+            return None
+        return Best(chosen, chosen.best_metric, chosen.best_length or chosen.length,
+                    chosen.best_checkpoint or chosen.latest_checkpoint)

@@ -119,6 +119,16 @@ class TrialShape:
 
 
 @dataclass(frozen=True)
+class Best:
+    """The best trial of an experiment (`cade best`): its best validation and checkpoint."""
+
+    trial: TrialRecord
+    metric: float
+    length: int
+    checkpoint: str | None
+
+
+@dataclass(frozen=True)
 class SegmentRecord:
     experiment: int
     trial: int

@@ -19,6 +19,7 @@ from cade_cli.spec.experiment import handed_target, length_text
 from cade_cli.views.progress import STATE_STYLES
 from cade_cli.store.records import ExperimentRecord, SegmentRecord, SegmentState, TrialRecord
 from cade_cli.views.model import (
+    LEADING_TRIALS,
     SORTS,
     ExperimentData,
     Snapshot,
@@ -208,7 +209,7 @@ def trials_table(data: ExperimentData, sort: str = "metric", reverse: bool = Fal
     return table
 
 
-def curves_table(data: ExperimentData, count: int = 5, width: int = 40) -> Table:
+def curves_table(data: ExperimentData, count: int = LEADING_TRIALS, width: int = 40) -> Table:
     """Validation curves of the leading trials as sparklines on one shared scale."""
     leaders = [t for t in sort_trials(data, "metric") if best_metric(data, t) is not None][:count]
     curves = {t.id: [v for _, v in validation_curve(data, t.id)] for t in leaders}
