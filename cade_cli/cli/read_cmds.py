@@ -49,7 +49,7 @@ def status_command(experiment: int | str | None, rows: int, every: bool, as_json
     ledger = Ledger(ledger_path, create=False)
     if experiment is None:
         _refresh(ledger)
-        listing = [(e, ledger.trials(e.id)) for e in ledger.experiments()]
+        listing = ledger.listing()
         click.echo(json.dumps(run_format.experiments_json(listing)) if as_json
                    else run_format.experiments_text(listing))
         return

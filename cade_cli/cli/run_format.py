@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.spec.lengths import handed_target
-from cade_cli.store.records import best_trial
 from cade_cli.views.terminal import printable
 from cade_cli.store.records import Best, ExperimentRecord, SegmentRecord, TrialRecord
 
@@ -59,24 +58,24 @@ def status_json(exp: ExperimentRecord, trials: list[TrialRecord],
             "trials": [{**trial_json(t), "waiting": waits.get(t.id)} for t in trials]}
 
 
-def experiments_json(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> dict[str, Any]:
-    out = []
-    for exp, trials in rows:
-        top = best_trial(trials, exp.smaller_is_better)
-        out.append({**experiment_json(exp), "trials": len(trials),
-                    "best_metric": top.best_metric if top else None,
-                    "best_trial": top.id if top else None})
-    return {"experiments": out}
+# One experiment of a listing: its record, how many trials it has, its best trial.
+Listed = tuple[ExperimentRecord, int, TrialRecord | None]   # Ledger.listing
 
 
-def experiments_text(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> str:
+def experiments_json(rows: list[Listed]) -> dict[str, Any]:
+    return {"experiments": [{**experiment_json(exp), "trials": count,
+                             "best_metric": top.best_metric if top else None,
+                             "best_trial": top.id if top else None}
+                            for exp, count, top in rows]}
+
+
+def experiments_text(rows: list[Listed]) -> str:
     if not rows:
         return "No experiments yet."
     table = [["ID", "NAME", "STATE", "SEARCHER", "BACKEND", "TRIALS", "BEST"]]
-    for exp, trials in rows:
-        top = best_trial(trials, exp.smaller_is_better)
+    for exp, count, top in rows:
         table.append([str(exp.id), exp.name, exp.state, exp.searcher, exp.backend,
-                      str(len(trials)), _number(top.best_metric if top else None)])
+                      str(count), _number(top.best_metric if top else None)])
     return columns(table)
 
 

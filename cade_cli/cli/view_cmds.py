@@ -104,9 +104,8 @@ def top_json(ledger: Ledger, experiment_id: int, message: str) -> dict[str, obje
     """`cade top --once --json`: every experiment and the chosen one with its trials."""
     from cade_cli.cli import run_format
 
-    rows = [(e, ledger.trials(e.id)) for e in ledger.experiments()]
     chosen = ledger.experiment(experiment_id)
-    return {**run_format.experiments_json(rows), "sync_message": message,
+    return {**run_format.experiments_json(ledger.listing()), "sync_message": message,
             "current": run_format.status_json(chosen, ledger.trials(chosen.id))}
 
 

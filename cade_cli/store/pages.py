@@ -99,3 +99,10 @@ class TrialPages:
             return None
         return Best(chosen, chosen.best_metric, chosen.best_length or chosen.length,
                     chosen.best_checkpoint or chosen.latest_checkpoint)
+
+    def listing(self) -> list[tuple[ExperimentRecord, int, TrialRecord | None]]:
+        """Every experiment with how many trials it has and its best trial (`cade status`)."""
+        counts = {r["experiment"]: r["n"] for r in self._rows(
+            "SELECT experiment, COUNT(*) AS n FROM trials GROUP BY experiment")}
+        return [(exp, counts.get(exp.id, 0), self.best_trial(exp.id, exp.smaller_is_better))
+                for exp in self.experiments()]
