@@ -159,7 +159,7 @@ def _releases_unpromoted(ctx: SyncContext) -> bool:
     # round's end waits to continue in place, unless another member has not started its
     # round (no slot under the cap, or its job is still queued): that member trains a whole
     # round first, far longer than the wait, and needs the slot the waiting one holds.
-    latest_of = ctx.ledger.latest_segments(ctx.exp_id)
+    latest_of = ctx.ledger.latest_segments(ctx.exp_id, open_only=True)
     for trial in ctx.ledger.trials(ctx.exp_id, open_only=True):
         latest = latest_of.get(trial.id)
         if needs_segment(trial, latest) or (
@@ -210,7 +210,7 @@ def launch_segments(ctx: SyncContext) -> int:
     # ending: cap the jobs themselves too, so max_concurrent_trials bounds what is queued.
     cap = ctx.spec.searcher.max_concurrent_trials or None
     launched = 0
-    latest_of = ctx.ledger.latest_segments(ctx.exp_id)
+    latest_of = ctx.ledger.latest_segments(ctx.exp_id, open_only=True)
     for trial in ctx.ledger.trials(ctx.exp_id, open_only=True):  # a closed one never needs one
         if pending >= ctx.settings.max_queued_jobs or (cap is not None and live >= cap):
             break

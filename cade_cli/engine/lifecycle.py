@@ -246,8 +246,9 @@ def _check_completion(ctx: SyncContext) -> None:
 
 def _any_waiting(ctx: SyncContext) -> bool:
     """A trial needs a segment that was not launched yet (held back by a cap)."""
-    latest_of = ctx.ledger.latest_segments(ctx.exp_id)   # one query, not one per trial
-    return any(needs_segment(t, latest_of.get(t.id)) for t in ctx.ledger.trials(ctx.exp_id))
+    latest_of = ctx.ledger.latest_segments(ctx.exp_id, open_only=True)  # one query
+    return any(needs_segment(t, latest_of.get(t.id))  # a closed trial needs none
+               for t in ctx.ledger.trials(ctx.exp_id, open_only=True))
 
 
 def _end(ledger: Ledger, exp_id: int, state: ExperimentState, message: str, now: float) -> None:

@@ -55,8 +55,6 @@ class TrialPages:
     def experiment(self, experiment_id: int) -> ExperimentRecord:
         raise NotImplementedError
 
-    def best_trial(self, experiment_id: int, smaller_is_better: bool) -> TrialRecord | None:
-        raise NotImplementedError
 
     def trial_shapes(self, experiment_id: int) -> list[tuple[TrialShape, int]]:
         """Each distinct (bracket, length, target, state, closed) of the trials and how many
@@ -106,3 +104,10 @@ class TrialPages:
             "SELECT experiment, COUNT(*) AS n FROM trials GROUP BY experiment")}
         return [(exp, counts.get(exp.id, 0), self.best_trial(exp.id, exp.smaller_is_better))
                 for exp in self.experiments()]
+
+    def best_trial(self, experiment_id: int, smaller_is_better: bool) -> TrialRecord | None:
+        """The trial with the best recorded metric (ties: the earlier), as records.best_trial."""
+        order = "ASC" if smaller_is_better else "DESC"
+        rows = self._rows("SELECT * FROM trials WHERE experiment = ? AND best_metric IS NOT NULL"
+                          f" ORDER BY best_metric {order}, id LIMIT 1", [experiment_id])
+        return self._trial(rows[0]) if rows else None
