@@ -122,6 +122,29 @@ def test_status_lists_the_first_rows_and_counts_the_rest(env: Path) -> None:
     assert len(data["trials"]) == 16
 
 
+def test_status_says_what_unlisted_trials_wait_for(env: Path) -> None:
+    from cade_cli.engine import driver_lock
+
+    handmade(env / ".cade" / "ledger.db")
+    ledger = Ledger(env / ".cade" / "ledger.db")
+    with ledger.transaction():
+        for trial in (3, 4):
+            ledger.insert_trial(experiment=1, id=trial, state="queued", params={"width": 8})
+            ledger.insert_segment(experiment=1, trial=trial, index=1, state="intent",
+                                  backend="local", job_name=f"known-{trial}",
+                                  reason="waiting: the site's limit on queued jobs")
+    lock = driver_lock(ledger)   # a driver holds it: status reads what is recorded
+    assert lock.acquire(wait=False)
+    try:
+        lines = invoke("status", "1", "--rows", "1").output.splitlines()  # type: ignore[attr-defined]
+    finally:
+        lock.release()
+        ledger.close()
+    assert lines[3].split()[:2] == ["3", "queued"]   # queued before the ended trials
+    assert lines[4:6] == ["  trial 3: waiting: the site's limit on queued jobs",
+                          "  1 more waiting to be submitted (not listed)"]
+
+
 def test_status_and_best_json_shapes(env: Path) -> None:
     handmade(env / ".cade" / "ledger.db")
     data = json.loads(invoke("status", "1", "--json").output)  # type: ignore[attr-defined]

@@ -71,9 +71,7 @@ def status_command(experiment: int | str | None, rows: int, every: bool, as_json
         click.echo(run_format.status_text(exp, ledger.trials(exp.id), waiting))
         return
     shown = ledger.ranked_trials(exp.id, "live", exp.smaller_is_better, limit=rows)
-    ids = {t.id for t in shown}
-    click.echo(run_format.status_text(
-        exp, shown, {t: reason for t, reason in waiting.items() if t in ids}, counts))
+    click.echo(run_format.status_text(exp, shown, waiting, counts))
 
 
 @click.command("best")

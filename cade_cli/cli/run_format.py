@@ -104,7 +104,13 @@ def status_text(exp: ExperimentRecord, trials: list[TrialRecord],
                                f"first, then queued, then by {exp.metric}"))
     lines.append(columns(table))
     notes = [printable(f"  trial {t.id}: {t.message}", keep_newlines=True) for t in trials if t.message]
-    notes += [printable(f"  trial {trial}: {reason}") for trial, reason in (waiting or {}).items()]
+    listed = {t.id for t in trials}
+    waits = waiting or {}
+    notes += [printable(f"  trial {trial}: {reason}") for trial, reason in waits.items()
+              if trial in listed]
+    unlisted = len(set(waits) - listed)
+    if unlisted:
+        notes.append(f"  {unlisted} more waiting to be submitted (not listed)")
     if total > len(trials):
         notes.append(f"… {total - len(trials)} more trials not shown: `cade status {exp.id} "
                      "--all` lists every trial, `--rows N` the first N")
