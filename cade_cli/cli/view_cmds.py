@@ -38,26 +38,28 @@ def syncing(ledger: Ledger) -> Iterator[Callable[[], None]]:
     (another driver holding it keeps them fresh), each at most once per poll interval. The
     engine is loaded by the first pass that has anything to sync: while every experiment has
     ended and no job is live, a pass is one cheap query."""
-    held: list[Any] = []   # settings, schedulers, lock: once a pass has work
+    made: dict[str, Any] = {}   # settings, schedulers, lock: by the first pass with work
 
     def sync() -> None:
         if not ledger.anything_to_sync():
             return
         from cade_cli.engine import Schedulers, driver_lock, sync_pass
 
-        if not held:
+        if not made:
             from cade_cli.spec.settings import load_settings
 
             settings = load_settings()
-            held.extend((settings, Schedulers(ledger, settings), driver_lock(ledger)))
-        sync_pass(ledger, *held)  # False: another driver holds the lock
+            made.update(settings=settings, schedulers=Schedulers(ledger, settings),
+                        lock=driver_lock(ledger))
+        # False when another driver holds the lock.
+        sync_pass(ledger, made["settings"], made["schedulers"], made["lock"])
 
     try:
         yield sync
     finally:
-        if held:
-            held[2].release()
-            held[1].close()
+        if made:
+            made["lock"].release()
+            made["schedulers"].close()
 
 
 @click.command("top")
