@@ -57,6 +57,7 @@ def test_trial_shapes_count_every_trial(ledger: Ledger) -> None:
     for exp in ledger.experiments():
         trials = ledger.trials(exp.id)
         assert sorted(ledger.trial_shapes(exp.id), key=repr) == sorted(tally(trials).shapes, key=repr)
+        assert ledger.trial_counts(exp.id) == dict(tally(trials).states())
 
 
 def frame(snapshot: Snapshot, **options: object) -> str:

@@ -45,7 +45,8 @@ def _refresh(ledger: Ledger, only: int | None = None) -> None:
 @ledger_option
 def status_command(experiment: int | str | None, rows: int, every: bool, as_json: bool,
                    ledger_path: str | None) -> None:
-    """Show EXPERIMENT and its trials, or every experiment when none is named."""
+    """Show EXPERIMENT and its trials (the first --rows of many), or every experiment when
+    none is named."""
     ledger = Ledger(ledger_path, create=False)
     if experiment is None:
         _refresh(ledger)
@@ -64,9 +65,7 @@ def status_command(experiment: int | str | None, rows: int, every: bool, as_json
         click.echo(json.dumps(run_format.status_json(exp, trials, waiting)) if as_json
                    else run_format.status_text(exp, trials, waiting))
         return
-    counts: dict[str, int] = {}
-    for shape, count in ledger.trial_shapes(exp.id):
-        counts[shape.state] = counts.get(shape.state, 0) + count
+    counts = ledger.trial_counts(exp.id)
     if sum(counts.values()) <= rows:  # all of them, by id, as --all
         click.echo(run_format.status_text(exp, ledger.trials(exp.id), waiting))
         return

@@ -55,6 +55,11 @@ class TrialPages:
     def experiment(self, experiment_id: int) -> ExperimentRecord:
         raise NotImplementedError
 
+    def trial_counts(self, experiment_id: int) -> dict[str, int]:
+        """How many trials are in each state."""
+        return {r["state"]: r["n"] for r in self._rows(
+            "SELECT state, COUNT(*) AS n FROM trials WHERE experiment = ? GROUP BY state",
+            [experiment_id])}
 
     def trial_shapes(self, experiment_id: int) -> list[tuple[TrialShape, int]]:
         """Each distinct (bracket, length, target, state, closed) of the trials and how many
