@@ -67,16 +67,24 @@ def measure(label: str, argv: list[str], cwd: Path, runs: int) -> dict[str, Any]
             "error": failed[0][3][-400:] if failed else ""}
 
 
-def time_all(directory: Path, runs: int = 3) -> list[dict[str, Any]]:
+def time_all(directory: Path, runs: int = 3, only: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every row of the table, or those whose label holds one of the words in `only`."""
     directory = directory.absolute()
+
+    def wanted(label: str) -> bool:
+        return not only or any(word in label for word in only)
+
     results = []
     with tempfile.TemporaryDirectory(prefix="cade-scale-") as tmp:
         for label, args in COMMANDS:
+            if not wanted(label):
+                continue
             argv = cade_argv([a.replace("{tmp}", tmp) for a in args])
             results.append(measure(label, argv, directory, runs))
             if label.startswith("cade report"):
                 results[-1]["size_mb"] = _size_mb(Path(tmp) / "report.html")
-        results += sync_results(directory, runs)
+        if wanted("driver sync pass") or wanted("ingest rate"):
+            results += sync_results(directory, runs)
     ledger = directory / ".cade" / "ledger.db"
     results.append({"command": "ledger file", "size_mb": _size_mb(ledger), "ok": True})
     return results

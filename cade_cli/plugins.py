@@ -34,8 +34,8 @@ BACKENDS: dict[str, tuple[str, str, str | None]] = {
 # serve code), `cade --help` all of them. tests/test_cli_lazy.py checks the names.
 CLI_MODULES: dict[str, tuple[str, ...]] = {
     "cade_cli.cli.search_cmds": ("preview", "simulate"),
-    "cade_cli.cli.run_cmds": ("submit", "watch", "status", "logs", "cancel", "pause", "resume",
-                              "best"),
+    "cade_cli.cli.run_cmds": ("submit", "watch", "cancel", "pause", "resume"),
+    "cade_cli.cli.read_cmds": ("status", "logs", "best"),
     "cade_cli.cli.admin_cmds": ("templates",),
     "cade_cli.cli.view_cmds": ("top", "plot", "report", "export"),
     "cade_cli.cli.serve_cmds": ("notebook", "tensorboard"),

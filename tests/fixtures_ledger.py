@@ -14,8 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.store.ledger import Ledger
-from cade_cli.store.records import ExperimentRecord, MetricRecord, SegmentRecord, TrialRecord
-from cade_cli.views.model import ExperimentData, Snapshot
+from cade_cli.store.records import (
+    LIVE_SEGMENT_STATES,
+    ExperimentRecord,
+    MetricRecord,
+    SegmentRecord,
+    TrialRecord,
+    TrialShape,
+)
+from cade_cli.views.model import ExperimentData, Snapshot, sort_trials, tally
 
 T0 = 1_700_000_000.0
 TAKEN = T0 + 2 * 3600 + 17 * 60
@@ -228,6 +235,17 @@ class MemoryLedger:
     def metrics(self, exp: int, trial: int | None = None, kind: str | None = None) -> list[MetricRecord]:
         return [m for m in self.data[exp].metrics
                 if (trial is None or m.trial == trial) and (kind is None or m.kind == kind)]
+
+    def live_segments(self, exp: int) -> list[SegmentRecord]:
+        return [s for s in self.data[exp].segments if s.state in LIVE_SEGMENT_STATES]
+
+    def trial_shapes(self, exp: int) -> list[tuple[TrialShape, int]]:
+        return list(tally(self.data[exp].trials).shapes)
+
+    def ranked_trials(self, exp: int, order: str, smaller_is_better: bool,
+                      reverse: bool = False, limit: int | None = None) -> list[TrialRecord]:
+        ranked = sort_trials(self.data[exp], order, reverse)
+        return ranked if limit is None else ranked[:limit]
 
 
 def with_state(data: ExperimentData, state: str) -> ExperimentData:

@@ -50,3 +50,11 @@ def test_build_then_time_at_ci_size(tmp_path: Path) -> None:
                       "ingest rate (2000 lines in one pass; per CPU second)", "ledger file"]
     assert "FAILED" not in timed.stdout
     assert "lines/s" in timed.stdout
+    chosen = _run("time", str(out), "--runs", "1", "--only", "status", "--only", "sync",
+                  cwd=tmp_path)
+    assert chosen.returncode == 0, chosen.stdout + chosen.stderr
+    labels = [line.split(" | ")[0].lstrip("| ") for line in chosen.stdout.splitlines()
+              if line.startswith("| ")][1:]
+    assert labels == ["cade status EXP", "driver sync pass, nothing new",  # one child: all three
+                      "driver sync pass, 50 new training lines",
+                      "ingest rate (2000 lines in one pass; per CPU second)", "ledger file"]

@@ -44,7 +44,19 @@ def test_top_loads_neither_the_engine_nor_rich_nor_jinja2() -> None:
 
 def test_status_loads_its_module_only() -> None:
     loaded = modules_loaded_by("status", "--help")
-    assert loaded & COMMAND_MODULES == {"cade_cli.cli.run_cmds"}
+    assert loaded & COMMAND_MODULES == {"cade_cli.cli.read_cmds"}
+    assert not loaded & {"cade_cli.engine", "rich", "jinja2", "yaml"}
+
+
+@pytest.mark.parametrize("command", [("status", "1"), ("best", "1"), ("top", "1", "--once")])
+def test_reading_ended_experiments_loads_no_engine(tmp_path: Path, command: tuple[str, ...]) -> None:
+    from test_cli_run import handmade
+
+    handmade(tmp_path / "ledger.db")   # one completed experiment, no live job: nothing to sync
+    loaded = modules_loaded_by(*command, "--ledger", str(tmp_path / "ledger.db"))
+    assert "cade_cli.engine.lifecycle" not in loaded and "jinja2" not in loaded
+    if command[0] == "status":
+        assert not loaded & {"cade_cli.engine", "rich", "yaml"}
 
 
 def test_help_lists_every_command() -> None:

@@ -102,6 +102,49 @@ def test_status_of_all_experiments_and_of_one(env: Path) -> None:
         "  trial 2: segment 6 failed (exit code 3)\n")
 
 
+def test_status_lists_the_first_rows_and_counts_the_rest(env: Path) -> None:
+    from fixtures_ledger import all_experiments, write_ledger
+
+    write_ledger(env / ".cade" / "ledger.db", all_experiments()).close()
+    shown = invoke("status", "digits-completed", "--rows", "3").output  # type: ignore[attr-defined]
+    lines = shown.splitlines()
+    assert lines[1] == ("16 trials (2 completed, 1 errored, 13 stopped); listed: 3, running "
+                        "first, then queued, then by val_loss")
+    assert [line.split()[:2] for line in lines[3:6]] == [
+        ["12", "completed"], ["1", "completed"], ["14", "stopped"]]  # the best first
+    assert lines[6:] == ["… 13 more trials not shown: `cade status 4 --all` lists every trial, "
+                         "`--rows N` the first N"]
+    every = invoke("status", "4", "--all").output.splitlines()  # type: ignore[attr-defined]
+    assert [line.split()[0] for line in every[2:18]] == [str(i) for i in range(1, 17)]
+    assert "more trials" not in "".join(every) and len(invoke(  # type: ignore[attr-defined]
+        "status", "4").output.splitlines()) > 17  # 16 trials fit in the default 50 rows
+    data = json.loads(invoke("status", "4", "--rows", "3", "--json").output)  # type: ignore[attr-defined]
+    assert len(data["trials"]) == 16
+
+
+def test_status_says_what_unlisted_trials_wait_for(env: Path) -> None:
+    from cade_cli.engine import driver_lock
+
+    handmade(env / ".cade" / "ledger.db")
+    ledger = Ledger(env / ".cade" / "ledger.db")
+    with ledger.transaction():
+        for trial in (3, 4):
+            ledger.insert_trial(experiment=1, id=trial, state="queued", params={"width": 8})
+            ledger.insert_segment(experiment=1, trial=trial, index=1, state="intent",
+                                  backend="local", job_name=f"known-{trial}",
+                                  reason="waiting: the site's limit on queued jobs")
+    lock = driver_lock(ledger)   # a driver holds it: status reads what is recorded
+    assert lock.acquire(wait=False)
+    try:
+        lines = invoke("status", "1", "--rows", "1").output.splitlines()  # type: ignore[attr-defined]
+    finally:
+        lock.release()
+        ledger.close()
+    assert lines[3].split()[:2] == ["3", "queued"]   # queued before the ended trials
+    assert lines[4:6] == ["  trial 3: waiting: the site's limit on queued jobs",
+                          "  1 more waiting to be submitted (not listed)"]
+
+
 def test_status_and_best_json_shapes(env: Path) -> None:
     handmade(env / ".cade" / "ledger.db")
     data = json.loads(invoke("status", "1", "--json").output)  # type: ignore[attr-defined]

@@ -202,11 +202,13 @@ def test_latest_segments_and_open_trials_in_one_query_each(tmp_path: Path) -> No
         for trial_id in (1, 2, 3):
             ledger.insert_trial(experiment=exp_id, id=trial_id, state="queued", params={},
                                 closed=trial_id == 2)
-        for trial_id, index in [(1, 1), (1, 2), (3, 1)]:
+        for trial_id, index in [(1, 1), (1, 2), (2, 1), (3, 1)]:
             ledger.insert_segment(experiment=exp_id, trial=trial_id, index=index,
                                   state="completed", backend="local",
                                   job_name=f"j-{trial_id}-{index}")
     latest = ledger.latest_segments(exp_id)
-    assert {t: s.index for t, s in latest.items()} == {1: 2, 3: 1}
+    assert {t: s.index for t, s in latest.items()} == {1: 2, 2: 1, 3: 1}
+    opened = ledger.latest_segments(exp_id, open_only=True)   # trial 2 is closed
+    assert {t: s.index for t, s in opened.items()} == {1: 2, 3: 1}
     assert latest[1] == ledger.latest_segment(exp_id, 1)
     assert [t.id for t in ledger.trials(exp_id, open_only=True)] == [1, 3]

@@ -1,7 +1,6 @@
-"""Running experiments: submit, watch, status, logs, cancel, pause, resume, best.
+"""Running experiments: submit, watch, cancel, pause, resume (the reading ones: read_cmds).
 
-Thin over the engine. Every read command syncs first when the driver lock is free (and
-just reads when it is not); tables and JSON go to stdout, progress and errors to stderr.
+Thin over the engine; tables and JSON go to stdout, progress and errors to stderr.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ import click
 from cade_cli import engine
 from cade_cli.cli import run_format
 from cade_cli.cli.options import json_option, ledger_option
-from cade_cli.cli.params import EXPERIMENT, TRIAL
+from cade_cli.cli.params import EXPERIMENT
 from cade_cli.engine import (
     DriverJobOptions,
     detect_scheduler,
@@ -28,10 +27,10 @@ from cade_cli.engine import (
     submit_driver_job,
     with_lock,
 )
-from cade_cli.errors import INTERRUPTED, CadeError, NotFoundError
+from cade_cli.errors import INTERRUPTED
 from cade_cli.store.ledger import Ledger
 from cade_cli.views.progress import live_progress, stderr_is_terminal, summary_line
-from cade_cli.store.records import LIVE_SEGMENT_STATES, ExperimentRecord, ExperimentState, SegmentRecord, SegmentState
+from cade_cli.store.records import ExperimentRecord, ExperimentState
 from cade_cli.spec.settings import Settings, load_settings
 from cade_cli.spec import determined
 from cade_cli.spec.experiment import load_spec
@@ -50,13 +49,6 @@ def _settings(slots: int | None = None, scheduler: str | None = None) -> Setting
 
 def _open(ledger_path: str | None, create: bool = False) -> Ledger:
     return Ledger(ledger_path, create=create)
-
-
-def _refresh(ledger: Ledger, settings: Settings, only: int | None = None) -> None:
-    """Sync before reading when the lock is free; a scheduler hiccup only warns."""
-    problem = engine.refresh(ledger, settings, only)
-    if problem:
-        click.echo(f"warning: could not sync: {problem}", err=True)
 
 
 def _follow(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> ExperimentRecord:
@@ -189,119 +181,6 @@ def watch_command(experiment: int | str | None, slots: int | None, driver: str,
     _drive_to_end(ledger, exp, settings)
 
 
-@click.command("status")
-@click.argument("experiment", required=False, type=EXPERIMENT)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@ledger_option
-def status_command(experiment: int | str | None, as_json: bool, ledger_path: str | None) -> None:
-    """Show EXPERIMENT and its trials, or every experiment when none is named."""
-    ledger = _open(ledger_path)
-    settings = _settings()
-    if experiment is None:
-        _refresh(ledger, settings)
-        rows = [(e, ledger.trials(e.id)) for e in ledger.experiments()]
-        click.echo(json.dumps(run_format.experiments_json(rows)) if as_json
-                   else run_format.experiments_text(rows))
-        return
-    exp = ledger.find_experiment(experiment)
-    _refresh(ledger, settings, only=exp.id)
-    exp, trials = ledger.experiment(exp.id), ledger.trials(exp.id)
-    # A segment not submitted yet says what it waits for (a site's limit on queued jobs).
-    waiting = {s.trial: s.reason for s in ledger.segments(exp.id, states=(SegmentState.INTENT,))
-               if s.reason}
-    click.echo(json.dumps(run_format.status_json(exp, trials, waiting)) if as_json
-               else run_format.status_text(exp, trials, waiting))
-
-
-@click.command("best")
-@click.argument("experiment", required=False, type=EXPERIMENT)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@ledger_option
-def best_command(experiment: int | str | None, as_json: bool, ledger_path: str | None) -> None:
-    """The best trial of EXPERIMENT: params, metric, length and checkpoint."""
-    ledger = _open(ledger_path)
-    exp = ledger.find_experiment(experiment)
-    _refresh(ledger, _settings(), only=exp.id)
-    found = engine.best(ledger, exp.id)
-    if found is None:
-        raise CadeError(f"no trial of experiment {exp.id} has validated yet",
-                        hint=f"`cade status {exp.id}` shows how its trials are doing")
-    click.echo(json.dumps(run_format.best_json(exp, found)) if as_json
-               else run_format.best_text(exp, found))
-
-
-
-
-@click.command("logs")
-@click.argument("trial_ref", metavar="TRIAL", type=TRIAL)
-@click.option("-f", "--follow", is_flag=True, help="Keep printing until the segment ends.")
-@click.option("--segment", type=click.IntRange(min=1), default=None,
-              help="Which segment of the trial (default: the latest).")
-@click.option("--experiment", default=None, type=EXPERIMENT,
-              help="Experiment id or name (default: latest).")
-@json_option("Print the segment and both logs as one JSON object (not with --follow).")
-@ledger_option
-def logs_command(trial_ref: tuple[int | str | None, int], follow: bool, segment: int | None,
-                 experiment: int | str | None, as_json: bool,
-                 ledger_path: str | None) -> None:
-    """Print a segment's stdout (to stdout) and stderr (to stderr) of TRIAL.
-
-    TRIAL is N (trial N of the experiment) or EXP.N. Each job of a trial (a segment: the
-    first, a promotion, a restart, a resume) has its own logs; the latest by default.
-    """
-    if as_json and follow:
-        raise click.UsageError("--json prints one object: it cannot --follow")
-    ledger = _open(ledger_path)
-    exp_ref, trial_id = trial_ref
-    exp_id = ledger.find_experiment(exp_ref if exp_ref is not None else experiment).id
-    ledger.trial(exp_id, trial_id)  # NotFoundError for an unknown trial
-    settings = _settings()
-    _refresh(ledger, settings, only=exp_id)
-    seg = _chosen_segment(ledger, exp_id, trial_id, segment)
-    if as_json:
-        click.echo(json.dumps(run_format.logs_json(seg)))
-        return
-    offsets = {"stdout.log": 0, "stderr.log": 0}
-    while True:
-        for name, offset in offsets.items():
-            offsets[name] = _print_new(Path(seg.run_dir) / name, offset,
-                                       err=name == "stderr.log")
-        if not follow or seg.state not in LIVE_SEGMENT_STATES:
-            if not any(offsets.values()):
-                click.echo(f"(segment {seg.index} of trial {trial_id} wrote no output; "
-                           f"its run directory is {seg.run_dir})", err=True)
-            return
-        time.sleep(min(1.0, settings.poll_interval_for(seg.backend)))
-        _refresh(ledger, settings, only=exp_id)
-        seg = ledger.segments(exp_id, trial_id)[seg.index - 1]
-
-
-def _chosen_segment(ledger: Ledger, exp_id: int, trial_id: int,
-                    segment: int | None) -> SegmentRecord:
-    segments = ledger.segments(exp_id, trial_id)
-    if not segments:
-        raise NotFoundError(f"trial {trial_id} of experiment {exp_id} has not started a "
-                            "segment yet")
-    if segment is None:
-        return segments[-1]
-    if segment > len(segments):
-        raise NotFoundError(f"trial {trial_id} of experiment {exp_id} has "
-                            f"{len(segments)} segment(s), not {segment}")
-    return segments[segment - 1]
-
-
-def _print_new(path: Path, offset: int, err: bool) -> int:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except FileNotFoundError:
-        return offset
-    if data:
-        click.echo(data.decode("utf-8", errors="replace"), nl=False, err=err)
-    return offset + len(data)
-
-
 def _lifecycle(name: str, help_text: str,
                action: Callable[[Ledger, ExperimentRecord, Settings], ExperimentRecord]) -> Any:
     @click.command(name, help=help_text)
@@ -336,6 +215,6 @@ resume_command = _lifecycle(
 
 
 def register(cli: click.Group) -> None:
-    for command in (submit_command, watch_command, status_command, logs_command,
-                    cancel_command, pause_command, resume_command, best_command):
+    for command in (submit_command, watch_command, cancel_command, pause_command,
+                    resume_command):
         cli.add_command(command)

@@ -8,11 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from cade_cli.engine import Best
-from cade_cli.spec.experiment import handed_target
-from cade_cli.store.records import best_trial
+from cade_cli.spec.lengths import handed_target
 from cade_cli.views.terminal import printable
-from cade_cli.store.records import ExperimentRecord, SegmentRecord, TrialRecord
+from cade_cli.store.records import Best, ExperimentRecord, SegmentRecord, TrialRecord
 
 
 def _number(value: float | None) -> str:
@@ -60,29 +58,31 @@ def status_json(exp: ExperimentRecord, trials: list[TrialRecord],
             "trials": [{**trial_json(t), "waiting": waits.get(t.id)} for t in trials]}
 
 
-def experiments_json(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> dict[str, Any]:
-    out = []
-    for exp, trials in rows:
-        top = best_trial(trials, exp.smaller_is_better)
-        out.append({**experiment_json(exp), "trials": len(trials),
-                    "best_metric": top.best_metric if top else None,
-                    "best_trial": top.id if top else None})
-    return {"experiments": out}
+# One experiment of a listing: its record, how many trials it has, its best trial.
+Listed = tuple[ExperimentRecord, int, TrialRecord | None]   # Ledger.listing
 
 
-def experiments_text(rows: list[tuple[ExperimentRecord, list[TrialRecord]]]) -> str:
+def experiments_json(rows: list[Listed]) -> dict[str, Any]:
+    return {"experiments": [{**experiment_json(exp), "trials": count,
+                             "best_metric": top.best_metric if top else None,
+                             "best_trial": top.id if top else None}
+                            for exp, count, top in rows]}
+
+
+def experiments_text(rows: list[Listed]) -> str:
     if not rows:
         return "No experiments yet."
     table = [["ID", "NAME", "STATE", "SEARCHER", "BACKEND", "TRIALS", "BEST"]]
-    for exp, trials in rows:
-        top = best_trial(trials, exp.smaller_is_better)
+    for exp, count, top in rows:
         table.append([str(exp.id), exp.name, exp.state, exp.searcher, exp.backend,
-                      str(len(trials)), _number(top.best_metric if top else None)])
+                      str(count), _number(top.best_metric if top else None)])
     return columns(table)
 
 
 def status_text(exp: ExperimentRecord, trials: list[TrialRecord],
-                waiting: Mapping[int, str] | None = None) -> str:
+                waiting: Mapping[int, str] | None = None,
+                counts: Mapping[str, int] | None = None) -> str:
+    """`counts` (trials per state) when `trials` are only the first of more (`status_page`)."""
     direction = "smaller is better" if exp.smaller_is_better else "larger is better"
     # Names, params and messages come from specs and trials: printable() keeps their control
     # characters off the terminal.
@@ -97,9 +97,23 @@ def status_text(exp: ExperimentRecord, trials: list[TrialRecord],
         table.append([str(t.id), t.state, f"{t.length}/{handed_target(t.target_length) or '-'}",
                       _number(t.best_metric), _number(t.latest_metric), str(t.restarts),
                       _params(t.params, short=True)])
+    total = sum(counts.values()) if counts else len(trials)
+    if total > len(trials):
+        states = ", ".join(f"{n} {state}" for state, n in sorted((counts or {}).items()))
+        lines.append(printable(f"{total} trials ({states}); listed: {len(trials)}, running "
+                               f"first, then queued, then by {exp.metric}"))
     lines.append(columns(table))
     notes = [printable(f"  trial {t.id}: {t.message}", keep_newlines=True) for t in trials if t.message]
-    notes += [printable(f"  trial {trial}: {reason}") for trial, reason in (waiting or {}).items()]
+    listed = {t.id for t in trials}
+    waits = waiting or {}
+    notes += [printable(f"  trial {trial}: {reason}") for trial, reason in waits.items()
+              if trial in listed]
+    unlisted = len(set(waits) - listed)
+    if unlisted:
+        notes.append(f"  {unlisted} more waiting to be submitted (not listed)")
+    if total > len(trials):
+        notes.append(f"… {total - len(trials)} more trials not shown: `cade status {exp.id} "
+                     "--all` lists every trial, `--rows N` the first N")
     return "\n".join(lines + notes)
 
 

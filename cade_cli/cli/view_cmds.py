@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -34,22 +35,31 @@ def load_data(ledger_path: str | None, ref: int | str | None,
 @contextmanager
 def syncing(ledger: Ledger) -> Iterator[Callable[[], None]]:
     """A sync callable: one pass over the ledger's experiments when the driver lock is free
-    (another driver holding it keeps them fresh), each at most once per poll interval."""
-    from cade_cli.engine import Schedulers, driver_lock, sync_pass
-    from cade_cli.spec.settings import load_settings
-
-    settings = load_settings()
-    schedulers = Schedulers(ledger, settings)
-    lock = driver_lock(ledger)
+    (another driver holding it keeps them fresh), each at most once per poll interval. The
+    engine is loaded by the first pass that has anything to sync: while every experiment has
+    ended and no job is live, a pass is one cheap query."""
+    made: dict[str, Any] = {}   # settings, schedulers, lock: by the first pass with work
 
     def sync() -> None:
-        sync_pass(ledger, settings, schedulers, lock)  # False: another driver holds the lock
+        if not ledger.anything_to_sync():
+            return
+        from cade_cli.engine import Schedulers, driver_lock, sync_pass
+
+        if not made:
+            from cade_cli.spec.settings import load_settings
+
+            settings = load_settings()
+            made.update(settings=settings, schedulers=Schedulers(ledger, settings),
+                        lock=driver_lock(ledger))
+        # False when another driver holds the lock.
+        sync_pass(ledger, made["settings"], made["schedulers"], made["lock"])
 
     try:
         yield sync
     finally:
-        lock.release()
-        schedulers.close()
+        if made:
+            made["lock"].release()
+            made["schedulers"].close()
 
 
 @click.command("top")
@@ -85,7 +95,7 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
             if as_json:
                 click.echo(json.dumps(top_json(ledger, chosen.id, message)))
                 return
-            snapshot = load_snapshot(ledger, chosen.id, time.time(), message)
+            snapshot = load_snapshot(ledger, chosen.id, time.time(), message, rows=rows)
             console.print(render_frame(snapshot, console.width, max_rows=rows,
                                        show_keys=False))
             return
@@ -96,9 +106,8 @@ def top_json(ledger: Ledger, experiment_id: int, message: str) -> dict[str, obje
     """`cade top --once --json`: every experiment and the chosen one with its trials."""
     from cade_cli.cli import run_format
 
-    rows = [(e, ledger.trials(e.id)) for e in ledger.experiments()]
     chosen = ledger.experiment(experiment_id)
-    return {**run_format.experiments_json(rows), "sync_message": message,
+    return {**run_format.experiments_json(ledger.listing()), "sync_message": message,
             "current": run_format.status_json(chosen, ledger.trials(chosen.id))}
 
 

@@ -166,7 +166,7 @@ def _releases_unpromoted(ctx: SyncContext) -> bool:
     # round's end waits to continue in place, unless another member has not started its
     # round (no slot under the cap, or its job is still queued): that member trains a whole
     # round first, far longer than the wait, and needs the slot the waiting one holds.
-    latest_of = ctx.ledger.latest_segments(ctx.exp_id)
+    latest_of = ctx.ledger.latest_segments(ctx.exp_id, open_only=True)
     for trial in ctx.ledger.trials(ctx.exp_id, open_only=True):
         latest = latest_of.get(trial.id)
         if needs_segment(trial, latest) or (
@@ -223,7 +223,7 @@ def launch_segments(ctx: SyncContext) -> int:
     launched = 0
     together = arrays_chosen(ctx)
     batch: list[tuple[TrialRecord, SegmentRecord]] = []    # first segments, as arrays
-    latest_of = ctx.ledger.latest_segments(ctx.exp_id)
+    latest_of = ctx.ledger.latest_segments(ctx.exp_id, open_only=True)
     for trial in ctx.ledger.trials(ctx.exp_id, open_only=True):  # a closed one never needs one
         if pending >= ctx.settings.max_queued_jobs or (cap is not None and live >= cap):
             break

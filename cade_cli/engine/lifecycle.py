@@ -14,7 +14,6 @@ import secrets
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from cade_cli.backends import make_scheduler
@@ -38,10 +37,10 @@ from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import (
     RUNNING_EXPERIMENT_STATES,
     TERMINAL_EXPERIMENT_STATES,
+    Best,
     ExperimentRecord,
     ExperimentState,
     SegmentState,
-    TrialRecord,
     TrialState,
 )
 from cade_cli.jobs.rundir import claim_experiment_dir, prepare_segment, storage_errors
@@ -157,7 +156,7 @@ def _context(ledger: Ledger, exp: ExperimentRecord, scheduler: Scheduler,
 
 
 def needs_sync(ledger: Ledger, exp: ExperimentRecord) -> bool:
-    return exp.state not in TERMINAL_EXPERIMENT_STATES or bool(ledger.live_segments(exp.id))
+    return ledger.needs_sync(exp)
 
 
 def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Settings,
@@ -248,8 +247,9 @@ def _check_completion(ctx: SyncContext) -> None:
 
 def _any_waiting(ctx: SyncContext) -> bool:
     """A trial needs a segment that was not launched yet (held back by a cap)."""
-    latest_of = ctx.ledger.latest_segments(ctx.exp_id)   # one query, not one per trial
-    return any(needs_segment(t, latest_of.get(t.id)) for t in ctx.ledger.trials(ctx.exp_id))
+    latest_of = ctx.ledger.latest_segments(ctx.exp_id, open_only=True)  # one query
+    return any(needs_segment(t, latest_of.get(t.id))  # a closed trial needs none
+               for t in ctx.ledger.trials(ctx.exp_id, open_only=True))
 
 
 def _end(ledger: Ledger, exp_id: int, state: ExperimentState, message: str, now: float) -> None:
@@ -328,19 +328,6 @@ def cancel(ledger: Ledger, experiment_id: int, scheduler: Scheduler,
     return ledger.experiment(exp.id)
 
 
-@dataclass(frozen=True)
-class Best:
-    trial: TrialRecord
-    metric: float
-    length: int
-    checkpoint: str | None
-
-
 def best(ledger: Ledger, experiment_id: int) -> Best | None:
     """The trial with the best validation metric (ties: the earlier trial)."""
-    exp = ledger.experiment(experiment_id)
-    chosen = ledger.best_trial(exp.id, exp.smaller_is_better)
-    if chosen is None or chosen.best_metric is None:
-        return None
-    return Best(chosen, chosen.best_metric, chosen.best_length or chosen.length,
-                chosen.best_checkpoint or chosen.latest_checkpoint)
+    return ledger.best(experiment_id)

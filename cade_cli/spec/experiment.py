@@ -30,6 +30,7 @@ from cade_cli.spec.values import (
     read_walltime,
 )
 from cade_cli.spec.files import read_capped
+from cade_cli.spec.lengths import OPEN_LENGTH, handed_target, length_text
 from cade_cli.spec.yamlpos import (
     Loc,
     Node,
@@ -43,6 +44,8 @@ from cade_cli.spec.yamlpos import (
 
 __all__ = [
     "OPEN_LENGTH",
+    "handed_target",
+    "length_text",
     "SEARCHER_NAMES",
     "CheckpointStorageSpec",
     "ExperimentSpec",
@@ -55,22 +58,6 @@ __all__ = [
     "parse_walltime",
     "spec_from_raw",
 ]
-
-
-# The target length of a trial whose own code decides how long it trains: single, random and
-# grid without searcher.max_length (Determined 0.38). Larger than any length a trial reports,
-# so no report is past it; the job gets no CADE_TARGET_LENGTH (`handed_target`).
-OPEN_LENGTH = 2 ** 62
-
-
-def handed_target(target_length: int) -> int | None:
-    """The target a job is told (CADE_TARGET_LENGTH, control.json); None: the trial decides."""
-    return None if target_length >= OPEN_LENGTH else target_length
-
-
-def length_text(length: int) -> str:
-    """A length or target as the views print it."""
-    return "decided by the trial" if length >= OPEN_LENGTH else str(length)
 
 
 @dataclass(frozen=True)

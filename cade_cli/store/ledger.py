@@ -21,6 +21,7 @@ from typing import Any
 from cade_cli.errors import LedgerError, NotFoundError
 from cade_cli.store.eventlog import SearcherEventLog
 from cade_cli.store.journal import journal_mode_for
+from cade_cli.store.pages import TrialPages
 from cade_cli.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 from cade_cli.store.records import (
     LIVE_SEGMENT_STATES,
@@ -84,7 +85,7 @@ def _decode(row: dict[str, Any], bools: tuple[str, ...], jsons: tuple[str, ...])
         row[key] = json.loads(row[key])
 
 
-class Ledger(SearcherEventLog):
+class Ledger(SearcherEventLog, TrialPages):
     """Open (and create, migrate) the ledger at `path`."""
 
     def __init__(self, path: str | Path | None = None, *, create: bool = True,
@@ -280,13 +281,6 @@ class Ledger(SearcherEventLog):
         return [self._trial(r) for r in self._rows(
             f"SELECT * FROM trials WHERE experiment = ?{where} ORDER BY id", [experiment_id])]
 
-    def best_trial(self, experiment_id: int, smaller_is_better: bool) -> TrialRecord | None:
-        """The trial with the best recorded metric (ties: the earlier), as records.best_trial."""
-        order = "ASC" if smaller_is_better else "DESC"
-        rows = self._rows("SELECT * FROM trials WHERE experiment = ? AND best_metric IS NOT NULL"
-                          f" ORDER BY best_metric {order}, id LIMIT 1", [experiment_id])
-        return self._trial(rows[0]) if rows else None
-
     def trial(self, experiment_id: int, trial_id: int) -> TrialRecord:
         rows = self._rows("SELECT * FROM trials WHERE experiment = ? AND id = ?",
                           [experiment_id, trial_id])
@@ -333,12 +327,17 @@ class Ledger(SearcherEventLog):
                           "ORDER BY idx DESC LIMIT 1", [experiment_id, trial])
         return self._segment(rows[0]) if rows else None
 
-    def latest_segments(self, experiment_id: int) -> dict[int, SegmentRecord]:
-        """Each trial's latest segment, in one query (trials without one are absent)."""
+    def latest_segments(self, experiment_id: int,
+                        open_only: bool = False) -> dict[int, SegmentRecord]:
+        """Each trial's latest segment, in one query (trials without one are absent);
+        `open_only`: of the trials not closed only (a sync launches for no other)."""
+        # Each row's trial found by its primary key (a correlated IN would scan per row).
+        opened = (" JOIN trials t ON t.experiment = s.experiment AND t.id = s.trial"
+                  " AND t.closed = 0") if open_only else ""
         rows = self._rows(
             "SELECT s.* FROM segments s JOIN (SELECT trial, MAX(idx) AS idx FROM segments "
-            "WHERE experiment = ? GROUP BY trial) m ON s.trial = m.trial AND s.idx = m.idx "
-            "WHERE s.experiment = ?", [experiment_id, experiment_id])
+            "WHERE experiment = ? GROUP BY trial) m ON s.trial = m.trial AND s.idx = m.idx"
+            f"{opened} WHERE s.experiment = ?", [experiment_id, experiment_id])
         return {seg.trial: seg for seg in map(self._segment, rows)}
 
     def insert_segment(self, **fields: Any) -> None:

@@ -106,6 +106,29 @@ class TrialRecord:
 
 
 @dataclass(frozen=True)
+class TrialShape:
+    """What the rung ladder, the progress bar and the counts per state need of a trial: the
+    ledger counts an experiment's trials by shape (`Ledger.trial_shapes`) instead of reading
+    each of them."""
+
+    bracket: int
+    length: int
+    target_length: int
+    state: str
+    closed: bool
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best trial of an experiment (`cade best`): its best validation and checkpoint."""
+
+    trial: TrialRecord
+    metric: float
+    length: int
+    checkpoint: str | None
+
+
+@dataclass(frozen=True)
 class SegmentRecord:
     experiment: int
     trial: int

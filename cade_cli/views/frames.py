@@ -19,6 +19,7 @@ from cade_cli.spec.experiment import handed_target, length_text
 from cade_cli.views.progress import STATE_STYLES
 from cade_cli.store.records import ExperimentRecord, SegmentRecord, SegmentState, TrialRecord
 from cade_cli.views.model import (
+    LEADING_TRIALS,
     SORTS,
     ExperimentData,
     Snapshot,
@@ -81,7 +82,7 @@ def experiments_table(snapshot: Snapshot, width: int = 120) -> Table:
         data = current if current and current.experiment.id == exp.id else None
         cells = {"": "▶" if data else "", "id": str(exp.id), "name": Text(printable(exp.name)),
                  "state": _state(exp.state), "searcher": exp.searcher,
-                 "trials": str(len(data.trials)) if data else "",
+                 "trials": str(data.tally.total) if data else "",
                  "progress": progress_bar(progress(data)) if data else "",
                  "best": _best_text(data) if data else "",
                  "elapsed": duration((exp.ended or snapshot.taken) - exp.created)}
@@ -98,7 +99,7 @@ def _best_text(data: ExperimentData) -> str:
 
 def overview(data: ExperimentData) -> Text:
     exp = data.experiment
-    counts = Counter(t.state for t in data.trials)
+    counts = data.tally.states()
     states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no trials yet"
     text = Text()
     text.append(printable(f"{exp.name} (#{exp.id})"), style="bold")
@@ -190,7 +191,9 @@ def trials_table(data: ExperimentData, sort: str = "metric", reverse: bool = Fal
     rows = [_trial_cells(data, t, segments.get(t.id), ladders) for t in shown]
     hparams = _varying_first(param_columns(data.trials), rows)
     columns = _fit_columns(rows, hparams, width)
-    notes = [f"… {len(trials) - len(shown)} more trials"] if len(shown) < len(trials) else []
+    # A page (`read_page`) holds the shown trials of more: the tally counts them all.
+    more = data.tally.total - len(shown)
+    notes = [f"… {more} more trials"] if more > 0 else []
     hidden = len(set(hparams) - set(columns))
     if hidden:
         notes.append(f"{hidden} hyperparameters not shown (widen the terminal)")
@@ -206,7 +209,7 @@ def trials_table(data: ExperimentData, sort: str = "metric", reverse: bool = Fal
     return table
 
 
-def curves_table(data: ExperimentData, count: int = 5, width: int = 40) -> Table:
+def curves_table(data: ExperimentData, count: int = LEADING_TRIALS, width: int = 40) -> Table:
     """Validation curves of the leading trials as sparklines on one shared scale."""
     leaders = [t for t in sort_trials(data, "metric") if best_metric(data, t) is not None][:count]
     curves = {t.id: [v for _, v in validation_curve(data, t.id)] for t in leaders}

@@ -25,6 +25,7 @@ from cade_cli.store.records import (
     MetricRecord,
     SegmentRecord,
     TrialRecord,
+    TrialShape,
     TrialState,
 )
 from cade_cli.spec import stored
@@ -44,16 +45,51 @@ class LedgerReader(Protocol):
     def segments(self, exp: int, trial: int | None = None) -> list[SegmentRecord]: ...
     def metrics(self, exp: int, trial: int | None = None,
                 kind: str | None = None) -> list[MetricRecord]: ...
+    def live_segments(self, exp: int) -> list[SegmentRecord]: ...
+    def trial_shapes(self, exp: int) -> list[tuple[TrialShape, int]]: ...
+    def ranked_trials(self, exp: int, order: str, smaller_is_better: bool,
+                      reverse: bool = False, limit: int | None = None) -> list[TrialRecord]: ...
+
+
+@dataclass(frozen=True)
+class TrialTally:
+    """An experiment's trials counted by shape: what the rung ladder, the progress bar and the
+    counts per state need, read without reading each trial."""
+
+    shapes: tuple[tuple[TrialShape, int], ...] = ()
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.shapes)
+
+    def states(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for shape, n in self.shapes:
+            counts[shape.state] += n
+        return counts
+
+
+def tally(trials: Iterable[TrialRecord]) -> TrialTally:
+    counts = Counter(TrialShape(t.bracket, t.length, t.target_length, t.state, t.closed)
+                     for t in trials)
+    return TrialTally(tuple(counts.items()))
 
 
 @dataclass(frozen=True)
 class ExperimentData:
-    """Everything the ledger holds about one experiment."""
+    """Everything the ledger holds about one experiment, or a page of it (`read_page`): then
+    `trials` holds the ones a frame shows and `counted` counts them all."""
 
     experiment: ExperimentRecord
     trials: tuple[TrialRecord, ...] = ()
     segments: tuple[SegmentRecord, ...] = ()
     metrics: tuple[MetricRecord, ...] = ()
+    counted: TrialTally | None = None
+
+    @cached_property
+    def tally(self) -> TrialTally:
+        """Every trial of the experiment, counted by shape."""
+        return self.counted if self.counted is not None else tally(self.trials)
 
     # Indexes built on first use in one pass over the rows, so that a view asking about
     # each trial costs the rows once, not once per trial.
@@ -100,6 +136,27 @@ def read_experiment(ledger: LedgerReader, exp: ExperimentRecord,
                           metrics)
 
 
+LEADING_TRIALS = 5   # the learning curves `cade top` draws, best first
+
+
+def read_page(ledger: LedgerReader, exp: ExperimentRecord, sort: str = "metric",
+              reverse: bool = False, rows: int = 50) -> ExperimentData:
+    """What one frame of `cade top` shows, at a cost that follows `rows`, not the trials: the
+    first `rows` trials in the frame's order and the LEADING_TRIALS best (each ranking a
+    frame draws from takes its first trials from this page, so they are those of the whole
+    experiment), their segments and validation rows, the live segments (the queue), and
+    every trial counted by shape."""
+    shown = ledger.ranked_trials(exp.id, sort, exp.smaller_is_better, reverse, rows)
+    leaders = ledger.ranked_trials(exp.id, "metric", exp.smaller_is_better, False, LEADING_TRIALS)
+    trials = sorted({t.id: t for t in shown + leaders}.values(), key=lambda t: t.id)
+    segments = {(s.trial, s.index): s for s in ledger.live_segments(exp.id)}
+    for trial in trials:
+        segments.update(((s.trial, s.index), s) for s in ledger.segments(exp.id, trial.id))
+    metrics = [m for t in trials for m in ledger.metrics(exp.id, t.id, kind="validation")]
+    return ExperimentData(exp, tuple(trials), tuple(segments[k] for k in sorted(segments)),
+                          tuple(metrics), TrialTally(tuple(ledger.trial_shapes(exp.id))))
+
+
 # ----------------------------------------------------------------------------- hyperparameters
 
 def flatten_params(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -144,7 +201,7 @@ def rung_ladders(data: ExperimentData) -> list[list[int]]:
     except CadeError:
         pass
     # A spec this version no longer accepts: one rung at the longest target seen.
-    return [[max([t.target_length for t in data.trials] + [1])]]
+    return [[max([shape.target_length for shape, _ in data.tally.shapes] + [1])]]
 
 
 @dataclass(frozen=True)
@@ -158,7 +215,7 @@ class RungStats:
     waiting: int = 0      # reported here, waiting for a decision
 
 
-def _rung_counts(trial: TrialRecord, lengths: list[int], i: int) -> Counter[str]:
+def _rung_counts(trial: TrialShape, lengths: list[int], i: int) -> Counter[str]:
     counts: Counter[str] = Counter()
     # Headed for rung i: a new trial (i == 0), or one that reached rung i - 1 and was sent
     # on past it. One stopped at rung i - 1 is counted there, not here again.
@@ -189,12 +246,13 @@ def ladder_stats(data: ExperimentData) -> list[list[RungStats]]:
     ladders = rung_ladders(data)
     result: list[list[RungStats]] = []
     for index, lengths in enumerate(ladders):
-        members = [t for t in data.trials if min(t.bracket, len(ladders) - 1) == index]
+        members = [(shape, n) for shape, n in data.tally.shapes
+                   if min(shape.bracket, len(ladders) - 1) == index]
         rungs = []
         for i, length in enumerate(lengths):
             counts: Counter[str] = Counter()
-            for trial in members:
-                counts.update(_rung_counts(trial, lengths, i))
+            for shape, n in members:
+                counts.update({k: c * n for k, c in _rung_counts(shape, lengths, i).items()})
             rungs.append(RungStats(length, **counts))
         result.append(rungs)
     return result
@@ -208,7 +266,7 @@ def planned_length(data: ExperimentData) -> int | None:
     plan = search_plan(data.experiment)
     if plan is not None:
         return plan.total_length
-    return sum(max(t.length, t.target_length) for t in data.trials)
+    return sum(max(shape.length, shape.target_length) * n for shape, n in data.tally.shapes)
 
 
 def progress(data: ExperimentData) -> float | None:
@@ -225,8 +283,10 @@ def progress(data: ExperimentData) -> float | None:
     planned = planned_length(data)
     if planned is None:
         return None
-    trained = sum(t.length for t in data.trials)
-    committed = sum(max(t.target_length - t.length, 0) for t in data.trials if not t.closed)
+    shapes = data.tally.shapes
+    trained = sum(shape.length * n for shape, n in shapes)
+    committed = sum(max(shape.target_length - shape.length, 0) * n for shape, n in shapes
+                    if not shape.closed)
     fraction = trained / max(planned, trained + committed, 1)
     return min(fraction, 0.99)
 

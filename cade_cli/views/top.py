@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.live import Live
 
 from cade_cli.errors import CadeError
-from cade_cli.views.model import SORTS, LedgerReader, Snapshot, read_experiment
+from cade_cli.views.model import SORTS, LedgerReader, Snapshot, read_page
 from cade_cli.views.frames import render_frame
 
 
@@ -59,13 +59,15 @@ def apply_key(state: TopState, key: str, experiment_ids: list[int]) -> TopState 
 
 
 def load_snapshot(ledger: LedgerReader, experiment_id: int | None, taken: float,
-                  message: str = "") -> Snapshot:
-    """All experiments, and the details of `experiment_id` (the latest when None or gone)."""
+                  message: str = "", sort: str = "metric", reverse: bool = False,
+                  rows: int = 50) -> Snapshot:
+    """All experiments, and a page of `experiment_id` (the latest when None or gone): its
+    first `rows` trials in the frame's order, every trial counted (`read_page`)."""
     experiments = tuple(ledger.experiments())
     chosen = [e for e in experiments if e.id == experiment_id]
     if not chosen and experiments:
         chosen = [max(experiments, key=lambda e: (e.created, e.id))]
-    current = read_experiment(ledger, chosen[0], kinds=("validation",)) if chosen else None
+    current = read_page(ledger, chosen[0], sort, reverse, rows) if chosen else None
     return Snapshot(experiments, current, taken, message)
 
 
@@ -126,7 +128,9 @@ def run_top(ledger: LedgerReader, experiment_id: int | None = None,
                 if sync is not None and time.monotonic() - last_sync >= interval:
                     last_sync = time.monotonic()
                     message = try_sync(sync)
-                snapshot = load_snapshot(ledger, state.experiment_id, time.time(), message)
+                # No more trial rows than the screen has lines.
+                snapshot = load_snapshot(ledger, state.experiment_id, time.time(), message,
+                                         state.sort, state.reverse, console.height)
                 if state.experiment_id is None and snapshot.current is not None:
                     state = replace(state, experiment_id=snapshot.current.experiment.id)
                 rows = _trial_rows(console, snapshot, state)

@@ -106,7 +106,7 @@ main()
 """
 
 
-@pytest.mark.parametrize("module", ["click", "rich.console", "sqlite3", "cade_cli.cli.run_cmds",
+@pytest.mark.parametrize("module", ["click", "cade_cli.cli.run_format", "sqlite3", "cade_cli.cli.read_cmds",
                                     "cade_cli.engine.lifecycle"])
 def test_ctrl_c_while_cade_is_still_starting(ledger: str, module: str) -> None:
     """The first half second is spent importing: a Ctrl-C during any of it is clean too."""
