@@ -15,70 +15,16 @@ trials and experiments stays consistent without rewriting anything.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
+
+from cade_cli.views.tbcrc import masked_crc32c
 
 # tensorboard/plugins/hparams/api.proto: Status
 STATUS_SUCCESS, STATUS_FAILURE = 1, 2
 SESSION_START_TAG = "_hparams_/session_start_info"
 SESSION_END_TAG = "_hparams_/session_end_info"
-
-
-def _crc32c_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c_bytewise(data: bytes, crc: int = 0xFFFFFFFF) -> int:
-    """CRC-32C (Castagnoli) a byte at a time: the reference `crc32c` is checked against."""
-    for byte in data:
-        crc = CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc
-
-
-def _word_tables() -> tuple[list[int], list[int]]:
-    """Slicing-by-4 tables indexed by 16 bits: one 4-byte word costs two lookups instead of
-    four byte steps. (The effect of byte k of a word is the one-byte table advanced 3-k
-    more bytes; the low and high halves of the word are combined into one table each.)"""
-    shifted = [CRC32C_TABLE]
-    for _ in range(3):
-        last = shifted[-1]
-        shifted.append([(c >> 8) ^ CRC32C_TABLE[c & 0xFF] for c in last])
-    t0, t1, t2, t3 = shifted
-    low = [t3[x & 0xFF] ^ t2[x >> 8] for x in range(1 << 16)]
-    high = [t1[x & 0xFF] ^ t0[x >> 8] for x in range(1 << 16)]
-    return low, high
-
-
-_WORD_TABLES: tuple[list[int], list[int]] | None = None   # built on first use (~30 ms)
-
-
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), the checksum TFRecord files use; four bytes a step (an export
-    checksums every scalar, a million of them at ten thousand trials)."""
-    global _WORD_TABLES
-    if _WORD_TABLES is None:
-        _WORD_TABLES = _word_tables()
-    low, high = _WORD_TABLES
-    whole = len(data) - len(data) % 4
-    crc = 0xFFFFFFFF
-    for word in struct.unpack_from(f"<{whole // 4}I", data):
-        crc ^= word
-        crc = low[crc & 0xFFFF] ^ high[crc >> 16]
-    return crc32c_bytewise(data[whole:], crc) ^ 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 @lru_cache(maxsize=1024)
@@ -88,9 +34,12 @@ def _length_header(size: int) -> bytes:
     return length + struct.pack("<I", masked_crc32c(length))
 
 
-def tfrecord(payload: bytes) -> bytes:
-    """One TFRecord: length, its masked CRC, the payload, its masked CRC."""
-    return _length_header(len(payload)) + payload + struct.pack("<I", masked_crc32c(payload))
+def tfrecord(payload: bytes, crc: int | None = None) -> bytes:
+    """One TFRecord: length, its masked CRC, the payload, its masked CRC (`crc` when the
+    caller computed it already, e.g. with `tbcrc.masked_crc32c_many`)."""
+    if crc is None:
+        crc = masked_crc32c(payload)
+    return _length_header(len(payload)) + payload + struct.pack("<I", crc)
 
 
 # -- protobuf wire format: varints, length-delimited fields, doubles ------------------------
@@ -123,9 +72,56 @@ def _event(wall_time: float, step: int, summary_value: bytes) -> bytes:
             + _field_bytes(5, _field_bytes(1, summary_value)))
 
 
-def scalar_event(wall_time: float, step: int, tag: str, value: float) -> bytes:
-    """A scalar: Summary.Value{tag=1, simple_value=2 (float)}."""
-    return _event(wall_time, step, _field_bytes(1, tag.encode()) + b"\x15" + struct.pack("<f", value))
+class _ScalarsLayout:
+    """The bytes of an Event holding one scalar per name, all but the wall time, the step
+    and the values fixed: the tags `<kind>/<name>` are encoded once per layout."""
+
+    def __init__(self, kind: str, names: tuple[str, ...]) -> None:
+        prefixes = []
+        for name in names:
+            tag = _field_bytes(1, f"{kind}/{name}".encode())
+            # Summary.value=1 {tag, simple_value=2 (fixed32)}: 5 bytes of value after the tag
+            prefixes.append(_varint(1 << 3 | 2) + _varint(len(tag) + 5) + tag + b"\x15")
+        summary = sum(len(p) + 4 for p in prefixes)
+        self.summary_head = _varint(5 << 3 | 2) + _varint(summary)
+        self.fields: list[Any] = [part for prefix in prefixes for part in (prefix, 0.0)]
+        self.values = struct.Struct("<" + "".join(f"{len(p)}sf" for p in prefixes))
+
+
+_LAYOUTS: dict[tuple[str, tuple[str, ...]], _ScalarsLayout] = {}
+_TIME = struct.Struct("<Bd")   # Event.wall_time=1 (double)
+FLOAT32_MAX, INF = 3.4028234663852886e38, float("inf")
+
+
+def scalars_event(wall_time: float, step: int, kind: str, values: Mapping[str, Any]) -> bytes | None:
+    """One Event with a scalar per numeric value, tagged `<kind>/<name>` (names sorted),
+    at the step `step`: what one scalar event per value shows, in one record (half the
+    records to frame and checksum). None when no value is a number."""
+    if not values:
+        return None
+    names = tuple(sorted(values))
+    layout = _LAYOUTS.get((kind, names))
+    if layout is None:
+        layout = _LAYOUTS[(kind, names)] = _ScalarsLayout(kind, names)
+    fields = layout.fields.copy()
+    fields[1::2] = [values[name] for name in names]
+    try:
+        packed = layout.values.pack(*fields)
+    except (struct.error, OverflowError):   # a value that is no number, or beyond float32
+        return _numbers_event(wall_time, step, kind, values)
+    return (_TIME.pack(0x09, wall_time) + b"\x10" + _varint(step if step > 0 else 0)
+            + layout.summary_head + packed)
+
+
+def _numbers_event(wall_time: float, step: int, kind: str, values: Mapping[str, Any]) -> bytes | None:
+    """`scalars_event` of the numbers among `values`, those beyond float32 as +-inf (what
+    TensorBoard would show for them); bools count as 0 and 1."""
+    numbers = {}
+    for name, value in values.items():
+        if isinstance(value, (int, float)):
+            too_big = abs(value) > FLOAT32_MAX
+            numbers[name] = (INF if value > 0 else -INF) if too_big else float(value)
+    return scalars_event(wall_time, step, kind, numbers)
 
 
 def version_event(wall_time: float) -> bytes:
