@@ -19,7 +19,8 @@ from cade_cli.errors import CadeError
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import MetricRecord
 from cade_cli.views import tbcrc
-from cade_cli.views.export import MEMORY_ORDERS, METRIC_FIELDS, export, metric_rows, tidy_tuples
+from cade_cli.views.export import METRIC_FIELDS, export, metric_rows, tidy_tuples
+from cade_cli.views.metricrows import MEMORY_ORDERS
 from cade_cli.views.model import ExperimentData, read_experiment
 from cade_cli.views.tbcrc import crc32c, crc32c_bytewise, masked_crc32c, masked_crc32c_many
 
@@ -120,14 +121,17 @@ def test_tensorboard_shows_the_numbers_among_odd_values(tmp_path: Path) -> None:
                        {"none": None, "text": "x", "flag": True, "huge": -1e39, "ok": 0.5,
                         "list": [1]}, 1)
     empty = dataclasses.replace(odd, length=5001, values={"none": None})
-    export(dataclasses.replace(data, metrics=(*data.metrics, odd, empty)), "tensorboard", tmp_path)
+    plain_huge = dataclasses.replace(odd, length=5002, values={"huge": 1e39})
+    export(dataclasses.replace(data, metrics=(*data.metrics, odd, empty, plain_huge)),
+           "tensorboard", tmp_path)
     events = accumulator.EventAccumulator(str(tmp_path / "trial-1"))
     events.Reload()
     last = {tag: events.Scalars(tag)[-1] for tag in events.Tags()["scalars"]}
     assert {tag: (s.step, s.value) for tag, s in last.items() if s.step == 5000} == {
-        "validation/flag": (5000, 1.0), "validation/huge": (5000, float("-inf")),
-        "validation/ok": (5000, 0.5)}
-    assert all(s.step != 5001 for s in last.values())   # no numbers, no event
+        "validation/flag": (5000, 1.0), "validation/ok": (5000, 0.5)}
+    assert [(s.step, s.value) for s in events.Scalars("validation/huge")][-2:] == [
+        (5000, float("-inf")), (5002, float("inf"))]
+    assert all(s.step != 5001 for tag in last for s in events.Scalars(tag))   # no numbers
 
 
 def test_batched_checksums_are_the_one_at_a_time_ones(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -19,33 +19,18 @@ from typing import Any
 from cade_cli.errors import CadeError
 from cade_cli.store.records import MetricRecord
 from cade_cli.views.model import ExperimentData, flatten_params
-from cade_cli.views.tbexport import MetricRows, export_tensorboard
+from cade_cli.views.metricrows import (
+    PLAIN_VALUES,
+    MetricSource,
+    decoded,
+    memory_source,
+)
+from cade_cli.views.tbexport import export_tensorboard
 
 FORMATS = ("csv", "json", "tensorboard")
 METRIC_FIELDS = ("experiment", "trial", "kind", "length", "metric", "value", "time", "segment")
 PARAM_FIELDS = ("experiment", "trial", "state", "bracket", "parent", "length", "best_metric",
                 "latest_metric")
-
-
-# A source of an experiment's metric rows, undecoded, in an order of `Ledger.iter_metric_rows`
-# ("trial_kind" or "trial_time"): the ledger's cursor, or rows held in memory (memory_source).
-MetricSource = MetricRows
-MEMORY_ORDERS: dict[str, Callable[[MetricRecord], tuple[Any, ...]]] = {
-    "trial_kind": lambda m: (m.trial, m.kind, m.length, m.time),
-    "trial_time": lambda m: (m.trial, m.time, m.length, m.kind)}
-
-
-def memory_source(data: ExperimentData) -> MetricSource:
-    """The rows of `data` as the ledger gives them (values encoded as the ledger encodes
-    them; a stable sort keeps ledger order on ties)."""
-    return lambda order: ((m.trial, m.kind, m.length, m.time, m.segment,
-                           json.dumps(m.values, sort_keys=True))
-                          for m in sorted(data.metrics, key=MEMORY_ORDERS[order]))
-
-
-def decoded(experiment: int, rows: Iterable[tuple[Any, ...]]) -> Iterator[MetricRecord]:
-    for trial, kind, length, when, segment, values in rows:
-        yield MetricRecord(experiment, trial, kind, length, when, json.loads(values), segment)
 
 
 def tidy_tuples(records: Iterable[MetricRecord]) -> Iterator[tuple[Any, ...]]:
@@ -94,10 +79,6 @@ def _write_csv(path: Path, fields: list[str], rows: Iterable[dict[str, Any]]) ->
     return path
 
 
-# Values as the ledger writes them (json.dumps, sorted keys): numbers only, names that need
-# no CSV quoting nor JSON escapes. Each number's text is then what csv.writer prints for it
-# (json.dumps writes floats with repr, ints with str; NaN and infinities are not matched).
-_PLAIN_VALUES = re.compile(r'\{"[^"\\,\r\n]*": -?\d[\d.eE+-]*(?:, "[^"\\,\r\n]*": -?\d[\d.eE+-]*)*\}')
 _QUOTED = re.compile(r'[,"\r\n]')   # what makes csv.writer quote a field
 
 
@@ -107,7 +88,7 @@ def csv_lines(experiment: int, rows: Iterable[tuple[Any, ...]]) -> Iterator[str]
     held: list[str] = []
     writer = csv.writer(_Appender(held))   # the general case, as before
     for trial, kind, length, when, segment, values in rows:
-        if _PLAIN_VALUES.fullmatch(values) and not _QUOTED.search(kind) and segment is not None:
+        if PLAIN_VALUES.fullmatch(values) and not _QUOTED.search(kind) and segment is not None:
             head, tail = f"{experiment},{trial},{kind},{length},", f",{when!r},{segment}\r\n"
             # {"a": 1.5, "b": 2} -> head a,1.5 tail head b,2 tail
             yield head + values[2:-1].replace('": ', ",").replace(', "', tail + head) + tail

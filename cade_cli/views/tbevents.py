@@ -15,7 +15,7 @@ trials and experiments stays consistent without rewriting anything.
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -72,7 +72,7 @@ def _event(wall_time: float, step: int, summary_value: bytes) -> bytes:
             + _field_bytes(5, _field_bytes(1, summary_value)))
 
 
-class _ScalarsLayout:
+class ScalarsLayout:
     """The bytes of an Event holding one scalar per name, all but the wall time, the step
     and the values fixed: the tags `<kind>/<name>` are encoded once per layout."""
 
@@ -83,14 +83,49 @@ class _ScalarsLayout:
             # Summary.value=1 {tag, simple_value=2 (fixed32)}: 5 bytes of value after the tag
             prefixes.append(_varint(1 << 3 | 2) + _varint(len(tag) + 5) + tag + b"\x15")
         summary = sum(len(p) + 4 for p in prefixes)
-        self.summary_head = _varint(5 << 3 | 2) + _varint(summary)
-        self.fields: list[Any] = [part for prefix in prefixes for part in (prefix, 0.0)]
-        self.values = struct.Struct("<" + "".join(f"{len(p)}sf" for p in prefixes))
+        self.kind, self.names = kind, names
+        self.in_order = list(names) == sorted(names)
+        # Event.wall_time=1 (double), step=2 (varint), summary=5 (the values): the fields of
+        # one struct per length of the step's varint (1 byte below 128, 2 below 16384, ...)
+        head = _varint(5 << 3 | 2) + _varint(summary)
+        self.fields: list[Any] = [0x09, 0.0, b"", head] + [
+            part for prefix in prefixes for part in (prefix, 0.0)]
+        scalars = "".join(f"{len(p)}sf" for p in prefixes)
+        self.structs = [struct.Struct(f"<Bd{n}s{len(head)}s{scalars}") for n in range(12)]
+
+    def event(self, wall_time: float, step: int, values: Iterable[Any]) -> bytes | None:
+        """`scalars_event` of `values`, one per name of the layout."""
+        if not self.in_order:
+            return scalars_event(wall_time, step, self.kind, dict(zip(self.names, values)))
+        fields = self.fields.copy()
+        fields[1], fields[2] = wall_time, _step(step)
+        fields[5::2] = values
+        try:
+            return self.structs[len(fields[2])].pack(*fields)
+        except (struct.error, OverflowError):   # a value that is no number, or beyond float32
+            return _numbers_event(wall_time, step, self.kind, dict(zip(self.names, fields[5::2])))
 
 
-_LAYOUTS: dict[tuple[str, tuple[str, ...]], _ScalarsLayout] = {}
-_TIME = struct.Struct("<Bd")   # Event.wall_time=1 (double)
+def _step(step: int) -> bytes:
+    """The step's field: its tag and varint (cached: a few thousand distinct steps)."""
+    field = _STEPS.get(step)
+    if field is None:
+        field = b"\x10" + _varint(max(step, 0))
+        if len(_STEPS) < 1 << 16:
+            _STEPS[step] = field
+    return field
+
+
+_STEPS: dict[int, bytes] = {}
+_LAYOUTS: dict[tuple[str, tuple[str, ...]], ScalarsLayout] = {}
 FLOAT32_MAX, INF = 3.4028234663852886e38, float("inf")
+
+
+def scalars_layout(kind: str, names: tuple[str, ...]) -> ScalarsLayout:
+    layout = _LAYOUTS.get((kind, names))
+    if layout is None:
+        layout = _LAYOUTS[(kind, names)] = ScalarsLayout(kind, names)
+    return layout
 
 
 def scalars_event(wall_time: float, step: int, kind: str, values: Mapping[str, Any]) -> bytes | None:
@@ -100,17 +135,7 @@ def scalars_event(wall_time: float, step: int, kind: str, values: Mapping[str, A
     if not values:
         return None
     names = tuple(sorted(values))
-    layout = _LAYOUTS.get((kind, names))
-    if layout is None:
-        layout = _LAYOUTS[(kind, names)] = _ScalarsLayout(kind, names)
-    fields = layout.fields.copy()
-    fields[1::2] = [values[name] for name in names]
-    try:
-        packed = layout.values.pack(*fields)
-    except (struct.error, OverflowError):   # a value that is no number, or beyond float32
-        return _numbers_event(wall_time, step, kind, values)
-    return (_TIME.pack(0x09, wall_time) + b"\x10" + _varint(step if step > 0 else 0)
-            + layout.summary_head + packed)
+    return scalars_layout(kind, names).event(wall_time, step, [values[name] for name in names])
 
 
 def _numbers_event(wall_time: float, step: int, kind: str, values: Mapping[str, Any]) -> bytes | None:

@@ -9,7 +9,8 @@ metric rows cost a few seconds, and memory holds one batch whatever the experime
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator
 from itertools import groupby, islice
 from operator import itemgetter
 from pathlib import Path
@@ -18,11 +19,10 @@ from typing import Any
 from cade_cli.store.records import TrialRecord
 from cade_cli.views.model import ExperimentData
 from cade_cli.views.tbcrc import masked_crc32c_many
-from cade_cli.views.tbevents import scalars_event, tfrecord
+from cade_cli.views.metricrows import MetricSource, plain_pairs, plain_values_pattern
+from cade_cli.views.tbevents import ScalarsLayout, scalars_event, scalars_layout, tfrecord
 from cade_cli.views.tblog import end_events, event_file_name, start_events, trial_start
 
-# (trial, kind, length, time, segment, values' JSON text): `Ledger.iter_metric_rows`
-MetricRows = Callable[[str], Iterable[tuple[Any, ...]]]
 BATCH_EVENTS = 32768   # events checksummed at once: ~2 MB of payloads, a few of numpy's arrays
 
 
@@ -56,13 +56,26 @@ class _EventBatch:
 
 
 def _scalar_events(rows: Iterable[tuple[Any, ...]]) -> Iterator[bytes]:
+    """An event per row. Rows of a kind mostly share their names (a training row, then a
+    validation row): the last names seen for the kind are tried first, one regex match
+    reading the values' text; otherwise the text is split, or else decoded as JSON."""
+    known: dict[str, tuple[re.Pattern[str], ScalarsLayout]] = {}
     for _trial, kind, length, when, _segment, values in rows:
-        event = scalars_event(when, length, kind, json.loads(values))
+        shape = known.get(kind)
+        match = shape[0].fullmatch(values) if shape is not None else None
+        if match is not None:
+            event = shape[1].event(when, length, map(float, match.groups()))
+        elif (pairs := plain_pairs(values)) is not None:
+            names = tuple(pairs[0::2])
+            known[kind] = (plain_values_pattern(names), scalars_layout(kind, names))
+            event = known[kind][1].event(when, length, map(float, pairs[1::2]))
+        else:
+            event = scalars_event(when, length, kind, json.loads(values))
         if event is not None:
             yield event
 
 
-def export_tensorboard(data: ExperimentData, out: Path, metrics: MetricRows) -> list[Path]:
+def export_tensorboard(data: ExperimentData, out: Path, metrics: MetricSource) -> list[Path]:
     """One directory per trial (a TensorBoard run): its curves in Scalars (tags
     `<kind>/<metric>`, steps the lengths), its hyperparameters and status in HParams."""
     trials = {trial.id: trial for trial in data.trials}
