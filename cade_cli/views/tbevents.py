@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from cade_cli.views.tbcrc import masked_crc32c
@@ -39,7 +40,23 @@ def tfrecord(payload: bytes, crc: int | None = None) -> bytes:
     caller computed it already, e.g. with `tbcrc.masked_crc32c_many`)."""
     if crc is None:
         crc = masked_crc32c(payload)
-    return _length_header(len(payload)) + payload + struct.pack("<I", crc)
+    return _length_header(len(payload)) + payload + _U32.pack(crc)
+
+
+class _LengthHeaders(dict[int, bytes]):
+    def __missing__(self, size: int) -> bytes:
+        self[size] = _length_header(size)
+        return self[size]
+
+
+_HEADERS = _LengthHeaders()
+_U32 = struct.Struct("<I")
+
+
+def tfrecords(payloads: list[bytes], crcs: Iterable[int]) -> bytes:
+    """`tfrecord` of each payload with its CRC, joined (without a Python step per record)."""
+    headers = map(_HEADERS.__getitem__, map(len, payloads))
+    return b"".join(chain.from_iterable(zip(headers, payloads, map(_U32.pack, crcs))))
 
 
 # -- protobuf wire format: varints, length-delimited fields, doubles ------------------------
@@ -98,10 +115,11 @@ class ScalarsLayout:
         if not self.in_order:
             return scalars_event(wall_time, step, self.kind, dict(zip(self.names, values)))
         fields = self.fields.copy()
-        fields[1], fields[2] = wall_time, _step(step)
+        step_field = _STEPS.get(step) or _step(step)
+        fields[1], fields[2] = wall_time, step_field
         fields[5::2] = values
         try:
-            return self.structs[len(fields[2])].pack(*fields)
+            return self.structs[len(step_field)].pack(*fields)
         except (struct.error, OverflowError):   # a value that is no number, or beyond float32
             return _numbers_event(wall_time, step, self.kind, dict(zip(self.names, fields[5::2])))
 

@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from itertools import groupby, islice
+from itertools import chain, groupby, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from cade_cli.store.records import TrialRecord
+from cade_cli.views.metricrows import MetricSource, plain_pairs, plain_values_pattern
 from cade_cli.views.model import ExperimentData
 from cade_cli.views.tbcrc import masked_crc32c_many
-from cade_cli.views.metricrows import MetricSource, plain_pairs, plain_values_pattern
-from cade_cli.views.tbevents import ScalarsLayout, scalars_event, scalars_layout, tfrecord
+from cade_cli.views.tbevents import ScalarsLayout, scalars_event, scalars_layout, tfrecords
 from cade_cli.views.tblog import end_events, event_file_name, start_events, trial_start
 
 BATCH_EVENTS = 32768   # events checksummed at once: ~2 MB of payloads, a few of numpy's arrays
@@ -46,7 +46,7 @@ class _EventBatch:
         crcs = masked_crc32c_many(self.payloads)
         begin = 0
         for path, end in self.files:
-            framed = b"".join(map(tfrecord, self.payloads[begin:end], crcs[begin:end]))
+            framed = tfrecords(self.payloads[begin:end], crcs[begin:end])
             # The first write of a file replaces what an earlier export left there.
             with path.open("ab" if path in self.started else "wb") as handle:
                 handle.write(framed)
@@ -85,17 +85,12 @@ def export_tensorboard(data: ExperimentData, out: Path, metrics: MetricSource) -
         if trial_id in trials:
             first = next(rows)
             written[trial_id] = _write_run(data, trials[trial_id], out, batch, first[3],
-                                           _chained(first, rows))
+                                           chain((first,), rows))
     for trial in data.trials:
         if trial.id not in written:
             written[trial.id] = _write_run(data, trial, out, batch, None, iter(()))
     batch.flush()
     return [written[trial_id] for trial_id in sorted(written)]
-
-
-def _chained(first: tuple[Any, ...], rows: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
-    yield first
-    yield from rows
 
 
 def _write_run(data: ExperimentData, trial: TrialRecord, out: Path, batch: _EventBatch,
