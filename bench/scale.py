@@ -1,7 +1,7 @@
 """Ten thousand trials, a million metric rows: build a large ledger and time every command.
 
     python bench/scale.py build --trials 1000 --metrics-per-trial 120 --out /tmp/scale-1k
-    python bench/scale.py time /tmp/scale-1k [--runs 3]
+    python bench/scale.py time /tmp/scale-1k [--runs 3] [--only export ...]
 
 `build` writes a finished ASHA experiment into OUT/.cade through cade's own engine and
 ledger code (scale_build.py); `time` runs status, best, top, plot, report, both exports and
@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     timing = commands.add_parser("time", help="time every command on a built directory")
     timing.add_argument("directory", type=Path)
     timing.add_argument("--runs", type=int, default=3)
+    timing.add_argument("--only", action="append", metavar="TEXT",
+                        help="time only the commands whose label contains TEXT (repeatable;"
+                             " the sync passes are then skipped unless TEXT selects them)")
     sync = commands.add_parser("_sync", help=argparse.SUPPRESS)
     sync.add_argument("directory", type=Path)
     sync.add_argument("--runs", type=int, default=3)
@@ -48,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "_sync":
         print(json.dumps(scale_time.sync_child(args.directory.absolute(), args.runs)))
         return 0
-    results = scale_time.time_all(args.directory, args.runs)
+    results = scale_time.time_all(args.directory, args.runs, args.only)
     print(scale_time.table(results))
     return 0 if all(row.get("ok", True) for row in results) else 1
 

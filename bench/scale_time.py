@@ -67,16 +67,20 @@ def measure(label: str, argv: list[str], cwd: Path, runs: int) -> dict[str, Any]
             "error": failed[0][3][-400:] if failed else ""}
 
 
-def time_all(directory: Path, runs: int = 3) -> list[dict[str, Any]]:
+def time_all(directory: Path, runs: int = 3, only: list[str] | None = None) -> list[dict[str, Any]]:
+    """Every command (or those whose label contains one of `only`), then the sync passes."""
     directory = directory.absolute()
+    chosen = [(label, args) for label, args in COMMANDS
+              if not only or any(text in label for text in only)]
     results = []
     with tempfile.TemporaryDirectory(prefix="cade-scale-") as tmp:
-        for label, args in COMMANDS:
+        for label, args in chosen:
             argv = cade_argv([a.replace("{tmp}", tmp) for a in args])
             results.append(measure(label, argv, directory, runs))
             if label.startswith("cade report"):
                 results[-1]["size_mb"] = _size_mb(Path(tmp) / "report.html")
-        results += sync_results(directory, runs)
+        if not only or any(text in "driver sync pass" for text in only):
+            results += sync_results(directory, runs)
     ledger = directory / ".cade" / "ledger.db"
     results.append({"command": "ledger file", "size_mb": _size_mb(ledger), "ok": True})
     return results
