@@ -1,5 +1,6 @@
-"""TensorBoard event files, encoded here: TFRecord framing, CRC-32C and the few protobuf
-fields of the events cade writes (scalars and the HParams plugin's session records).
+"""TensorBoard event files, encoded here: TFRecord framing (its CRC-32C in `tbcrc`) and the
+few protobuf fields of the events cade writes (scalars and the HParams plugin's sessions).
+A metric row is one event holding a scalar per value, the tags encoded once per layout.
 
 Written by hand instead of through `torch.utils.tensorboard` or `tensorboard`: the format is
 small and frozen, and exporting then needs neither package on a login node where installing
