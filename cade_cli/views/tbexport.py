@@ -24,7 +24,7 @@ from cade_cli.views.tbcrc import masked_crc32c_many
 from cade_cli.views.tbevents import ScalarsLayout, scalars_event, scalars_layout, tfrecords
 from cade_cli.views.tblog import end_events, event_file_name, start_events, trial_start
 
-BATCH_EVENTS = 32768   # events checksummed at once: ~2 MB of payloads, a few of numpy's arrays
+BATCH_EVENTS = 8192   # events checksummed at once: ~0.5 MB of payloads, numpy's arrays a few MB
 
 
 class _EventBatch:
