@@ -58,3 +58,9 @@ def test_build_then_time_at_ci_size(tmp_path: Path) -> None:
     assert labels == ["cade status EXP", "driver sync pass, nothing new",  # one child: all three
                       "driver sync pass, 50 new training lines",
                       "ingest rate (2000 lines in one pass; per CPU second)", "ledger file"]
+
+    exports = _run("time", str(out), "--runs", "1", "--only", "export", cwd=tmp_path)
+    assert exports.returncode == 0, exports.stdout + exports.stderr
+    rows = [line for line in exports.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows[1:]] == [
+        "cade export --format csv", "cade export --format tensorboard", "ledger file"]

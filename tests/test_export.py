@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
+import io
 import json
+import random
 import struct
 from pathlib import Path
 
@@ -14,9 +17,12 @@ from fixtures_ledger import all_experiments, experiment_in_state, write_ledger
 from cade_cli.cli import cli
 from cade_cli.errors import CadeError
 from cade_cli.store.ledger import Ledger
-from cade_cli.views.export import export, metric_rows
+from cade_cli.store.records import MetricRecord
+from cade_cli.views import tbcrc
+from cade_cli.views.export import METRIC_FIELDS, export, metric_rows, tidy_tuples
+from cade_cli.views.metricrows import MEMORY_ORDERS
 from cade_cli.views.model import ExperimentData, read_experiment
-from cade_cli.views.tbevents import crc32c, crc32c_bytewise, masked_crc32c
+from cade_cli.views.tbcrc import crc32c, crc32c_bytewise, masked_crc32c, masked_crc32c_many
 
 
 def read_tfrecords(path: Path) -> list[bytes]:
@@ -79,18 +85,73 @@ def test_tensorboard_events_are_valid_records(tmp_path: Path) -> None:
     records = read_tfrecords(first)
     assert b"brain.Event:2" in records[0]
     trial_one = [m for m in data.metrics if m.trial == 1]
-    # the version, the HParams session's start, every scalar, its end (trial 1 completed)
-    assert len(records) == 2 + sum(len(m.values) for m in trial_one) + 1
+    # the version, the HParams session's start, an event per metric row, its end (completed)
+    assert len(records) == 2 + len(trial_one) + 1
     assert any(b"validation/val_loss" in r for r in records)
 
 
 def test_tensorboard_reads_them(tmp_path: Path) -> None:
+    """TensorBoard's own reader (checksums verified) gives every value of every trial: the
+    tag `<kind>/<metric>`, the step (length), the wall time, the value as a float32."""
     accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-    export(experiment_in_state("active", 2), "tensorboard", tmp_path)
+    data = experiment_in_state("active", 2)
+    export(data, "tensorboard", tmp_path)
+    scalars = 0
+    for trial in data.trials:
+        expected: dict[str, list[tuple[float, int, float]]] = {}
+        for m in sorted((m for m in data.metrics if m.trial == trial.id),
+                        key=MEMORY_ORDERS["trial_time"]):
+            for name, value in m.values.items():
+                as_float32 = struct.unpack("<f", struct.pack("<f", value))[0]
+                expected.setdefault(f"{m.kind}/{name}", []).append((m.time, m.length, as_float32))
+        events = accumulator.EventAccumulator(str(tmp_path / f"trial-{trial.id}"),
+                                              size_guidance={"scalars": 0})
+        events.Reload()
+        shown = {tag: [(s.wall_time, s.step, s.value) for s in events.Scalars(tag)]
+                 for tag in events.Tags()["scalars"]}
+        assert shown == expected, trial.id
+        scalars += sum(map(len, shown.values()))
+    assert scalars == sum(len(m.values) for m in data.metrics) > 0
+
+
+def test_tensorboard_shows_the_numbers_among_odd_values(tmp_path: Path) -> None:
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    data = experiment_in_state("active", 2)
+    odd = MetricRecord(data.experiment.id, 1, "validation", 5000, 1_800_000_000.5,
+                       {"none": None, "text": "x", "flag": True, "huge": -1e39, "ok": 0.5,
+                        "list": [1]}, 1)
+    empty = dataclasses.replace(odd, length=5001, values={"none": None})
+    plain_huge = dataclasses.replace(odd, length=5002, values={"huge": 1e39})
+    export(dataclasses.replace(data, metrics=(*data.metrics, odd, empty, plain_huge)),
+           "tensorboard", tmp_path)
     events = accumulator.EventAccumulator(str(tmp_path / "trial-1"))
     events.Reload()
-    scalars = events.Scalars("validation/val_loss")
-    assert [s.step for s in scalars] == list(range(100, 1000, 100))
+    last = {tag: events.Scalars(tag)[-1] for tag in events.Tags()["scalars"]}
+    assert {tag: (s.step, s.value) for tag, s in last.items() if s.step == 5000} == {
+        "validation/flag": (5000, 1.0), "validation/ok": (5000, 0.5)}
+    assert [(s.step, s.value) for s in events.Scalars("validation/huge")][-2:] == [
+        (5000, float("-inf")), (5002, float("inf"))]
+    assert all(s.step != 5001 for tag in last for s in events.Scalars(tag))   # no numbers
+
+
+def test_batched_checksums_are_the_one_at_a_time_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(7)
+    payloads = [bytes(rng.randrange(256) for _ in range(rng.choice([0, 1, 3, 4, 57, 58, 61])))
+                for _ in range(300)]
+    expected = [masked_crc32c(p) for p in payloads]
+    assert masked_crc32c_many(payloads) == expected          # numpy, when installed
+    monkeypatch.setattr(tbcrc, "_NUMPY", [None])
+    assert masked_crc32c_many(payloads) == expected          # without it
+    assert masked_crc32c_many([]) == []
+
+
+def test_tensorboard_without_numpy_writes_the_same_bytes(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    data = experiment_in_state("completed", 4)
+    with_numpy = export(data, "tensorboard", tmp_path / "numpy")
+    monkeypatch.setattr(tbcrc, "_NUMPY", [None])
+    without = export(data, "tensorboard", tmp_path / "python")
+    assert [p.read_bytes() for p in with_numpy] == [p.read_bytes() for p in without]
 
 
 def test_bad_format_and_unwritable_directory(tmp_path: Path) -> None:
@@ -142,3 +203,53 @@ def test_json_is_what_json_dumps_writes(tmp_path: Path) -> None:
     assert metrics_path.read_text() == expected
     empty = export(ExperimentData(exp), "json", tmp_path / "empty")[0]
     assert empty.read_text() == json.dumps({**header, "metrics": []}, indent=1) + "\n"
+
+
+ODD_VALUES = [
+    {"loss": 0.1, "acc": 1e-05, "big": 1.5e+300, "n": 3, "neg": -0.0},
+    {"nan": float("nan"), "inf": float("inf")},
+    {"none": None, "flag": True, "off": False},
+    {"text": 'a,"b"\nc', "list": [1, 2], "obj": {"x": 1}},
+    {"a,b": 1.0, 'q"k': 2.0, "\u00fc": 3.0, "": 4.0, "cr\r": 5.0},
+    {},
+]
+
+
+def odd_records(experiment: int) -> list[MetricRecord]:
+    """Metric rows whose values, names or kinds csv.writer formats or quotes specially."""
+    rows = [MetricRecord(experiment, 1, "training", 7000 + i, 1_764_835_200.4829915 + i, values, 1)
+            for i, values in enumerate(ODD_VALUES)]
+    return rows + [MetricRecord(experiment, 1, 'odd,"kind"', 7100, 1.0, {"x": 2.5}, 1),
+                   MetricRecord(experiment, 1, "training", 7101, 3, {"y": 1}, 2)]
+
+
+def csv_writer_text(records: list[MetricRecord]) -> str:
+    """What csv.writer writes for the tidy rows of `records` (the format's definition)."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(METRIC_FIELDS)
+    writer.writerows(tidy_tuples(sorted(records, key=MEMORY_ORDERS["trial_kind"])))
+    return text.getvalue()
+
+
+def test_csv_is_what_csv_writer_writes_for_any_value(tmp_path: Path) -> None:
+    """The CSV copies plain numbers' text from the ledger: byte for byte what csv.writer
+    writes for the decoded values, odd ones (NaN, null, text, quoting) included."""
+    data = experiment_in_state("active", 2)
+    data = dataclasses.replace(data, metrics=(*data.metrics, *odd_records(data.experiment.id)))
+    (path, _params) = export(data, "csv", tmp_path / "memory")
+    assert path.read_bytes().decode() == csv_writer_text(list(data.metrics))
+
+    ledger_path = tmp_path / "ledger.db"
+    ledger = write_ledger(ledger_path, all_experiments())
+    with ledger.transaction():
+        for m in odd_records(2):
+            ledger.add_metric(2, m.trial, m.segment, m.kind, m.length, m.time, m.values)
+    stored = read_experiment(ledger, ledger.experiment(2)).metrics
+    ledger.close()
+    result = CliRunner().invoke(cli, ["export", "2", "--format", "csv", "--out",
+                                      str(tmp_path / "ledger"), "--ledger", str(ledger_path)])
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "ledger" / "metrics.csv").read_bytes().decode()
+    assert written == csv_writer_text(list(stored))
+    assert ',nan,' in written and '"odd,""kind"""' in written and '"a,b"' in written

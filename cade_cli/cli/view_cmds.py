@@ -184,7 +184,7 @@ def export_cmd(experiment: int | str, fmt: str, out: Path | None, as_json: bool,
     # The metric rows stream from the ledger's cursor into the files: none are held.
     data = read_experiment(ledger, ledger.find_experiment(experiment), kinds=())
     paths = export(data, fmt, out or Path(f"cade-export-{data.experiment.id}"),
-                   lambda order: ledger.iter_metrics(data.experiment.id, order))
+                   lambda order: ledger.iter_metric_rows(data.experiment.id, order))
     if as_json:
         _wrote(data.experiment.id, paths, as_json)
         return

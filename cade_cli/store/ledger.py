@@ -366,20 +366,21 @@ class Ledger(SearcherEventLog, TrialPages):
                 [(experiment_id, trial, segment, kind, length, when,
                   json.dumps(values, sort_keys=True)) for length, when, values in rows])
 
-    def iter_metrics(self, experiment_id: int, order: str = "ledger") -> Iterator[MetricRecord]:
-        """The experiment's metric rows one at a time from a cursor (a million rows are never
-        held), in an order of METRIC_ORDERS; ties keep ledger order."""
+    def iter_metric_rows(self, experiment_id: int, order: str = "ledger") -> Iterator[tuple[Any, ...]]:
+        """(trial, kind, length, time, segment, values' JSON text) per metric row from a cursor
+        (never all held; exports copy the text), in an order of METRIC_ORDERS."""
         with _sqlite_errors(self.path):
-            cursor = self.db.execute(
-                f"SELECT * FROM metrics WHERE experiment = ? ORDER BY {METRIC_ORDERS[order]}",
-                [experiment_id])
-            names = [column[0] for column in cursor.description]
-            values_at = names.index("metric_values" if "metric_values" in names else "values")
-            trial, kind, length, when, segment = (names.index(n) for n in (
-                "trial", "kind", "length", "time", "segment"))
-            for row in cursor:
-                yield MetricRecord(experiment_id, row[trial], row[kind], row[length], row[when],
-                                   json.loads(row[values_at]), row[segment])
+            # A read-only ledger is never migrated: before migration 4 the column was `values`.
+            names = [c[0] for c in self.db.execute("SELECT * FROM metrics LIMIT 0").description]
+            values = "metric_values" if "metric_values" in names else '"values"'
+            yield from self.db.execute(
+                f"SELECT trial, kind, length, time, segment, {values} FROM metrics"
+                f" WHERE experiment = ? ORDER BY {METRIC_ORDERS[order]}", [experiment_id])
+
+    def iter_metrics(self, experiment_id: int, order: str = "ledger") -> Iterator[MetricRecord]:
+        """`iter_metric_rows` as records, their values decoded."""
+        for trial, kind, length, when, segment, values in self.iter_metric_rows(experiment_id, order):
+            yield MetricRecord(experiment_id, trial, kind, length, when, json.loads(values), segment)
 
     def metrics(self, experiment_id: int, trial: int | None = None,
                 kind: str | None = None) -> list[MetricRecord]:

@@ -1,5 +1,6 @@
-"""TensorBoard event files, encoded here: TFRecord framing, CRC-32C and the few protobuf
-fields of the events cade writes (scalars and the HParams plugin's session records).
+"""TensorBoard event files, encoded here: TFRecord framing (its CRC-32C in `tbcrc`) and the
+few protobuf fields of the events cade writes (scalars and the HParams plugin's sessions).
+A metric row is one event holding a scalar per value, the tags encoded once per layout.
 
 Written by hand instead of through `torch.utils.tensorboard` or `tensorboard`: the format is
 small and frozen, and exporting then needs neither package on a login node where installing
@@ -15,70 +16,17 @@ trials and experiments stays consistent without rewriting anything.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from itertools import chain
 from typing import Any
+
+from cade_cli.views.tbcrc import masked_crc32c
 
 # tensorboard/plugins/hparams/api.proto: Status
 STATUS_SUCCESS, STATUS_FAILURE = 1, 2
 SESSION_START_TAG = "_hparams_/session_start_info"
 SESSION_END_TAG = "_hparams_/session_end_info"
-
-
-def _crc32c_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
-        table.append(crc)
-    return table
-
-
-CRC32C_TABLE = _crc32c_table()
-
-
-def crc32c_bytewise(data: bytes, crc: int = 0xFFFFFFFF) -> int:
-    """CRC-32C (Castagnoli) a byte at a time: the reference `crc32c` is checked against."""
-    for byte in data:
-        crc = CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc
-
-
-def _word_tables() -> tuple[list[int], list[int]]:
-    """Slicing-by-4 tables indexed by 16 bits: one 4-byte word costs two lookups instead of
-    four byte steps. (The effect of byte k of a word is the one-byte table advanced 3-k
-    more bytes; the low and high halves of the word are combined into one table each.)"""
-    shifted = [CRC32C_TABLE]
-    for _ in range(3):
-        last = shifted[-1]
-        shifted.append([(c >> 8) ^ CRC32C_TABLE[c & 0xFF] for c in last])
-    t0, t1, t2, t3 = shifted
-    low = [t3[x & 0xFF] ^ t2[x >> 8] for x in range(1 << 16)]
-    high = [t1[x & 0xFF] ^ t0[x >> 8] for x in range(1 << 16)]
-    return low, high
-
-
-_WORD_TABLES: tuple[list[int], list[int]] | None = None   # built on first use (~30 ms)
-
-
-def crc32c(data: bytes) -> int:
-    """CRC-32C (Castagnoli), the checksum TFRecord files use; four bytes a step (an export
-    checksums every scalar, a million of them at ten thousand trials)."""
-    global _WORD_TABLES
-    if _WORD_TABLES is None:
-        _WORD_TABLES = _word_tables()
-    low, high = _WORD_TABLES
-    whole = len(data) - len(data) % 4
-    crc = 0xFFFFFFFF
-    for word in struct.unpack_from(f"<{whole // 4}I", data):
-        crc ^= word
-        crc = low[crc & 0xFFFF] ^ high[crc >> 16]
-    return crc32c_bytewise(data[whole:], crc) ^ 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-    crc = crc32c(data)
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
 @lru_cache(maxsize=1024)
@@ -88,9 +36,28 @@ def _length_header(size: int) -> bytes:
     return length + struct.pack("<I", masked_crc32c(length))
 
 
-def tfrecord(payload: bytes) -> bytes:
-    """One TFRecord: length, its masked CRC, the payload, its masked CRC."""
-    return _length_header(len(payload)) + payload + struct.pack("<I", masked_crc32c(payload))
+def tfrecord(payload: bytes, crc: int | None = None) -> bytes:
+    """One TFRecord: length, its masked CRC, the payload, its masked CRC (`crc` when the
+    caller computed it already, e.g. with `tbcrc.masked_crc32c_many`)."""
+    if crc is None:
+        crc = masked_crc32c(payload)
+    return _length_header(len(payload)) + payload + _U32.pack(crc)
+
+
+class _LengthHeaders(dict[int, bytes]):
+    def __missing__(self, size: int) -> bytes:
+        self[size] = _length_header(size)
+        return self[size]
+
+
+_HEADERS = _LengthHeaders()
+_U32 = struct.Struct("<I")
+
+
+def tfrecords(payloads: list[bytes], crcs: Iterable[int]) -> bytes:
+    """`tfrecord` of each payload with its CRC, joined (without a Python step per record)."""
+    headers = map(_HEADERS.__getitem__, map(len, payloads))
+    return b"".join(chain.from_iterable(zip(headers, payloads, map(_U32.pack, crcs))))
 
 
 # -- protobuf wire format: varints, length-delimited fields, doubles ------------------------
@@ -123,9 +90,82 @@ def _event(wall_time: float, step: int, summary_value: bytes) -> bytes:
             + _field_bytes(5, _field_bytes(1, summary_value)))
 
 
-def scalar_event(wall_time: float, step: int, tag: str, value: float) -> bytes:
-    """A scalar: Summary.Value{tag=1, simple_value=2 (float)}."""
-    return _event(wall_time, step, _field_bytes(1, tag.encode()) + b"\x15" + struct.pack("<f", value))
+class ScalarsLayout:
+    """The bytes of an Event holding one scalar per name, all but the wall time, the step
+    and the values fixed: the tags `<kind>/<name>` are encoded once per layout."""
+
+    def __init__(self, kind: str, names: tuple[str, ...]) -> None:
+        prefixes = []
+        for name in names:
+            tag = _field_bytes(1, f"{kind}/{name}".encode())
+            # Summary.value=1 {tag, simple_value=2 (fixed32)}: 5 bytes of value after the tag
+            prefixes.append(_varint(1 << 3 | 2) + _varint(len(tag) + 5) + tag + b"\x15")
+        summary = sum(len(p) + 4 for p in prefixes)
+        self.kind, self.names = kind, names
+        self.in_order = list(names) == sorted(names)
+        # Event.wall_time=1 (double), step=2 (varint), summary=5 (the values): the fields of
+        # one struct per length of the step's varint (1 byte below 128, 2 below 16384, ...)
+        head = _varint(5 << 3 | 2) + _varint(summary)
+        self.fields: list[Any] = [0x09, 0.0, b"", head] + [
+            part for prefix in prefixes for part in (prefix, 0.0)]
+        scalars = "".join(f"{len(p)}sf" for p in prefixes)
+        self.structs = [struct.Struct(f"<Bd{n}s{len(head)}s{scalars}") for n in range(12)]
+
+    def event(self, wall_time: float, step: int, values: Iterable[Any]) -> bytes | None:
+        """`scalars_event` of `values`, one per name of the layout."""
+        if not self.in_order:
+            return scalars_event(wall_time, step, self.kind, dict(zip(self.names, values)))
+        fields = self.fields.copy()
+        step_field = _STEPS.get(step) or _step(step)
+        fields[1], fields[2] = wall_time, step_field
+        fields[5::2] = values
+        try:
+            return self.structs[len(step_field)].pack(*fields)
+        except (struct.error, OverflowError):   # a value that is no number, or beyond float32
+            return _numbers_event(wall_time, step, self.kind, dict(zip(self.names, fields[5::2])))
+
+
+def _step(step: int) -> bytes:
+    """The step's field: its tag and varint (cached: a few thousand distinct steps)."""
+    field = _STEPS.get(step)
+    if field is None:
+        field = b"\x10" + _varint(max(step, 0))
+        if len(_STEPS) < 1 << 16:
+            _STEPS[step] = field
+    return field
+
+
+_STEPS: dict[int, bytes] = {}
+_LAYOUTS: dict[tuple[str, tuple[str, ...]], ScalarsLayout] = {}
+FLOAT32_MAX, INF = 3.4028234663852886e38, float("inf")
+
+
+def scalars_layout(kind: str, names: tuple[str, ...]) -> ScalarsLayout:
+    layout = _LAYOUTS.get((kind, names))
+    if layout is None:
+        layout = _LAYOUTS[(kind, names)] = ScalarsLayout(kind, names)
+    return layout
+
+
+def scalars_event(wall_time: float, step: int, kind: str, values: Mapping[str, Any]) -> bytes | None:
+    """One Event with a scalar per numeric value, tagged `<kind>/<name>` (names sorted),
+    at the step `step`: what one scalar event per value shows, in one record (half the
+    records to frame and checksum). None when no value is a number."""
+    if not values:
+        return None
+    names = tuple(sorted(values))
+    return scalars_layout(kind, names).event(wall_time, step, [values[name] for name in names])
+
+
+def _numbers_event(wall_time: float, step: int, kind: str, values: Mapping[str, Any]) -> bytes | None:
+    """`scalars_event` of the numbers among `values`, those beyond float32 as +-inf (what
+    TensorBoard would show for them); bools count as 0 and 1."""
+    numbers = {}
+    for name, value in values.items():
+        if isinstance(value, (int, float)):
+            too_big = abs(value) > FLOAT32_MAX
+            numbers[name] = (INF if value > 0 else -INF) if too_big else float(value)
+    return scalars_event(wall_time, step, kind, numbers)
 
 
 def version_event(wall_time: float) -> bytes:

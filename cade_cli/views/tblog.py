@@ -20,7 +20,7 @@ from cade_cli.views.model import ExperimentData, flatten_params
 from cade_cli.views.tbevents import (
     STATUS_FAILURE,
     STATUS_SUCCESS,
-    scalar_event,
+    scalars_event,
     session_end_event,
     session_start_event,
     tfrecord,
@@ -46,21 +46,22 @@ def trial_metrics(data: ExperimentData, trial: TrialRecord) -> list[MetricRecord
                   key=lambda m: (m.time, m.length, m.kind))
 
 
-def trial_start(data: ExperimentData, trial: TrialRecord,
-                first: MetricRecord | None = None) -> float:
-    """When the trial's run starts: its first metric row (`first` when the caller has it
-    already), else when the trial was created."""
-    if first is None:
+def trial_start(data: ExperimentData, trial: TrialRecord, first_time: float | None = None) -> float:
+    """When the trial's run starts: its first metric row (`first_time`, when the caller read
+    it already), else when the trial was created."""
+    if first_time is None:
         records = trial_metrics(data, trial)
-        first = records[0] if records else None
-    return first.time if first else (trial.created or data.experiment.created)
+        first_time = records[0].time if records else None
+    return first_time if first_time is not None else (trial.created or data.experiment.created)
 
 
 def metric_events(records: Iterable[MetricRecord]) -> Iterator[bytes]:
-    """Scalars tagged `<kind>/<metric>` (training/..., validation/...), steps the lengths;
-    made as the records come."""
-    return (scalar_event(r.time, r.length, f"{r.kind}/{name}", float(r.values[name]))
-            for r in records for name in sorted(r.values))
+    """An event per record: its numeric values as scalars tagged `<kind>/<metric>`
+    (training/..., validation/...), the step its length; made as the records come."""
+    for record in records:
+        event = scalars_event(record.time, record.length, record.kind, record.values)
+        if event is not None:
+            yield event
 
 
 def start_events(data: ExperimentData, trial: TrialRecord, start: float) -> list[bytes]:

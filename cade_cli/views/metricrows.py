@@ -1,0 +1,58 @@
+"""Metric rows as the exports read them: undecoded, (trial, kind, length, time, segment,
+values' JSON text) in an order of `Ledger.iter_metric_rows`, from the ledger's cursor or from
+records held in memory; and the values' text read without decoding it as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from cade_cli.store.records import MetricRecord
+from cade_cli.views.model import ExperimentData
+
+# A source of an experiment's metric rows, given an order ("trial_kind" or "trial_time").
+MetricSource = Callable[[str], Iterable[tuple[Any, ...]]]
+MEMORY_ORDERS: dict[str, Callable[[MetricRecord], tuple[Any, ...]]] = {
+    "trial_kind": lambda m: (m.trial, m.kind, m.length, m.time),
+    "trial_time": lambda m: (m.trial, m.time, m.length, m.kind)}
+
+# Values as the ledger writes them (json.dumps, sorted keys) when every value is a number
+# and no name needs a JSON escape or CSV quoting. Each number's text is then what Python
+# prints for it (json.dumps writes floats with repr, ints with str); NaN and the infinities,
+# written as NaN and Infinity, do not match.
+NUMBER = r"-?\d[\d.eE+-]*"   # as JSON writes them: NaN and Infinity are left out
+_ENTRY = r'"[^"\\,\r\n]*": ' + NUMBER
+PLAIN_VALUES = re.compile(r"\{" + _ENTRY + "(?:, " + _ENTRY + r")*\}")
+
+
+def memory_source(data: ExperimentData) -> MetricSource:
+    """The rows of `data` as the ledger gives them (values encoded as the ledger encodes
+    them; a stable sort keeps ledger order on ties)."""
+    return lambda order: ((m.trial, m.kind, m.length, m.time, m.segment,
+                           json.dumps(m.values, sort_keys=True))
+                          for m in sorted(data.metrics, key=MEMORY_ORDERS[order]))
+
+
+def decoded(experiment: int, rows: Iterable[tuple[Any, ...]]) -> Iterator[MetricRecord]:
+    for trial, kind, length, when, segment, values in rows:
+        yield MetricRecord(experiment, trial, kind, length, when, json.loads(values), segment)
+
+
+def plain_pairs(values: str) -> list[str] | None:
+    """[name, number's text, name, number's text, ...] of values matching PLAIN_VALUES, in
+    their order in the text; None for any other values."""
+    if PLAIN_VALUES.fullmatch(values) is None:
+        return None
+    # {"a": 1.5, "b": 2} -> a", "1.5, "b", "2 -> a, 1.5, b, 2 (names hold no quote)
+    return values[2:-1].replace('": ', ', "').split(', "')
+
+
+
+def plain_values_pattern(names: tuple[str, ...]) -> re.Pattern[str]:
+    """What PLAIN_VALUES matches for exactly these names (as `plain_pairs` gave them), each
+    number a group: one match reads the values of the many rows that share their names."""
+    entries = ", ".join(f'"{re.escape(name)}": ({NUMBER})' for name in names)
+    return re.compile(r"\{" + entries + r"\}")
