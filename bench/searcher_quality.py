@@ -24,7 +24,7 @@ value at length L depends on the params alone), so a PBT child whose params were
 perturbed is scored as if it had trained with them from the start. That flatters PBT.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
-       [--functions NAME ...] [--log RUNS.jsonl] [--out FILE.md]
+       [--functions NAME ...] [--methods NAME ...] [--log RUNS.jsonl] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from mf_functions import FUNCTIONS, MAX_FIDELITY, Function
+import mf_branin
+import mf_functions
+from mf_functions import MAX_FIDELITY, Function
 
+FUNCTIONS = {**mf_functions.FUNCTIONS, **mf_branin.FUNCTIONS}
 MAX_LENGTH = MAX_FIDELITY
 DIVISOR = 3
 WORKERS = 4
@@ -96,6 +99,11 @@ CADE_SEARCHERS["asha-tpe"] = CADE_SEARCHERS["asha"] + "\n  sampler: tpe"
 CADE_SEARCHERS["adaptive-tpe"] = CADE_SEARCHERS["adaptive"] + "\n  sampler: tpe"
 CADE_SEARCHERS["adaptive-learned"] = CADE_SEARCHERS["adaptive"] + "\n  bracket_policy: learned"
 CADE_SEARCHERS["adaptive-learned-tpe"] = CADE_SEARCHERS["adaptive-learned"] + "\n  sampler: tpe"
+# Five rungs: the shortest at 100 / 81 (about 1) instead of 100 / 27, as short as the
+# peers' first report, so a budget buys about three times as many first evaluations.
+for _mode in ("asha-tpe", "adaptive-learned-tpe"):
+    CADE_SEARCHERS[f"{_mode}-5r"] = (CADE_SEARCHERS[_mode].replace("num_rungs: 4", "num_rungs: 5")
+                                     .replace("max_rungs: 4", "max_rungs: 5"))
 NOT_COUNTED = ("pbt",)   # see the module docstring
 
 
@@ -206,13 +214,55 @@ def run_ray_asha(dims: int, trace: Trace, seed: int) -> None:
         pass
 
 
+BOHB_BUDGETS = {DIVISOR ** k for k in range(5)} | {MAX_LENGTH}   # ASHA's rungs and the end
+
+
+def run_ray_bohb(dims: int, trace: Trace, seed: int) -> None:
+    """BOHB's model (Ray Tune's TuneBOHB over hpbandster's KDE) proposing trials that Ray's
+    ASHA stops. Ray pairs TuneBOHB with HyperBandForBOHB, which needs Tune's trial
+    controller; ASHA runs through its scheduler interface alone. The model hears each
+    trial's value at ASHA's rung lengths, as HyperBandForBOHB would report its budgets."""
+    import ConfigSpace
+    from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
+    from ray.tune.search.bohb import TuneBOHB
+
+    space = ConfigSpace.ConfigurationSpace(seed=seed)
+    space.add([ConfigSpace.Float(f"X_{i}", (0.0, 1.0)) for i in range(dims)])
+    searcher = TuneBOHB(space=space, metric="value", mode="min", seed=seed)
+    scheduler = AsyncHyperBandScheduler(time_attr="training_iteration", metric="value",
+                                        mode="min", max_t=MAX_LENGTH, grace_period=1,
+                                        reduction_factor=DIVISOR, brackets=1)
+    number = 0
+    try:
+        while True:
+            number += 1
+            trial = _RayTrial(f"t{number}")
+            config = searcher.suggest(trial.trial_id)
+            x = tuple(float(config[f"X_{i}"]) for i in range(dims))
+            scheduler.on_trial_add(None, trial)
+            result: dict[str, Any] = {}
+            for step in range(1, MAX_LENGTH + 1):
+                result = {"training_iteration": step, "value": trace.evaluate(number, x, step)}
+                if step in BOHB_BUDGETS:
+                    searcher.on_trial_result(trial.trial_id,
+                                             {**result, "hyperband_info": {"budget": step}})
+                if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:
+                    break
+            scheduler.on_trial_complete(None, trial, result)
+            searcher.on_trial_complete(trial.trial_id, result)
+    except BudgetSpent:
+        pass
+
+
 OPTUNA_METHODS = ("optuna-random-sha", "optuna-random-hb", "optuna-tpe-sha", "optuna-tpe-hb")
 
 
 def peer_methods() -> tuple[str, ...]:
     if importlib.util.find_spec("ray") is None:
         return OPTUNA_METHODS
-    return OPTUNA_METHODS + ("ray-asha",)
+    if importlib.util.find_spec("hpbandster") is None:
+        return OPTUNA_METHODS + ("ray-asha",)
+    return OPTUNA_METHODS + ("ray-asha", "ray-bohb")
 
 
 def run_one(job: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
@@ -223,6 +273,8 @@ def run_one(job: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
         run_cade(method, dims, trace, seed)
     elif method == "ray-asha":
         run_ray_asha(dims, trace, seed)
+    elif method == "ray-bohb":
+        run_ray_bohb(dims, trace, seed)
     else:
         _, sampler_name, pruner_name = method.split("-")
         run_optuna(sampler_name, pruner_name, dims, trace, seed)
@@ -298,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=1500, help="length units per run")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--functions", nargs="*", default=list(FUNCTIONS))
+    parser.add_argument("--methods", nargs="*",
+                        help="run only these methods (the tables still need all of them)")
     parser.add_argument("--tables-only", action="store_true",
                         help="run nothing: the tables of the seeds complete in --log")
     parser.add_argument("--out", help="also write the tables to this file")
@@ -310,7 +364,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(f, m, s, args.budget) for s in range(args.seeds) for f in args.functions
             for m in cade + list(peers)]
     done = logged(args.log, args.budget)
-    todo = [job for job in jobs if job[:3] not in done and job[2] >= args.first_seed]
+    todo = [job for job in jobs if job[:3] not in done and job[2] >= args.first_seed
+            and (not args.methods or job[1] in args.methods)]
     if args.tables_only:
         todo = []
     started = time.perf_counter()
@@ -320,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.log:
                 with open(args.log, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps([name, method, seed, args.budget, regret]) + "\n")
-    if args.first_seed:
+    if args.first_seed or args.methods:
         return 0   # a part of a split run: the tables come from the whole --log
     seeds = [seed for seed in range(args.seeds)
              if all(job[:3] in done for job in jobs if job[2] == seed)]
