@@ -2,8 +2,9 @@
 
 Functions (bench/mf_functions.py, on the unit cube, fidelity 1..100 = the trial's length):
 mf-prior-bench's multi-fidelity Hartmann 3 and 6 in their good, moderate, bad and terrible
-variants (held out: nothing in cade was tuned on them), and two functions the bracket policy
-was developed on (`sphere4`, `crossing4`). Training a trial from length a to b costs b - a.
+variants and the multi-fidelity Branin with and without noise (bench/mf_branin.py) (held
+out: nothing in cade was tuned on them), and two functions the bracket policy and the TPE
+constants were developed on (`sphere4`, `crossing4`). Training a trial from length a to b costs b - a.
 
 Every method runs until it has spent the same total training length (BUDGET units); what it
 learns is charged in the order it learns it, and the run is cut when the budget is spent.
@@ -17,7 +18,8 @@ searchers decide exactly as in a real run. Peers run one trial at a time and rep
 every unit of length: Optuna's RandomSampler and TPESampler (multivariate, constant liar)
 with its SuccessiveHalvingPruner and HyperbandPruner (reduction factor 3), and Ray Tune's
 ASHA scheduler (AsyncHyperBandScheduler) driven through its scheduler interface with random
-sampling, when `ray` imports (no Ray cluster is started: the decisions are the same).
+sampling, when `ray` imports (no Ray cluster is started: the decisions are the same), and
+BOHB's model (TuneBOHB) inside that ASHA when `hpbandster` and `ConfigSpace` import too.
 
 PBT runs too, but is not counted as a cade mode: the simulated objective has no history (the
 value at length L depends on the params alone), so a PBT child whose params were just
