@@ -190,7 +190,14 @@ class _RayTrial:
     trial_id: str
 
 
-def run_ray_asha(dims: int, trace: Trace, seed: int) -> None:
+BOHB_BUDGETS = {DIVISOR ** k for k in range(5)} | {MAX_LENGTH}   # ASHA's rungs and the end
+
+
+def run_ray(dims: int, trace: Trace, seed: int, bohb: bool) -> None:
+    """Ray Tune's ASHA scheduler, through its scheduler interface, stopping trials proposed
+    at random or (`bohb`) by BOHB's model (TuneBOHB over hpbandster's KDE). Ray pairs
+    TuneBOHB with HyperBandForBOHB, which needs Tune's trial controller; here the model
+    hears each trial's value at ASHA's rung lengths, as HyperBandForBOHB reports budgets."""
     import random
 
     from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
@@ -198,62 +205,44 @@ def run_ray_asha(dims: int, trace: Trace, seed: int) -> None:
     scheduler = AsyncHyperBandScheduler(time_attr="training_iteration", metric="value",
                                         mode="min", max_t=MAX_LENGTH, grace_period=1,
                                         reduction_factor=DIVISOR, brackets=1)
+    searcher = _bohb_searcher(dims, seed) if bohb else None
     rng = random.Random(seed)
     number = 0
     try:
         while True:
             number += 1
             trial = _RayTrial(f"t{number}")
-            x = tuple(rng.random() for _ in range(dims))
+            if searcher is None:
+                x = tuple(rng.random() for _ in range(dims))
+            else:
+                config = searcher.suggest(trial.trial_id)
+                x = tuple(float(config[f"X_{i}"]) for i in range(dims))
             scheduler.on_trial_add(None, trial)
             result: dict[str, Any] = {}
             for step in range(1, MAX_LENGTH + 1):
                 result = {"training_iteration": step, "value": trace.evaluate(number, x, step)}
-                if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:
-                    break
-            scheduler.on_trial_complete(None, trial, result)
-    except BudgetSpent:
-        pass
-
-
-BOHB_BUDGETS = {DIVISOR ** k for k in range(5)} | {MAX_LENGTH}   # ASHA's rungs and the end
-
-
-def run_ray_bohb(dims: int, trace: Trace, seed: int) -> None:
-    """BOHB's model (Ray Tune's TuneBOHB over hpbandster's KDE) proposing trials that Ray's
-    ASHA stops. Ray pairs TuneBOHB with HyperBandForBOHB, which needs Tune's trial
-    controller; ASHA runs through its scheduler interface alone. The model hears each
-    trial's value at ASHA's rung lengths, as HyperBandForBOHB would report its budgets."""
-    import ConfigSpace
-    from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
-    from ray.tune.search.bohb import TuneBOHB
-
-    space = ConfigSpace.ConfigurationSpace(seed=seed)
-    space.add([ConfigSpace.Float(f"X_{i}", (0.0, 1.0)) for i in range(dims)])
-    searcher = TuneBOHB(space=space, metric="value", mode="min", seed=seed)
-    scheduler = AsyncHyperBandScheduler(time_attr="training_iteration", metric="value",
-                                        mode="min", max_t=MAX_LENGTH, grace_period=1,
-                                        reduction_factor=DIVISOR, brackets=1)
-    number = 0
-    try:
-        while True:
-            number += 1
-            trial = _RayTrial(f"t{number}")
-            config = searcher.suggest(trial.trial_id)
-            x = tuple(float(config[f"X_{i}"]) for i in range(dims))
-            scheduler.on_trial_add(None, trial)
-            result: dict[str, Any] = {}
-            for step in range(1, MAX_LENGTH + 1):
-                result = {"training_iteration": step, "value": trace.evaluate(number, x, step)}
-                if step in BOHB_BUDGETS:
+                if searcher is not None and step in BOHB_BUDGETS:
                     searcher.on_trial_result(trial.trial_id,
                                              {**result, "hyperband_info": {"budget": step}})
                 if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:
                     break
             scheduler.on_trial_complete(None, trial, result)
-            searcher.on_trial_complete(trial.trial_id, result)
+            if searcher is not None:
+                searcher.on_trial_complete(trial.trial_id, result)
     except BudgetSpent:
         pass
+
+
+def _bohb_searcher(dims: int, seed: int) -> Any:
+    import ConfigSpace
+    import numpy
+    from ray.tune.search.bohb import TuneBOHB
+
+    numpy.random.seed(seed)   # hpbandster draws from numpy's global generator
+
+    space = ConfigSpace.ConfigurationSpace(seed=seed)
+    space.add([ConfigSpace.Float(f"X_{i}", (0.0, 1.0)) for i in range(dims)])
+    return TuneBOHB(space=space, metric="value", mode="min", seed=seed)
 
 
 OPTUNA_METHODS = ("optuna-random-sha", "optuna-random-hb", "optuna-tpe-sha", "optuna-tpe-hb")
@@ -273,10 +262,8 @@ def run_one(job: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
     trace = Trace(function, budget)
     if method in CADE_SEARCHERS:
         run_cade(method, dims, trace, seed)
-    elif method == "ray-asha":
-        run_ray_asha(dims, trace, seed)
-    elif method == "ray-bohb":
-        run_ray_bohb(dims, trace, seed)
+    elif method.startswith("ray-"):
+        run_ray(dims, trace, seed, bohb=method == "ray-bohb")
     else:
         _, sampler_name, pruner_name = method.split("-")
         run_optuna(sampler_name, pruner_name, dims, trace, seed)
