@@ -8,7 +8,7 @@ follow Scott's rule as in multivariate TPE, n^(-1/(d+4)), at BANDWIDTH_SCALE of 
 0.1, half of Optuna's 0.2. A cade search proposes fewer trials than a pruner that stops trials
 after one unit of length (its shortest rung is longer), so its proposals stay nearer the best
 points; 0.1 was chosen on bench/searcher_quality.py's development functions (`sphere4`,
-`crossing4`, 20 seeds: median regret on `sphere4` 1.4-1.8x lower than with 0.2, `crossing4`
+`crossing4`, 20 seeds: median regret on `sphere4` 1.4-1.5x lower than with 0.2, `crossing4`
 unchanged or better), never on its held-out ones.
 """
 
