@@ -2,8 +2,9 @@
 
 Functions (bench/mf_functions.py, on the unit cube, fidelity 1..100 = the trial's length):
 mf-prior-bench's multi-fidelity Hartmann 3 and 6 in their good, moderate, bad and terrible
-variants (held out: nothing in cade was tuned on them), and two functions the bracket policy
-was developed on (`sphere4`, `crossing4`). Training a trial from length a to b costs b - a.
+variants and the multi-fidelity Branin with and without noise (bench/mf_branin.py) (held
+out: nothing in cade was tuned on them), and two functions the bracket policy and the TPE
+constants were developed on (`sphere4`, `crossing4`). Training a trial from length a to b costs b - a.
 
 Every method runs until it has spent the same total training length (BUDGET units); what it
 learns is charged in the order it learns it, and the run is cut when the budget is spent.
@@ -17,7 +18,8 @@ searchers decide exactly as in a real run. Peers run one trial at a time and rep
 every unit of length: Optuna's RandomSampler and TPESampler (multivariate, constant liar)
 with its SuccessiveHalvingPruner and HyperbandPruner (reduction factor 3), and Ray Tune's
 ASHA scheduler (AsyncHyperBandScheduler) driven through its scheduler interface with random
-sampling, when `ray` imports (no Ray cluster is started: the decisions are the same).
+sampling, when `ray` imports (no Ray cluster is started: the decisions are the same), and
+BOHB's model (TuneBOHB) inside that ASHA when `hpbandster` and `ConfigSpace` import too.
 
 PBT runs too, but by default is not counted as a cade mode: the simulated objective has no
 history (the value at length L depends on the params alone), so a PBT child whose params were
@@ -29,7 +31,8 @@ changes: trials that train only with their own params are scored exactly as with
 the peers never resume a trial from another's checkpoint.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
-       [--functions NAME ...] [--memory L] [--log RUNS.jsonl] [--out FILE.md]
+       [--functions NAME ...] [--methods NAME ...] [--memory L] [--log RUNS.jsonl]
+       [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -47,8 +50,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from mf_functions import FUNCTIONS, MAX_FIDELITY, Function
+import mf_branin
+import mf_functions
+from mf_functions import MAX_FIDELITY, Function
 
+FUNCTIONS = {**mf_functions.FUNCTIONS, **mf_branin.FUNCTIONS}
 MAX_LENGTH = MAX_FIDELITY
 DIVISOR = 3
 WORKERS = 4
@@ -101,6 +107,11 @@ CADE_SEARCHERS["asha-tpe"] = CADE_SEARCHERS["asha"] + "\n  sampler: tpe"
 CADE_SEARCHERS["adaptive-tpe"] = CADE_SEARCHERS["adaptive"] + "\n  sampler: tpe"
 CADE_SEARCHERS["adaptive-learned"] = CADE_SEARCHERS["adaptive"] + "\n  bracket_policy: learned"
 CADE_SEARCHERS["adaptive-learned-tpe"] = CADE_SEARCHERS["adaptive-learned"] + "\n  sampler: tpe"
+# Five rungs: the shortest at 100 / 81 (about 1) instead of 100 / 27, as short as the
+# peers' first report, so a budget buys about three times as many first evaluations.
+for _mode in ("asha-tpe", "adaptive-learned-tpe"):
+    CADE_SEARCHERS[f"{_mode}-5r"] = (CADE_SEARCHERS[_mode].replace("num_rungs: 4", "num_rungs: 5")
+                                     .replace("max_rungs: 4", "max_rungs: 5"))
 NOT_COUNTED = ("pbt",)   # see the module docstring
 MEMORY: float | None = None   # --memory, set in every worker process
 
@@ -191,7 +202,14 @@ class _RayTrial:
     trial_id: str
 
 
-def run_ray_asha(dims: int, trace: Trace, seed: int) -> None:
+BOHB_BUDGETS = {DIVISOR ** k for k in range(5)} | {MAX_LENGTH}   # ASHA's rungs and the end
+
+
+def run_ray(dims: int, trace: Trace, seed: int, bohb: bool) -> None:
+    """Ray Tune's ASHA scheduler, through its scheduler interface, stopping trials proposed
+    at random or (`bohb`) by BOHB's model (TuneBOHB over hpbandster's KDE). Ray pairs
+    TuneBOHB with HyperBandForBOHB, which needs Tune's trial controller; here the model
+    hears each trial's value at ASHA's rung lengths, as HyperBandForBOHB reports budgets."""
     import random
 
     from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
@@ -199,22 +217,44 @@ def run_ray_asha(dims: int, trace: Trace, seed: int) -> None:
     scheduler = AsyncHyperBandScheduler(time_attr="training_iteration", metric="value",
                                         mode="min", max_t=MAX_LENGTH, grace_period=1,
                                         reduction_factor=DIVISOR, brackets=1)
+    searcher = _bohb_searcher(dims, seed) if bohb else None
     rng = random.Random(seed)
     number = 0
     try:
         while True:
             number += 1
             trial = _RayTrial(f"t{number}")
-            x = tuple(rng.random() for _ in range(dims))
+            if searcher is None:
+                x = tuple(rng.random() for _ in range(dims))
+            else:
+                config = searcher.suggest(trial.trial_id)
+                x = tuple(float(config[f"X_{i}"]) for i in range(dims))
             scheduler.on_trial_add(None, trial)
             result: dict[str, Any] = {}
             for step in range(1, MAX_LENGTH + 1):
                 result = {"training_iteration": step, "value": trace.evaluate(number, x, step)}
+                if searcher is not None and step in BOHB_BUDGETS:
+                    searcher.on_trial_result(trial.trial_id,
+                                             {**result, "hyperband_info": {"budget": step}})
                 if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:
                     break
             scheduler.on_trial_complete(None, trial, result)
+            if searcher is not None:
+                searcher.on_trial_complete(trial.trial_id, result)
     except BudgetSpent:
         pass
+
+
+def _bohb_searcher(dims: int, seed: int) -> Any:
+    import ConfigSpace
+    import numpy
+    from ray.tune.search.bohb import TuneBOHB
+
+    numpy.random.seed(seed)   # hpbandster draws from numpy's global generator
+
+    space = ConfigSpace.ConfigurationSpace(seed=seed)
+    space.add([ConfigSpace.Float(f"X_{i}", (0.0, 1.0)) for i in range(dims)])
+    return TuneBOHB(space=space, metric="value", mode="min", seed=seed)
 
 
 OPTUNA_METHODS = ("optuna-random-sha", "optuna-random-hb", "optuna-tpe-sha", "optuna-tpe-hb")
@@ -223,7 +263,9 @@ OPTUNA_METHODS = ("optuna-random-sha", "optuna-random-hb", "optuna-tpe-sha", "op
 def peer_methods() -> tuple[str, ...]:
     if importlib.util.find_spec("ray") is None:
         return OPTUNA_METHODS
-    return OPTUNA_METHODS + ("ray-asha",)
+    if importlib.util.find_spec("hpbandster") is None:
+        return OPTUNA_METHODS + ("ray-asha",)
+    return OPTUNA_METHODS + ("ray-asha", "ray-bohb")
 
 
 def run_one(job: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
@@ -232,8 +274,8 @@ def run_one(job: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
     trace = Trace(function, budget)
     if method in CADE_SEARCHERS:
         run_cade(method, dims, trace, seed)
-    elif method == "ray-asha":
-        run_ray_asha(dims, trace, seed)
+    elif method.startswith("ray-"):
+        run_ray(dims, trace, seed, bohb=method == "ray-bohb")
     else:
         _, sampler_name, pruner_name = method.split("-")
         run_optuna(sampler_name, pruner_name, dims, trace, seed)
@@ -309,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=1500, help="length units per run")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--functions", nargs="*", default=list(FUNCTIONS))
+    parser.add_argument("--methods", nargs="*",
+                        help="run only these methods (the tables still need all of them)")
     parser.add_argument("--tables-only", action="store_true",
                         help="run nothing: the tables of the seeds complete in --log")
     parser.add_argument("--out", help="also write the tables to this file")
@@ -324,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(f, m, s, args.budget) for s in range(args.seeds) for f in args.functions
             for m in cade + list(peers)]
     done = logged(args.log, args.budget)
-    todo = [job for job in jobs if job[:3] not in done and job[2] >= args.first_seed]
+    todo = [job for job in jobs if job[:3] not in done and job[2] >= args.first_seed
+            and (not args.methods or job[1] in args.methods)]
     if args.tables_only:
         todo = []
     started = time.perf_counter()
@@ -336,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.log:
                 with open(args.log, "a", encoding="utf-8") as handle:
                     handle.write(json.dumps([name, method, seed, args.budget, regret]) + "\n")
-    if args.first_seed:
+    if args.first_seed or args.methods:
         return 0   # a part of a split run: the tables come from the whole --log
     seeds = [seed for seed in range(args.seeds)
              if all(job[:3] in done for job in jobs if job[2] == seed)]

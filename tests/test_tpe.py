@@ -220,7 +220,8 @@ def test_tpe_beats_random_sampling_on_a_correlated_objective(name: str) -> None:
     def median_regret(sampler: str) -> float:
         spec = experiment(searcher_spec(name, sampler=sampler, max_trials=100))
         regrets = []
-        for seed in range(5):
+        # Nine seeds: a median over five swung by 2-3x from one seed to the next.
+        for seed in range(9):
             result = simulate(spec, bowl, workers=4, seed=seed)
             assert result.best is not None
             regrets.append(regret(result.trials[result.best.trial - 1].params))
