@@ -22,6 +22,7 @@ from typing import Any
 
 from cade_cli.errors import SpecError
 from cade_cli.spec.files import read_capped
+from cade_cli.spec.reader import suggest
 from cade_cli.spec.yamlpos import Node, Problems, compose
 
 SCHEDULERS = ("auto", "local", "slurm", "pbs")
@@ -77,20 +78,28 @@ def _scheduler(value: Any) -> str:
 
 
 def _non_negative_float(value: Any) -> float:
+    expected = f"must be a number >= 0, got {value!r}"
     if isinstance(value, bool):
-        raise ValueError(f"must be a number >= 0, got {value!r}")  # noqa: TRY004
-    number = float(value)
+        raise ValueError(expected)  # noqa: TRY004
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(expected) from None
     if not number >= 0:  # also rejects NaN
-        raise ValueError(f"must be a number >= 0, got {value!r}")
+        raise ValueError(expected)
     return number
 
 
 def _positive_int(value: Any) -> int:
+    expected = f"must be a whole number >= 1, got {value!r}"
     if isinstance(value, bool):
-        raise ValueError(f"must be a whole number >= 1, got {value!r}")  # noqa: TRY004
-    number = int(str(value).strip())
+        raise ValueError(expected)  # noqa: TRY004
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ValueError(expected) from None
     if number < 1:
-        raise ValueError(f"must be a whole number >= 1, got {value!r}")
+        raise ValueError(expected)
     return number
 
 
@@ -175,7 +184,8 @@ def _parse(parsers: Mapping[str, Callable[[Any], Any]], key: str, value: Any, wh
     shown = path or key
     if key not in parsers:
         known = ", ".join(sorted(parsers))
-        raise SpecError(f"{where}: unknown setting {shown!r}", hint=f"known settings: {known}")
+        raise SpecError(f"{where}: unknown setting {shown!r}{suggest(key, parsers, listing=False)}",
+                        hint=f"known settings: {known}")
     try:
         return parsers[key](value)
     except (TypeError, ValueError) as err:
