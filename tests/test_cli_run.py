@@ -187,6 +187,19 @@ def test_dry_run_prints_the_script_and_records_nothing(env: Path) -> None:
     assert not (env / ".cade").exists()
 
 
+def test_a_missing_entrypoint_script_is_refused_with_its_line(env: Path) -> None:
+    (env / "typo.yaml").write_text(SPEC.replace(f'["{sys.executable}", "{TRAINER}"]', "python3 trian.py"))
+    refused = CliRunner().invoke(cli, ["submit", "typo.yaml", "--scheduler", "local"])
+    assert (refused.exit_code, refused.output) == (2, (
+        f"Error: typo.yaml:3: entrypoint: no file 'trian.py' in {env} (the entrypoint runs in the "
+        "spec's directory)\n"))
+    assert not (env / ".cade").exists()
+    dry = CliRunner().invoke(cli, ["submit", "typo.yaml", "--dry-run", "--scheduler", "local"])
+    assert dry.exit_code == 0 and dry.stderr == (
+        f"warning: typo.yaml:3: entrypoint: no file 'trian.py' in {env} (the entrypoint runs in the "
+        "spec's directory)\n")
+
+
 def test_submit_drives_to_completion_then_reads(env: Path) -> None:
     result = invoke("submit", "spec.yaml", "--scheduler", "local", "--slots", "1")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
