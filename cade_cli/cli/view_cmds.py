@@ -161,9 +161,12 @@ def report_cmd(experiment: int | str, html_path: Path, metric: str | None, as_js
                ledger_path: str | None) -> None:
     """Write a one-file HTML report: overview, curves, hyperparameters, ladder, trials."""
     from cade_cli.views.html import read_report_data, write_report
+    from cade_cli.views.plots import check_metric
 
     ledger = open_ledger(ledger_path)
     data = read_report_data(ledger, ledger.find_experiment(experiment))
+    if metric is not None:   # the default is drawn even before anything is reported
+        check_metric(data, metric)
     _wrote(data.experiment.id, [write_report(data, html_path, metric)], as_json)
 
 
