@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -185,6 +186,22 @@ def test_dry_run_prints_the_script_and_records_nothing(env: Path) -> None:
     assert result.output.startswith("#!")  # type: ignore[attr-defined]
     assert "CADE_TRIAL_ID" in result.output  # type: ignore[attr-defined]
     assert not (env / ".cade").exists()
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    def undocumented(group: click.Group, path: str) -> list[str]:
+        found = []
+        context = click.Context(group)
+        for name in group.list_commands(context):   # the commands are loaded on demand
+            command = group.get_command(context, name)
+            assert command is not None
+            if isinstance(command, click.Group):
+                found += undocumented(command, f"{path}{name} ")
+            found += [f"{path}{name} {param.opts[0]}" for param in command.params
+                      if isinstance(param, click.Option) and not param.help]
+        return found
+
+    assert undocumented(cli, "cade ") == []
 
 
 def test_a_missing_entrypoint_script_is_refused_with_its_line(env: Path) -> None:

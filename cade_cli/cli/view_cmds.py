@@ -124,7 +124,8 @@ def _wrote(experiment_id: int, paths: list[Path], as_json: bool) -> None:
 @click.argument("experiment", type=EXPERIMENT)
 @click.option("--metric", help="Metric to plot (default: the searcher's metric).")
 @click.option("--kind", type=click.Choice(["curves", "hparams", "ladder"]), default="curves",
-              show_default=True)
+              show_default=True, help="Learning curves, the metric against each hyperparameter, "
+                                      "or the rung ladder.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a .png or .svg with matplotlib instead of drawing in the terminal.")
 @json_option("With --out: print {\"experiment\", \"files\"} as JSON.")
@@ -173,7 +174,8 @@ def report_cmd(experiment: int | str, html_path: Path, metric: str | None, as_js
 @click.command("export")
 @click.argument("experiment", type=EXPERIMENT)
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "tensorboard"]),
-              default="csv", show_default=True)
+              default="csv", show_default=True,
+              help="Tidy CSV or JSON tables, or TensorBoard event files (a run per trial).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write into (default: cade-export-<id>).")
 @json_option("Print {\"experiment\", \"files\"} as JSON.")
