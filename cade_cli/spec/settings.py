@@ -77,14 +77,19 @@ def _scheduler(value: Any) -> str:
     return text
 
 
-def _non_negative_float(value: Any) -> float:
-    expected = f"must be a number >= 0, got {value!r}"
+def _converted(value: Any, convert: Callable[[Any], Any], expected: str) -> Any:
+    """`convert(value)`; ValueError(`expected`) for a boolean or what does not convert."""
     if isinstance(value, bool):
         raise ValueError(expected)  # noqa: TRY004
     try:
-        number = float(value)
+        return convert(value)
     except (TypeError, ValueError):
         raise ValueError(expected) from None
+
+
+def _non_negative_float(value: Any) -> float:
+    expected = f"must be a number >= 0, got {value!r}"
+    number: float = _converted(value, float, expected)
     if not number >= 0:  # also rejects NaN
         raise ValueError(expected)
     return number
@@ -92,12 +97,7 @@ def _non_negative_float(value: Any) -> float:
 
 def _positive_int(value: Any) -> int:
     expected = f"must be a whole number >= 1, got {value!r}"
-    if isinstance(value, bool):
-        raise ValueError(expected)  # noqa: TRY004
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ValueError(expected) from None
+    number: int = _converted(value, lambda v: int(str(v).strip()), expected)
     if number < 1:
         raise ValueError(expected)
     return number
