@@ -188,6 +188,18 @@ def test_dry_run_prints_the_script_and_records_nothing(env: Path) -> None:
     assert not (env / ".cade").exists()
 
 
+def test_a_misspelt_command_gets_a_suggestion() -> None:
+    result = CliRunner().invoke(cli, ["submt", "spec.yaml"], prog_name="cade")
+    assert (result.exit_code, result.output) == (2, (
+        "Usage: cade [OPTIONS] COMMAND [ARGS]...\nTry 'cade --help' for help.\n\n"
+        "Error: No such command 'submt'. Did you mean 'submit'?\n"))
+    unrelated = CliRunner().invoke(cli, ["frobnicate"])
+    assert unrelated.exit_code == 2 and "Error: No such command 'frobnicate'.\n" in unrelated.output
+    as_json = CliRunner().invoke(cli, ["stauts", "--json"])
+    assert as_json.exit_code == 2 and json.loads(as_json.stderr)["error"]["message"] == (
+        "No such command 'stauts'. Did you mean 'status'?")
+
+
 def test_every_option_of_every_command_says_what_it_does() -> None:
     def undocumented(group: click.Group, path: str) -> list[str]:
         found = []
