@@ -45,7 +45,7 @@ class CadeGroup(click.Group):
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         name = args[0] if args else ""
-        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+        if name and not ctx.resilient_parsing and self.get_command(ctx, name) is None:
             known = [command for names in CLI_MODULES.values() for command in names]
             close = difflib.get_close_matches(name, known, n=1)
             if close:
