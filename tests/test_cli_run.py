@@ -61,7 +61,7 @@ def test_every_command_has_help(command: str) -> None:
     assert result.exit_code == 0 and "Usage: " in result.output  # type: ignore[attr-defined]
 
 
-def handmade(path: Path) -> None:
+def handmade(path: Path, first_params: dict[str, object] | None = None) -> None:
     """A finished experiment with known values, so that output can be compared exactly."""
     raw = {"name": "known", "entrypoint": "python train.py",
            "hyperparameters": {"width": {"type": "categorical", "vals": [32, 64]}},
@@ -77,7 +77,7 @@ def handmade(path: Path) -> None:
             updated=1.0, ended=2.0, root="/r")
         ledger.append_event(1, {"op": "start"}, [], searcher.snapshot())
         ledger.mark_applied(1, 0)
-        ledger.insert_trial(experiment=1, id=1, state="completed", params={"width": 32},
+        ledger.insert_trial(experiment=1, id=1, state="completed", params=first_params or {"width": 32},
                             length=5, target_length=5, best_metric=0.5, latest_metric=0.5,
                             best_length=5, latest_checkpoint="/r/trials/1/checkpoints/5",
                             best_checkpoint="/r/trials/1/checkpoints/5", closed=True)
@@ -101,6 +101,15 @@ def test_status_of_all_experiments_and_of_one(env: Path) -> None:
         "1      completed  5/5     0.5   0.5     0         width=32\n"
         "2      errored    2/5     -     -       5         width=64\n"
         "  trial 2: segment 6 failed (exit code 3)\n")
+
+
+def test_status_rounds_nested_hyperparameters_as_top_level_ones(env: Path) -> None:
+    handmade(env / ".cade" / "ledger.db",
+             {"lr": 0.000123456789, "optimizer": {"momentum": 0.8740636733340155, "name": "sgd"}})
+    result = invoke("status", "known")
+    assert result.output.splitlines()[2] == (  # type: ignore[attr-defined]
+        '1      completed  5/5     0.5   0.5     0         lr=0.0001235 optimizer.momentum=0.8741 '
+        'optimizer.name="sgd"')
 
 
 def test_status_lists_the_first_rows_and_counts_the_rest(env: Path) -> None:
