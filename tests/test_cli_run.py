@@ -209,6 +209,16 @@ def test_a_misspelt_command_gets_a_suggestion() -> None:
         "No such command 'stauts'. Did you mean 'status'?")
 
 
+def test_a_scheduler_without_its_submit_command_is_refused_before_anything_is_recorded(
+        env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(env))   # no qsub (nor anything else) here
+    result = CliRunner().invoke(cli, ["submit", "spec.yaml", "--scheduler", "pbs"])
+    assert (result.exit_code, result.output) == (3, (
+        "Error: qsub not found: is this a login node of the cluster?\n"
+        "hint: cade needs `qsub` on PATH for --scheduler pbs; nothing was recorded\n"))
+    assert not (env / ".cade").exists()
+
+
 def test_every_option_of_every_command_says_what_it_does() -> None:
     def undocumented(group: click.Group, path: str) -> list[str]:
         found = []

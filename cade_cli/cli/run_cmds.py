@@ -23,6 +23,7 @@ from cade_cli.engine import (
     detect_scheduler,
     drive_experiment,
     make_scheduler,
+    require_submit_command,
     spawn_watch,
     submit_driver_job,
     with_lock,
@@ -112,6 +113,7 @@ def submit_command(spec_path: str, scheduler: str | None, slots: int | None, dry
         return
     if missing:
         raise SpecError(missing)
+    require_submit_command(backend)
     if driver == "job":
         DriverJobOptions().check(backend)   # refuse before anything is recorded
     ledger = _open(ledger_path, create=True)
