@@ -219,6 +219,21 @@ def test_a_scheduler_without_its_submit_command_is_refused_before_anything_is_re
     assert not (env / ".cade").exists()
 
 
+def test_a_sync_error_names_the_experiment_and_backend_it_came_from(
+        env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cade_cli import engine
+    from cade_cli.spec.experiment import load_spec
+
+    ledger = Ledger(env / ".cade" / "ledger.db", create=True)
+    engine.submit(ledger, load_spec(env / "spec.yaml"), "pbs")   # recorded where no PBS is
+    ledger.close()
+    monkeypatch.setenv("PATH", str(env))
+    result = CliRunner().invoke(cli, ["status", "1"])
+    assert result.exit_code == 0 and result.stderr == (
+        "warning: could not sync: experiment 1 (pbs): qsub not found: is this a login node of "
+        "the cluster?\n")
+
+
 def test_every_option_of_every_command_says_what_it_does() -> None:
     def undocumented(group: click.Group, path: str) -> list[str]:
         found = []
