@@ -94,3 +94,8 @@ def test_completion_never_fails_and_never_writes(env: Path) -> None:
     assert complete(["logs", "--ledger", str(old)], "") == []   # it has no trials
     assert complete(["status", "--ledger", str(old)], "") == ["1", "old"]
     assert old.read_bytes() == before   # not migrated, not touched
+
+
+def test_completion_after_a_misspelt_command_offers_the_group_options_and_raises_nothing() -> None:
+    completion = ShellComplete(cli, {}, "cade", "_CADE_COMPLETE")
+    assert [item.value for item in completion.get_completions(["submt"], "--")] == ["--version", "--help"]

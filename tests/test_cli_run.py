@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -60,7 +61,7 @@ def test_every_command_has_help(command: str) -> None:
     assert result.exit_code == 0 and "Usage: " in result.output  # type: ignore[attr-defined]
 
 
-def handmade(path: Path) -> None:
+def handmade(path: Path, first_params: dict[str, object] | None = None) -> None:
     """A finished experiment with known values, so that output can be compared exactly."""
     raw = {"name": "known", "entrypoint": "python train.py",
            "hyperparameters": {"width": {"type": "categorical", "vals": [32, 64]}},
@@ -76,7 +77,7 @@ def handmade(path: Path) -> None:
             updated=1.0, ended=2.0, root="/r")
         ledger.append_event(1, {"op": "start"}, [], searcher.snapshot())
         ledger.mark_applied(1, 0)
-        ledger.insert_trial(experiment=1, id=1, state="completed", params={"width": 32},
+        ledger.insert_trial(experiment=1, id=1, state="completed", params=first_params or {"width": 32},
                             length=5, target_length=5, best_metric=0.5, latest_metric=0.5,
                             best_length=5, latest_checkpoint="/r/trials/1/checkpoints/5",
                             best_checkpoint="/r/trials/1/checkpoints/5", closed=True)
@@ -100,6 +101,15 @@ def test_status_of_all_experiments_and_of_one(env: Path) -> None:
         "1      completed  5/5     0.5   0.5     0         width=32\n"
         "2      errored    2/5     -     -       5         width=64\n"
         "  trial 2: segment 6 failed (exit code 3)\n")
+
+
+def test_status_rounds_nested_hyperparameters_as_top_level_ones(env: Path) -> None:
+    handmade(env / ".cade" / "ledger.db",
+             {"lr": 0.000123456789, "optimizer": {"momentum": 0.8740636733340155, "name": "sgd"}})
+    result = invoke("status", "known")
+    assert result.output.splitlines()[2] == (  # type: ignore[attr-defined]
+        '1      completed  5/5     0.5   0.5     0         lr=0.0001235 optimizer.momentum=0.8741 '
+        'optimizer.name="sgd"')
 
 
 def test_status_lists_the_first_rows_and_counts_the_rest(env: Path) -> None:
@@ -185,6 +195,72 @@ def test_dry_run_prints_the_script_and_records_nothing(env: Path) -> None:
     assert result.output.startswith("#!")  # type: ignore[attr-defined]
     assert "CADE_TRIAL_ID" in result.output  # type: ignore[attr-defined]
     assert not (env / ".cade").exists()
+
+
+def test_a_misspelt_command_gets_a_suggestion() -> None:
+    result = CliRunner().invoke(cli, ["submt", "spec.yaml"], prog_name="cade")
+    assert (result.exit_code, result.output) == (2, (
+        "Usage: cade [OPTIONS] COMMAND [ARGS]...\nTry 'cade --help' for help.\n\n"
+        "Error: No such command 'submt'. Did you mean 'submit'?\n"))
+    unrelated = CliRunner().invoke(cli, ["frobnicate"])
+    assert unrelated.exit_code == 2 and "Error: No such command 'frobnicate'.\n" in unrelated.output
+    as_json = CliRunner().invoke(cli, ["stauts", "--json"])
+    assert as_json.exit_code == 2 and json.loads(as_json.stderr)["error"]["message"] == (
+        "No such command 'stauts'. Did you mean 'status'?")
+
+
+def test_a_scheduler_without_its_submit_command_is_refused_before_anything_is_recorded(
+        env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(env))   # no qsub (nor anything else) here
+    result = CliRunner().invoke(cli, ["submit", "spec.yaml", "--scheduler", "pbs"])
+    assert (result.exit_code, result.output) == (3, (
+        "Error: qsub not found: is this a login node of the cluster?\n"
+        "hint: cade needs `qsub` on PATH for --scheduler pbs; nothing was recorded\n"))
+    assert not (env / ".cade").exists()
+
+
+def test_a_sync_error_names_the_experiment_and_backend_it_came_from(
+        env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cade_cli import engine
+    from cade_cli.spec.experiment import load_spec
+
+    ledger = Ledger(env / ".cade" / "ledger.db", create=True)
+    engine.submit(ledger, load_spec(env / "spec.yaml"), "pbs")   # recorded where no PBS is
+    ledger.close()
+    monkeypatch.setenv("PATH", str(env))
+    result = CliRunner().invoke(cli, ["status", "1"])
+    assert result.exit_code == 0 and result.stderr == (
+        "warning: could not sync: experiment 1 (pbs): qsub not found: is this a login node of "
+        "the cluster?\n")
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    def undocumented(group: click.Group, path: str) -> list[str]:
+        found = []
+        context = click.Context(group)
+        for name in group.list_commands(context):   # the commands are loaded on demand
+            command = group.get_command(context, name)
+            assert command is not None
+            if isinstance(command, click.Group):
+                found += undocumented(command, f"{path}{name} ")
+            found += [f"{path}{name} {param.opts[0]}" for param in command.params
+                      if isinstance(param, click.Option) and not param.help]
+        return found
+
+    assert undocumented(cli, "cade ") == []
+
+
+def test_a_missing_entrypoint_script_is_refused_with_its_line(env: Path) -> None:
+    (env / "typo.yaml").write_text(SPEC.replace(f'["{sys.executable}", "{TRAINER}"]', "python3 trian.py"))
+    refused = CliRunner().invoke(cli, ["submit", "typo.yaml", "--scheduler", "local"])
+    assert (refused.exit_code, refused.output) == (2, (
+        f"Error: typo.yaml:3: entrypoint: no file 'trian.py' in {env} (the entrypoint runs in the "
+        "spec's directory)\n"))
+    assert not (env / ".cade").exists()
+    dry = CliRunner().invoke(cli, ["submit", "typo.yaml", "--dry-run", "--scheduler", "local"])
+    assert dry.exit_code == 0 and dry.stderr == (
+        f"warning: typo.yaml:3: entrypoint: no file 'trian.py' in {env} (the entrypoint runs in the "
+        "spec's directory)\n")
 
 
 def test_submit_drives_to_completion_then_reads(env: Path) -> None:

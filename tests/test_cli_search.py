@@ -140,6 +140,17 @@ def test_simulate_options(workdir: Path) -> None:
     assert data["makespan"] == 28
 
 
+def test_simulate_says_why_the_objective_failed(workdir: Path) -> None:
+    module = objective_module(workdir, "def f(params, length):\n    return 1.0\n")
+    result = CliRunner().invoke(cli, ["simulate", "grid.yaml", "--objective", f"{module}:f"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:3] == [
+        "Trial 1 errored at length 10: TypeError: f() takes 2 positional arguments but 3 were given "
+        "(2 more errored)",
+        "No trial reported a usable metric."]
+
+
 def test_simulate_seed_defaults_to_the_experiment_seed(workdir: Path) -> None:
     def run(*extra: str) -> dict[str, object]:
         result = CliRunner().invoke(cli, ["simulate", "asha.yaml", "--objective",

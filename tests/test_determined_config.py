@@ -373,3 +373,24 @@ searcher:
     assert [(t["state"], t["length"]) for t in status["trials"]] == [("completed", 3)]
     saved = list((tmp_path / "shared" / "ckpt").glob("cade-*/1/3/unit"))
     assert [path.read_text() for path in saved] == ["batches"]
+
+
+def test_a_removed_searcher_is_one_error_not_one_per_key(tmp_path: Path) -> None:
+    spec = tmp_path / "old.yaml"
+    spec.write_text("name: old\nentrypoint: python3 train.py\n"
+                    "searcher:\n  name: adaptive_simple\n  metric: loss\n  max_trials: 8\n"
+                    "  mode: standard\n  max_rungs: 3\n  divisor: 4\n  max_length: {batches: 90}\n")
+    result = CliRunner().invoke(cli, ["preview", str(spec)], terminal_width=400)
+    assert (result.exit_code, result.output) == (2, (
+        f"Error: {spec}:4: searcher.name: not supported: 'adaptive_simple': removed from Determined "
+        "before 0.26; use adaptive_asha\n"))
+
+
+def test_a_custom_searcher_is_one_error_its_unit_key_included(tmp_path: Path) -> None:
+    spec = tmp_path / "custom.yaml"
+    spec.write_text("name: c\nentrypoint: python3 train.py\n"
+                    "searcher:\n  name: custom\n  metric: loss\n  unit: batches\n")
+    result = CliRunner().invoke(cli, ["preview", str(spec)], terminal_width=400)
+    assert (result.exit_code, result.output) == (2, (
+        f"Error: {spec}:4: searcher.name: not supported: 'custom': a custom searcher runs in Determined's "
+        "master and asks it for trials; cade has no master to ask: use one of cade's searchers\n"))

@@ -165,6 +165,18 @@ def test_cli_report(tmp_path: Path) -> None:
     assert "digits-active" in out.read_text(encoding="utf-8")
 
 
+
+def test_cli_report_of_an_unknown_metric_is_a_usage_error_as_plot(tmp_path: Path) -> None:
+    ledger = tmp_path / "ledger.db"
+    write_ledger(ledger, all_experiments()).close()
+    out = tmp_path / "r.html"
+    result = CliRunner().invoke(cli, ["report", "digits-active", "--html", str(out), "--metric", "acc",
+                                      "--ledger", str(ledger)])
+    plot = CliRunner().invoke(cli, ["plot", "digits-active", "--metric", "acc", "--ledger", str(ledger)])
+    assert (result.exit_code, result.output) == (plot.exit_code, plot.output) == (2, (
+        "Error: experiment 2 has no metric 'acc'\nhint: reported metrics: accuracy, loss, val_loss\n"))
+    assert not out.exists()
+
 PAGER_HARNESS = """<script>
 (function () {
   var table = document.querySelector("table.sortable");

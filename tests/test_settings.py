@@ -38,8 +38,9 @@ def test_the_default_path_follows_xdg() -> None:
 @pytest.mark.parametrize("text, needle", [
     ("scheduler: lsf\n", "scheduler must be one of auto, local, slurm, pbs"),
     ("max_queued_jobs: 0\n", "max_queued_jobs must be a whole number >= 1"),
-    ("poll_interval: soon\n", "poll_interval invalid value 'soon'"),
-    ("pol_interval: 3\n", "unknown setting 'pol_interval'"),
+    ("poll_interval: soon\n", "config.yaml:1: poll_interval must be a number >= 0, got 'soon'"),
+    ("local_slots: many\n", "config.yaml:1: local_slots must be a whole number >= 1, got 'many'"),
+    ("pol_interval: 3\n", "config.yaml:1: unknown setting 'pol_interval'; did you mean 'poll_interval'?"),
     ("- a list\n", "must be a mapping"),
     ("scheduler: [\n", "invalid YAML"),
 ])
@@ -95,7 +96,8 @@ def test_site_limits_hold_against_the_user_and_the_environment(tmp_path: Path) -
 @pytest.mark.parametrize("site, user, needle", [
     ("scheduler: slurm\nlimits:\n  max_queued_jobs: 0\n", "",
      "site.yaml:3: limits.max_queued_jobs must be a whole number >= 1"),
-    ("limits:\n  min_poll: 5\n", "", "site.yaml:2: unknown setting 'limits.min_poll'"),
+    ("limits:\n  min_poll: 5\n", "", "site.yaml:2: unknown setting 'limits.min_poll'; "
+                                     "did you mean 'min_poll_interval'?"),
     ("limits: 5\n", "", "site.yaml:1: limits must be a mapping"),
     ("pack: maybe\n", "", "site.yaml:1: pack must be true or false"),
     ("", "scheduler: slurm\nlimits:\n  max_queued_jobs: 4\n",

@@ -272,7 +272,7 @@ def test_bad_bound_and_nested_hyperparameter_path() -> None:
         "spec.yaml:9: hyperparameters.optimizer.lr.base: expected a finite number > 0 other than 1, found 0 (an integer)",
         ("spec.yaml:10: hyperparameters.optimizer.kind.type: expected one of const, int, double, log, "
         "categorical, found 'categorial' (a string); did you mean 'categorical'?"),
-        "spec.yaml:11: hyperparameters.optimizer.beta.vals: expected a non-empty list of values, found a list",
+        "spec.yaml:11: hyperparameters.optimizer.beta.vals: expected a non-empty list of values, found an empty list",
     ]
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.backends.base import Scheduler
-from cade_cli.errors import SpecError
+from cade_cli.errors import SchedulerError, SpecError
 from cade_cli.plugins import BACKENDS, load
 
 SCHEDULER_NAMES: tuple[str, ...] = tuple(BACKENDS)
+_SUBMIT_COMMANDS = {"slurm": "sbatch", "pbs": "qsub"}
 
 
 def make_scheduler(name: str, state_dir: Path, settings: Any = None) -> Scheduler:
@@ -38,6 +39,16 @@ def make_scheduler(name: str, state_dir: Path, settings: Any = None) -> Schedule
     else:
         scheduler = backend_class(Path(state_dir), settings=settings)
     return scheduler
+
+
+def require_submit_command(name: str) -> None:
+    """SchedulerError unless the scheduler `name` can take jobs here (its submit command is on
+    PATH): checked before an experiment is recorded, so that none is left pending forever."""
+    command = _SUBMIT_COMMANDS.get(name)
+    if command is not None and shutil.which(command) is None:
+        raise SchedulerError(f"{command} not found: is this a login node of the cluster?",
+                             hint=f"cade needs `{command}` on PATH for --scheduler {name}; "
+                                  f"nothing was recorded")
 
 
 def detect_scheduler() -> str:

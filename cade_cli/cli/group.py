@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, NoReturn
 
 import click
@@ -41,6 +42,15 @@ class CadeGroup(click.Group):
             if name in names:
                 self.load_commands(module)
         return super().get_command(ctx, name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        name = args[0] if args else ""
+        if name and not ctx.resilient_parsing and self.get_command(ctx, name) is None:
+            known = [command for names in CLI_MODULES.values() for command in names]
+            close = difflib.get_close_matches(name, known, n=1)
+            if close:
+                ctx.fail(f"No such command {name!r}. Did you mean {close[0]!r}?")
+        return super().resolve_command(ctx, args)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         for module in CLI_MODULES:

@@ -23,16 +23,18 @@ from cade_cli.engine import (
     detect_scheduler,
     drive_experiment,
     make_scheduler,
+    require_submit_command,
     spawn_watch,
     submit_driver_job,
     with_lock,
 )
-from cade_cli.errors import INTERRUPTED
+from cade_cli.errors import INTERRUPTED, SpecError
 from cade_cli.store.ledger import Ledger
 from cade_cli.views.progress import live_progress, stderr_is_terminal, summary_line
 from cade_cli.store.records import ExperimentRecord, ExperimentState
 from cade_cli.spec.settings import Settings, load_settings
 from cade_cli.spec import determined
+from cade_cli.spec.entrypoint import missing_entrypoint_file
 from cade_cli.spec.experiment import load_spec
 
 driver_option = click.option(
@@ -102,10 +104,16 @@ def submit_command(spec_path: str, scheduler: str | None, slots: int | None, dry
     spec = load_spec(spec_path, tuple(overrides))
     for line in determined.notes(spec):
         click.echo(line, err=True)
+    missing = missing_entrypoint_file(spec)
     backend = detect_scheduler() if settings.scheduler == "auto" else settings.scheduler
     if dry_run:
+        if missing:   # the script may be written before the real submission
+            click.echo(f"warning: {missing}", err=True)
         click.echo(engine.dry_run_script(spec, backend, settings), nl=False)
         return
+    if missing:
+        raise SpecError(missing)
+    require_submit_command(backend)
     if driver == "job":
         DriverJobOptions().check(backend)   # refuse before anything is recorded
     ledger = _open(ledger_path, create=True)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cade_cli.search.space import flatten
 from cade_cli.spec.lengths import handed_target
 from cade_cli.views.terminal import printable
 from cade_cli.store.records import Best, ExperimentRecord, SegmentRecord, TrialRecord
@@ -18,12 +19,14 @@ def _number(value: float | None) -> str:
 
 
 def _params(params: dict[str, Any], short: bool = False) -> str:
-    """`k=v` pairs; `short` rounds floats to 4 significant digits (tables; JSON is exact)."""
+    """`k=v` pairs; `short` (tables; JSON is exact) names nested ones `a.b` and rounds floats
+    to 4 significant digits, at every depth."""
     def shown(value: Any) -> str:
         if short and isinstance(value, float):
             return f"{value:.4g}"
         return json.dumps(value, sort_keys=True)
-    return " ".join(f"{k}={shown(v)}" for k, v in sorted(params.items()))
+    pairs = flatten(params) if short else params
+    return " ".join(f"{k}={shown(v)}" for k, v in sorted(pairs.items()))
 
 
 def columns(rows: list[list[str]]) -> str:

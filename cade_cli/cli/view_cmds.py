@@ -124,7 +124,8 @@ def _wrote(experiment_id: int, paths: list[Path], as_json: bool) -> None:
 @click.argument("experiment", type=EXPERIMENT)
 @click.option("--metric", help="Metric to plot (default: the searcher's metric).")
 @click.option("--kind", type=click.Choice(["curves", "hparams", "ladder"]), default="curves",
-              show_default=True)
+              show_default=True, help="Learning curves, the metric against each hyperparameter, "
+                                      "or the rung ladder.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a .png or .svg with matplotlib instead of drawing in the terminal.")
 @json_option("With --out: print {\"experiment\", \"files\"} as JSON.")
@@ -161,16 +162,20 @@ def report_cmd(experiment: int | str, html_path: Path, metric: str | None, as_js
                ledger_path: str | None) -> None:
     """Write a one-file HTML report: overview, curves, hyperparameters, ladder, trials."""
     from cade_cli.views.html import read_report_data, write_report
+    from cade_cli.views.plots import check_metric
 
     ledger = open_ledger(ledger_path)
     data = read_report_data(ledger, ledger.find_experiment(experiment))
+    if metric is not None:   # the default is drawn even before anything is reported
+        check_metric(data, metric)
     _wrote(data.experiment.id, [write_report(data, html_path, metric)], as_json)
 
 
 @click.command("export")
 @click.argument("experiment", type=EXPERIMENT)
 @click.option("--format", "fmt", type=click.Choice(["csv", "json", "tensorboard"]),
-              default="csv", show_default=True)
+              default="csv", show_default=True,
+              help="Tidy CSV or JSON tables, or TensorBoard event files (a run per trial).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Directory to write into (default: cade-export-<id>).")
 @json_option("Print {\"experiment\", \"files\"} as JSON.")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from cade_cli.engine.lifecycle import Schedulers, needs_sync, sync
-from cade_cli.errors import CadeError, LedgerError
+from cade_cli.errors import CadeError, LedgerError, SchedulerError
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.lock import DriverLock, describe_holder
 from cade_cli.report import METRICS_FILE
@@ -60,7 +60,11 @@ def sync_pass(ledger: Ledger, settings: Settings, schedulers: Schedulers, lock: 
             interval = settings.poll_interval_for(exp.backend)
             if exp.id != force and now - exp.synced < interval:
                 continue
-            sync(ledger, exp.id, schedulers.get(exp.backend), settings)
+            try:
+                sync(ledger, exp.id, schedulers.get(exp.backend), settings)
+            except SchedulerError as err:   # a ledger may hold experiments of several backends
+                err.message = f"experiment {exp.id} ({exp.backend}): {err.message}"
+                raise
             lock.refresh()
     finally:
         lock.release()

@@ -47,6 +47,7 @@ class SimTrial:
     length: int = 0
     validations: list[tuple[int, float]] = field(default_factory=list)
     state: str = "stopped"          # completed | stopped | errored (set when the run ends)
+    message: str = ""               # why an errored trial failed (the objective's exception)
 
 
 @dataclass(frozen=True)
@@ -189,14 +190,18 @@ class Simulation:
         """The objective's metric, or None when the trial fails at this length."""
         try:
             value = self.objective(params, length, record.trial)
-        except Exception:  # noqa: BLE001 - any failure of user code is the trial failing
+        except Exception as err:  # noqa: BLE001 - any failure of user code is the trial failing
+            record.message = f"{type(err).__name__}: {err}"
             return None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ObjectiveError(
                 f"the objective returned {value!r} for trial {record.trial} at length "
                 f"{length}; it must return a number",
                 hint="FUNC(params, length, trial) -> float")
-        return float(value) if math.isfinite(value) else None
+        if not math.isfinite(value):
+            record.message = f"the objective returned {value!r}"
+            return None
+        return float(value)
 
     def _apply(self, decisions: list[Decision]) -> None:
         for decision in decisions:

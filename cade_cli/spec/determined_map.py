@@ -32,6 +32,10 @@ REFUSED_SEARCHERS = {
     "adaptive_simple": "removed from Determined before 0.26; use adaptive_asha",
     "sync_halving": "removed from Determined before 0.26; use async_halving",
 }
+# The rest of a refused searcher's keys are judged as those of its successor (its keys are
+# that searcher's), so a removed name is one error, not one per key.
+_JUDGED_AS = {"adaptive": "adaptive_asha", "adaptive_simple": "adaptive_asha", "sync_halving": "async_halving"}
+_CUSTOM_KEYS = ("unit",)   # a custom searcher's own keys, no other searcher's
 _LAUNCHERS = {"torch_distributed": "torch", "horovod": "horovod", "autohorovod": "horovod",
               "deepspeed": "torch"}
 _PYTHON = re.compile(r"(?:.*/)?python[0-9.]*")
@@ -204,7 +208,10 @@ def _searcher(top: dict[str, Node], problems: Problems, found: Determined) -> No
     name = searcher.get("name")
     if name is not None and isinstance(name.value, str) and name.value in REFUSED_SEARCHERS:
         problems.add(name.loc, "searcher.name", f"not supported: {name.value!r}: {REFUSED_SEARCHERS[name.value]}")
-        _set(searcher, "name", "single", name)  # judge the rest as a plain search
+        if name.value == "custom":
+            for key in _CUSTOM_KEYS:
+                searcher.pop(key, None)
+        _set(searcher, "name", _JUDGED_AS.get(name.value, "single"), name)
     divisor = searcher.get("divisor")
     if divisor is not None and isinstance(divisor.value, float):
         if divisor.value.is_integer():

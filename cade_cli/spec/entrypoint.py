@@ -5,13 +5,18 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cade_cli.spec.files import read_capped
 from cade_cli.spec.reader import MapReader
 from cade_cli.spec.searcher_config import FixedLengthConfig, config_type
-from cade_cli.spec.yamlpos import Node, Problems, describe
+from cade_cli.spec.yamlpos import Node, Problems, compose, describe
+
+if TYPE_CHECKING:
+    from cade_cli.spec.experiment import ExperimentSpec
 
 _TRIAL_CLASS = re.compile(r"[\w.]+:[A-Za-z_]\w*")   # model_def:MyTrial
+_PYTHON = re.compile(r"python[0-9.]*")
 
 
 def read_entrypoint(top: MapReader) -> tuple[str, ...]:
@@ -63,3 +68,45 @@ def trial_harness(argv: tuple[str, ...], source: str) -> tuple[str, ...]:
         return argv
     config = () if source.startswith("<") else ("--config", os.path.basename(source))
     return ("python3", "-m", "cade_cli.det.pytorch.run", *config, argv[0])
+
+
+_SHELLS = ("sh", "bash", "zsh")
+_VALUED_OPTIONS = ("-W", "-X")   # python options that take the next word as their value
+
+
+def _script_of(argv: tuple[str, ...]) -> str | None:
+    """The script file a command runs (`python3 train.py`, `bash run.sh`, `./run.sh`); None
+    for a module (`python3 -m pkg`), inline code or a command found on PATH."""
+    program = os.path.basename(argv[0]) if argv else ""
+    if not (_PYTHON.fullmatch(program) or program in _SHELLS):
+        return argv[0] if argv and "/" in argv[0] else None
+    words = iter(argv[1:])
+    for word in words:
+        if word in ("-m", "-c"):
+            return None
+        if word in _VALUED_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def missing_entrypoint_file(spec: ExperimentSpec) -> str | None:
+    """`FILE:LINE: entrypoint: no file ...` when the entrypoint's script is not in the spec's
+    directory (every trial would fail, and restart max_restarts times, on a file it cannot
+    open); None when it is there or cannot be told: a command on PATH, a module, or jobs that
+    run in a container (`environment.image`), where the script may live in the image."""
+    script = _script_of(spec.entrypoint)
+    if spec.image or script is None or "$" in script or os.path.exists(os.path.join(spec.workdir, script)):
+        return None
+    return (f"{_entrypoint_where(spec.source)}: entrypoint: no file {script!r} in {spec.workdir} "
+            f"(the entrypoint runs in the spec's directory)")
+
+
+def _entrypoint_where(source: str) -> str:
+    """`file:line` of the spec's entrypoint key; the file alone when it cannot be read again."""
+    if not os.path.isfile(source):   # a pipe or a spec built in Python
+        return source
+    root = compose(read_capped(source, "experiment spec", encoding="utf-8-sig"), source, Problems())
+    node = root.value.get("entrypoint") if root is not None and isinstance(root.value, dict) else None
+    return node.loc.where if node is not None else source

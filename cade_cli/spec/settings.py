@@ -22,6 +22,7 @@ from typing import Any
 
 from cade_cli.errors import SpecError
 from cade_cli.spec.files import read_capped
+from cade_cli.spec.reader import suggest
 from cade_cli.spec.yamlpos import Node, Problems, compose
 
 SCHEDULERS = ("auto", "local", "slurm", "pbs")
@@ -76,21 +77,29 @@ def _scheduler(value: Any) -> str:
     return text
 
 
-def _non_negative_float(value: Any) -> float:
+def _converted(value: Any, convert: Callable[[Any], Any], expected: str) -> Any:
+    """`convert(value)`; ValueError(`expected`) for a boolean or what does not convert."""
     if isinstance(value, bool):
-        raise ValueError(f"must be a number >= 0, got {value!r}")  # noqa: TRY004
-    number = float(value)
+        raise ValueError(expected)  # noqa: TRY004
+    try:
+        return convert(value)
+    except (TypeError, ValueError):
+        raise ValueError(expected) from None
+
+
+def _non_negative_float(value: Any) -> float:
+    expected = f"must be a number >= 0, got {value!r}"
+    number: float = _converted(value, float, expected)
     if not number >= 0:  # also rejects NaN
-        raise ValueError(f"must be a number >= 0, got {value!r}")
+        raise ValueError(expected)
     return number
 
 
 def _positive_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"must be a whole number >= 1, got {value!r}")  # noqa: TRY004
-    number = int(str(value).strip())
+    expected = f"must be a whole number >= 1, got {value!r}"
+    number: int = _converted(value, lambda v: int(str(v).strip()), expected)
     if number < 1:
-        raise ValueError(f"must be a whole number >= 1, got {value!r}")
+        raise ValueError(expected)
     return number
 
 
@@ -175,7 +184,8 @@ def _parse(parsers: Mapping[str, Callable[[Any], Any]], key: str, value: Any, wh
     shown = path or key
     if key not in parsers:
         known = ", ".join(sorted(parsers))
-        raise SpecError(f"{where}: unknown setting {shown!r}", hint=f"known settings: {known}")
+        raise SpecError(f"{where}: unknown setting {shown!r}{suggest(key, parsers, listing=False)}",
+                        hint=f"known settings: {known}")
     try:
         return parsers[key](value)
     except (TypeError, ValueError) as err:

@@ -113,6 +113,11 @@ def _print_simulation(console: Console, spec: ExperimentSpec, result: Simulation
     console.print(f"[bold]{escape(spec.name)}[/]: simulated {spec.searcher.name} search, seed {seed}: "
                   f"{_count(len(result.trials), 'trial')} "
                   f"({', '.join(f'{n} {s}' for s, n in sorted(states.items()))})")
+    failed = [t for t in result.trials if t.state == "errored" and t.message]
+    if failed:   # an exception in the objective fails its trial: say which, once
+        more = f" ({len(failed) - 1} more errored)" if len(failed) > 1 else ""
+        console.print(f"Trial {failed[0].trial} errored at length {failed[0].length}: "
+                      f"{escape(printable(failed[0].message))}{more}")
     if result.best is None:
         console.print("No trial reported a usable metric.")
     else:

@@ -68,7 +68,7 @@ def test_status_shows_the_cleaned_text(ledger: str) -> None:
     assert lines[1:3] == ["  boom", "second line"]
     assert "  trial 1: trial says hi" in lines
     # Param values are shown as JSON, which writes control characters as visible escapes.
-    assert 'lr="[/]\\u001b[2J\\u001b[Hx" opt={"name": "adam\\u009b31m\\u0085"}' in result.output
+    assert 'lr="[/]\\u001b[2J\\u001b[Hx" opt.name="adam\\u009b31m\\u0085"' in result.output
 
 
 def test_json_keeps_the_data_as_it_is(ledger: str) -> None:
