@@ -344,7 +344,8 @@ def test_cade_submit_driver_job_runs_the_search_with_nothing_on_the_login_node(
 
 def test_a_driver_job_needs_a_batch_scheduler(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
-    spec.write_text(SPEC.read_text())
+    spec.write_text(SPEC.read_text().replace(
+        "python3 train.py", f"{sys.executable} {EXAMPLES / 'synthetic' / 'train.py'}"))
     done = cade(tmp_path, "submit", str(spec), "--scheduler", "local", "--driver", "job",
                 check=False, env=cade_env(tmp_path, CADE_SCHEDULER="local"))
     assert done.returncode == SpecError.exit_code
