@@ -103,10 +103,11 @@ class BatchFramer:
         numbers = self._numbers(pieces, texts, fast, int(widths.sum()))
         if numbers is None:
             return self._all_slow(rows)
-        first_number = np.cumsum(widths) - widths
-        step_bytes = np.ones(len(rows), dtype=np.int64)
+        first_number = np.cumsum(widths) - widths   # each row's first in `numbers`
+        step_bytes = np.ones(len(rows), dtype=np.int64)   # its varint's length: 7 bits a byte
         for limit in VARINT_LIMITS:
             step_bytes += steps >= limit
+        # Rows of odd values: framed one by one, then placed like a group of one row each.
         slow = {int(i): self.slow_row(rows[i]) for i in np.flatnonzero(layout_of == SLOW)}
         sizes = np.zeros(len(rows), dtype=np.int64)
         for i, framed in slow.items():
