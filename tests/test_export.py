@@ -18,7 +18,7 @@ from cade_cli.cli import cli
 from cade_cli.errors import CadeError
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import MetricRecord
-from cade_cli.views import tbcrc
+from cade_cli.views import tbcrc, tbexport
 from cade_cli.views.export import METRIC_FIELDS, export, metric_rows, tidy_tuples
 from cade_cli.views.metricrows import MEMORY_ORDERS
 from cade_cli.views.model import ExperimentData, read_experiment
@@ -147,11 +147,24 @@ def test_batched_checksums_are_the_one_at_a_time_ones(monkeypatch: pytest.Monkey
 
 def test_tensorboard_without_numpy_writes_the_same_bytes(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole batches with numpy, a row at a time without: the same files, odd rows included
+    (text, null, bools, a quote in a text, names out of order, steps of many varint bytes,
+    a negative step, values beyond float32), batches and flushes splitting trials."""
     data = experiment_in_state("completed", 4)
+    first = data.metrics[0]
+    odd = [dataclasses.replace(first, length=length, time=first.time + i, values=values)
+           for i, (length, values) in enumerate([
+               (5000, {"text": 'a "quoted": 1, "x', "ok": 0.5}), (5001, {"none": None}),
+               (5002, {"flag": True, "huge": 1e39, "tiny": -1e-46}), (2**40, {"loss": 0.25}),
+               (-3, {"loss": 1.5}), (2**62, {"b": 1, "a": 2, "top5": 3})])]
+    data = dataclasses.replace(data, metrics=(*data.metrics, *odd))
+    monkeypatch.setattr(tbexport, "BATCH_ROWS", 7)
+    monkeypatch.setattr(tbexport, "FLUSH_BYTES", 300)
     with_numpy = export(data, "tensorboard", tmp_path / "numpy")
     monkeypatch.setattr(tbcrc, "_NUMPY", [None])
     without = export(data, "tensorboard", tmp_path / "python")
     assert [p.read_bytes() for p in with_numpy] == [p.read_bytes() for p in without]
+    assert len(with_numpy) == len(data.trials)
 
 
 def test_bad_format_and_unwritable_directory(tmp_path: Path) -> None:

@@ -79,7 +79,7 @@ def masked_crc32c(data: bytes) -> int:
 
 def masked_crc32c_many(payloads: Sequence[bytes]) -> list[int]:
     """`masked_crc32c` of each payload, with numpy when it is installed."""
-    numpy = _numpy()
+    numpy = numpy_or_none()
     if numpy is None or not payloads:
         return [masked_crc32c(payload) for payload in payloads]
     return _masked_many_numpy(numpy, payloads)
@@ -88,7 +88,8 @@ def masked_crc32c_many(payloads: Sequence[bytes]) -> list[int]:
 _NUMPY: list[Any] = []   # [numpy module or None], looked up once
 
 
-def _numpy() -> Any:
+def numpy_or_none() -> Any:
+    """numpy, or None where it is not installed."""
     if not _NUMPY:
         try:
             import numpy
@@ -118,12 +119,16 @@ def _masked_many_numpy(np: Any, payloads: Sequence[bytes]) -> list[int]:
     for length in np.unique(lengths).tolist():
         rows = np.flatnonzero(lengths == length)
         matrix = data[starts[rows, None] + np.arange(length)]
-        crcs[rows] = _crc_matrix(np, matrix)
-    masked = ((crcs >> np.uint32(15)) | (crcs << np.uint32(17))) + np.uint32(0xA282EAD8)
-    return masked.tolist()
+        crcs[rows] = crc_matrix(np, matrix)
+    return mask_many(np, crcs).tolist()
 
 
-def _crc_matrix(np: Any, matrix: Any) -> Any:
+def mask_many(np: Any, crcs: Any) -> Any:
+    """`mask` of each of a uint32 array."""
+    return ((crcs >> np.uint32(15)) | (crcs << np.uint32(17))) + np.uint32(0xA282EAD8)
+
+
+def crc_matrix(np: Any, matrix: Any) -> Any:
     """The CRC-32C of each row of a (records x length) uint8 matrix."""
     low, high, table = _numpy_tables(np)
     count, length = matrix.shape

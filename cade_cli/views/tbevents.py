@@ -18,8 +18,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from itertools import chain
-from typing import Any
+from typing import Any, NamedTuple
 
 from cade_cli.views.tbcrc import masked_crc32c
 
@@ -44,20 +43,7 @@ def tfrecord(payload: bytes, crc: int | None = None) -> bytes:
     return _length_header(len(payload)) + payload + _U32.pack(crc)
 
 
-class _LengthHeaders(dict[int, bytes]):
-    def __missing__(self, size: int) -> bytes:
-        self[size] = _length_header(size)
-        return self[size]
-
-
-_HEADERS = _LengthHeaders()
 _U32 = struct.Struct("<I")
-
-
-def tfrecords(payloads: list[bytes], crcs: Iterable[int]) -> bytes:
-    """`tfrecord` of each payload with its CRC, joined (without a Python step per record)."""
-    headers = map(_HEADERS.__getitem__, map(len, payloads))
-    return b"".join(chain.from_iterable(zip(headers, payloads, map(_U32.pack, crcs))))
 
 
 # -- protobuf wire format: varints, length-delimited fields, doubles ------------------------
@@ -101,11 +87,11 @@ class ScalarsLayout:
             # Summary.value=1 {tag, simple_value=2 (fixed32)}: 5 bytes of value after the tag
             prefixes.append(_varint(1 << 3 | 2) + _varint(len(tag) + 5) + tag + b"\x15")
         summary = sum(len(p) + 4 for p in prefixes)
-        self.kind, self.names = kind, names
+        self.kind, self.names, self.prefixes = kind, names, prefixes
         self.in_order = list(names) == sorted(names)
         # Event.wall_time=1 (double), step=2 (varint), summary=5 (the values): the fields of
         # one struct per length of the step's varint (1 byte below 128, 2 below 16384, ...)
-        head = _varint(5 << 3 | 2) + _varint(summary)
+        head = self.head = _varint(5 << 3 | 2) + _varint(summary)
         self.fields: list[Any] = [0x09, 0.0, b"", head] + [
             part for prefix in prefixes for part in (prefix, 0.0)]
         scalars = "".join(f"{len(p)}sf" for p in prefixes)
@@ -123,6 +109,31 @@ class ScalarsLayout:
             return self.structs[len(step_field)].pack(*fields)
         except (struct.error, OverflowError):   # a value that is no number, or beyond float32
             return _numbers_event(wall_time, step, self.kind, dict(zip(self.names, fields[5::2])))
+
+
+    def record_template(self, step_bytes: int) -> bytes:
+        """The framed record of this layout for a step of `step_bytes` varint bytes, its
+        wall time, step, values and checksum zero: what `tbbatch` fills in per row."""
+        payload = (b"\x09" + bytes(8) + b"\x10" + bytes(step_bytes) + self.head
+                   + b"".join(prefix + bytes(4) for prefix in self.prefixes))
+        return _length_header(len(payload)) + payload + bytes(4)
+
+    def record_offsets(self, step_bytes: int) -> RecordOffsets:
+        """Where `record_template`'s variable fields start."""
+        payload, values, at = 12, [], 12 + 1 + 8 + 1 + step_bytes + len(self.head)
+        for prefix in self.prefixes:
+            values.append(at + len(prefix))
+            at += len(prefix) + 4
+        return RecordOffsets(payload, at - payload, payload + 1, payload + 10, values)
+
+
+class RecordOffsets(NamedTuple):
+    """Byte offsets in a framed record (after its 12 bytes of length and length CRC)."""
+    payload: int
+    payload_size: int
+    wall_time: int
+    step: int
+    values: list[int]
 
 
 def _step(step: int) -> bytes:

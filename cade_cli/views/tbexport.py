@@ -1,18 +1,17 @@
 """`cade export --format tensorboard`: one run directory per trial, written in one ordered
 pass over the metric rows (grouped by trial, oldest first).
 
-Events are checksummed in batches (`tbcrc.masked_crc32c_many`, vectorised with numpy when
-it is installed) and each batch is framed and appended to its trials' files: no Python step
-per record but reading the row and packing its event, and memory holds one batch whatever
-the experiment's size.
+Rows are framed a batch at a time (`tbbatch`: whole batches with numpy when it is
+installed, else a row at a time, the same bytes) and each trial's records are appended to
+its file, open while its rows come: memory holds one batch whatever the experiment's size.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
-from itertools import chain, groupby, islice
+from collections.abc import Callable, Sequence
+from itertools import groupby, islice
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -20,91 +19,136 @@ from typing import Any
 from cade_cli.store.records import TrialRecord
 from cade_cli.views.metricrows import MetricSource, plain_pairs, plain_values_pattern
 from cade_cli.views.model import ExperimentData
+from cade_cli.views import tbcrc
 from cade_cli.views.tbcrc import masked_crc32c_many
-from cade_cli.views.tbevents import ScalarsLayout, scalars_event, scalars_layout, tfrecords
+from cade_cli.views.tbbatch import BatchFramer, frame_each
+from cade_cli.views.tbevents import ScalarsLayout, scalars_event, scalars_layout, tfrecord
 from cade_cli.views.tblog import end_events, event_file_name, start_events, trial_start
 
-BATCH_EVENTS = 8192   # events checksummed at once: ~0.5 MB of payloads, numpy's arrays a few MB
+FLUSH_BYTES = 1 << 22   # a trial's records held before they are written
+BATCH_ROWS = 16384   # rows framed at once: ~1 MB of records, numpy's arrays a few MB
 
 
-class _EventBatch:
-    """Events waiting for their checksums, with the file each belongs to."""
+class _RowEncoder:
+    """The event of one row. Rows of a kind mostly share their names (a training row, then
+    a validation row): the last names seen for the kind are tried first, one regex match
+    reading the values' text; otherwise the text is split, or else decoded as JSON."""
 
     def __init__(self) -> None:
-        self.payloads: list[bytes] = []
-        self.files: list[tuple[Path, int]] = []   # (file, index after its last event)
-        self.started: set[Path] = set()           # files created by this export
+        self.known: dict[str, tuple[re.Pattern[str], ScalarsLayout]] = {}
 
-    def add(self, path: Path, events: Iterable[bytes]) -> None:
-        self.payloads.extend(events)
-        if self.files and self.files[-1][0] == path:   # one write per file and batch
-            self.files.pop()
-        self.files.append((path, len(self.payloads)))
-        if len(self.payloads) >= BATCH_EVENTS:
-            self.flush()
-
-    def flush(self) -> None:
-        crcs = masked_crc32c_many(self.payloads)
-        begin = 0
-        for path, end in self.files:
-            framed = tfrecords(self.payloads[begin:end], crcs[begin:end])
-            # The first write of a file replaces what an earlier export left there.
-            with path.open("ab" if path in self.started else "wb") as handle:
-                handle.write(framed)
-            self.started.add(path)
-            begin = end
-        self.payloads, self.files = [], []
-
-
-def _scalar_events(rows: Iterable[tuple[Any, ...]]) -> Iterator[bytes]:
-    """An event per row. Rows of a kind mostly share their names (a training row, then a
-    validation row): the last names seen for the kind are tried first, one regex match
-    reading the values' text; otherwise the text is split, or else decoded as JSON."""
-    known: dict[str, tuple[re.Pattern[str], ScalarsLayout]] = {}
-    for _trial, kind, length, when, _segment, values in rows:
-        shape = known.get(kind)
+    def event(self, row: tuple[Any, ...]) -> bytes | None:
+        _trial, kind, length, when, _segment, values = row
+        shape = self.known.get(kind)
         match = shape[0].fullmatch(values) if shape is not None else None
         if match is not None:
-            event = shape[1].event(when, length, map(float, match.groups()))
-        elif (pairs := plain_pairs(values)) is not None:
+            return shape[1].event(when, length, map(float, match.groups()))
+        if (pairs := plain_pairs(values)) is not None:
             names = tuple(pairs[0::2])
-            known[kind] = (plain_values_pattern(names), scalars_layout(kind, names))
-            event = known[kind][1].event(when, length, map(float, pairs[1::2]))
-        else:
-            event = scalars_event(when, length, kind, json.loads(values))
-        if event is not None:
-            yield event
+            self.known[kind] = (plain_values_pattern(names), scalars_layout(kind, names))
+            return self.known[kind][1].event(when, length, map(float, pairs[1::2]))
+        return scalars_event(when, length, kind, json.loads(values))
+
+    def framed(self, row: tuple[Any, ...]) -> bytes:
+        """The row's TFRecord; b"" for a row holding no number."""
+        event = self.event(row)
+        return b"" if event is None else tfrecord(event)
+
+
+def _framer() -> Callable[[Sequence[tuple[Any, ...]]], tuple[bytes, list[int]]]:
+    """Frames a batch of rows: (records, offset of each row's record): numpy's batches
+    when it is installed, else a row at a time (the same bytes)."""
+    framed_row = _RowEncoder().framed
+    numpy = tbcrc.numpy_or_none()
+    if numpy is None:
+        return lambda rows: frame_each(rows, framed_row)
+    return BatchFramer(numpy, framed_row).frame
+
+
+class _Runs:
+    """The event file of the trial being written, its records held until the next trial's
+    rows come (or FLUSH_BYTES): one open and one write per trial. The start and end records of the trials
+    of a batch are framed together (`prepare`): their checksums in one numpy pass."""
+
+    def __init__(self, data: ExperimentData, out: Path) -> None:
+        self.data, self.out = data, out
+        self.written: dict[int, Path] = {}
+        self.prepared: dict[int, tuple[float, bytes, bytes]] = {}   # start, its records, end's
+        self.trial: TrialRecord | None = None
+        self.parts: list[bytes | memoryview | None] = []   # the trial's records not written
+        self.size = 0
+
+    def prepare(self, starts: list[tuple[TrialRecord, float | None]]) -> None:
+        """The records before and after the rows of each trial, `first_time` its first row's."""
+        events: list[bytes] = []
+        counts = []
+        for trial, first_time in starts:
+            start = trial_start(self.data, trial, first_time)
+            before, after = start_events(self.data, trial, start), end_events(trial)
+            events += before + after
+            counts.append((start, len(before), len(after)))
+        framed = list(map(tfrecord, events, masked_crc32c_many(events)))
+        at = 0
+        for (trial, _), (start, before, after) in zip(starts, counts):
+            self.prepared[trial.id] = (start, b"".join(framed[at:at + before]),
+                                       b"".join(framed[at + before:at + before + after]))
+            at += before + after
+
+    def write(self, trial: TrialRecord, records: bytes) -> None:
+        if trial is not self.trial:
+            self.close()
+            start, before, _after = self.prepared[trial.id]
+            run = self.out / f"trial-{trial.id}"
+            run.mkdir(parents=True, exist_ok=True)
+            self.written[trial.id] = run / event_file_name(self.data, trial, start)
+            self.trial, self.parts, self.size = trial, [before], len(before)
+        self.parts.append(records)
+        self.size += len(records)
+        if self.size > FLUSH_BYTES:   # a trial of a million rows is not held whole
+            self._flush()
+
+    def _flush(self) -> None:
+        """Appends the trial's records held so far in one unbuffered write: creating the
+        file (replacing what an earlier export left there) and writing are then a few
+        system calls per trial, ten thousand trials a second or two of system time."""
+        assert self.trial is not None
+        path, first = self.written[self.trial.id], self.parts[0] is not None
+        with path.open("wb" if first else "ab", buffering=0) as handle:
+            data = memoryview(b"".join(part for part in self.parts if part is not None))
+            while data:
+                data = data[handle.write(data):]
+        self.parts, self.size = [None], 0   # None: the file holds its start
+
+    def close(self) -> None:
+        if self.trial is not None:
+            self.parts.append(self.prepared.pop(self.trial.id)[2])
+            self._flush()
+        self.trial = None
 
 
 def export_tensorboard(data: ExperimentData, out: Path, metrics: MetricSource) -> list[Path]:
     """One directory per trial (a TensorBoard run): its curves in Scalars (tags
     `<kind>/<metric>`, steps the lengths), its hyperparameters and status in HParams."""
     trials = {trial.id: trial for trial in data.trials}
-    batch = _EventBatch()
-    written: dict[int, Path] = {}
-    for trial_id, rows in groupby(metrics("trial_time"), key=itemgetter(0)):
-        if trial_id in trials:
-            first = next(rows)
-            written[trial_id] = _write_run(data, trials[trial_id], out, batch, first[3],
-                                           chain((first,), rows))
-    for trial in data.trials:
-        if trial.id not in written:
-            written[trial.id] = _write_run(data, trial, out, batch, None, iter(()))
-    batch.flush()
-    return [written[trial_id] for trial_id in sorted(written)]
-
-
-def _write_run(data: ExperimentData, trial: TrialRecord, out: Path, batch: _EventBatch,
-               first_time: float | None, rows: Iterator[tuple[Any, ...]]) -> Path:
-    start = trial_start(data, trial, first_time)
-    run = out / f"trial-{trial.id}"
-    run.mkdir(parents=True, exist_ok=True)
-    path = run / event_file_name(data, trial, start)
-    batch.add(path, start_events(data, trial, start))
-    while True:   # a batch at a time: a trial of a million rows is not held either
-        chunk = list(islice(rows, BATCH_EVENTS))
-        if not chunk:
-            break
-        batch.add(path, _scalar_events(chunk))
-    batch.add(path, end_events(trial))
-    return path
+    frame, runs = _framer(), _Runs(data, out)
+    rows = iter(metrics("trial_time"))   # grouped by trial, oldest first
+    try:
+        while chunk := list(islice(rows, BATCH_ROWS)):
+            framed, offsets = frame(chunk)
+            records, at, parts = memoryview(framed), 0, []
+            for trial_id, group in groupby(map(itemgetter(0), chunk)):
+                end = at + len(list(group))
+                if trial_id in trials:   # the first row's time: the run's start
+                    parts.append((trials[trial_id], chunk[at][3], records[offsets[at]:offsets[end]]))
+                at = end
+            runs.prepare([(trial, first) for trial, first, _ in parts
+                          if trial.id not in runs.written])
+            for trial, _first, part in parts:
+                runs.write(trial, part)
+        silent = [trial for trial in data.trials if trial.id not in runs.written]
+        runs.prepare([(trial, None) for trial in silent])
+        for trial in silent:
+            runs.write(trial, b"")
+    finally:
+        runs.close()
+    return [runs.written[trial_id] for trial_id in sorted(runs.written)]
