@@ -234,6 +234,27 @@ def test_a_sync_error_names_the_experiment_and_backend_it_came_from(
         "the cluster?\n")
 
 
+def test_an_experiment_whose_scheduler_fails_does_not_stop_the_driven_one(
+        env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cade_cli import engine
+    from cade_cli.spec.experiment import load_spec
+
+    ledger = Ledger(env / ".cade" / "ledger.db", create=True)
+    engine.submit(ledger, load_spec(env / "spec.yaml"), "pbs")   # recorded where no PBS is
+    ledger.close()
+    result = CliRunner().invoke(cli, ["submit", "spec.yaml", "--scheduler", "local", "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "Experiment 2 (clitest) submitted to local.\n"
+        "warning: experiment 1 (pbs): qsub not found: is this a login node of the cluster? "
+        "(skipped: experiment 2 goes on)\n")
+    assert json.loads(result.stdout)["state"] == "completed"
+    ledger = Ledger(env / ".cade" / "ledger.db")
+    # What a failed sync leaves, as before: an intent without a job, retried by a later sync.
+    assert (ledger.experiment(1).state, ledger.experiment(1).synced) == ("pending", 0.0)
+    assert [(s.state, s.job_id) for s in ledger.segments(1)] == [("intent", None)]
+
+
 def test_every_option_of_every_command_says_what_it_does() -> None:
     def undocumented(group: click.Group, path: str) -> list[str]:
         found = []
