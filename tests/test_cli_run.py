@@ -182,6 +182,23 @@ def test_unknown_experiment_and_missing_ledger_exit_4(env: Path) -> None:
     assert "Error: no experiment with id or name 'nope'" in result.output
 
 
+@pytest.mark.parametrize("command", [["status"], ["best"], ["top", "--once"], ["logs", "1"]])
+def test_read_commands_refuse_a_missing_or_broken_settings_file_as_submit_does(
+        env: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    handmade(env / ".cade" / "ledger.db")
+    monkeypatch.setenv("CADE_CONFIG", str(env / "nope.yaml"))
+    missing = (2, (f"Error: {env / 'nope.yaml'}: no such file, expected the cade configuration\n"
+                   "hint: CADE_CONFIG names this file; fix the path or unset CADE_CONFIG\n"))
+    for args in (command, ["submit", "spec.yaml", "--scheduler", "local"]):
+        result = CliRunner().invoke(cli, args)
+        assert (result.exit_code, result.output) == missing
+    (env / "broken.yaml").write_text("poll_interval: soon\n")
+    monkeypatch.setenv("CADE_CONFIG", str(env / "broken.yaml"))
+    result = CliRunner().invoke(cli, command)
+    assert (result.exit_code, result.output) == (2, (
+        f"Error: {env / 'broken.yaml'}:1: poll_interval must be a number >= 0, got 'soon'\n"))
+
+
 def test_a_corrupt_ledger_exits_4_without_a_traceback(env: Path) -> None:
     (env / "bad.db").write_bytes(b"garbage" * 500)
     result = CliRunner().invoke(cli, ["status", "--ledger", str(env / "bad.db")])

@@ -15,6 +15,7 @@ import click
 
 from cade_cli.cli.options import json_option, ledger_option
 from cade_cli.cli.params import EXPERIMENT
+from cade_cli.spec.configfiles import check_settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.views.model import ExperimentData, read_experiment
 
@@ -84,6 +85,7 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
 
     if as_json and not once:
         raise click.UsageError("--json prints one frame: use it with --once")
+    check_settings()   # a missing or broken settings file is an error, as for submit
     ledger = open_ledger(ledger_path)
     chosen = ledger.find_experiment(experiment)
     console = terminal_console(width)

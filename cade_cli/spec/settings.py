@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.errors import SpecError
+from cade_cli.spec.configfiles import SITE_CONFIG, config_path, site_config_path
 from cade_cli.spec.files import read_capped
 from cade_cli.spec.reader import suggest
 from cade_cli.spec.yamlpos import Node, Problems, compose
@@ -28,7 +29,6 @@ from cade_cli.spec.yamlpos import Node, Problems, compose
 SCHEDULERS = ("auto", "local", "slurm", "pbs")
 CLUSTER_POLL_INTERVAL = 30.0
 LOCAL_POLL_INTERVAL = 2.0
-SITE_CONFIG = "/etc/cade/config.yaml"
 LIMITS_KEY = "limits"
 
 
@@ -142,19 +142,6 @@ _LIMITS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "min_poll_interval": ("min_poll_interval", _non_negative_float),
     "max_queued_jobs": ("max_queued_jobs_limit", _positive_int),
 }
-
-
-def config_path(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    if env.get("CADE_CONFIG"):
-        return Path(env["CADE_CONFIG"]).expanduser()
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "cade" / "config.yaml"
-
-
-def site_config_path(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    return Path(env.get("CADE_SITE_CONFIG") or SITE_CONFIG).expanduser()
 
 
 def _read_config_file(path: Path, variable: str, named: bool) -> dict[str, Node]:
