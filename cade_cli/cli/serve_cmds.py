@@ -107,6 +107,12 @@ def _show(record: Any, name: str | None, as_json: bool) -> None:
         click.echo(f"  stop:   cade {record.kind} --stop {name}")
 
 
+def _one_request(opts: dict[str, Any]) -> None:
+    """A usage error (exit 2) for --stop with --list: each is a command of its own."""
+    if opts["stop"] and opts["list_jobs"]:
+        raise click.UsageError("--stop and --list are two requests: give one of them")
+
+
 def _list_or_stop(kind: str, state_dir: Path, list_jobs: bool, stop: str | None,
                   as_json: bool) -> bool:
     """--list / --stop; True when one of them was asked (the command is then done)."""
@@ -181,6 +187,7 @@ def tensorboard_cmd(experiments: tuple[int | str, ...], interval: float, ledger_
 
     Served on 127.0.0.1 under a secret path; prints the URL and the ssh tunnel to it.
     """
+    _one_request(opts)
     ledger = _ledger_file(ledger_path)
     if _list_or_stop("tensorboard", ledger.parent, opts["list_jobs"], opts["stop"],
                      opts["as_json"]):
@@ -209,6 +216,7 @@ def notebook_cmd(gpus: int, bind: str, ledger_path: str | None, **opts: Any) -> 
 
     Prints the URL and the ssh tunnel to it; --list and --stop NAME manage the jobs.
     """
+    _one_request(opts)
     ledger = _ledger_file(ledger_path)
     if _list_or_stop("notebook", ledger.parent, opts["list_jobs"], opts["stop"],
                      opts["as_json"]):
