@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from cade_cli.backends import make_scheduler
+from cade_cli.backends import make_scheduler, require_submit_command
 from cade_cli.backends.base import JobState, Scheduler
 from cade_cli.engine.apply import (
     apply_events,
@@ -31,7 +31,7 @@ from cade_cli.engine.context import SyncContext, close_trial, replay, request_st
 from cade_cli.engine.packing import experiment_scheduler, release_packs
 from cade_cli.engine.events import finish_segment, finished_status, ingest_segment
 from cade_cli.engine.provenance import code_snapshot
-from cade_cli.errors import CadeError, LedgerError
+from cade_cli.errors import CadeError, LedgerError, SpecError
 from cade_cli.jobs.ingest import started_host
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import (
@@ -48,9 +48,20 @@ from cade_cli.search.searchers import make_searcher, restore_searcher
 from cade_cli.search.searchers.base import Create, ExitReason, Train, decision_to_json
 from cade_cli.spec.settings import Settings
 from cade_cli.spec import stored
+from cade_cli.spec.entrypoint import missing_entrypoint_file
 from cade_cli.spec.experiment import ExperimentSpec
 
 Clock = Callable[[], float]
+
+
+def refuse_unrunnable(spec: ExperimentSpec, backend: str) -> None:
+    """What would leave a recorded experiment that never runs, refused before anything is
+    recorded (`cade submit` and `api.submit` alike): an entrypoint script that is not there
+    (SpecError, exit 2) and a scheduler whose submit command is not on PATH (exit 3)."""
+    missing = missing_entrypoint_file(spec)
+    if missing:
+        raise SpecError(missing)
+    require_submit_command(backend)
 
 
 def submit(ledger: Ledger, spec: ExperimentSpec, backend: str, *, message: str = "",
