@@ -214,6 +214,27 @@ def test_dry_run_prints_the_script_and_records_nothing(env: Path) -> None:
     assert not (env / ".cade").exists()
 
 
+def test_dry_run_prints_the_pack_job_or_the_array_job_that_carries_the_segment(
+        env: Path) -> None:
+    (env / "packed.yaml").write_text(SPEC + "packing: {slots_per_job: 2}\n")
+    packed = invoke("submit", "packed.yaml", "--dry-run", "--scheduler", "slurm")
+    segment, pack = packed.output.split(  # type: ignore[attr-defined]
+        "\n# ==== the pack job's script (packs/jobs/K/job.sh): 2 slots per job, 2 trials at a "
+        "time; each segment script above runs in its slots ====\n")
+    assert "#SBATCH" not in segment and "CADE_TRIAL_ID" in segment   # runs in the pack's step
+    assert pack.startswith("#!/bin/bash\n#SBATCH ") and "#SBATCH --ntasks-per-node=2\n" in pack
+    assert "/launch/cade_pack.py " in pack
+    two = SPEC.replace("max_concurrent_trials: 1", "max_concurrent_trials: 2")   # one: no array
+    (env / "arrays.yaml").write_text(two + "job_arrays: true\n")
+    arrays = invoke("submit", "arrays.yaml", "--dry-run", "--scheduler", "slurm")
+    segment, array = arrays.output.split(  # type: ignore[attr-defined]
+        "\n# ==== the array job's script (arrays/NAME/job.sh), here of the first 2 segments; "
+        "element I runs segment I's script ====\n")
+    assert segment.startswith("#!/bin/bash\n#SBATCH ") and "#SBATCH --array=0-1\n" in array
+    assert "/trials/2/segments/1/job.sh ;;" in array
+    assert not (env / ".cade").exists()
+
+
 def test_a_misspelt_command_gets_a_suggestion() -> None:
     result = CliRunner().invoke(cli, ["submt", "spec.yaml"], prog_name="cade")
     assert (result.exit_code, result.output) == (2, (

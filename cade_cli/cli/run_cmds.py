@@ -108,7 +108,7 @@ def submit_command(spec_path: str, scheduler: str | None, slots: int | None, dry
     if dry_run:
         if missing:   # the script may be written before the real submission
             click.echo(f"warning: {missing}", err=True)
-        click.echo(engine.dry_run_script(spec, backend, settings), nl=False)
+        click.echo(engine.dry_run_scripts(spec, backend, settings), nl=False)
         return
     engine.refuse_unrunnable(spec, backend)
     if driver == "job":

@@ -11,12 +11,12 @@ from cade_cli.backends import SCHEDULER_NAMES, detect_scheduler, make_scheduler
 from cade_cli.engine.drive import drive as drive_experiment
 from cade_cli.engine.drive import driver_lock, refresh, sync_pass, with_lock
 from cade_cli.engine.driverjob import DriverJobOptions, submit_driver_job
+from cade_cli.engine.dryrun import dry_run_script, dry_run_scripts
 from cade_cli.engine.lifecycle import (
     Best,
     Schedulers,
     best,
     cancel,
-    dry_run_script,
     pause,
     refuse_unrunnable,
     resume,
@@ -37,6 +37,7 @@ __all__ = [
     "drive_experiment",
     "driver_lock",
     "dry_run_script",
+    "dry_run_scripts",
     "list_templates",
     "make_scheduler",
     "pause",
