@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cade_cli.backends.base import JobRequest
 from cade_cli.engine.context import trial_seed
-from cade_cli.jobs.array import array_name, render_array_script
+from cade_cli.jobs.array import array_name, arrays_asked, render_array_script
 from cade_cli.jobs.pack import DIRECTIVE_PREFIX, SEGMENT_BACKEND, pack_shape, prepare_pack
 from cade_cli.jobs.rundir import prepare_segment
 from cade_cli.search.searchers import make_searcher
@@ -39,8 +39,7 @@ def dry_run_scripts(spec: ExperimentSpec, backend: str, settings: Settings) -> s
     (packing) or the array job (job_arrays), each under a header line."""
     dirs = _template_dirs(settings, None)
     shape = pack_shape(spec, settings.pack)
-    chosen = spec.job_arrays if spec.job_arrays is not None else settings.job_arrays
-    arrays = shape is None and bool(chosen) and backend in DIRECTIVE_PREFIX
+    arrays = shape is None and arrays_asked(spec, settings) and backend in DIRECTIVE_PREFIX
     with tempfile.TemporaryDirectory(prefix="cade-dry-run-") as tmp:
         root = Path(tmp)
         segments = _first_segments(spec, SEGMENT_BACKEND if shape else backend, root, dirs,
