@@ -293,6 +293,23 @@ def test_an_experiment_whose_scheduler_fails_does_not_stop_the_driven_one(
     assert [(s.state, s.job_id) for s in ledger.segments(1)] == [("intent", None)]
 
 
+def test_top_syncs_the_other_experiments_and_names_the_one_that_failed(
+        env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cade_cli import engine
+    from cade_cli.spec.experiment import load_spec
+
+    ledger = Ledger(env / ".cade" / "ledger.db", create=True)
+    engine.submit(ledger, load_spec(env / "spec.yaml"), "pbs")   # recorded where no PBS is
+    engine.submit(ledger, load_spec(env / "spec.yaml"), "local")
+    ledger.close()
+    result = CliRunner().invoke(cli, ["top", "2", "--once", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["sync_message"] == (
+        "sync failed: experiment 1 (pbs): qsub not found: is this a login node of the cluster? "
+        "(cade needs `qsub` on PATH for this backend)")
+    assert [s.job_id is not None for s in Ledger(env / ".cade" / "ledger.db").segments(2)] == [True]
+
+
 def test_every_option_of_every_command_says_what_it_does() -> None:
     def undocumented(group: click.Group, path: str) -> list[str]:
         found = []
