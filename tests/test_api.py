@@ -70,6 +70,21 @@ def test_pause_resume_cancel_and_the_same_errors_as_the_cli(env: Path) -> None:
         api.submit("spec.yaml", overrides={"searcher.max_length": "long"}, driver="none")
 
 
+def test_submit_refuses_what_cade_submit_refuses_before_recording(
+        env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SpecError) as missing:
+        api.submit({**SPEC, "entrypoint": "python3 trian.py"}, scheduler="local", driver="none")
+    assert missing.value.message == (
+        f"<dict>: entrypoint: no file 'trian.py' in {env} (the entrypoint runs in the spec's "
+        "directory)")
+    monkeypatch.setenv("PATH", str(env))   # no sbatch here
+    with pytest.raises(CadeError) as no_sbatch:
+        api.submit("spec.yaml", scheduler="slurm", driver="none")
+    assert (no_sbatch.value.exit_code, no_sbatch.value.message) == (
+        3, "sbatch not found: is this a login node of the cluster?")
+    assert not (env / ".cade").exists()
+
+
 def test_wait_gives_up_after_its_timeout(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNTH_STEP_SECONDS", "2")
     exp = api.submit("spec.yaml", scheduler="local", driver="none")

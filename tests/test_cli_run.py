@@ -182,6 +182,23 @@ def test_unknown_experiment_and_missing_ledger_exit_4(env: Path) -> None:
     assert "Error: no experiment with id or name 'nope'" in result.output
 
 
+@pytest.mark.parametrize("command", [["status"], ["best"], ["top", "--once"], ["logs", "1"]])
+def test_read_commands_refuse_a_missing_or_broken_settings_file_as_submit_does(
+        env: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    handmade(env / ".cade" / "ledger.db")
+    monkeypatch.setenv("CADE_CONFIG", str(env / "nope.yaml"))
+    missing = (2, (f"Error: {env / 'nope.yaml'}: no such file, expected the cade configuration\n"
+                   "hint: CADE_CONFIG names this file; fix the path or unset CADE_CONFIG\n"))
+    for args in (command, ["submit", "spec.yaml", "--scheduler", "local"]):
+        result = CliRunner().invoke(cli, args)
+        assert (result.exit_code, result.output) == missing
+    (env / "broken.yaml").write_text("poll_interval: soon\n")
+    monkeypatch.setenv("CADE_CONFIG", str(env / "broken.yaml"))
+    result = CliRunner().invoke(cli, command)
+    assert (result.exit_code, result.output) == (2, (
+        f"Error: {env / 'broken.yaml'}:1: poll_interval must be a number >= 0, got 'soon'\n"))
+
+
 def test_a_corrupt_ledger_exits_4_without_a_traceback(env: Path) -> None:
     (env / "bad.db").write_bytes(b"garbage" * 500)
     result = CliRunner().invoke(cli, ["status", "--ledger", str(env / "bad.db")])
@@ -194,6 +211,27 @@ def test_dry_run_prints_the_script_and_records_nothing(env: Path) -> None:
     assert result.exit_code == 0  # type: ignore[attr-defined]
     assert result.output.startswith("#!")  # type: ignore[attr-defined]
     assert "CADE_TRIAL_ID" in result.output  # type: ignore[attr-defined]
+    assert not (env / ".cade").exists()
+
+
+def test_dry_run_prints_the_pack_job_or_the_array_job_that_carries_the_segment(
+        env: Path) -> None:
+    (env / "packed.yaml").write_text(SPEC + "packing: {slots_per_job: 2}\n")
+    packed = invoke("submit", "packed.yaml", "--dry-run", "--scheduler", "slurm")
+    segment, pack = packed.output.split(  # type: ignore[attr-defined]
+        "\n# ==== the pack job's script (packs/jobs/K/job.sh): 2 slots per job, 2 trials at a "
+        "time; each segment script above runs in its slots ====\n")
+    assert "#SBATCH" not in segment and "CADE_TRIAL_ID" in segment   # runs in the pack's step
+    assert pack.startswith("#!/bin/bash\n#SBATCH ") and "#SBATCH --ntasks-per-node=2\n" in pack
+    assert "/launch/cade_pack.py " in pack
+    two = SPEC.replace("max_concurrent_trials: 1", "max_concurrent_trials: 2")   # one: no array
+    (env / "arrays.yaml").write_text(two + "job_arrays: true\n")
+    arrays = invoke("submit", "arrays.yaml", "--dry-run", "--scheduler", "slurm")
+    segment, array = arrays.output.split(  # type: ignore[attr-defined]
+        "\n# ==== the array job's script (arrays/NAME/job.sh), here of the first 2 segments; "
+        "element I runs segment I's script ====\n")
+    assert segment.startswith("#!/bin/bash\n#SBATCH ") and "#SBATCH --array=0-1\n" in array
+    assert "/trials/2/segments/1/job.sh ;;" in array
     assert not (env / ".cade").exists()
 
 
@@ -232,6 +270,44 @@ def test_a_sync_error_names_the_experiment_and_backend_it_came_from(
     assert result.exit_code == 0 and result.stderr == (
         "warning: could not sync: experiment 1 (pbs): qsub not found: is this a login node of "
         "the cluster?\n")
+
+
+def test_an_experiment_whose_scheduler_fails_does_not_stop_the_driven_one(
+        env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cade_cli import engine
+    from cade_cli.spec.experiment import load_spec
+
+    ledger = Ledger(env / ".cade" / "ledger.db", create=True)
+    engine.submit(ledger, load_spec(env / "spec.yaml"), "pbs")   # recorded where no PBS is
+    ledger.close()
+    result = CliRunner().invoke(cli, ["submit", "spec.yaml", "--scheduler", "local", "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "Experiment 2 (clitest) submitted to local.\n"
+        "warning: experiment 1 (pbs): qsub not found: is this a login node of the cluster? "
+        "(skipped: experiment 2 goes on)\n")
+    assert json.loads(result.stdout)["state"] == "completed"
+    ledger = Ledger(env / ".cade" / "ledger.db")
+    # What a failed sync leaves, as before: an intent without a job, retried by a later sync.
+    assert (ledger.experiment(1).state, ledger.experiment(1).synced) == ("pending", 0.0)
+    assert [(s.state, s.job_id) for s in ledger.segments(1)] == [("intent", None)]
+
+
+def test_top_syncs_the_other_experiments_and_names_the_one_that_failed(
+        env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cade_cli import engine
+    from cade_cli.spec.experiment import load_spec
+
+    ledger = Ledger(env / ".cade" / "ledger.db", create=True)
+    engine.submit(ledger, load_spec(env / "spec.yaml"), "pbs")   # recorded where no PBS is
+    engine.submit(ledger, load_spec(env / "spec.yaml"), "local")
+    ledger.close()
+    result = CliRunner().invoke(cli, ["top", "2", "--once", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["sync_message"] == (
+        "sync failed: experiment 1 (pbs): qsub not found: is this a login node of the cluster? "
+        "(cade needs `qsub` on PATH for this backend)")
+    assert [s.job_id is not None for s in Ledger(env / ".cade" / "ledger.db").segments(2)] == [True]
 
 
 def test_every_option_of_every_command_says_what_it_does() -> None:

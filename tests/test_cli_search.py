@@ -101,6 +101,26 @@ def test_preview_table(workdir: Path) -> None:
     assert "Concurrency:" in out
 
 
+@pytest.mark.parametrize("extra, settings, line", [
+    ("packing: {slots_per_job: 4}\n", "", "Packing: 4 slots per job, 4 trials per job"),
+    ("job_arrays: true\n", "", "Job arrays: first segments in arrays of at most the scheduler's "
+                               "limit"),
+    ("", "job_arrays: true\nmax_array_size: 50\n",
+     "Job arrays: first segments in arrays of at most 50"),
+    ("", "", None),
+])
+def test_preview_says_how_trials_go_to_the_scheduler(
+        workdir: Path, monkeypatch: pytest.MonkeyPatch, extra: str, settings: str,
+        line: str | None) -> None:
+    (workdir / "settings.yaml").write_text(settings)
+    monkeypatch.setenv("CADE_CONFIG", str(workdir / "settings.yaml"))
+    (workdir / "jobs.yaml").write_text(ASHA_SPEC + extra)
+    result = CliRunner().invoke(cli, ["preview", "jobs.yaml"])
+    assert result.exit_code == 0, result.output
+    found = [text for text in result.stdout.splitlines() if text.startswith(("Packing", "Job arr"))]
+    assert found == ([line] if line else [])
+
+
 def test_preview_config_override(workdir: Path) -> None:
     result = CliRunner().invoke(cli, ["preview", "grid.yaml", "--json",
                                       "--config", "searcher.max_length=20"])

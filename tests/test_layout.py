@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from slurm_fixtures import cade_json, require_slurm, scontrol_fields, segments
 
-from cade_cli.engine.lifecycle import dry_run_script
+from cade_cli.engine.dryrun import dry_run_script
 from cade_cli.errors import SpecError
 from cade_cli.jobs.layout import Layout, split_slots, trial_layout
 from cade_cli.spec.experiment import load_spec, parse_spec

@@ -111,6 +111,19 @@ def test_a_bad_site_or_user_value_is_located(tmp_path: Path, site: str, user: st
     assert needle in err.value.message and err.value.exit_code == 2
 
 
+def test_every_bad_setting_is_reported_at_once(tmp_path: Path) -> None:
+    env = _files(tmp_path, "limits:\n  max_queued_jobs: 0\n",
+                 "pack: maybe\nstop_grace: 1\nlocal_slotz: 4\n")
+    with pytest.raises(SpecError) as err:
+        load_settings({**env, "CADE_POLL_INTERVAL": "soon"})
+    assert err.value.message == (
+        f"{tmp_path / 'site.yaml'}:2: limits.max_queued_jobs must be a whole number >= 1, got 0\n"
+        f"{tmp_path / 'user.yaml'}:1: pack must be true or false, got 'maybe'\n"
+        f"{tmp_path / 'user.yaml'}:3: unknown setting 'local_slotz'; did you mean 'local_slots'?\n"
+        "environment variable CADE_POLL_INTERVAL: poll_interval must be a number >= 0, got 'soon'")
+    assert err.value.hint is not None and err.value.hint.startswith("known settings: ")
+
+
 def test_a_named_site_file_must_exist(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         load_settings({"CADE_SITE_CONFIG": str(tmp_path / "nope.yaml"), "CADE_CONFIG": os.devnull})

@@ -85,6 +85,15 @@ def test_ladder_counts_follow_the_trials() -> None:
     assert (bracket1[0].reached, bracket1[0].running) == (2, 2)
 
 
+def test_a_trial_completed_at_the_top_rung_is_counted_completed_not_stopped() -> None:
+    data = experiment_in_state("completed", 2)
+    for rungs in ladder_stats(data):
+        top = rungs[-1]
+        assert (top.reached, top.completed, top.stopped) == (1, 1, 0)
+        assert all(rung.completed == 0 for rung in rungs[:-1])
+    assert " completed " in frame_text("completed").splitlines()[15]
+
+
 @pytest.mark.parametrize("state", STATES)
 def test_every_trial_is_counted_once_per_rung_it_headed_for(state: str) -> None:
     """Into rung i go the trials sent past rung i - 1; each is in exactly one column."""
@@ -92,7 +101,8 @@ def test_every_trial_is_counted_once_per_rung_it_headed_for(state: str) -> None:
     for bracket, rungs in enumerate(ladder_stats(data)):
         entered = len([t for t in data.trials if min(t.bracket, 1) == bracket])
         for rung in rungs:
-            stopped_on_the_way = rung.stopped - (rung.reached - rung.promoted - rung.waiting)
+            stopped_on_the_way = (rung.stopped + rung.completed
+                                  - (rung.reached - rung.promoted - rung.waiting))
             assert stopped_on_the_way >= 0, (bracket, rung)
             assert (rung.reached + rung.running + rung.errored + stopped_on_the_way
                     <= entered), (bracket, rung)

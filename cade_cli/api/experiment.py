@@ -166,8 +166,9 @@ def submit(spec: str | Path | Mapping[str, Any], *, overrides: Overrides = (),
     settings = _settings(slots, scheduler)
     loaded = _load(spec, overrides, workdir)
     backend = detect_scheduler() if settings.scheduler == "auto" else settings.scheduler
+    engine.refuse_unrunnable(loaded, backend)   # refused before anything is recorded
     if driver == "job":
-        engine.DriverJobOptions().check(backend)  # refuse before anything is recorded
+        engine.DriverJobOptions().check(backend)
     opened = Ledger(ledger, create=True)
     try:
         exp_id = engine.submit(opened, loaded, backend)

@@ -17,6 +17,7 @@ from cade_cli.cli import run_format
 from cade_cli.cli.options import json_option, ledger_option
 from cade_cli.cli.params import EXPERIMENT, TRIAL
 from cade_cli.errors import CadeError, NotFoundError
+from cade_cli.spec.configfiles import check_settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import LIVE_SEGMENT_STATES, SegmentRecord, SegmentState
 
@@ -47,6 +48,7 @@ def status_command(experiment: int | str | None, rows: int, every: bool, as_json
                    ledger_path: str | None) -> None:
     """Show EXPERIMENT and its trials (the first --rows of many), or every experiment when
     none is named."""
+    check_settings()   # a missing or broken settings file is an error, read or not
     ledger = Ledger(ledger_path, create=False)
     if experiment is None:
         _refresh(ledger)
@@ -79,6 +81,7 @@ def status_command(experiment: int | str | None, rows: int, every: bool, as_json
 @ledger_option
 def best_command(experiment: int | str | None, as_json: bool, ledger_path: str | None) -> None:
     """The best trial of EXPERIMENT: params, metric, length and checkpoint."""
+    check_settings()
     ledger = Ledger(ledger_path, create=False)
     exp = ledger.find_experiment(experiment)
     _refresh(ledger, only=exp.id)
@@ -109,6 +112,7 @@ def logs_command(trial_ref: tuple[int | str | None, int], follow: bool, segment:
     """
     if as_json and follow:
         raise click.UsageError("--json prints one object: it cannot --follow")
+    check_settings()
     ledger = Ledger(ledger_path, create=False)
     exp_ref, trial_id = trial_ref
     exp_id = ledger.find_experiment(exp_ref if exp_ref is not None else experiment).id

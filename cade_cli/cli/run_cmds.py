@@ -23,12 +23,11 @@ from cade_cli.engine import (
     detect_scheduler,
     drive_experiment,
     make_scheduler,
-    require_submit_command,
     spawn_watch,
     submit_driver_job,
     with_lock,
 )
-from cade_cli.errors import INTERRUPTED, SpecError
+from cade_cli.errors import INTERRUPTED
 from cade_cli.store.ledger import Ledger
 from cade_cli.views.progress import live_progress, stderr_is_terminal, summary_line
 from cade_cli.store.records import ExperimentRecord, ExperimentState
@@ -109,11 +108,9 @@ def submit_command(spec_path: str, scheduler: str | None, slots: int | None, dry
     if dry_run:
         if missing:   # the script may be written before the real submission
             click.echo(f"warning: {missing}", err=True)
-        click.echo(engine.dry_run_script(spec, backend, settings), nl=False)
+        click.echo(engine.dry_run_scripts(spec, backend, settings), nl=False)
         return
-    if missing:
-        raise SpecError(missing)
-    require_submit_command(backend)
+    engine.refuse_unrunnable(spec, backend)
     if driver == "job":
         DriverJobOptions().check(backend)   # refuse before anything is recorded
     ledger = _open(ledger_path, create=True)

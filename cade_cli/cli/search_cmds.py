@@ -32,7 +32,9 @@ def preview_command(spec_path: str, as_json: bool, overrides: tuple[str, ...]) -
     if as_json:
         click.echo(json.dumps(plan_to_json(plan), indent=2))
         return
-    print_plan(spec, plan)
+    from cade_cli.spec.settings import load_settings
+
+    print_plan(spec, plan, load_settings())   # the site's pack / job_arrays defaults count
 
 
 # -- simulate -----------------------------------------------------------------------------

@@ -107,6 +107,18 @@ def _show(record: Any, name: str | None, as_json: bool) -> None:
         click.echo(f"  stop:   cade {record.kind} --stop {name}")
 
 
+def _ledger_unless_managed(kind: str, ledger_path: str | None,
+                           opts: dict[str, Any]) -> Path | None:
+    """The ledger file to serve; None when --list or --stop was asked and is done. Both at
+    once are a usage error (exit 2): each is a request of its own."""
+    if opts["stop"] and opts["list_jobs"]:
+        raise click.UsageError("--stop and --list are two requests: give one of them")
+    ledger = _ledger_file(ledger_path)
+    if _list_or_stop(kind, ledger.parent, opts["list_jobs"], opts["stop"], opts["as_json"]):
+        return None
+    return ledger
+
+
 def _list_or_stop(kind: str, state_dir: Path, list_jobs: bool, stop: str | None,
                   as_json: bool) -> bool:
     """--list / --stop; True when one of them was asked (the command is then done)."""
@@ -181,9 +193,8 @@ def tensorboard_cmd(experiments: tuple[int | str, ...], interval: float, ledger_
 
     Served on 127.0.0.1 under a secret path; prints the URL and the ssh tunnel to it.
     """
-    ledger = _ledger_file(ledger_path)
-    if _list_or_stop("tensorboard", ledger.parent, opts["list_jobs"], opts["stop"],
-                     opts["as_json"]):
+    ledger = _ledger_unless_managed("tensorboard", ledger_path, opts)
+    if ledger is None:
         return
     if opts["job"]:
         args = ["--ledger", str(ledger), "--interval", str(interval)]
@@ -209,9 +220,8 @@ def notebook_cmd(gpus: int, bind: str, ledger_path: str | None, **opts: Any) -> 
 
     Prints the URL and the ssh tunnel to it; --list and --stop NAME manage the jobs.
     """
-    ledger = _ledger_file(ledger_path)
-    if _list_or_stop("notebook", ledger.parent, opts["list_jobs"], opts["stop"],
-                     opts["as_json"]):
+    ledger = _ledger_unless_managed("notebook", ledger_path, opts)
+    if ledger is None:
         return
     if opts["job"]:
         _submit("notebook", ledger, ["--workdir", str(Path.cwd())], bind, gpus, opts)

@@ -15,6 +15,8 @@ import click
 
 from cade_cli.cli.options import json_option, ledger_option
 from cade_cli.cli.params import EXPERIMENT
+from cade_cli.errors import SchedulerError
+from cade_cli.spec.configfiles import check_settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.views.model import ExperimentData, read_experiment
 
@@ -51,8 +53,15 @@ def syncing(ledger: Ledger) -> Iterator[Callable[[], None]]:
             settings = load_settings()
             made.update(settings=settings, schedulers=Schedulers(ledger, settings),
                         lock=driver_lock(ledger))
-        # False when another driver holds the lock.
-        sync_pass(ledger, made["settings"], made["schedulers"], made["lock"])
+        # False when another driver holds the lock. One experiment's scheduler failing keeps
+        # no other from its sync; the failures are raised together once the pass is over.
+        failed: list[SchedulerError] = []
+        sync_pass(ledger, made["settings"], made["schedulers"], made["lock"],
+                  on_skip=lambda _id, err: failed.append(err))
+        if len(failed) == 1:
+            raise failed[0]
+        if failed:
+            raise SchedulerError("; ".join(err.message for err in failed))
 
     try:
         yield sync
@@ -84,6 +93,7 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
 
     if as_json and not once:
         raise click.UsageError("--json prints one frame: use it with --once")
+    check_settings()   # a missing or broken settings file is an error, as for submit
     ledger = open_ledger(ledger_path)
     chosen = ledger.find_experiment(experiment)
     console = terminal_console(width)

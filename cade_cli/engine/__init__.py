@@ -6,18 +6,19 @@ code between them without touching the CLI. The schedulers and the job script te
 are reached through it too: front ends never import `backends/` or `jobs/` themselves.
 """
 
-from cade_cli.backends import SCHEDULER_NAMES, detect_scheduler, make_scheduler, require_submit_command
+from cade_cli.backends import SCHEDULER_NAMES, detect_scheduler, make_scheduler
 # The driving loop is re-exported as drive_experiment: the name `drive` stays the module's.
 from cade_cli.engine.drive import drive as drive_experiment
 from cade_cli.engine.drive import driver_lock, refresh, sync_pass, with_lock
 from cade_cli.engine.driverjob import DriverJobOptions, submit_driver_job
+from cade_cli.engine.dryrun import dry_run_script, dry_run_scripts
 from cade_cli.engine.lifecycle import (
     Best,
     Schedulers,
     best,
     cancel,
-    dry_run_script,
     pause,
+    refuse_unrunnable,
     resume,
     submit,
     sync,
@@ -36,11 +37,12 @@ __all__ = [
     "drive_experiment",
     "driver_lock",
     "dry_run_script",
+    "dry_run_scripts",
     "list_templates",
     "make_scheduler",
     "pause",
     "refresh",
-    "require_submit_command",
+    "refuse_unrunnable",
     "resume",
     "spawn_watch",
     "submit",

@@ -21,7 +21,13 @@ from cade_cli.backends.arrays import chunk_sizes
 from cade_cli.backends.base import JobRequest, Scheduler
 from cade_cli.engine.context import SyncContext, template_dirs
 from cade_cli.errors import SubmitLimitError
-from cade_cli.jobs.array import array_name, clear_array_intent, prepare_array, read_array_intent
+from cade_cli.jobs.array import (
+    array_name,
+    arrays_asked,
+    clear_array_intent,
+    prepare_array,
+    read_array_intent,
+)
 from cade_cli.store.records import SegmentRecord, SegmentState, TrialRecord
 
 Pair = tuple[TrialRecord, SegmentRecord]
@@ -32,8 +38,7 @@ SubmitOne = Callable[[SyncContext, TrialRecord, SegmentRecord], bool]
 def arrays_chosen(ctx: SyncContext) -> bool:
     """The experiment's new segments go out as arrays (the local backend and packed
     experiments have none: their segments are submitted one by one)."""
-    chosen = ctx.spec.job_arrays if ctx.spec.job_arrays is not None else ctx.settings.job_arrays
-    return bool(chosen) and ctx.scheduler.max_array_size() >= 2
+    return arrays_asked(ctx.spec, ctx.settings) and ctx.scheduler.max_array_size() >= 2
 
 
 def submit_in_arrays(ctx: SyncContext, batch: list[Pair], prepare: Prepare,

@@ -40,11 +40,15 @@ def driver_lock(ledger: Ledger) -> DriverLock:
 
 
 def sync_pass(ledger: Ledger, settings: Settings, schedulers: Schedulers, lock: DriverLock,
-              force: int | None = None, only: int | None = None) -> bool:
+              force: int | None = None, only: int | None = None,
+              on_skip: Callable[[int, SchedulerError], None] | None = None) -> bool:
     """Sync the experiments that need it, if the lock is free; False when it was not.
 
     An experiment synced less than its backend's poll interval ago is skipped (be kind to
-    the scheduler), except `force`.
+    the scheduler), except `force`. With `on_skip`, a scheduler error of an experiment other
+    than `force` or `only` goes to it and the pass goes on with the others (a ledger may hold
+    a PBS experiment where no qstat is); without, or for those two, it is raised. Either way
+    the failed sync stops where it failed, as a killed one does.
     """
     if ledger.read_only:
         return False  # nothing can be recorded: read what is there
@@ -64,7 +68,9 @@ def sync_pass(ledger: Ledger, settings: Settings, schedulers: Schedulers, lock: 
                 sync(ledger, exp.id, schedulers.get(exp.backend), settings)
             except SchedulerError as err:   # a ledger may hold experiments of several backends
                 err.message = f"experiment {exp.id} ({exp.backend}): {err.message}"
-                raise
+                if on_skip is None or exp.id in (force, only):
+                    raise
+                on_skip(exp.id, err)
             lock.refresh()
     finally:
         lock.release()
@@ -74,26 +80,41 @@ def sync_pass(ledger: Ledger, settings: Settings, schedulers: Schedulers, lock: 
 def refresh(ledger: Ledger, settings: Settings, only: int | None = None) -> str:
     """One sync pass before a read, when the lock is free (another driver keeps the ledger
     fresh otherwise). A scheduler hiccup is returned as its message ('' when none), never
-    raised: the read goes on with what is recorded."""
+    raised: the read goes on with what is recorded. One experiment's hiccup does not keep
+    the others of the ledger from their sync: each is named in the message."""
     schedulers = Schedulers(ledger, settings)
+    problems: list[str] = []
     try:
-        sync_pass(ledger, settings, schedulers, driver_lock(ledger), only=only)
+        sync_pass(ledger, settings, schedulers, driver_lock(ledger), only=only,
+                  on_skip=lambda _id, err: problems.append(err.message))
     except CadeError as err:
-        return err.message
+        problems.append(err.message)
     finally:
         schedulers.close()
-    return ""
+    return "; ".join(problems)
 
 
 def drive(ledger: Ledger, experiment_id: int, settings: Settings,
           on_update: Callable[[ExperimentRecord], None] | None = None,
-          sleep: Callable[[float], None] = time.sleep) -> ExperimentRecord:
-    """Sync until the experiment has ended and none of its jobs is live; its final record."""
+          sleep: Callable[[float], None] = time.sleep,
+          warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
+          ) -> ExperimentRecord:
+    """Sync until the experiment has ended and none of its jobs is live; its final record.
+
+    Another experiment of the ledger whose scheduler fails is skipped, and `warn`ed about
+    once; an error of this experiment's own scheduler is raised."""
     schedulers = Schedulers(ledger, settings)
     lock = driver_lock(ledger)
+    warned: set[int] = set()
+
+    def skipped(other: int, err: SchedulerError) -> None:
+        if other not in warned:
+            warned.add(other)
+            warn(f"warning: {err.message} (skipped: experiment {experiment_id} goes on)")
+
     try:
         while True:
-            sync_pass(ledger, settings, schedulers, lock, force=experiment_id)
+            sync_pass(ledger, settings, schedulers, lock, force=experiment_id, on_skip=skipped)
             exp = ledger.experiment(experiment_id)
             if on_update is not None:
                 on_update(exp)

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import getpass
 import secrets
-import tempfile
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 
-from cade_cli.backends import make_scheduler
+from cade_cli.backends import make_scheduler, require_submit_command
 from cade_cli.backends.base import JobState, Scheduler
 from cade_cli.engine.apply import (
     apply_events,
@@ -27,11 +25,11 @@ from cade_cli.engine.apply import (
     recover_intents,
 )
 from cade_cli.engine.arrays import IntentLookup
-from cade_cli.engine.context import SyncContext, close_trial, replay, request_stop, trial_seed
+from cade_cli.engine.context import SyncContext, close_trial, replay, request_stop
 from cade_cli.engine.packing import experiment_scheduler, release_packs
 from cade_cli.engine.events import finish_segment, finished_status, ingest_segment
 from cade_cli.engine.provenance import code_snapshot
-from cade_cli.errors import CadeError, LedgerError
+from cade_cli.errors import CadeError, LedgerError, SpecError
 from cade_cli.jobs.ingest import started_host
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import (
@@ -43,14 +41,25 @@ from cade_cli.store.records import (
     SegmentState,
     TrialState,
 )
-from cade_cli.jobs.rundir import claim_experiment_dir, prepare_segment, storage_errors
+from cade_cli.jobs.rundir import claim_experiment_dir, storage_errors
 from cade_cli.search.searchers import make_searcher, restore_searcher
-from cade_cli.search.searchers.base import Create, ExitReason, Train, decision_to_json
+from cade_cli.search.searchers.base import ExitReason, decision_to_json
 from cade_cli.spec.settings import Settings
 from cade_cli.spec import stored
+from cade_cli.spec.entrypoint import missing_entrypoint_file
 from cade_cli.spec.experiment import ExperimentSpec
 
 Clock = Callable[[], float]
+
+
+def refuse_unrunnable(spec: ExperimentSpec, backend: str) -> None:
+    """What would leave a recorded experiment that never runs, refused before anything is
+    recorded (`cade submit` and `api.submit` alike): an entrypoint script that is not there
+    (SpecError, exit 2) and a scheduler whose submit command is not on PATH (exit 3)."""
+    missing = missing_entrypoint_file(spec)
+    if missing:
+        raise SpecError(missing)
+    require_submit_command(backend)
 
 
 def submit(ledger: Ledger, spec: ExperimentSpec, backend: str, *, message: str = "",
@@ -97,31 +106,6 @@ def _store_spec_once(ledger: Ledger, exp: ExperimentRecord, spec: ExperimentSpec
     validated once more just now; keep the result so that it never is again."""
     if exp.stored_spec is None:
         ledger.update_experiment(exp.id, stored_spec=stored.to_json(spec), updated=exp.updated)
-
-
-def dry_run_script(spec: ExperimentSpec, backend: str, settings: Settings,
-                   template_dirs: Sequence[str | Path] | None = None) -> str:
-    """The job script of the first trial's first segment; nothing is recorded.
-
-    The one renderer of a first script (`cade submit --dry-run`, `cade templates render`).
-    `template_dirs` default to the `templates` setting.
-    """
-    if template_dirs is None:
-        template_dirs = (settings.templates,) if settings.templates else ()
-    seed = spec.experiment_seed if spec.experiment_seed is not None else 0
-    decisions = make_searcher(spec.searcher, spec.hyperparameters, seed).start()
-    create = next(d for d in decisions if isinstance(d, Create))
-    train = next((d for d in decisions if isinstance(d, Train) and d.trial == create.trial),
-                 None)
-    target = train.length if train else spec.searcher.max_length or 0
-    with tempfile.TemporaryDirectory(prefix="cade-dry-run-") as root:
-        paths = prepare_segment(
-            spec=spec, experiment_id=0, trial_id=create.trial, segment=1, params=create.params,
-            start_length=0, target_length=target,
-            report_at=list(train.report_at) if train else [target], resume_from=None,
-            trial_seed=trial_seed(seed, create.trial), backend=backend, exp_root=root,
-            template_dirs=template_dirs)
-        return paths.script.read_text(encoding="utf-8")
 
 
 class Schedulers:

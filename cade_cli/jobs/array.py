@@ -21,9 +21,16 @@ from cade_cli.jobs import render
 from cade_cli.jobs.pack import DIRECTIVE_PREFIX
 from cade_cli.jobs.rundir import scheduler_directives, write_json_atomic, write_text_atomic
 from cade_cli.spec.experiment import ExperimentSpec
+from cade_cli.spec.settings import Settings
 
 INTENT_FILE = "array.json"
 TEMPLATE = "array.sh.j2"
+
+
+def arrays_asked(spec: ExperimentSpec, settings: Settings) -> bool:
+    """The spec's `job_arrays`, else the site's setting (whether the scheduler has arrays,
+    and whether the experiment is packed, is decided by the caller)."""
+    return bool(spec.job_arrays if spec.job_arrays is not None else settings.job_arrays)
 
 
 def array_name(experiment_id: int | str, trial_id: int, segment: int,

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.errors import SpecError
+from cade_cli.spec.configfiles import SITE_CONFIG, config_path, site_config_path
 from cade_cli.spec.files import read_capped
 from cade_cli.spec.reader import suggest
 from cade_cli.spec.yamlpos import Node, Problems, compose
@@ -28,7 +29,6 @@ from cade_cli.spec.yamlpos import Node, Problems, compose
 SCHEDULERS = ("auto", "local", "slurm", "pbs")
 CLUSTER_POLL_INTERVAL = 30.0
 LOCAL_POLL_INTERVAL = 2.0
-SITE_CONFIG = "/etc/cade/config.yaml"
 LIMITS_KEY = "limits"
 
 
@@ -144,19 +144,6 @@ _LIMITS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 
 
-def config_path(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    if env.get("CADE_CONFIG"):
-        return Path(env["CADE_CONFIG"]).expanduser()
-    base = env.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "cade" / "config.yaml"
-
-
-def site_config_path(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    return Path(env.get("CADE_SITE_CONFIG") or SITE_CONFIG).expanduser()
-
-
 def _read_config_file(path: Path, variable: str, named: bool) -> dict[str, Node]:
     """The file's top-level keys as located nodes; `named`: `variable` names the file, so it
     must be there (the default files are optional)."""
@@ -193,22 +180,27 @@ def _parse(parsers: Mapping[str, Callable[[Any], Any]], key: str, value: Any, wh
         raise SpecError(f"{where}: {shown} {detail}") from None
 
 
-def _file_values(path: Path, variable: str, named: bool, site: bool) -> dict[str, Any]:
-    """Settings fields -> values from one file; only the site file may hold `limits:`."""
+def _file_values(path: Path, variable: str, named: bool, site: bool,
+                 found: list[SpecError]) -> dict[str, Any]:
+    """Settings fields -> values from one file; only the site file may hold `limits:`.
+    A bad value goes to `found` and the file's other keys are still read."""
     values: dict[str, Any] = {}
     for key, node in _read_config_file(path, variable, named).items():
         where = node.key_where.where
-        if key == LIMITS_KEY:
-            if not site:
-                raise SpecError(f"{where}: {LIMITS_KEY} can only be set in the site file",
-                                hint=f"the site file is {SITE_CONFIG} (or $CADE_SITE_CONFIG)")
-            values.update(_limit_values(node))
-        elif node.value is not None:
-            values[key] = _parse(_PARSERS, key, node.value, where)
+        try:
+            if key == LIMITS_KEY:
+                if not site:
+                    raise SpecError(f"{where}: {LIMITS_KEY} can only be set in the site file",
+                                    hint=f"the site file is {SITE_CONFIG} (or $CADE_SITE_CONFIG)")
+                values.update(_limit_values(node, found))
+            elif node.value is not None:
+                values[key] = _parse(_PARSERS, key, node.value, where)
+        except SpecError as err:
+            found.append(err)
     return values
 
 
-def _limit_values(section: Node) -> dict[str, Any]:
+def _limit_values(section: Node, found: list[SpecError]) -> dict[str, Any]:
     if section.value is None:
         return {}
     if not isinstance(section.value, dict):
@@ -218,22 +210,42 @@ def _limit_values(section: Node) -> dict[str, Any]:
     for key, node in section.value.items():
         key = key.replace("-", "_")
         if node.value is not None:
-            parsed = _parse(parsers, key, node.value, node.key_where.where, f"{LIMITS_KEY}.{key}")
+            try:
+                parsed = _parse(parsers, key, node.value, node.key_where.where,
+                                f"{LIMITS_KEY}.{key}")
+            except SpecError as err:
+                found.append(err)
+                continue
             values[_LIMITS[key][0]] = parsed
     return values
+
+
+def _raise_all(found: list[SpecError]) -> None:
+    """Every bad setting at once, one located line each (their distinct hints joined)."""
+    if found:
+        hints = list(dict.fromkeys(err.hint for err in found if err.hint))
+        raise SpecError("\n".join(err.message for err in found), hint="; ".join(hints) or None)
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """The site file, then the user's file, then the `CADE_*` environment; site limits last."""
     env = os.environ if environ is None else environ
     site, user = site_config_path(env), config_path(env)
-    values = _file_values(site, "CADE_SITE_CONFIG", bool(env.get("CADE_SITE_CONFIG")), site=True)
+    found: list[SpecError] = []
+    values = _file_values(site, "CADE_SITE_CONFIG", bool(env.get("CADE_SITE_CONFIG")),
+                          site=True, found=found)
     limits = {field: values.pop(field) for field, _ in _LIMITS.values() if field in values}
-    values.update(_file_values(user, "CADE_CONFIG", bool(env.get("CADE_CONFIG")), site=False))
+    values.update(_file_values(user, "CADE_CONFIG", bool(env.get("CADE_CONFIG")), site=False,
+                               found=found))
     for key in _PARSERS:
         variable = f"CADE_{key.upper()}"
         if env.get(variable, "") != "":
-            values[key] = _parse(_PARSERS, key, env[variable], f"environment variable {variable}")
+            try:
+                values[key] = _parse(_PARSERS, key, env[variable],
+                                     f"environment variable {variable}")
+            except SpecError as err:
+                found.append(err)
+    _raise_all(found)
     known = {f.name for f in fields(Settings)}
     return within_limits(Settings(source=str(user), **limits,
                                   **{k: v for k, v in values.items() if k in known}))

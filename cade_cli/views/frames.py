@@ -116,15 +116,15 @@ def overview(data: ExperimentData) -> Text:
 def ladder_table(data: ExperimentData) -> Table:
     """One row per rung of each bracket: what reached it and what became of them."""
     table = Table(box=box.SIMPLE_HEAD, title="rung ladder", title_justify="left", pad_edge=False)
-    for name in ("br", "rung", "length", "reached", "promoted", "stopped", "failed",
-                 "running", "waiting"):
+    for name in ("br", "rung", "length", "reached", "promoted", "stopped", "completed",
+                 "failed", "running", "waiting"):
         table.add_column(name, justify="right", no_wrap=True)
     for bracket, rungs in enumerate(ladder_stats(data)):
         for index, rung in enumerate(rungs):
             table.add_row(str(bracket) if index == 0 else "", str(index), length_text(rung.length),
                           *(str(n) if n else "·" for n in (
-                              rung.reached, rung.promoted, rung.stopped, rung.errored,
-                              rung.running, rung.waiting)))
+                              rung.reached, rung.promoted, rung.stopped, rung.completed,
+                              rung.errored, rung.running, rung.waiting)))
     return table
 
 

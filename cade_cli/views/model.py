@@ -209,7 +209,8 @@ class RungStats:
     length: int
     reached: int = 0      # reported at this rung's length
     promoted: int = 0     # went on past it
-    stopped: int = 0      # ended here or on the way to the next rung (top rung: completed)
+    stopped: int = 0      # ended here or on the way to the next rung, short of the end
+    completed: int = 0    # trained to the search's final length here (the top rung)
     errored: int = 0      # failed while training towards it
     running: int = 0      # queued or training towards it now
     waiting: int = 0      # reported here, waiting for a decision
@@ -228,6 +229,8 @@ def _rung_counts(trial: TrialShape, lengths: list[int], i: int) -> Counter[str]:
         last = i == len(lengths) - 1
         if not last and max(trial.length, trial.target_length) > lengths[i]:
             counts["promoted"] += 1
+        elif trial.state == TrialState.COMPLETED:
+            counts["completed"] += 1
         elif trial.state in ENDED_TRIAL_STATES:
             counts["stopped"] += 1
         else:

@@ -12,6 +12,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cade_cli.jobs.array import arrays_asked
+from cade_cli.jobs.pack import pack_shape
 from cade_cli.search.plan import Plan
 from cade_cli.search.samplers import SAMPLING_SEARCHERS, describe_sampler
 from cade_cli.search.searchers.bracket_policy import describe as describe_policy
@@ -19,13 +21,26 @@ from cade_cli.search.simulate import ProgressCallback, SimulationResult
 from cade_cli.search.space import flatten
 from cade_cli.spec import determined
 from cade_cli.spec.experiment import ExperimentSpec, length_text
+from cade_cli.spec.settings import Settings
 from cade_cli.views.terminal import printable
 
 PROGRESS_DELAY = 1.0   # seconds before a progress bar appears
 
 
-def print_plan(spec: ExperimentSpec, plan: Plan) -> None:
-    _print_plan(_stdout(), spec, plan)
+def print_plan(spec: ExperimentSpec, plan: Plan, settings: Settings | None = None) -> None:
+    _print_plan(_stdout(), spec, plan, settings or Settings())
+
+
+def jobs_text(spec: ExperimentSpec, settings: Settings) -> str:
+    """How trials go to the scheduler when not one job each: packed, or in job arrays."""
+    shape = pack_shape(spec, settings.pack)
+    if shape is not None:
+        return (f"Packing: {shape.slots} slots per job, "
+                f"{shape.slots // shape.slots_per_trial} trials per job")
+    if arrays_asked(spec, settings):
+        size = settings.max_array_size or "the scheduler's limit"
+        return f"Job arrays: first segments in arrays of at most {size}"
+    return ""
 
 
 def print_simulation(spec: ExperimentSpec, result: SimulationResult, seed: int) -> None:
@@ -36,7 +51,7 @@ def _stdout() -> Console:
     return Console(highlight=False, soft_wrap=False)
 
 
-def _print_plan(console: Console, spec: ExperimentSpec, plan: Plan) -> None:
+def _print_plan(console: Console, spec: ExperimentSpec, plan: Plan, settings: Settings) -> None:
     unit = plan.length_unit
     console.print(f"[bold]{escape(spec.name)}[/]: searcher [bold]{plan.searcher}[/], "
                   f"metric {spec.searcher.metric} "
@@ -74,6 +89,9 @@ def _print_plan(console: Console, spec: ExperimentSpec, plan: Plan) -> None:
     variant = determined.asha_variant(spec)
     if variant:
         console.print(variant)
+    jobs = jobs_text(spec, settings)
+    if jobs:
+        console.print(jobs, markup=False)
 
 
 class ProgressBar:
