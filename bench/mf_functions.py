@@ -11,10 +11,12 @@ non-negative noise |N(0, 1)| * noise * (1 - s) is added (fixed per point and fid
 (3.0, 3.0), bad (3.5, 4.0), terrible (4.0, 5.0). At z = 100 every variant is the plain,
 noise-free Hartmann function; its minimum is the optimum regret is measured against.
 
-Two more functions, used while the bracket policy was developed (so they are not held out):
+Three more functions, used while the bracket policy was developed (so they are not held out):
 - `sphere4`: a bowl whose every fidelity ranks points as the top one does;
 - `crossing4`: learning curves that cross: points near the optimum start slowly, so short
-  trainings rank them worst.
+  trainings rank them worst;
+- `valley3_noisy`: a curved valley (log of 1 + Rosenbrock's function in 3-D) with unbiased
+  noise N(0, 1.5) * (1 - s): low fidelities rank points correctly on average, noisily.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ def crossing4(x: Sequence[float], z: int) -> float:
     return distance + min(1.0 / (0.05 + distance), 20.0) / (1.0 + z)
 
 
+def valley3_noisy(x: Sequence[float], z: int) -> float:
+    u = [4.0 * xi - 2.0 for xi in x]   # the unit cube onto [-2, 2]^3; minimum 0 at u = 1
+    rosenbrock = sum(100.0 * (u[i + 1] - u[i] ** 2) ** 2 + (1.0 - u[i]) ** 2 for i in range(2))
+    spread = 1.5 * (1.0 - fidelity_share(z))
+    return math.log1p(rosenbrock) + random.Random(hash((tuple(x), z, 3))).gauss(0.0, spread)
+
+
 def _crossing_minimum() -> float:
     """crossing4 depends on the distance d alone: its minimum over d, on a fine grid."""
     return min(crossing4((c + math.sqrt(k * 1e-5),) + _CENTRE4[1:], MAX_FIDELITY)
@@ -92,4 +101,5 @@ FUNCTIONS: dict[str, tuple[int, Function, float, bool]] = {
        for dims in (3, 6) for preset in PRESETS},
     "sphere4": (4, sphere4, 1.0 / math.sqrt(MAX_FIDELITY), False),
     "crossing4": (4, crossing4, _crossing_minimum(), False),
+    "valley3_noisy": (3, valley3_noisy, 0.0, False),
 }

@@ -3,8 +3,8 @@
 Functions (bench/mf_functions.py, on the unit cube, fidelity 1..100 = the trial's length):
 mf-prior-bench's multi-fidelity Hartmann 3 and 6 in their good, moderate, bad and terrible
 variants and the multi-fidelity Branin with and without noise (bench/mf_branin.py) (held
-out: nothing in cade was tuned on them), and two functions the bracket policy and the TPE
-constants were developed on (`sphere4`, `crossing4`). Training a trial from length a to b costs b - a.
+out: nothing in cade was tuned on them), and the functions the bracket policy and the TPE
+constants were developed on (`sphere4`, `crossing4`, `valley3_noisy`). Training a trial from length a to b costs b - a.
 
 Every method runs until it has spent the same total training length (BUDGET units); what it
 learns is charged in the order it learns it, and the run is cut when the budget is spent.
