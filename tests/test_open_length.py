@@ -98,8 +98,8 @@ def test_a_core_api_script_without_max_length_decides_its_length(workdir: Path) 
     assert "2/-" in text and "3/-" in text
     ledger = Ledger(create=False)   # the views: the open rung is reached by completing
     data = read_experiment(ledger, ledger.experiment(1))
-    assert [[(rung.length, rung.reached, rung.stopped) for rung in rungs]
-            for rungs in ladder_stats(data)] == [[(OPEN_LENGTH, 2, 2)]]
+    assert [[(rung.length, rung.reached, rung.stopped, rung.completed) for rung in rungs]
+            for rungs in ladder_stats(data)] == [[(OPEN_LENGTH, 2, 0, 2)]]
 
 
 def test_exit_0_short_of_a_real_target_is_still_a_failure(workdir: Path) -> None:
