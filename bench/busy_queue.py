@@ -41,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from packing import (  # noqa: E402
-    Search, SubmitFailed, cade_env, segment_span, spec_text, submit_search)
+    Search, SubmitFailed, cade_env, search_parser, segment_span, spec_text, submit_search)
 from cade_cli.backends.packed import PREFIX as PREFIX_PACK  # noqa: E402
 
 BUSY_USER = "cadebusy"
@@ -52,13 +52,7 @@ ARRAYS_KEY = "job_arrays: true"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=16)
-    parser.add_argument("--max-length", type=int, default=16)
-    parser.add_argument("--unit-seconds", type=float, default=0.25)
-    parser.add_argument("--slots-per-node", type=int, default=4)
-    parser.add_argument("--idle", type=int, default=10, help="packing.idle_timeout")
-    parser.add_argument("--poll", type=float, default=0.5)
+    parser = search_parser(__doc__.splitlines()[0])
     parser.add_argument("--busy-seconds", type=float, default=20.0,
                         help="mean run time of a busy job")
     parser.add_argument("--busy-depth", type=int, default=8,

@@ -169,15 +169,20 @@ def _time(text: str) -> float:
     return datetime.datetime.fromisoformat(text).timestamp()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def search_parser(description: str) -> argparse.ArgumentParser:
+    """The search's options, shared with bench/busy_queue.py (it runs the same search)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--max-length", type=int, default=16)
     parser.add_argument("--unit-seconds", type=float, default=0.25)
     parser.add_argument("--slots-per-node", type=int, default=4)
     parser.add_argument("--idle", type=int, default=10, help="packing.idle_timeout")
     parser.add_argument("--poll", type=float, default=0.5)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = search_parser(__doc__.splitlines()[0]).parse_args()
     with tempfile.TemporaryDirectory(prefix="cade-bench-packing-") as tmp:
         results = {name: run(args, name == "packed", Path(tmp) / name)
                    for name in ("one trial per job", "packed")}

@@ -115,9 +115,31 @@ def render_script(
     template_name: str, context: Mapping[str, Any], template_dirs: Sequence[str | Path] = ()
 ) -> str:
     """Render one template; a broken site template raises SpecError naming its file and line."""
+    return _rendered(template_name, context, template_dirs, block=None)
+
+
+def render_block(
+    template_name: str, block: str, context: Mapping[str, Any],
+    template_dirs: Sequence[str | Path] = (),
+) -> str:
+    """One block of a template as the whole template would render it: the most derived
+    override, a site file's included. (A pack job runs the site's `setup` of the backend's
+    job template once, for every segment it starts.)"""
+    return _rendered(template_name, context, template_dirs, block=block)
+
+
+def _rendered(template_name: str, context: Mapping[str, Any],
+              template_dirs: Sequence[str | Path], block: str | None) -> str:
+    """The template's text, or one block's; template errors located in the site's files."""
     env = make_environment(template_dirs)
     try:
-        return env.get_template(template_name).render(dict(context))
+        template = env.get_template(template_name)
+        ctx = template.new_context(dict(context))
+        try:
+            text = "".join(template.root_render_func(ctx))   # follows `extends`: fills ctx.blocks
+            return text if block is None else "".join(ctx.blocks[block][0](ctx))
+        except Exception:  # noqa: BLE001 - as Template.render: frames rewritten to template lines
+            env.handle_exception()
     except jinja2.TemplateSyntaxError as err:
         raise _template_error(err, err.filename or err.name, err.lineno, template_dirs) from None
     except jinja2.TemplateNotFound as err:
@@ -128,21 +150,6 @@ def render_script(
     except jinja2.TemplateError as err:
         filename, lineno = _template_position(err.__traceback__)
         raise _template_error(err, filename, lineno, template_dirs) from None
-
-
-def render_block(
-    template_name: str, block: str, context: Mapping[str, Any],
-    template_dirs: Sequence[str | Path] = (),
-) -> str:
-    """One block of a template as the whole template would render it: the most derived
-    override, a site file's included. (A pack job runs the site's `setup` of the backend's
-    job template once, for every segment it starts.)"""
-    env = make_environment(template_dirs)
-    render_script(template_name, context, template_dirs)   # located errors, block chain known
-    template = env.get_template(template_name)
-    ctx = template.new_context(dict(context))
-    "".join(template.root_render_func(ctx))   # follows `extends`: fills ctx.blocks
-    return "".join(ctx.blocks[block][0](ctx))
 
 
 def _template_position(tb: types.TracebackType | None) -> tuple[str | None, int | None]:
