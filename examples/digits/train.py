@@ -288,7 +288,11 @@ def main() -> int:
         report.invalid_hyperparameters(
             f"batch_size {hp['batch_size']} / channels {hp['channels']} cannot train on {world.size} ranks"
         )
-    trainer = Trainer(hp, report.seed() or 0, world, pick_device(world))
+    device = pick_device(world)
+    # Where the trial trains, in its log: a GPU job that fell back to the CPU is visible at once.
+    print(f"rank={world.rank} device={device} "
+          f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')}", flush=True)
+    trainer = Trainer(hp, report.seed() or 0, world, device)
     train(trainer)
     print(f"rank={world.rank} world_size={world.size} param_checksum={trainer.checksum()!r}", flush=True)
     world.close()

@@ -103,6 +103,8 @@ class DigitsTrial(det.pytorch.PyTorchTrial):
         context.wrap_lr_scheduler(torch.optim.lr_scheduler.ExponentialLR(self.optimizer, gamma=0.99),
                                   step_mode=pytorch.LRScheduler.StepMode.STEP_EVERY_BATCH)
         self.records = context.wrap_reducer(CountRecords(), for_training=False)
+        if context.get_hparams().get("amp"):
+            context.experimental.use_amp()   # autocast around train_batch, a GradScaler on GPUs
 
     def build_training_data_loader(self) -> pytorch.DataLoader:
         return pytorch.DataLoader(digits(0, 1200), batch_size=self.context.get_per_slot_batch_size(),
@@ -119,7 +121,8 @@ class DigitsTrial(det.pytorch.PyTorchTrial):
         assert batch_idx == self.context.current_train_batch()
         if batch_idx == self.context.get_data_config().get("preempt_at"):
             os.kill(os.getpid(), signal.SIGTERM)   # as a scheduler's preemption notice would
-        noise = torch.from_numpy(numpy.random.normal(0, 0.01, images.shape).astype("float32"))
+        noise = self.context.to_device(
+            torch.from_numpy(numpy.random.normal(0, 0.01, images.shape).astype("float32")))
         loss = F.cross_entropy(self.model(images + noise), labels)
         self.context.backward(loss)
         self.context.step_optimizer(self.optimizer, clip_grads=lambda p: nn.utils.clip_grad_norm_(p, 0.5))

@@ -27,7 +27,7 @@ class _Experimental:
     def use_amp(self) -> None:
         self._context.automatic_amp = True
         if self._context.device.type == "cuda" and not self._context.scalers:
-            self._context.wrap_scaler(torch.cuda.amp.GradScaler())
+            self._context.wrap_scaler(torch.amp.GradScaler("cuda"))
 
     def disable_auto_to_device(self) -> None:
         self._context.auto_to_device = False
@@ -153,8 +153,8 @@ class PyTorchTrialContext:
         return to_device(data, self.device)
 
     def configure_apex_amp(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError("Apex AMP is not supported under cade: use torch.cuda.amp "
-                                  "(context.wrap_scaler(torch.cuda.amp.GradScaler()) and context.autocast())")
+        raise NotImplementedError("Apex AMP is not supported under cade: use torch.amp "
+                                  "(context.wrap_scaler(torch.amp.GradScaler(\"cuda\")) and context.autocast())")
 
     # --- a training step ----------------------------------------------------------------
     def backward(self, loss: torch.Tensor, gradient: Any = None, retain_graph: bool = False,
