@@ -24,6 +24,10 @@ import subprocess
 import sys
 import time
 
+# The job's GPU request, which srun would otherwise apply to each step on top of the step's
+# own: a step would hold every GPU of the job and the steps beside it would wait.
+INHERITED_GPU_REQUESTS = ("SLURM_GPUS", "SLURM_GPUS_PER_NODE", "SLURM_GPUS_PER_TASK",
+                          "SLURM_GPUS_PER_SOCKET", "SLURM_TRES_PER_TASK")
 TICK = 0.2          # seconds between looks at the queue and the running segments
 
 
@@ -136,6 +140,8 @@ class Worker:
         command = ["bash", work["script"]]
         if self.cfg["mode"] == "slurm":
             command = self._srun(slot) + command
+            for name in INHERITED_GPU_REQUESTS:
+                env.pop(name, None)
         cpus = slot.cpus if self.cfg["mode"] != "slurm" else []
         with open(os.path.join(slot.run_dir, "stdout.log"), "ab") as out, \
                 open(os.path.join(slot.run_dir, "stderr.log"), "ab") as err:
@@ -150,7 +156,10 @@ class Worker:
                 f"--cpus-per-task={per_trial * self.cfg['cpus_per_slot']}",
                 f"--job-name={slot.name}"]
         if self.cfg["gpus"]:
-            step.append(f"--gpus={per_trial}")
+            # Per node, not --gpus: srun takes the job's SLURM_GPUS_PER_NODE from the
+            # environment, and a step asking --gpus=1 on top of it was given all the job's
+            # GPUs and waited for the step beside it (Slurm 22.05, measured).
+            step.append(f"--gpus-per-node={per_trial}")
         return step
 
     def _reap(self):

@@ -12,6 +12,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from slurm_fixtures import EXAMPLES, cade, cade_env, cancel_jobs, ledger_of, require_slurm, wait_for
@@ -145,3 +146,37 @@ def test_a_driver_killed_again_and_again_loses_and_repeats_nothing(tmp_path: Pat
         assert set(claims.values()) == {1} and sorted(claims) == sorted(s.job_name for s in segments)
     finally:
         cancel_jobs([p.read_text().strip() for p in root.glob("*/job_id")])
+
+
+GPU_PROBE = ('echo "$SLURM_JOB_ID ${CUDA_VISIBLE_DEVICES:-none}" > "$CADE_RUN_DIR/gpu"; '
+             f'exec {sys.executable} {EXAMPLES / "synthetic" / "train.py"}')
+
+
+def test_packed_gpu_trials_each_get_their_own_gpu(tmp_path: Path) -> None:
+    """Two 1-GPU trials to a pack of a node's 2 (fake) GPUs: each step is given one, never the
+    one a segment beside it in the same pack holds."""
+    require_slurm()
+    spec = SPEC.replace(PROBE, GPU_PROBE).replace("  launcher: none", "  launcher: none\n  slot_type: gpu")
+    spec = spec.replace("slots_per_job: 4", "slots_per_job: 2").replace("max_trials: 8", "max_trials: 4")
+    (tmp_path / "spec.yaml").write_text(spec)
+    env = cade_env(tmp_path, SYNTH_STEP_SECONDS="0.3")
+    root = tmp_path / "experiments" / "1" / "packs" / "jobs"
+    try:
+        cade(tmp_path, "submit", "spec.yaml", env=env, timeout=300)
+        ledger = ledger_of(tmp_path)
+        segments = ledger.segments(1)
+        ledger.close()
+        assert {s.state for s in segments} == {"completed"}, [(s.state, s.reason) for s in segments]
+        placed = [(Path(s.run_dir, "gpu").read_text().split(), _span(s)) for s in segments]
+        assert {gpu for (_, gpu), _ in placed} <= {"0", "1"}, placed     # one GPU each, always
+        side_by_side = [(a, b) for i, a in enumerate(placed) for b in placed[i + 1:]
+                        if a[0][0] == b[0][0] and a[1][0] < b[1][1] and b[1][0] < a[1][1]]
+        assert side_by_side, placed                       # the pack ran two at once
+        assert all(a[0][1] != b[0][1] for a, b in side_by_side), side_by_side
+    finally:
+        cancel_jobs([p.read_text().strip() for p in root.glob("*/job_id")])
+
+
+def _span(segment: Any) -> tuple[float, float]:
+    return (float(Path(segment.run_dir, "started").read_text().split()[0]),
+            Path(segment.run_dir, "exit_code").stat().st_mtime)
