@@ -32,7 +32,7 @@ the peers never resume a trial from another's checkpoint.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
        [--functions NAME ...] [--methods NAME ...] [--memory L] [--log RUNS.jsonl]
-       [--out FILE.md]
+       [--out FILE.md] [--cade-only]
 """
 
 from __future__ import annotations
@@ -264,6 +264,9 @@ OPTUNA_METHODS = ("optuna-random-sha", "optuna-random-hb", "optuna-tpe-sha", "op
 
 
 def peer_methods() -> tuple[str, ...]:
+    if importlib.util.find_spec("optuna") is None:
+        sys.exit("searcher_quality.py: the peers need Optuna (pip install 'cade[bench]'); "
+                 "--cade-only compares cade's searchers alone")
     if importlib.util.find_spec("ray") is None:
         return OPTUNA_METHODS
     if importlib.util.find_spec("hpbandster") is None:
@@ -309,7 +312,19 @@ def tables(medians: dict[tuple[str, str], float], cade: list[str], peers: tuple[
         lines.append(f"| {name}{held} | "
                      + " | ".join(f"{medians[(name, m)]:.4f}" for m in methods) + " |")
     counted = [m for m in cade if (m not in NOT_COUNTED or MEMORY) and m != "random"]
-    lines += ["", "Each cade mode's median regret / the best peer's on that function:", "",
+    if peers:
+        lines += peer_ratios(medians, counted, peers, functions)
+    lines += ["", "Each cade mode's median regret / cade's random search's (`random`):", "",
+              "| function | " + " | ".join(counted) + " |", "|---|" + "---:|" * len(counted)]
+    for name in functions:
+        lines.append(f"| {name} | " + " | ".join(
+            f"{ratio(medians[(name, m)], medians[(name, 'random')]):.2f}" for m in counted) + " |")
+    return "\n".join(lines)
+
+
+def peer_ratios(medians: dict[tuple[str, str], float], counted: list[str], peers: tuple[str, ...],
+                functions: list[str]) -> list[str]:
+    lines = ["", "Each cade mode's median regret / the best peer's on that function:", "",
               "| function | best peer | " + " | ".join(counted) + " |",
               "|---|---|" + "---:|" * len(counted)]
     per_mode: dict[str, dict[str, float]] = {m: {} for m in counted}
@@ -326,12 +341,7 @@ def tables(medians: dict[tuple[str, str], float], cade: list[str], peers: tuple[
                 f"{geomean([per_mode[m][n] for n in subset]):.2f}" for m in counted) + " |")
             lines.append(f"| worst, {label} | | " + " | ".join(
                 f"{max(per_mode[m][n] for n in subset):.2f}" for m in counted) + " |")
-    lines += ["", "Each cade mode's median regret / cade's random search's (`random`):", "",
-              "| function | " + " | ".join(counted) + " |", "|---|" + "---:|" * len(counted)]
-    for name in functions:
-        lines.append(f"| {name} | " + " | ".join(
-            f"{ratio(medians[(name, m)], medians[(name, 'random')]):.2f}" for m in counted) + " |")
-    return "\n".join(lines)
+    return lines
 
 
 def logged(path: str | None, budget: int) -> dict[tuple[str, str, int], float]:
@@ -365,9 +375,11 @@ def main(argv: list[str] | None = None) -> int:
                              "use a --log of its own")
     parser.add_argument("--log", help="append each run's result to this JSON-lines file; "
                                       "runs already there are not run again")
+    parser.add_argument("--cade-only", action="store_true",
+                        help="no peers (Optuna, Ray not needed): cade's modes against its random search")
     args = parser.parse_args(argv)
     cade = list(CADE_SEARCHERS)
-    peers = peer_methods()
+    peers = () if args.cade_only else peer_methods()
     # Seed by seed: a run cut short still covers every function and method.
     jobs = [(f, m, s, args.budget) for s in range(args.seeds) for f in args.functions
             for m in cade + list(peers)]

@@ -27,6 +27,10 @@ LAUNCH_ERROR = 5          # cade's exit code for "a launcher cannot start"
 PORT_BASE = 20000         # MASTER_PORT is in [20000, 25000): below Linux's ephemeral ports
 PORT_SPAN = 5000
 RENDEZVOUS_OFFSET = 5000  # Horovod's rendezvous port: MASTER_PORT + 5000, in [25000, 30000)
+# Ports the ranks of a local launch listen on: MASTER_PORT (torch's store) or Horovod's
+# rendezvous port, then the Determined shim's chief and node ports above it (one node:
+# cade_cli/det/_distributed.py listens at that port + 1 and + 2).
+LOCAL_PORTS = 3
 
 
 class LaunchEnvError(Exception):
@@ -324,6 +328,37 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def reserve_ports(count: int, attempts: int = 100) -> list[socket.socket]:
+    """`count` consecutive ports held by the caller until it closes the sockets.
+
+    Each is bound with SO_REUSEADDR and not listening: a rank that binds the port the same way
+    (torch's store, Horovod's rendezvous, socket.create_server) can listen there, while no other
+    bind() and no connect() picks it meanwhile. A port found free and released before the
+    ranks bind it (or one next to it, never checked) can be taken in between: "already in use".
+    """
+    for _ in range(attempts):
+        held = [_bound(0)]
+        first = int(held[0].getsockname()[1])
+        try:
+            held += [_bound(first + offset) for offset in range(1, count)]
+            return held
+        except (OSError, OverflowError):
+            for sock in held:
+                sock.close()
+    raise LaunchEnvError(f"found no {count} consecutive free ports in {attempts} tries")
+
+
+def _bound(port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("", port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def wait_for_port(host: str, port: int, timeout: float) -> bool:

@@ -4,15 +4,18 @@
 
 Each rank gets the variables a scheduler task would get (torch: RANK, WORLD_SIZE, LOCAL_RANK,
 MASTER_ADDR=127.0.0.1, MASTER_PORT=a free port or CADE_MASTER_PORT; horovod: HOROVOD_* and a
-rendezvous served from this process). TERM, INT, HUP and USR1 are forwarded to every rank.
-When a rank fails, the others get a grace period, then TERM, then KILL. Exit status: the first
-failed rank's (128 + signal for a signal), else 0. A single rank is exec'd directly.
+rendezvous served from this process). The free port and the ports above it that the ranks
+listen on are held here while the ranks run, so that nothing else takes them in between.
+TERM, INT, HUP and USR1 are forwarded to every rank. When a rank fails, the others get a grace
+period, then TERM, then KILL. Exit status: the first failed rank's (128 + signal for a
+signal), else 0. A single rank is exec'd directly.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,26 +99,41 @@ def main(argv: list[str]) -> int:
         return 2
     kind, size, command = argv[0], int(argv[1]), argv[3:]
     try:
-        port = cade_env.master_port(os.environ, "") if os.environ.get("CADE_MASTER_PORT") \
-            else cade_env.free_port()
+        port, held = launch_port(size)
     except cade_env.LaunchEnvError as error:
         print(f"cade launcher: {error}", file=sys.stderr)
         return int(cade_env.LAUNCH_ERROR)
     try:
-        return run(kind, size, port, command)
+        return run(kind, size, port, held, command)
     except OSError as error:  # the entrypoint itself cannot be started: as sh would say
         print(f"cade launcher: cannot run {command[0]}: {error.strerror}", file=sys.stderr)
         return 127
+    finally:
+        for sock in held:
+            sock.close()
 
 
-def run(kind: str, size: int, port: int, command: list[str]) -> int:
+def launch_port(size: int) -> tuple[int, list[socket.socket]]:
+    """MASTER_PORT (torch) or the rendezvous port (Horovod), and the sockets that hold it and
+    the ports above it the ranks listen on, for as long as the ranks run (cade_env.LOCAL_PORTS).
+    CADE_MASTER_PORT is used as given; a single rank (exec'd) has no one to collide with."""
+    if os.environ.get("CADE_MASTER_PORT"):
+        return cade_env.master_port(os.environ, ""), []
+    if size == 1:
+        return cade_env.free_port(), []
+    held = cade_env.reserve_ports(cade_env.LOCAL_PORTS)
+    return int(held[0].getsockname()[1]), held
+
+
+def run(kind: str, size: int, port: int, held: list[socket.socket], command: list[str]) -> int:
     if size == 1:
         os.environ.update(rank_variables(kind, 0, 1, port))
         os.execvp(command[0], command)
     if kind == "horovod":
         import cade_rendezvous
 
-        _server, port = cade_rendezvous.start_server(0)
+        # On the held port (the Determined shim's ports follow it), else on a free one.
+        _server, port = cade_rendezvous.start_server(port if held else 0)
     group = RankGroup([])
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, group.forward)

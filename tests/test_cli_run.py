@@ -112,6 +112,20 @@ def test_status_rounds_nested_hyperparameters_as_top_level_ones(env: Path) -> No
         'optimizer.name="sgd"')
 
 
+def test_best_rounds_floats_as_status_does_and_its_json_keeps_them_exact(env: Path) -> None:
+    params = {"lr": 0.0031622776601683794, "optimizer": {"momentum": 0.8740636733340155, "name": "sgd"},
+              "width": 32}
+    handmade(env / ".cade" / "ledger.db", params)
+    result = invoke("best")
+    assert result.exit_code == 0  # type: ignore[attr-defined]
+    assert result.output == (  # type: ignore[attr-defined]
+        "Best trial of experiment 1 known: trial 1\n"
+        "  loss: 0.5 at length 5\n"
+        '  params: lr=0.003162 optimizer.momentum=0.8741 optimizer.name="sgd" width=32\n'
+        "  checkpoint: /r/trials/1/checkpoints/5\n")
+    assert json.loads(invoke("best", "--json").output)["params"] == params  # type: ignore[attr-defined]
+
+
 def test_status_lists_the_first_rows_and_counts_the_rest(env: Path) -> None:
     from fixtures_ledger import all_experiments, write_ledger
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import importlib.resources
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from cade_cli.launchers import cade_env
+from cade_cli.launchers import cade_spawn as spawn
 from cade_cli.launchers.cade_env import LaunchEnvError, Placement
 
 LAUNCHERS = Path(str(importlib.resources.files("cade_cli.launchers")))
@@ -159,6 +162,55 @@ def test_master_port_is_deterministic_high_and_overridable() -> None:
     assert cade_env.rendezvous_port({}, "7") == 25007
     with pytest.raises(LaunchEnvError, match="CADE_MASTER_PORT"):
         cade_env.master_port({"CADE_MASTER_PORT": "80"}, "1")
+
+
+def test_reserved_ports_keep_other_binds_out_and_let_a_rank_listen() -> None:
+    held = cade_env.reserve_ports(cade_env.LOCAL_PORTS)
+    try:
+        ports = [sock.getsockname()[1] for sock in held]
+        assert ports == list(range(ports[0], ports[0] + cade_env.LOCAL_PORTS))
+        for port in ports:
+            with socket.socket() as other, pytest.raises(OSError) as taken:
+                other.bind(("127.0.0.1", port))
+            assert taken.value.errno == errno.EADDRINUSE
+            with socket.create_server(("", port)) as rank:   # as torch's store or the det shim bind
+                with socket.create_connection(("127.0.0.1", port)):
+                    rank.accept()[0].close()
+    finally:
+        for sock in held:
+            sock.close()
+
+
+@pytest.mark.parametrize("kind", ["torch", "horovod"])
+def test_the_det_shims_ports_of_a_local_launch_are_in_the_held_block(kind: str) -> None:
+    from cade_cli.det._distributed import from_environment
+
+    port = 40000
+    variables = spawn.rank_variables(kind, 1, 2, port)   # rank 1: builds its context, binds nothing
+    context = from_environment(variables)
+    assert context is not None
+    shim_ports = [context._global.port, context._local.port]
+    assert [port, *shim_ports] == list(range(port, port + cade_env.LOCAL_PORTS))
+
+
+HOLDS_PORTS = """
+import errno, os, socket
+port = int(os.environ.get("MASTER_PORT") or os.environ["HOROVOD_GLOO_RENDEZVOUS_PORT"])
+for p in range(port + 1, port + 3):
+    try:
+        socket.socket().bind(("127.0.0.1", p))
+        print(p, "free")
+    except OSError as e:
+        print(p, "held" if e.errno == errno.EADDRINUSE else e)
+"""
+
+
+def test_local_ranks_find_the_ports_above_the_launch_port_held_for_them() -> None:
+    result = run_launcher("sh", "torch.sh", [sys.executable, "-c", HOLDS_PORTS], {"CADE_NPROCS": "2"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    port = min(int(line.split()[0]) for line in lines) - 1
+    assert sorted(lines) == sorted(2 * [f"{port + 1} held", f"{port + 2} held"])
 
 
 # -- the command line and the sh launchers ---------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 from cade_cli.search.space import flatten
 from cade_cli.spec.lengths import handed_target
-from cade_cli.views.terminal import printable
+from cade_cli.views.terminal import printable, short_number
 from cade_cli.store.records import Best, ExperimentRecord, SegmentRecord, TrialRecord
 
 
@@ -19,11 +19,11 @@ def _number(value: float | None) -> str:
 
 
 def _params(params: dict[str, Any], short: bool = False) -> str:
-    """`k=v` pairs; `short` (tables; JSON is exact) names nested ones `a.b` and rounds floats
-    to 4 significant digits, at every depth."""
+    """`k=v` pairs; `short` (text for people; JSON is exact) names nested ones `a.b` and
+    rounds floats as tables do, at every depth."""
     def shown(value: Any) -> str:
         if short and isinstance(value, float):
-            return f"{value:.4g}"
+            return short_number(value)
         return json.dumps(value, sort_keys=True)
     pairs = flatten(params) if short else params
     return " ".join(f"{k}={shown(v)}" for k, v in sorted(pairs.items()))
@@ -140,7 +140,7 @@ def best_json(exp: ExperimentRecord, found: Best) -> dict[str, Any]:
 def best_text(exp: ExperimentRecord, found: Best) -> str:
     return "\n".join(printable(line) for line in [
         f"Best trial of experiment {exp.id} {exp.name}: trial {found.trial.id}",
-        f"  {exp.metric}: {found.metric:.6g} at length {found.length}",
-        f"  params: {_params(found.trial.params)}",
+        f"  {exp.metric}: {_number(found.metric)} at length {found.length}",
+        f"  params: {_params(found.trial.params, short=True)}",
         f"  checkpoint: {found.checkpoint or '-'}",
     ])

@@ -30,6 +30,7 @@ from cade_cli.store.records import (
 )
 from cade_cli.spec import stored
 from cade_cli.spec.experiment import handed_target
+from cade_cli.views.terminal import short_number
 
 SORTS = ("metric", "id", "state", "length")
 ACTIVE_TRIAL_STATES = frozenset({TrialState.QUEUED, TrialState.RUNNING, TrialState.PREEMPTED})
@@ -178,7 +179,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return short_number(value)
     return str(value)
 
 

@@ -29,3 +29,8 @@ def printable(text: object, *, keep_newlines: bool = False) -> str:
     if keep_newlines:
         return clean.replace("\t", " ")
     return _LINE_BREAK.sub(" ", clean)
+
+
+def short_number(value: float) -> str:
+    """A float as tables and summaries show it: 4 significant digits (JSON output keeps it exact)."""
+    return f"{value:.4g}"

@@ -1,0 +1,75 @@
+"""bench/searcher_quality.py at CI size: cade's searchers only (the peers need Optuna and Ray,
+which the test environment does not install), two functions, two seeds, a small budget.
+
+No quality is asserted (two seeds say nothing); the tables' shape is, and that every run
+ends with a finite regret, the same in the log and in the table of medians.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "bench" / "searcher_quality.py"
+CADE_MODES = ["random", "asha", "adaptive", "pbt", "asha-tpe", "adaptive-tpe", "adaptive-learned",
+              "adaptive-learned-tpe", "asha-tpe-5r", "adaptive-learned-tpe-5r"]
+COUNTED = [mode for mode in CADE_MODES if mode not in ("random", "pbt")]
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+def test_cade_only_at_ci_size(tmp_path: Path) -> None:
+    log = tmp_path / "runs.jsonl"
+    result = _run("--cade-only", "--seeds", "2", "--functions", "branin2", "sphere4",
+                  "--budget", "300", "--jobs", "1", "--log", str(log), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    runs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted((f, m, s) for f, m, s, _, _ in runs) == sorted(
+        (f, m, s) for f in ("branin2", "sphere4") for m in CADE_MODES for s in (0, 1))
+    assert all(budget == 300 and math.isfinite(regret) and regret >= 0
+               for _, _, _, budget, regret in runs)
+
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("Budget 300 length units (3 full trainings) per run, 2 seeds (0 1), "
+                        "median final regret; (dev): not held out.")
+    assert _cells(lines[2]) == ["function", *CADE_MODES]
+    medians = {name: [float(cell) for cell in _cells(line)[1:]]
+               for name, line in (("branin2", lines[4]), ("sphere4", lines[5]))}
+    assert _cells(lines[4])[0] == "branin2" and _cells(lines[5])[0] == "sphere4 (dev)"
+    for name, row in medians.items():
+        expected = [statistics.median(r for f, m, _, _, r in runs if (f, m) == (name, mode))
+                    for mode in CADE_MODES]
+        assert row == [float(f"{value:.4f}") for value in expected]
+    # No peers: no table against them, only the one against cade's random search.
+    assert "best peer" not in result.stdout
+    assert lines[7] == "Each cade mode's median regret / cade's random search's (`random`):"
+    assert _cells(lines[9]) == ["function", *COUNTED]
+    assert [_cells(line)[0] for line in lines[11:13]] == ["branin2", "sphere4"]
+    assert all(math.isfinite(float(cell)) for line in lines[11:13] for cell in _cells(line)[1:])
+    assert lines[13] == "" and re.fullmatch(rf"{len(runs)} runs in \d+ s\.", lines[14])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("optuna") is not None, reason="Optuna is installed")
+def test_without_optuna_the_peers_are_refused_with_the_way_out(tmp_path: Path) -> None:
+    result = _run("--seeds", "1", "--functions", "branin2", "--budget", "100", cwd=tmp_path)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", (
+        "searcher_quality.py: the peers need Optuna (pip install 'cade[bench]'); "
+        "--cade-only compares cade's searchers alone\n"))
