@@ -271,6 +271,25 @@ def test_a_scheduler_without_its_submit_command_is_refused_before_anything_is_re
     assert not (env / ".cade").exists()
 
 
+@pytest.mark.parametrize(("visible", "offered"), [("", "none"), ("3", "1 (3)")])
+def test_gpu_trials_on_a_machine_without_enough_gpus_are_refused_at_submit(
+        env: Path, monkeypatch: pytest.MonkeyPatch, visible: str, offered: str) -> None:
+    """Else every trial would fail to start, one after another, until the search gave up."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    gpu = SPEC.replace("  launcher: none", "  launcher: none\n  slot_type: gpu\n  slots_per_trial: 2")
+    (env / "gpu.yaml").write_text(gpu)
+    result = CliRunner().invoke(cli, ["submit", "gpu.yaml", "--scheduler", "local"])
+    assert (result.exit_code, result.output) == (3, (
+        "Error: gpu.yaml:14: resources: each trial asks for 2 GPUs; this machine offers "
+        f"{offered} (slot_type: gpu, slots_per_trial: 2)\n"
+        "hint: slot_type: cpu trains on CPU slots; --scheduler slurm or pbs runs the trials on the "
+        "cluster's GPUs; nothing was recorded\n"))
+    assert not (env / ".cade").exists()
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    fits = CliRunner().invoke(cli, ["submit", "gpu.yaml", "--scheduler", "local", "--dry-run"])
+    assert fits.exit_code == 0, fits.output
+
+
 def test_a_sync_error_names_the_experiment_and_backend_it_came_from(
         env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cade_cli import engine

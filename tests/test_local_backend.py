@@ -118,7 +118,7 @@ def test_a_job_that_can_never_fit_is_flagged_and_skipped(state: Path, tmp_path: 
     statuses = scheduler.poll([huge, gpu])
     assert statuses[huge].state == JobState.PENDING and statuses[huge].never_starts
     assert "3 slots" in statuses[huge].reason
-    assert statuses[gpu].never_starts and "GPUs" in statuses[gpu].reason
+    assert statuses[gpu].never_starts and "asks for 1 GPU; this machine offers none" in statuses[gpu].reason
     scheduler.cancel([huge, gpu])
     assert {s.state for s in scheduler.poll([huge, gpu]).values()} == {JobState.CANCELLED}
 

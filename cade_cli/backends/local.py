@@ -246,9 +246,7 @@ class LocalScheduler(Scheduler):
     def _never_fits(self, job: _Job) -> str | None:
         if job.slots > self.slots:
             return f"asks for {job.slots} slots; the local backend has {self.slots}"
-        if job.gpus and job.slots > len(self.gpu_ids):
-            return f"asks for {job.slots} GPUs; this machine offers {len(self.gpu_ids)}"
-        return None
+        return too_few_gpus(job.slots if job.gpus else 0, self.gpu_ids)
 
     def _start(self, job: _Job) -> None:
         job.starting, job.live, job.start_time = True, True, time.time()
@@ -382,3 +380,11 @@ def _write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def too_few_gpus(wanted: int, gpu_ids: Sequence[str]) -> str | None:
+    """Why a job asking for `wanted` GPUs can never start on this machine; None if it can."""
+    if wanted <= len(gpu_ids):
+        return None
+    offered = f"{len(gpu_ids)} ({','.join(gpu_ids)})" if gpu_ids else "none"
+    return f"asks for {wanted} GPU{'s' if wanted != 1 else ''}; this machine offers {offered}"

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from cade_cli.backends import make_scheduler, require_submit_command
 from cade_cli.backends.base import JobState, Scheduler
+from cade_cli.backends.local import too_few_gpus
+from cade_cli.backends.processes import detect_gpus
 from cade_cli.engine.apply import (
     apply_events,
     launch_segments,
@@ -29,7 +31,7 @@ from cade_cli.engine.context import SyncContext, close_trial, replay, request_st
 from cade_cli.engine.packing import experiment_scheduler, release_packs
 from cade_cli.engine.events import finish_segment, finished_status, ingest_segment
 from cade_cli.engine.provenance import code_snapshot
-from cade_cli.errors import CadeError, LedgerError, SpecError
+from cade_cli.errors import CadeError, LedgerError, SchedulerError, SpecError
 from cade_cli.jobs.ingest import started_host
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import (
@@ -46,7 +48,7 @@ from cade_cli.search.searchers import make_searcher, restore_searcher
 from cade_cli.search.searchers.base import ExitReason, decision_to_json
 from cade_cli.spec.settings import Settings
 from cade_cli.spec import stored
-from cade_cli.spec.entrypoint import missing_entrypoint_file
+from cade_cli.spec.entrypoint import key_where, missing_entrypoint_file
 from cade_cli.spec.experiment import ExperimentSpec
 
 Clock = Callable[[], float]
@@ -60,6 +62,21 @@ def refuse_unrunnable(spec: ExperimentSpec, backend: str) -> None:
     if missing:
         raise SpecError(missing)
     require_submit_command(backend)
+    if backend == "local":
+        refuse_missing_gpus(spec)
+
+
+def refuse_missing_gpus(spec: ExperimentSpec) -> None:
+    """GPU trials on a machine with fewer GPUs than one trial needs would each fail to start
+    (and restart), one after another, until the search gives up: refused at once instead."""
+    res = spec.resources
+    short = too_few_gpus(res.slots_per_trial, detect_gpus()) if res.slot_type == "gpu" else None
+    if short:
+        where = key_where(spec.source, "resources", "slot_type")
+        raise SchedulerError(f"{where}: resources: each trial {short} (slot_type: gpu, "
+                             f"slots_per_trial: {res.slots_per_trial})",
+                             hint="slot_type: cpu trains on CPU slots; --scheduler slurm or pbs runs "
+                                  "the trials on the cluster's GPUs; nothing was recorded")
 
 
 def submit(ledger: Ledger, spec: ExperimentSpec, backend: str, *, message: str = "",

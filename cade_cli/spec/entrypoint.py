@@ -99,14 +99,20 @@ def missing_entrypoint_file(spec: ExperimentSpec) -> str | None:
     script = _script_of(spec.entrypoint)
     if spec.image or script is None or "$" in script or os.path.exists(os.path.join(spec.workdir, script)):
         return None
-    return (f"{_entrypoint_where(spec.source)}: entrypoint: no file {script!r} in {spec.workdir} "
+    return (f"{key_where(spec.source, 'entrypoint')}: entrypoint: no file {script!r} in {spec.workdir} "
             f"(the entrypoint runs in the spec's directory)")
 
 
-def _entrypoint_where(source: str) -> str:
-    """`file:line` of the spec's entrypoint key; the file alone when it cannot be read again."""
+def key_where(source: str, *path: str) -> str:
+    """`file:line` of the spec's key at `path` (or of the deepest section of it that is there);
+    the file alone when it cannot be read again."""
     if not os.path.isfile(source):   # a pipe or a spec built in Python
         return source
-    root = compose(read_capped(source, "experiment spec", encoding="utf-8-sig"), source, Problems())
-    node = root.value.get("entrypoint") if root is not None and isinstance(root.value, dict) else None
-    return node.loc.where if node is not None else source
+    node = compose(read_capped(source, "experiment spec", encoding="utf-8-sig"), source, Problems())
+    where = source
+    for key in path:
+        node = node.value.get(key) if node is not None and isinstance(node.value, dict) else None
+        if node is None:
+            break
+        where = node.loc.where
+    return where
