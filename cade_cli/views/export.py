@@ -1,7 +1,8 @@
 """`cade export`: an experiment's metrics and hyperparameters as tidy CSV / JSON, or as
 TensorBoard event files (one run per trial, with HParams: `views/tbexport`).
 
-The metric rows stream from the ledger undecoded (`Ledger.iter_metric_rows`): the CSV copies
+The metric rows stream from the ledger undecoded, a trial at a time
+(`Ledger.metric_rows_by_trial`): the CSV copies
 the numbers' text, which is what `csv.writer` would print for them, instead of decoding and
 formatting a million rows in Python.
 """
@@ -17,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.errors import CadeError
+from cade_cli.store.metricreads import METRIC_COLUMNS
 from cade_cli.store.records import MetricRecord
 from cade_cli.views.model import ExperimentData, flatten_params
 from cade_cli.views.metricrows import (
     PLAIN_VALUES,
     MetricSource,
+    TrialRows,
     decoded,
     memory_source,
 )
@@ -49,7 +52,7 @@ def tidy_rows(records: Iterable[MetricRecord]) -> Iterator[dict[str, Any]]:
 
 def metric_rows(data: ExperimentData) -> Iterator[dict[str, Any]]:
     """One row per trial x kind x length x metric name, in that order."""
-    return tidy_rows(decoded(data.experiment.id, memory_source(data)("trial_kind")))
+    return tidy_rows(decoded(data.experiment.id, memory_source(data)("trial_kind", METRIC_COLUMNS)))
 
 
 def param_rows(data: ExperimentData) -> list[dict[str, Any]]:
@@ -82,21 +85,24 @@ def _write_csv(path: Path, fields: list[str], rows: Iterable[dict[str, Any]]) ->
 _QUOTED = re.compile(r'[,"\r\n]')   # what makes csv.writer quote a field
 
 
-def csv_lines(experiment: int, rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
-    """The lines csv.writer writes for `tidy_tuples` of `rows`, one string per metric row:
-    the plain rows (all of them in practice) by rewriting their values' JSON text."""
+def csv_lines(experiment: int, rows_by_trial: TrialRows) -> Iterator[str]:
+    """The lines csv.writer writes for `tidy_tuples` of the rows (of all METRIC_COLUMNS),
+    one string per metric row: the plain rows (all of them in practice) by rewriting their
+    values' JSON text."""
     held: list[str] = []
     writer = csv.writer(_Appender(held))   # the general case, as before
-    for trial, kind, length, when, segment, values in rows:
-        if PLAIN_VALUES.fullmatch(values) and not _QUOTED.search(kind) and segment is not None:
-            head, tail = f"{experiment},{trial},{kind},{length},", f",{when!r},{segment}\r\n"
-            # {"a": 1.5, "b": 2} -> head a,1.5 tail head b,2 tail
-            yield head + values[2:-1].replace('": ', ",").replace(', "', tail + head) + tail
-        else:
-            writer.writerows(tidy_tuples(decoded(experiment, [(trial, kind, length, when,
-                                                                 segment, values)])))
-            yield "".join(held)
-            held.clear()
+    for trial, rows in rows_by_trial:
+        trial_head = f"{experiment},{trial},"
+        for kind, length, when, segment, values in rows:
+            if PLAIN_VALUES.fullmatch(values) and not _QUOTED.search(kind) and segment is not None:
+                head, tail = f"{trial_head}{kind},{length},", f",{when!r},{segment}\r\n"
+                # {"a": 1.5, "b": 2} -> head a,1.5 tail head b,2 tail
+                yield head + values[2:-1].replace('": ', ",").replace(', "', tail + head) + tail
+            else:
+                row = (kind, length, when, segment, values)
+                writer.writerows(tidy_tuples(decoded(experiment, [(trial, [row])])))
+                yield "".join(held)
+                held.clear()
 
 
 class _Appender:
@@ -107,7 +113,7 @@ class _Appender:
 def export_csv(data: ExperimentData, out: Path, metrics: MetricSource) -> list[Path]:
     params = param_rows(data)
     path = out / "metrics.csv"
-    lines = csv_lines(data.experiment.id, metrics("trial_kind"))
+    lines = csv_lines(data.experiment.id, metrics("trial_kind", METRIC_COLUMNS))
     with path.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerow(METRIC_FIELDS)
         while chunk := "".join(islice(lines, 4096)):
@@ -138,7 +144,7 @@ def export_json(data: ExperimentData, out: Path, metrics: MetricSource) -> list[
     exp = data.experiment
     header = {"experiment": exp.id, "name": exp.name, "metric": exp.metric,
               "smaller_is_better": exp.smaller_is_better}
-    rows = tidy_rows(decoded(exp.id, metrics("trial_kind")))
+    rows = tidy_rows(decoded(exp.id, metrics("trial_kind", METRIC_COLUMNS)))
     return [_write_json(out / "metrics.json", header, "metrics", rows),
             _write_json(out / "params.json", header, "params", param_rows(data))]
 

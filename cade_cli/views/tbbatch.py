@@ -74,7 +74,7 @@ class _Signatures(dict[tuple[str, str], int]):
 
 
 class BatchFramer:
-    """Frames batches of rows (trial, kind, length, time, segment, values' text); `slow_row`
+    """Frames batches of rows (kind, length, time, values' text); `slow_row`
     gives the framed bytes of one row the row-at-a-time way (b"" for a row of no number)."""
 
     def __init__(self, np: Any, slow_row: Callable[[tuple[Any, ...]], bytes]) -> None:
@@ -86,7 +86,7 @@ class BatchFramer:
         """The records of `rows` in their order, and the offset of each row's record (one
         more offset than rows: the end)."""
         np = self.np
-        _trials, kinds, lengths, times, _segments, texts = zip(*rows)
+        kinds, lengths, times, texts = zip(*rows)
         pieces = "\n".join(texts).split('"')
         signatures = _signatures(pieces)
         if len(signatures) != len(rows):   # a newline inside a text: not the ledger's JSON
