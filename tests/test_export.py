@@ -21,7 +21,7 @@ from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import MetricRecord
 from cade_cli.views import tbcrc, tbexport
 from cade_cli.views.export import METRIC_FIELDS, export, metric_rows, tidy_tuples
-from cade_cli.views.metricrows import MEMORY_ORDERS, memory_source
+from cade_cli.views.metricrows import MEMORY_ORDERS, PLAIN_VALUES, memory_source, plain_flags
 from cade_cli.views.model import ExperimentData, read_experiment
 from cade_cli.views.tbcrc import crc32c, crc32c_bytewise, masked_crc32c, masked_crc32c_many
 
@@ -296,3 +296,14 @@ def test_tensorboard_export_again_replaces_the_files(tmp_path: Path) -> None:
     fresh = export(data, "tensorboard", tmp_path / "fresh")
     assert [path.read_bytes() for path in again] == [path.read_bytes() for path in fresh]
     assert gc.isenabled()   # paused while the runs are written only
+
+
+def test_plain_flags_are_plain_values_matches() -> None:
+    """The signatures of many texts at once say what PLAIN_VALUES says of each, for the
+    ledger's JSON of odd values and names (and texts that are not JSON, one at a time)."""
+    texts = [json.dumps(values, sort_keys=True) for values in ODD_VALUES]
+    texts += [json.dumps(values) for values in ({"top5": 1, "e": -2.5e-07}, {"x": "1"},
+                                                 {"n": [1]}, {"s": "e"}, {"a": True})]
+    expected = [PLAIN_VALUES.fullmatch(text) is not None for text in texts]
+    assert plain_flags(texts) == expected and sum(expected) == 2
+    assert plain_flags(texts + ['{"raw\nnewline": 1}']) == expected + [False]

@@ -22,11 +22,11 @@ from cade_cli.store.metricreads import METRIC_COLUMNS
 from cade_cli.store.records import MetricRecord
 from cade_cli.views.model import ExperimentData, flatten_params
 from cade_cli.views.metricrows import (
-    PLAIN_VALUES,
     MetricSource,
     TrialRows,
     decoded,
     memory_source,
+    plain_flags,
 )
 from cade_cli.views.tbexport import export_tensorboard
 
@@ -83,26 +83,40 @@ def _write_csv(path: Path, fields: list[str], rows: Iterable[dict[str, Any]]) ->
 
 
 _QUOTED = re.compile(r'[,"\r\n]')   # what makes csv.writer quote a field
+CSV_CHUNK_ROWS = 4096   # metric rows whose lines are joined and written at once
 
 
-def csv_lines(experiment: int, rows_by_trial: TrialRows) -> Iterator[str]:
-    """The lines csv.writer writes for `tidy_tuples` of the rows (of all METRIC_COLUMNS),
-    one string per metric row: the plain rows (all of them in practice) by rewriting their
-    values' JSON text."""
+class _PlainKinds(dict[str, bool]):
+    """kind -> whether csv.writer writes it as it is: a few kinds, a million lookups."""
+
+    def __missing__(self, kind: str) -> bool:
+        plain = self[kind] = _QUOTED.search(kind) is None
+        return plain
+
+
+def csv_chunks(experiment: int, rows_by_trial: TrialRows) -> Iterator[str]:
+    """The text csv.writer writes for `tidy_tuples` of the rows (of all METRIC_COLUMNS), a
+    trial's rows (at most CSV_CHUNK_ROWS) at a time: the plain rows (all of them in
+    practice) by rewriting their values' JSON text."""
     held: list[str] = []
+    keep = held.append
     writer = csv.writer(_Appender(held))   # the general case, as before
+    plain_kind = _PlainKinds()
     for trial, rows in rows_by_trial:
         trial_head = f"{experiment},{trial},"
-        for kind, length, when, segment, values in rows:
-            if PLAIN_VALUES.fullmatch(values) and not _QUOTED.search(kind) and segment is not None:
-                head, tail = f"{trial_head}{kind},{length},", f",{when!r},{segment}\r\n"
-                # {"a": 1.5, "b": 2} -> head a,1.5 tail head b,2 tail
-                yield head + values[2:-1].replace('": ', ",").replace(', "', tail + head) + tail
-            else:
-                row = (kind, length, when, segment, values)
-                writer.writerows(tidy_tuples(decoded(experiment, [(trial, [row])])))
-                yield "".join(held)
-                held.clear()
+        pending = iter(rows)
+        while chunk := list(islice(pending, CSV_CHUNK_ROWS)):
+            plain = plain_flags([row[-1] for row in chunk])
+            for (kind, length, when, segment, values), plain_values in zip(chunk, plain):
+                if plain_values and plain_kind[kind] and segment is not None:
+                    head, tail = f"{trial_head}{kind},{length},", f",{when!r},{segment}\r\n"
+                    # {"a": 1.5, "b": 2} -> head a,1.5 tail head b,2 tail
+                    keep(head + values[2:-1].replace('": ', ",").replace(', "', tail + head) + tail)
+                else:
+                    row = (kind, length, when, segment, values)
+                    writer.writerows(tidy_tuples(decoded(experiment, [(trial, [row])])))
+            yield "".join(held)
+            held.clear()
 
 
 class _Appender:
@@ -113,11 +127,10 @@ class _Appender:
 def export_csv(data: ExperimentData, out: Path, metrics: MetricSource) -> list[Path]:
     params = param_rows(data)
     path = out / "metrics.csv"
-    lines = csv_lines(data.experiment.id, metrics("trial_kind", METRIC_COLUMNS))
     with path.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerow(METRIC_FIELDS)
-        while chunk := "".join(islice(lines, 4096)):
-            handle.write(chunk)
+        for text in csv_chunks(data.experiment.id, metrics("trial_kind", METRIC_COLUMNS)):
+            handle.write(text)
     return [path, _write_csv(out / "params.csv", _param_fields(params), params)]
 
 

@@ -19,13 +19,11 @@ from collections.abc import Callable, Sequence
 from itertools import accumulate
 from typing import Any
 
+from cade_cli.views.metricrows import NUMBER_CHARACTERS, PLAIN_SIGNATURE
 from cade_cli.views.tbcrc import crc_matrix, mask_many
 from cade_cli.views.tbevents import ScalarsLayout, scalars_layout
 
 PUNCTUATION_TO_BLANKS = str.maketrans(":,{}\n", "     ")
-NUMBER_CHARACTERS = b"0123456789.eE+-"   # those of NUMBER
-# What `_signatures` leaves of exactly the values PLAIN_VALUES matches.
-PLAIN_SIGNATURE = re.compile(r'\{"[^"\\,\r\n]*": (?:, "[^"\\,\r\n]*": )*\}')
 VARINT_LIMITS = [1 << (7 * n) for n in range(1, 10)]   # a step below 2^(7n) takes n bytes
 SLOW = -1                                              # a row for the row-at-a-time code
 
