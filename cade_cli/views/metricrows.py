@@ -68,7 +68,6 @@ def plain_pairs(values: str) -> list[str] | None:
     return values[2:-1].replace('": ', ', "').split(', "')
 
 
-
 class _PlainSignatures(dict[str, bool]):
     """signature -> whether it is PLAIN_SIGNATURE's: a few a ledger, a million lookups (a
     ledger of odd values has many: the first 4096 are kept)."""

@@ -13,7 +13,6 @@ out of order) is encoded by the row-at-a-time code and copied in.
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Callable, Sequence
 from itertools import accumulate
