@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gc
 import io
 import json
 import random
@@ -20,7 +21,7 @@ from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import MetricRecord
 from cade_cli.views import tbcrc, tbexport
 from cade_cli.views.export import METRIC_FIELDS, export, metric_rows, tidy_tuples
-from cade_cli.views.metricrows import MEMORY_ORDERS
+from cade_cli.views.metricrows import MEMORY_ORDERS, PLAIN_VALUES, memory_source, plain_flags
 from cade_cli.views.model import ExperimentData, read_experiment
 from cade_cli.views.tbcrc import crc32c, crc32c_bytewise, masked_crc32c, masked_crc32c_many
 
@@ -266,3 +267,43 @@ def test_csv_is_what_csv_writer_writes_for_any_value(tmp_path: Path) -> None:
     written = (tmp_path / "ledger" / "metrics.csv").read_bytes().decode()
     assert written == csv_writer_text(list(stored))
     assert ',nan,' in written and '"odd,""kind"""' in written and '"a,b"' in written
+
+
+@pytest.mark.parametrize("order", ["trial_kind", "trial_time"])
+def test_rows_by_trial_are_the_rows_of_the_whole_query(tmp_path: Path, order: str) -> None:
+    """A query per trial (the exports' reads) gives the rows, in the order, of one query over
+    the experiment, the columns asked for; and so does the in-memory source."""
+    ledger = write_ledger(tmp_path / "ledger.db", all_experiments())
+    columns = ("kind", "length", "time", "values")
+    whole = [(row[0], tuple(row[i] for i in (1, 2, 3, 5)))
+             for row in ledger.iter_metric_rows(2, order)]
+    by_trial = [(trial, row) for trial, rows in ledger.metric_rows_by_trial(2, order, columns)
+                for row in rows]
+    assert by_trial == whole and len({trial for trial, _ in whole}) > 1
+    in_memory = memory_source(read_experiment(ledger, ledger.experiment(2)))(order, columns)
+    assert [(trial, row) for trial, rows in in_memory for row in rows] == whole
+    with pytest.raises(ValueError):
+        next(ledger.metric_rows_by_trial(2, order, ("kind", "trial")))
+
+
+def test_tensorboard_export_again_replaces_the_files(tmp_path: Path) -> None:
+    """An export into the directory of an earlier, longer one leaves the files it would
+    write into an empty directory."""
+    data = experiment_in_state("completed", 4)
+    longer = dataclasses.replace(data, metrics=data.metrics * 2)
+    export(longer, "tensorboard", tmp_path / "again")
+    again = export(data, "tensorboard", tmp_path / "again")
+    fresh = export(data, "tensorboard", tmp_path / "fresh")
+    assert [path.read_bytes() for path in again] == [path.read_bytes() for path in fresh]
+    assert gc.isenabled()   # paused while the runs are written only
+
+
+def test_plain_flags_are_plain_values_matches() -> None:
+    """The signatures of many texts at once say what PLAIN_VALUES says of each, for the
+    ledger's JSON of odd values and names (and texts that are not JSON, one at a time)."""
+    texts = [json.dumps(values, sort_keys=True) for values in ODD_VALUES]
+    texts += [json.dumps(values) for values in ({"top5": 1, "e": -2.5e-07}, {"x": "1"},
+                                                 {"n": [1]}, {"s": "e"}, {"a": True})]
+    expected = [PLAIN_VALUES.fullmatch(text) is not None for text in texts]
+    assert plain_flags(texts) == expected and sum(expected) == 2
+    assert plain_flags(texts + ['{"raw\nnewline": 1}']) == expected + [False]

@@ -108,6 +108,8 @@ def test_a_ledger_of_the_previous_version_migrates_and_reads(tmp_path: Path) -> 
         readonly = Ledger(seen / "old.db", create=False)
         assert readonly.read_only
         assert readonly.metrics(1)[0].values == {"loss": 0.3}
+        by_trial = readonly.metric_rows_by_trial(1, "trial_time", ("length", "values"))
+        assert [(trial, list(rows)) for trial, rows in by_trial] == [(1, [(4, '{"loss": 0.3}')])]
         readonly.close()
     ledger = Ledger(state / "old.db", create=False)
     applied = [row[0] for row in ledger.db.execute("SELECT id FROM migrations ORDER BY id")]

@@ -8,6 +8,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -196,10 +197,12 @@ def export_cmd(experiment: int | str, fmt: str, out: Path | None, as_json: bool,
     from cade_cli.views.export import export
 
     ledger = open_ledger(ledger_path)
-    # The metric rows stream from the ledger's cursor into the files: none are held.
-    data = read_experiment(ledger, ledger.find_experiment(experiment), kinds=())
+    exp = ledger.find_experiment(experiment)
+    # The exports read the trials (no segment); the metric rows stream from the ledger's
+    # cursors into the files: none are held.
+    data = ExperimentData(exp, tuple(ledger.trials(exp.id)))
     paths = export(data, fmt, out or Path(f"cade-export-{data.experiment.id}"),
-                   lambda order: ledger.iter_metric_rows(data.experiment.id, order))
+                   partial(ledger.metric_rows_by_trial, data.experiment.id))
     if as_json:
         _wrote(data.experiment.id, paths, as_json)
         return

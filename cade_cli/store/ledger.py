@@ -21,12 +21,12 @@ from typing import Any
 from cade_cli.errors import LedgerError, NotFoundError
 from cade_cli.store.eventlog import SearcherEventLog
 from cade_cli.store.journal import journal_mode_for
+from cade_cli.store.metricreads import MetricReads
 from cade_cli.store.pages import TrialPages
 from cade_cli.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 from cade_cli.store.records import (
     LIVE_SEGMENT_STATES,
     ExperimentRecord,
-    MetricRecord,
     SegmentRecord,
     TrialRecord,
 )
@@ -38,13 +38,6 @@ _EXPERIMENT_BOOLS = ("smaller_is_better", "code_dirty", "searcher_done")
 _EXPERIMENT_JSON = ("spec",)
 _TRIAL_BOOLS = ("closed",)
 _TRIAL_JSON = ("params", "report_at")
-
-
-# Orders of `Ledger.iter_metrics`: the rows as written; by trial then kind, length, time (the
-# tidy exports); by trial then time, length, kind (a trial's TensorBoard events). The
-# metrics_trial index gives the trial order, so only each trial's rows are sorted.
-METRIC_ORDERS = {"ledger": "id", "trial_kind": "trial, kind, length, time, id",
-                 "trial_time": "trial, time, length, kind, id"}
 
 
 def default_ledger_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -85,7 +78,7 @@ def _decode(row: dict[str, Any], bools: tuple[str, ...], jsons: tuple[str, ...])
         row[key] = json.loads(row[key])
 
 
-class Ledger(SearcherEventLog, TrialPages):
+class Ledger(SearcherEventLog, TrialPages, MetricReads):
     """Open (and create, migrate) the ledger at `path`."""
 
     def __init__(self, path: str | Path | None = None, *, create: bool = True,
@@ -184,6 +177,12 @@ class Ledger(SearcherEventLog, TrialPages):
             cursor = self.db.execute(sql, list(params))
             names = [column[0] for column in cursor.description or ()]
             return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def _cursor(self, sql: str,
+                params: list[Any] | tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        """The rows of a query as tuples, from its cursor (never all held)."""
+        with _sqlite_errors(self.path):
+            yield from self.db.execute(sql, list(params))
 
     def _exec(self, sql: str, params: list[Any] | tuple[Any, ...] = ()) -> sqlite3.Cursor:
         with _sqlite_errors(self.path):
@@ -365,35 +364,3 @@ class Ledger(SearcherEventLog, TrialPages):
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(experiment_id, trial, segment, kind, length, when,
                   json.dumps(values, sort_keys=True)) for length, when, values in rows])
-
-    def iter_metric_rows(self, experiment_id: int, order: str = "ledger") -> Iterator[tuple[Any, ...]]:
-        """(trial, kind, length, time, segment, values' JSON text) per metric row from a cursor
-        (never all held; exports copy the text), in an order of METRIC_ORDERS."""
-        with _sqlite_errors(self.path):
-            # A read-only ledger is never migrated: before migration 4 the column was `values`.
-            names = [c[0] for c in self.db.execute("SELECT * FROM metrics LIMIT 0").description]
-            values = "metric_values" if "metric_values" in names else '"values"'
-            yield from self.db.execute(
-                f"SELECT trial, kind, length, time, segment, {values} FROM metrics"
-                f" WHERE experiment = ? ORDER BY {METRIC_ORDERS[order]}", [experiment_id])
-
-    def iter_metrics(self, experiment_id: int, order: str = "ledger") -> Iterator[MetricRecord]:
-        """`iter_metric_rows` as records, their values decoded."""
-        for trial, kind, length, when, segment, values in self.iter_metric_rows(experiment_id, order):
-            yield MetricRecord(experiment_id, trial, kind, length, when, json.loads(values), segment)
-
-    def metrics(self, experiment_id: int, trial: int | None = None,
-                kind: str | None = None) -> list[MetricRecord]:
-        sql = "SELECT * FROM metrics WHERE experiment = ?"
-        params: list[Any] = [experiment_id]
-        if trial is not None:
-            sql, params = sql + " AND trial = ?", params + [trial]
-        if kind is not None:
-            sql, params = sql + " AND kind = ?", params + [kind]
-        rows = self._rows(sql + " ORDER BY id", params)
-        # A read-only ledger is never migrated: before migration 4 the column was `values`.
-        return [MetricRecord(experiment=r["experiment"], trial=r["trial"], kind=r["kind"],
-                             length=r["length"], time=r["time"],
-                             values=json.loads(r.get("metric_values", r.get("values"))),
-                             segment=r["segment"])
-                for r in rows]

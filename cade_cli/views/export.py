@@ -1,7 +1,8 @@
 """`cade export`: an experiment's metrics and hyperparameters as tidy CSV / JSON, or as
 TensorBoard event files (one run per trial, with HParams: `views/tbexport`).
 
-The metric rows stream from the ledger undecoded (`Ledger.iter_metric_rows`): the CSV copies
+The metric rows stream from the ledger undecoded, a trial at a time
+(`Ledger.metric_rows_by_trial`): the CSV copies
 the numbers' text, which is what `csv.writer` would print for them, instead of decoding and
 formatting a million rows in Python.
 """
@@ -17,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.errors import CadeError
+from cade_cli.store.metricreads import METRIC_COLUMNS
 from cade_cli.store.records import MetricRecord
 from cade_cli.views.model import ExperimentData, flatten_params
 from cade_cli.views.metricrows import (
-    PLAIN_VALUES,
     MetricSource,
+    TrialRows,
     decoded,
     memory_source,
+    plain_flags,
 )
 from cade_cli.views.tbexport import export_tensorboard
 
@@ -49,7 +52,7 @@ def tidy_rows(records: Iterable[MetricRecord]) -> Iterator[dict[str, Any]]:
 
 def metric_rows(data: ExperimentData) -> Iterator[dict[str, Any]]:
     """One row per trial x kind x length x metric name, in that order."""
-    return tidy_rows(decoded(data.experiment.id, memory_source(data)("trial_kind")))
+    return tidy_rows(decoded(data.experiment.id, memory_source(data)("trial_kind", METRIC_COLUMNS)))
 
 
 def param_rows(data: ExperimentData) -> list[dict[str, Any]]:
@@ -80,21 +83,38 @@ def _write_csv(path: Path, fields: list[str], rows: Iterable[dict[str, Any]]) ->
 
 
 _QUOTED = re.compile(r'[,"\r\n]')   # what makes csv.writer quote a field
+CSV_CHUNK_ROWS = 4096   # metric rows whose lines are joined and written at once
 
 
-def csv_lines(experiment: int, rows: Iterable[tuple[Any, ...]]) -> Iterator[str]:
-    """The lines csv.writer writes for `tidy_tuples` of `rows`, one string per metric row:
-    the plain rows (all of them in practice) by rewriting their values' JSON text."""
+class _PlainKinds(dict[str, bool]):
+    """kind -> whether csv.writer writes it as it is: a few kinds, a million lookups."""
+
+    def __missing__(self, kind: str) -> bool:
+        plain = self[kind] = _QUOTED.search(kind) is None
+        return plain
+
+
+def csv_chunks(experiment: int, rows_by_trial: TrialRows) -> Iterator[str]:
+    """The text csv.writer writes for `tidy_tuples` of the rows (of all METRIC_COLUMNS), a
+    trial's rows (at most CSV_CHUNK_ROWS) at a time: the plain rows (all of them in
+    practice) by rewriting their values' JSON text."""
     held: list[str] = []
+    keep = held.append
     writer = csv.writer(_Appender(held))   # the general case, as before
-    for trial, kind, length, when, segment, values in rows:
-        if PLAIN_VALUES.fullmatch(values) and not _QUOTED.search(kind) and segment is not None:
-            head, tail = f"{experiment},{trial},{kind},{length},", f",{when!r},{segment}\r\n"
-            # {"a": 1.5, "b": 2} -> head a,1.5 tail head b,2 tail
-            yield head + values[2:-1].replace('": ', ",").replace(', "', tail + head) + tail
-        else:
-            writer.writerows(tidy_tuples(decoded(experiment, [(trial, kind, length, when,
-                                                                 segment, values)])))
+    plain_kind = _PlainKinds()
+    for trial, rows in rows_by_trial:
+        trial_head = f"{experiment},{trial},"
+        pending = iter(rows)
+        while chunk := list(islice(pending, CSV_CHUNK_ROWS)):
+            plain = plain_flags([row[-1] for row in chunk])
+            for (kind, length, when, segment, values), plain_values in zip(chunk, plain):
+                if plain_values and plain_kind[kind] and segment is not None:
+                    head, tail = f"{trial_head}{kind},{length},", f",{when!r},{segment}\r\n"
+                    # {"a": 1.5, "b": 2} -> head a,1.5 tail head b,2 tail
+                    keep(head + values[2:-1].replace('": ', ",").replace(', "', tail + head) + tail)
+                else:
+                    row = (kind, length, when, segment, values)
+                    writer.writerows(tidy_tuples(decoded(experiment, [(trial, [row])])))
             yield "".join(held)
             held.clear()
 
@@ -107,11 +127,10 @@ class _Appender:
 def export_csv(data: ExperimentData, out: Path, metrics: MetricSource) -> list[Path]:
     params = param_rows(data)
     path = out / "metrics.csv"
-    lines = csv_lines(data.experiment.id, metrics("trial_kind"))
     with path.open("w", newline="", encoding="utf-8") as handle:
         csv.writer(handle).writerow(METRIC_FIELDS)
-        while chunk := "".join(islice(lines, 4096)):
-            handle.write(chunk)
+        for text in csv_chunks(data.experiment.id, metrics("trial_kind", METRIC_COLUMNS)):
+            handle.write(text)
     return [path, _write_csv(out / "params.csv", _param_fields(params), params)]
 
 
@@ -138,7 +157,7 @@ def export_json(data: ExperimentData, out: Path, metrics: MetricSource) -> list[
     exp = data.experiment
     header = {"experiment": exp.id, "name": exp.name, "metric": exp.metric,
               "smaller_is_better": exp.smaller_is_better}
-    rows = tidy_rows(decoded(exp.id, metrics("trial_kind")))
+    rows = tidy_rows(decoded(exp.id, metrics("trial_kind", METRIC_COLUMNS)))
     return [_write_json(out / "metrics.json", header, "metrics", rows),
             _write_json(out / "params.json", header, "params", param_rows(data))]
 

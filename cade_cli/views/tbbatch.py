@@ -13,19 +13,16 @@ out of order) is encoded by the row-at-a-time code and copied in.
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Callable, Sequence
 from itertools import accumulate
 from typing import Any
 
+from cade_cli.views.metricrows import NUMBER_CHARACTERS, PLAIN_SIGNATURE
 from cade_cli.views.tbcrc import crc_matrix, mask_many
 from cade_cli.views.tbevents import ScalarsLayout, scalars_layout
 
 PUNCTUATION_TO_BLANKS = str.maketrans(":,{}\n", "     ")
-NUMBER_CHARACTERS = b"0123456789.eE+-"   # those of NUMBER
-# What `_signatures` leaves of exactly the values PLAIN_VALUES matches.
-PLAIN_SIGNATURE = re.compile(r'\{"[^"\\,\r\n]*": (?:, "[^"\\,\r\n]*": )*\}')
 VARINT_LIMITS = [1 << (7 * n) for n in range(1, 10)]   # a step below 2^(7n) takes n bytes
 SLOW = -1                                              # a row for the row-at-a-time code
 
@@ -74,7 +71,7 @@ class _Signatures(dict[tuple[str, str], int]):
 
 
 class BatchFramer:
-    """Frames batches of rows (trial, kind, length, time, segment, values' text); `slow_row`
+    """Frames batches of rows (kind, length, time, values' text); `slow_row`
     gives the framed bytes of one row the row-at-a-time way (b"" for a row of no number)."""
 
     def __init__(self, np: Any, slow_row: Callable[[tuple[Any, ...]], bytes]) -> None:
@@ -86,7 +83,7 @@ class BatchFramer:
         """The records of `rows` in their order, and the offset of each row's record (one
         more offset than rows: the end)."""
         np = self.np
-        _trials, kinds, lengths, times, _segments, texts = zip(*rows)
+        kinds, lengths, times, texts = zip(*rows)
         pieces = "\n".join(texts).split('"')
         signatures = _signatures(pieces)
         if len(signatures) != len(rows):   # a newline inside a text: not the ledger's JSON
