@@ -334,3 +334,26 @@ def test_the_example_runs_adaptive_asha_on_the_local_backend(tmp_path: Path, mon
                for line in path.read_text().splitlines()]
     final = next(m for m in metrics if m["kind"] == "validation" and m["length"] == 160)
     assert set(final["metrics"]) == {"validation_loss", "accuracy"} and final["metrics"]["accuracy"] > 0.5
+
+
+def test_batch_metrics_become_the_same_numbers_together_as_one_by_one() -> None:
+    """One copy to the host per device and dtype gives what `.item()` per value gave."""
+    import numpy
+    import torch
+
+    from cade_cli.det.pytorch._reducer import deferred, plain_batches, plain_metrics
+
+    weight = torch.ones(3, requires_grad=True)
+    batches = [
+        {"loss": (weight * 0.1 * i).sum(), "count": torch.tensor(i), "low": torch.tensor(0.1 * i).bfloat16(),
+         "flag": torch.tensor(i % 2 == 0), "vector": torch.arange(2) * i, "lr": 0.01, "np": numpy.float32(i),
+         "one": torch.full((1, 1), float(i))}
+        for i in range(4)
+    ] + [weight.sum() * 2]     # a loss tensor alone
+    kept = [deferred(batch) for batch in batches]
+    assert isinstance(kept[0]["loss"], torch.Tensor) and not kept[0]["loss"].requires_grad
+    assert kept[1]["vector"] == [0, 1]                  # larger tensors become numbers at once
+    together = plain_batches(kept)
+    assert together == [plain_metrics(batch) for batch in batches]
+    assert [type(together[1][k]) for k in ("loss", "count", "low", "flag", "one")] == [float, int, float, bool, float]
+    assert together[-1] == {"loss": 6.0}

@@ -21,7 +21,7 @@ from cade_cli.det.pytorch import _checkpoint
 from cade_cli.det.pytorch._context import PyTorchTrialContext
 from cade_cli.det.pytorch._data import DataLoader, batches_of, to_device
 from cade_cli.det.pytorch._lengths import Units
-from cade_cli.det.pytorch._reducer import average_batches, detached, plain_metrics
+from cade_cli.det.pytorch._reducer import average_batches, deferred, plain_batches, plain_metrics
 from cade_cli.det.pytorch._trial import LRScheduler, PyTorchTrial, defines
 
 
@@ -117,7 +117,7 @@ class Loop:
             batch = to_device(batch, context.device)
         with context.training_step():
             metrics = self.trial.train_batch(batch, epoch, index)
-        self.pending.append(detached(metrics))
+        self.pending.append(deferred(metrics))
         context.batches_trained = index + 1
         context.step_schedulers(LRScheduler.StepMode.STEP_EVERY_BATCH, index + 1)
         if (index + 1) % per_epoch == 0:
@@ -127,8 +127,9 @@ class Loop:
     def _flush_training(self) -> None:
         if not self.pending:
             return
-        # Tensors become numbers here, once per period: no device sync inside the step.
-        mine = [plain_metrics(metrics) for metrics in self.pending]
+        # Tensors become numbers here, once per period and together: no device sync inside
+        # the step, one per period.
+        mine = plain_batches(self.pending)
         self.pending = []
         metrics = average_batches(self.world.allgather(mine))
         metrics.update(self.context.reducers.reduce(self.world, training=True))
@@ -169,8 +170,8 @@ class Loop:
             if self.context.auto_to_device:
                 batch = to_device(batch, self.context.device)
             arguments = (batch, index) if self._evaluate_takes_index else (batch,)
-            mine.append(plain_metrics(self.trial.evaluate_batch(*arguments)))
-        return average_batches(self.world.allgather(mine))
+            mine.append(deferred(self.trial.evaluate_batch(*arguments)))
+        return average_batches(self.world.allgather(plain_batches(mine)))
 
     def checkpoint(self) -> None:
         state = _checkpoint.build_state(self.context, self.callbacks)

@@ -81,23 +81,46 @@ def plain_number(value: Any) -> Any:
     return value
 
 
-def detached(metrics: Any) -> Any:
-    """Kept until the next report: without its autograd graph, which would hold activations."""
-    if isinstance(metrics, torch.Tensor):
-        return metrics.detach()
-    if isinstance(metrics, Mapping):
-        return {key: value.detach() if isinstance(value, torch.Tensor) else value
-                for key, value in metrics.items()}
-    return metrics
-
-
 def plain_metrics(metrics: Mapping[str, Any] | torch.Tensor) -> dict[str, Any]:
     """train_batch may return a loss tensor alone: Determined names it `loss`."""
+    return {key: plain_number(value) for key, value in _named(metrics).items()}
+
+
+def deferred(metrics: Mapping[str, Any] | torch.Tensor) -> dict[str, Any]:
+    """A batch's metrics as kept until the period's report: one-element tensors detached and
+    left on their device (plain_batches turns them into numbers together, so a step waits for
+    no device), anything larger turned into numbers now (a period holds no big outputs)."""
+    return {key: value.detach() if _is_scalar_tensor(value) else plain_number(value)
+            for key, value in _named(metrics).items()}
+
+
+def plain_batches(batches: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every batch's metrics as numbers, as plain_metrics gives them, with one copy to the host
+    per device and dtype for all the one-element tensors instead of one `.item()` (and one
+    device synchronisation) per value."""
+    plain = [dict(metrics) for metrics in batches]
+    groups: dict[tuple[torch.device, torch.dtype], list[tuple[dict[str, Any], str]]] = {}
+    for metrics in plain:
+        for key, value in metrics.items():
+            if _is_scalar_tensor(value):
+                groups.setdefault((value.device, value.dtype), []).append((metrics, key))
+    for places in groups.values():
+        numbers = torch.stack([metrics[key].detach().reshape(()) for metrics, key in places]).tolist()
+        for (metrics, key), number in zip(places, numbers):
+            metrics[key] = number
+    return [{key: plain_number(value) for key, value in metrics.items()} for metrics in plain]
+
+
+def _named(metrics: Mapping[str, Any] | torch.Tensor) -> dict[str, Any]:
     if isinstance(metrics, torch.Tensor):
-        return {"loss": plain_number(metrics)}
+        return {"loss": metrics}
     if not isinstance(metrics, Mapping):
         raise TypeError(f"expected a dict of metrics (or a loss tensor), got {type(metrics).__name__}")
-    return {str(key): plain_number(value) for key, value in metrics.items()}
+    return {str(key): value for key, value in metrics.items()}
+
+
+def _is_scalar_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.numel() == 1
 
 
 def average_batches(per_rank: Sequence[Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
