@@ -46,14 +46,13 @@ from cade_cli.backends.base import JobRequest
 from cade_cli.backends.slurm import SlurmScheduler
 from cade_cli.engine.context import trial_seed
 from cade_cli.engine.drive import (
-    TERMINAL_STATES,
     driver_lock,
     sync_pass,
     wait_for_activity,
 )
 from cade_cli.jobs.ingest import read_exit_code
 from cade_cli.store.ledger import Ledger
-from cade_cli.store.records import SegmentRecord
+from cade_cli.store.records import TERMINAL_EXPERIMENT_STATES, SegmentRecord
 from cade_cli.jobs.rundir import prepare_segment
 from cade_cli.spec.settings import Settings
 from cade_cli.spec.experiment import ExperimentSpec, load_spec
@@ -181,7 +180,7 @@ def run_asha(root: Path, args: argparse.Namespace, keep: bool) -> tuple[Result, 
     while True:
         sync_pass(ledger, settings, schedulers, lock, force=exp_id)
         exp = ledger.experiment(exp_id)
-        if exp.state in TERMINAL_STATES and not ledger.live_segments(exp_id):
+        if exp.state in TERMINAL_EXPERIMENT_STATES and not ledger.live_segments(exp_id):
             break
         wait_for_activity(ledger, exp_id, args.poll)   # exactly drive()'s wait
     if exp.state != "completed":

@@ -20,6 +20,9 @@ import torch
 from test_det_pytorch import HPARAMS, checkpoints, harness, write_config
 from test_examples_train import DIGITS, checksum, fake_segment, run, validations
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from slurm_utilisation import peak_jobs  # noqa: E402 (the bench folder is not a package)
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 AMP_HPARAMS = {**HPARAMS, "amp": True}
 DEVICE_LINE = re.compile(r"^rank=0 device=(\S+) CUDA_VISIBLE_DEVICES=(\S*)$", re.MULTILINE)
@@ -92,15 +95,6 @@ def gpu_spec(path: Path, trials: int) -> Path:
     return path
 
 
-def most_at_once(intervals: list[tuple[float, float]]) -> int:
-    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, step in edges:
-        running += step
-        peak = max(peak, running)
-    return peak
-
-
 def test_local_backend_gives_each_trial_its_own_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
@@ -126,4 +120,4 @@ def test_local_backend_gives_each_trial_its_own_gpu(tmp_path: Path, monkeypatch:
         times = [json.loads(line)["time"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         intervals.append((min(times), max(times)))
     assert len(intervals) == gpus + 2
-    assert most_at_once(intervals) <= gpus
+    assert peak_jobs(intervals) <= gpus

@@ -76,8 +76,7 @@ def test_packed_trials_run_side_by_side_in_their_own_steps(tmp_path: Path) -> No
 
 
 def _overlapping(segments: list) -> bool:
-    spans = sorted((float(Path(s.run_dir, "started").read_text().split()[0]),
-                    Path(s.run_dir, "exit_code").stat().st_mtime) for s in segments)
+    spans = sorted(_span(s) for s in segments)
     return any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
 
 
