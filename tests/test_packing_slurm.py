@@ -50,16 +50,9 @@ reproducibility:
 
 def test_packed_trials_run_side_by_side_in_their_own_steps(tmp_path: Path) -> None:
     require_slurm()
-    (tmp_path / "spec.yaml").write_text(SPEC)
-    env = cade_env(tmp_path, SYNTH_STEP_SECONDS="0.3")
     root = tmp_path / "experiments" / "1" / "packs" / "jobs"
     try:
-        cade(tmp_path, "submit", "spec.yaml", env=env, timeout=300)
-        ledger = ledger_of(tmp_path)
-        segments = ledger.segments(1)
-        assert ledger.experiment(1).state == "completed"
-        ledger.close()
-        assert {s.state for s in segments} == {"completed"}, [(s.state, s.reason) for s in segments]
+        segments = _completed_search(tmp_path, SPEC)
         claims = Counter(c.name[:-5] for c in root.glob("*/claimed/*.json"))
         assert sorted(claims) == sorted(s.job_name for s in segments)
         assert set(claims.values()) == {1}            # none run twice
@@ -73,6 +66,19 @@ def test_packed_trials_run_side_by_side_in_their_own_steps(tmp_path: Path) -> No
         wait_for("the packs to leave the queue", lambda: not _queued(pack_ids), timeout=60)
     finally:
         cancel_jobs([p.read_text().strip() for p in root.glob("*/job_id")])
+
+
+def _completed_search(tmp_path: Path, spec: str) -> list[Any]:
+    """`cade submit` of `spec` in `tmp_path` until the search ends; its segments, each checked
+    completed (the caller cancels the packs, whatever happens)."""
+    (tmp_path / "spec.yaml").write_text(spec)
+    cade(tmp_path, "submit", "spec.yaml", env=cade_env(tmp_path, SYNTH_STEP_SECONDS="0.3"), timeout=300)
+    ledger = ledger_of(tmp_path)
+    segments = ledger.segments(1)
+    assert ledger.experiment(1).state == "completed"
+    ledger.close()
+    assert {s.state for s in segments} == {"completed"}, [(s.state, s.reason) for s in segments]
+    return segments
 
 
 def _overlapping(segments: list) -> bool:
@@ -157,15 +163,9 @@ def test_packed_gpu_trials_each_get_their_own_gpu(tmp_path: Path) -> None:
     require_slurm()
     spec = SPEC.replace(PROBE, GPU_PROBE).replace("  launcher: none", "  launcher: none\n  slot_type: gpu")
     spec = spec.replace("slots_per_job: 4", "slots_per_job: 2").replace("max_trials: 8", "max_trials: 4")
-    (tmp_path / "spec.yaml").write_text(spec)
-    env = cade_env(tmp_path, SYNTH_STEP_SECONDS="0.3")
     root = tmp_path / "experiments" / "1" / "packs" / "jobs"
     try:
-        cade(tmp_path, "submit", "spec.yaml", env=env, timeout=300)
-        ledger = ledger_of(tmp_path)
-        segments = ledger.segments(1)
-        ledger.close()
-        assert {s.state for s in segments} == {"completed"}, [(s.state, s.reason) for s in segments]
+        segments = _completed_search(tmp_path, spec)
         placed = [(Path(s.run_dir, "gpu").read_text().split(), _span(s)) for s in segments]
         assert {gpu for (_, gpu), _ in placed} <= {"0", "1"}, placed     # one GPU each, always
         side_by_side = [(a, b) for i, a in enumerate(placed) for b in placed[i + 1:]
