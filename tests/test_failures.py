@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_fakes import FakeScheduler, Outcome, make_spec
+from engine_fakes import FakeScheduler, Outcome, make_spec, spec_text
 
 from cade_cli.engine import lifecycle as engine
 from cade_cli.backends.base import JobRequest, JobState
 from cade_cli.store.ledger import Ledger
+from cade_cli.spec.experiment import parse_spec
 from cade_cli.spec.settings import Settings
 
 SETTINGS = Settings(poll_interval=0, stop_grace=0)
@@ -32,10 +33,10 @@ def trial_of(request: JobRequest) -> int:
 
 
 def run(tmp_path: Path, behave: Any, max_trials: int = 2, extra: str = "",
-        syncs: int = 20) -> tuple[Ledger, int, FakeScheduler]:
+        syncs: int = 20, spec: Any = None) -> tuple[Ledger, int, FakeScheduler]:
     ledger = Ledger(tmp_path / "state" / "ledger.db")
-    exp_id = engine.submit(ledger, make_spec(tmp_path, max_trials=max_trials, extra=extra),
-                           "local")
+    spec = spec or make_spec(tmp_path, max_trials=max_trials, extra=extra)
+    exp_id = engine.submit(ledger, spec, "local")
     scheduler = FakeScheduler(behave=behave)
     for _ in range(syncs):
         if engine.sync(ledger, exp_id, scheduler, SETTINGS).state not in ("pending", "active"):
@@ -128,6 +129,22 @@ def test_preemption_resumes_and_is_not_a_restart(tmp_path: Path) -> None:
     assert [s.state for s in ledger.segments(exp_id, 1)] == ["preempted", "preempted",
                                                               "completed"]
     assert [s.start_length for s in ledger.segments(exp_id, 1)] == [0, 3, 3]
+
+
+def test_a_notice_after_the_target_is_reached_leaves_nothing_to_resume(tmp_path: Path) -> None:
+    """The notice came as the trainer was finishing its rung: its segment is complete. It
+    is not requeued, where it would only wait for the searcher's verdict on the rung."""
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        done = good(request, control, metric=float(trial_of(request)))
+        return Outcome(done.lines, exit_code=0, preempted=trial_of(request) == 1)
+
+    asha = spec_text(tmp_path, searcher="async_halving", max_trials=4, max_length=8,
+                     concurrency=4).replace("  max_concurrent_trials", "  num_rungs: 2\n  "
+                                            "divisor: 2\n  max_concurrent_trials")
+    ledger, exp_id, scheduler = run(tmp_path, behave, spec=parse_spec(asha, source="spec.yaml"))
+    assert ledger.experiment(exp_id).state == "completed"
+    assert [(s.state, s.reason) for s in ledger.segments(exp_id, 1)] == [("completed", "")] * 2
+    assert sum(name.startswith("cade-1-1-") for name in scheduler.submitted) == 2  # 4, then 8
 
 
 def test_invalid_hyperparameters_are_reported_to_the_searcher(tmp_path: Path) -> None:

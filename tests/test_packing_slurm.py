@@ -95,7 +95,7 @@ def _queued(job_ids: set[str]) -> list[str]:
 def test_a_notice_to_a_pack_job_preempts_its_trials_and_they_resume(tmp_path: Path) -> None:
     require_slurm()
     (tmp_path / "spec.yaml").write_text(SPEC)
-    env = cade_env(tmp_path, SYNTH_STEP_SECONDS="1")
+    env = cade_env(tmp_path, SYNTH_STEP_SECONDS="2")  # the notice lands mid-rung
     root = tmp_path / "experiments" / "1" / "packs" / "jobs"
     driver = subprocess.Popen([sys.executable, "-m", "cade_cli", "submit", "spec.yaml"],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
@@ -113,7 +113,9 @@ def test_a_notice_to_a_pack_job_preempts_its_trials_and_they_resume(tmp_path: Pa
         assert ledger.experiment(1).state == "completed"
         ledger.close()
         preempted = [s for s in segments if s.state == "preempted"]
-        assert preempted and {s.state for s in segments} <= {"completed", "preempted"}
+        outcomes = [(s.trial, s.index, s.state, s.reason, s.stop_reason, s.exit_code, s.end_length)
+                    for s in segments]
+        assert preempted and {s.state for s in segments} <= {"completed", "preempted"}, outcomes
         first_claims = {c.name[:-5] for c in (root / "1" / "claimed").glob("*.json")}
         assert {s.job_name for s in preempted} <= first_claims
         claims = Counter(c.name[:-5] for c in root.glob("*/claimed/*.json"))

@@ -270,13 +270,16 @@ def _segment_outcome(seg: SegmentRecord, state: JobState, exit_code: int | None,
         if exit_code == 0 and (seg.end_length or 0) >= seg.target_length:
             return SegmentState.COMPLETED, ""
         return (SegmentState.COMPLETED if exit_code == 0 else SegmentState.CANCELED), f"stopped ({seg.stop_reason})"
+    if exit_code == 0 and seg.end_length is not None and seg.end_length >= seg.target_length:
+        # Done before the notice (or the limit) took effect: nothing is left to resume, and
+        # a requeued job would only wait in the queue for the searcher's verdict.
+        return SegmentState.COMPLETED, ""
     if was_preempted(seg.run_dir) or state == JobState.PREEMPTED:
         return SegmentState.PREEMPTED, "was preempted"
     if state == JobState.TIMEOUT:
         return SegmentState.TIMEOUT, "hit its time limit"
-    if exit_code == 0 and seg.end_length is not None and (
-            seg.end_length >= seg.target_length or seg.stop_requested is not None):
-        return SegmentState.COMPLETED, ""
+    if exit_code == 0 and seg.end_length is not None and seg.stop_requested is not None:
+        return SegmentState.COMPLETED, ""  # paused after its checkpoint
     if exit_code == 0 and handed_target(seg.target_length) is None:
         return SegmentState.COMPLETED, ""  # the trial decides its length: ending is finishing
     seen = _acknowledged_target(seg)
