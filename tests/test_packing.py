@@ -210,7 +210,7 @@ def test_a_preemption_notice_to_the_pack_resumes_its_trials_elsewhere(tmp_path: 
     assert result["state"] == "completed"
     preempted = [s for s in result["segments"] if s[2] == "preempted"]
     assert preempted, result["segments"]
-    assert {s[2] for s in result["segments"]} <= {"completed", "preempted"}
+    assert {s[2] for s in result["segments"]} <= {"completed", "preempted"}, result["segments"]
     packs = packs_of(ledger_path)
     assert len(packs) >= 2 and set(s[3] for s in preempted) <= set(packs["1"])
     claimed_once(ledger_path, result)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -162,18 +168,11 @@ def test_every_templated_expression_is_quoted() -> None:
             assert expression.endswith(("|q", "|qargs")) or expression in safe, (path.name, expression)
 
 
-def test_local_script_forwards_stop_signal_and_records_exit(tmp_path: Path) -> None:
-    """USR1 to the batch shell reaches the trial, which checkpoints; exit_code is written."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
+def _local_job(tmp_path: Path, entrypoint: tuple[str, ...]) -> tuple[subprocess.Popen[str], Path]:
+    """The local job script of a one-segment trial running `entrypoint`, started."""
     from cade_cli.jobs import rundir
 
-    trainer = Path(__file__).resolve().parents[1] / "examples" / "synthetic" / "train.py"
-    spec = make_spec(entrypoint=(sys.executable, str(trainer)), workdir=str(tmp_path),
+    spec = make_spec(entrypoint=entrypoint, workdir=str(tmp_path),
                      resources=ResourcesSpec(launcher="none"))
     paths = rundir.prepare_segment(
         spec=spec, experiment_id=1, trial_id=1, segment=1, params={}, start_length=0,
@@ -187,19 +186,42 @@ def test_local_script_forwards_stop_signal_and_records_exit(tmp_path: Path) -> N
     env.update(SYNTH_STEP_SECONDS="0.01", CADE_CONTROL_POLL_SECONDS="0")
     job = subprocess.Popen(["bash", str(paths.script)], cwd=paths.run_dir, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics = paths.run_dir / "metrics.jsonl"
+    return job, paths.run_dir
+
+
+def _wait_for(job: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
     deadline = time.monotonic() + 30
-    while not (metrics.exists() and '"training"' in metrics.read_text()):
+    while not ready():
         assert time.monotonic() < deadline and job.poll() is None, job.stderr.read() if job.stderr else ""
         time.sleep(0.05)
+
+
+def test_local_script_forwards_stop_signal_and_records_exit(tmp_path: Path) -> None:
+    """USR1 to the batch shell reaches the trial, which checkpoints; exit_code is written."""
+    trainer = Path(__file__).resolve().parents[1] / "examples" / "synthetic" / "train.py"
+    job, run_dir = _local_job(tmp_path, (sys.executable, str(trainer)))
+    metrics = run_dir / "metrics.jsonl"
+    _wait_for(job, lambda: metrics.exists() and '"training"' in metrics.read_text())
     job.send_signal(signal.SIGUSR1)
     _, err = job.communicate(timeout=30)
     assert job.returncode == 0, err
-    assert (paths.run_dir / "exit_code").read_text().strip() == "0"
-    assert (paths.run_dir / "preempted").read_text().startswith("SIGUSR1")
-    assert (paths.run_dir / "started").exists()
+    assert (run_dir / "exit_code").read_text().strip() == "0"
+    assert (run_dir / "preempted").read_text().startswith("SIGUSR1")
+    assert (run_dir / "started").exists()
     kinds = [line.split('"kind": "')[1].split('"')[0] for line in metrics.read_text().splitlines()]
     assert kinds[-3:] == ["validation", "checkpoint", "segment_end"]
+
+
+def test_a_notice_that_kills_a_trainer_still_starting_marks_a_preemption(tmp_path: Path) -> None:
+    """A trainer the notice reaches before its handler is in place dies of USR1; the job
+    script marks the segment preempted, so the driver resumes it instead of counting a
+    failure against max_restarts."""
+    job, run_dir = _local_job(tmp_path, ("sleep", "60"))   # no USR1 handler: dies of it
+    _wait_for(job, lambda: (run_dir / "started").exists())
+    job.send_signal(signal.SIGUSR1)
+    job.communicate(timeout=30)
+    assert (run_dir / "exit_code").read_text().strip() == str(128 + signal.SIGUSR1)
+    assert (run_dir / "preempted").read_text().endswith("(job script)\n")
 
 
 def test_templates_commands(tmp_path: Path) -> None:

@@ -64,20 +64,26 @@ trap '__cade_on_exit "$?"' EXIT
 cd /home/user/project || { echo "cade: cannot enter the working directory" >&2; exit 5; }
 
 
-printf '%s %s %s\n' "$(date +%s)" "$(hostname)" "$$" > "$CADE_RUN_DIR/started"
-
 # The launch runs in the background so that this shell can forward the preemption or
 # time-limit notice (USR1, TERM) to the workers and then wait for them to checkpoint.
 __cade_child=""
 __cade_pending=""
 __cade_forward() {
     __cade_pending="$1"
+    if [ "$1" = USR1 ] && [ ! -e "$CADE_RUN_DIR/preempted" ]; then
+        # The notice means "wrap up, you are ending": a trainer it reaches before its handler
+        # is in place dies of it, and that is a preemption to resume, not a failure.
+        printf 'USR1 %s (job script)\n' "$(date +%s)" > "$CADE_RUN_DIR/preempted"
+    fi
     if [ -n "$__cade_child" ]; then
         kill -s "$1" "$__cade_child" 2>/dev/null
     fi
 }
 trap '__cade_forward USR1' USR1
 trap '__cade_forward TERM' TERM
+
+# From here on a notice is forwarded (and marks a USR1 preemption).
+printf '%s %s %s\n' "$(date +%s)" "$(hostname)" "$$" > "$CADE_RUN_DIR/started"
 
 # The launch block runs in a background subshell; it ends with `exec` so that the
 # forwarded signal reaches the launcher itself.
