@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from cade_cli.cli import cli
 from cade_cli.errors import SpecError
+from cade_cli.search.rank_correlation import rung_correlations, spearman
 from cade_cli.search.searchers.adaptive import AdaptiveAsha, plan_brackets
-from cade_cli.search.searchers.bracket_policy import rung_correlations, spearman
 from cade_cli.search.simulate import Simulation
 from cade_cli.search.space import Double, Nested
 from cade_cli.spec.experiment import SearcherSpec, parse_spec

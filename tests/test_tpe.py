@@ -153,6 +153,30 @@ def test_every_hyperparameter_type_is_proposed_inside_its_space() -> None:
         regret(p) for p in proposals[:10])
 
 
+def levelled(short_values: Any, short_count: int, long_count: int) -> TpeSampler:
+    """A sampler with `short_count` results at level 3 and the first `long_count` of those
+    trials also at level 27: the long value is the trial number, the short one is
+    `short_values(trial)`."""
+    sampler, rng = TpeSampler(SPACE, (3, 27)), random.Random(1)
+    for trial in range(1, short_count + 1):
+        sampler.propose(trial, rng)
+        sampler.observe(trial, 3, short_values(trial))
+        if trial <= long_count:
+            sampler.observe(trial, 27, float(trial))
+    return sampler
+
+
+def test_the_model_rung_is_the_one_that_says_most_about_the_longest() -> None:
+    """Count x squared rank correlation with the longest level: 60 short results that rank
+    as the long ones do outweigh 12 long ones; ranked in reverse, or too few, they do not."""
+    assert levelled(lambda t: t / 10, 60, 12).model_level() == 3          # 60 x 1 > 12
+    assert levelled(lambda t: -t / 10, 60, 12).model_level() == 27        # 60 x 0
+    assert levelled(lambda t: t / 10, 10, 10).model_level() == 27         # a tie: the longer
+    assert levelled(lambda t: (t * 7) % 11, 60, 12).model_level() == 27   # weak: 60 x 0.0x
+    assert levelled(lambda t: t / 10, 60, 5).model_level() == 3           # 27 lacks results
+    assert levelled(lambda t: t / 10, 9, 0).model_level() is None
+
+
 def test_pending_trials_spread_concurrent_proposals() -> None:
     """Proposals made while earlier ones are pending land further apart than when they
     are not (each pending trial counts as a bad result at its point)."""

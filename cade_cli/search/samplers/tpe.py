@@ -1,9 +1,13 @@
 """TPE: new trials proposed from a density model of the reported results (BOHB-style). Pure.
 
 Results are kept per trial and per level (a rung length: a report counts for the highest
-level at or below its length). The model is built on the highest level with at least
-`min_observations` results, so brackets first learn from their short rungs and move up as
-longer results arrive. Those results are split at the GAMMA quantile into good and bad;
+level at or below its length). The model is built on a level with at least
+`min_observations` results: the longest such level, unless a shorter one says more about it
+(count x squared rank correlation with the longest: many short results that rank as the
+long ones do outweigh a few long ones; short results that rank otherwise count for little).
+So brackets first learn from their short rungs and move up as longer results arrive, and
+stay low only where the short rungs are measured to rank well. Those results are split at
+the GAMMA quantile into good and bad;
 a Parzen estimator of each (parzen.py) scores CANDIDATES points drawn from the good one, and
 the point with the largest good/bad density ratio is proposed.
 
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cade_cli.search.samplers.encoding import Point, decode, dimensions, encode
+from cade_cli.search.rank_correlation import rung_correlations
 from cade_cli.search.samplers.parzen import Parzen
 from cade_cli.search.searchers.base import ExitReason
 from cade_cli.search.space import Space, sample
@@ -90,12 +95,30 @@ class TpeSampler:
 
     # -- the model ------------------------------------------------------------------------
     def model_level(self) -> int | None:
-        """The highest level with enough results to build the model on."""
+        """The level whose results say most about the longest one: among the levels with
+        enough results, the one with the largest count x squared rank correlation with the
+        longest (its share of the ranking explained; the longest counts fully, a level that
+        ranks in reverse not at all). Ties go to the longer level."""
         counts = Counter(level for record in self.trials.values() for level in record.values)
-        for level in reversed(self.levels):
-            if counts[level] >= self.min_observations:
-                return level
-        return None
+        enough = [level for level in self.levels if counts[level] >= self.min_observations]
+        if len(enough) < 2:
+            return enough[-1] if enough else None
+        longest = enough[-1]
+        correlations = rung_correlations(self._results_by_level())
+
+        def informative(level: int) -> float:
+            rho = 1.0 if level == longest else max(0.0, correlations.get(level, 0.0))
+            return counts[level] * rho * rho
+
+        return max(reversed(enough), key=informative)
+
+    def _results_by_level(self) -> dict[int, dict[int, float]]:
+        """level -> {trial: value}, in trial order (the correlations sum in a fixed order)."""
+        results: dict[int, dict[int, float]] = {level: {} for level in self.levels}
+        for trial in sorted(self.trials):
+            for level, value in self.trials[trial].values.items():
+                results[level][trial] = value
+        return results
 
     def _model_params(self, rng: random.Random) -> dict[str, Any] | None:
         if not self.dims:
@@ -164,8 +187,9 @@ class TpeSampler:
 def describe() -> str:
     """The sampler in one line, with the constants it runs with."""
     return (f"tpe: new trials' params are proposed from a density model of the results "
-            f"(best {GAMMA:.0%} against the rest, on the longest rung with "
-            f"{MIN_OBSERVATIONS}+ results); random until then and for {RANDOM_SHARE:.0%} "
+            f"(best {GAMMA:.0%} against the rest, on the rung with {MIN_OBSERVATIONS}+ "
+            f"results that says most about the longest such rung: its count x its squared "
+            f"rank correlation with it); random until then and for {RANDOM_SHARE:.0%} "
             f"of proposals; trials still running count as bad results")
 
 

@@ -23,13 +23,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from cade_cli.search.rank_correlation import MIN_PAIRS, rung_correlations
 from cade_cli.search.searchers.brackets import WORST
 
 if TYPE_CHECKING:
     from cade_cli.search.searchers.base import Decision
     from cade_cli.search.searchers.brackets import Bracket
-
-MIN_PAIRS = 5   # results a correlation needs before it counts (fewer say little)
 
 
 def describe(policy: str) -> str:
@@ -43,52 +42,6 @@ def describe(policy: str) -> str:
     return ("fixed: each bracket gets Determined's share of max_trials; `bracket_policy: "
             "learned` moves trials to the brackets whose early rungs rank trials as the "
             "longest rung does")
-
-
-def ranks(values: Sequence[float]) -> list[float]:
-    """1-based ranks, ties sharing their average rank."""
-    order = sorted(range(len(values)), key=values.__getitem__)
-    result = [0.0] * len(values)
-    start = 0
-    while start < len(order):
-        end = start
-        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
-            end += 1
-        for position in range(start, end + 1):
-            result[order[position]] = (start + end) / 2 + 1
-        start = end + 1
-    return result
-
-
-def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
-    """Spearman's rank correlation; 0 when either side has no spread."""
-    rx, ry = ranks(xs), ranks(ys)
-    mean = (len(xs) + 1) / 2
-    cov = sum((a - mean) * (b - mean) for a, b in zip(rx, ry))
-    var_x = sum((a - mean) ** 2 for a in rx)
-    var_y = sum((b - mean) ** 2 for b in ry)
-    if var_x == 0 or var_y == 0:
-        return 0.0
-    return cov / (var_x * var_y) ** 0.5
-
-
-def rung_correlations(seen: dict[int, dict[int, float]]) -> dict[int, float]:
-    """length -> rank correlation with the reference length, where measured.
-
-    `seen` maps a rung length to {trial: value} for every result reported there.
-    """
-    enough = [length for length, results in seen.items() if len(results) >= MIN_PAIRS]
-    if not enough:
-        return {}
-    reference = max(enough)
-    top = seen[reference]
-    measured: dict[int, float] = {}
-    for length, results in seen.items():
-        # In trial order: a restored policy sums in the same order (floats are not associative).
-        pairs = [(results[trial], top[trial]) for trial in sorted(results) if trial in top]
-        if length < reference and len(pairs) >= MIN_PAIRS:
-            measured[length] = spearman([a for a, _ in pairs], [b for _, b in pairs])
-    return measured
 
 
 def trust(bracket: Bracket, correlations: dict[int, float]) -> float:
