@@ -30,8 +30,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from cade_cli.search.samplers.encoding import Point, decode, dimensions, encode
 from cade_cli.search.rank_correlation import rung_correlations
+from cade_cli.search.samplers.encoding import Point, decode, dimensions, encode
 from cade_cli.search.samplers.parzen import Parzen
 from cade_cli.search.searchers.base import ExitReason
 from cade_cli.search.space import Space, sample
@@ -96,9 +96,10 @@ class TpeSampler:
     # -- the model ------------------------------------------------------------------------
     def model_level(self) -> int | None:
         """The level whose results say most about the longest one: among the levels with
-        enough results, the one with the largest count x squared rank correlation with the
-        longest (its share of the ranking explained; the longest counts fully, a level that
-        ranks in reverse not at all). Ties go to the longer level."""
+        enough results, the one with the largest count x squared rank correlation (its
+        share of the ranking explained) with the longest level holding MIN_PAIRS+ results,
+        as rung_correlations measures it. The longest level with enough results counts
+        fully, a level that ranks in reverse not at all; ties go to the longer level."""
         counts = Counter(level for record in self.trials.values() for level in record.values)
         enough = [level for level in self.levels if counts[level] >= self.min_observations]
         if len(enough) < 2:
