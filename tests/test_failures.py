@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from engine_fakes import FakeScheduler, Outcome, make_spec, spec_text
 
-from cade_cli.engine import lifecycle as engine
 from cade_cli.backends.base import JobRequest, JobState
-from cade_cli.store.ledger import Ledger
+from cade_cli.engine import lifecycle as engine
 from cade_cli.spec.experiment import parse_spec
 from cade_cli.spec.settings import Settings
+from cade_cli.store.ledger import Ledger
 
 SETTINGS = Settings(poll_interval=0, stop_grace=0)
 

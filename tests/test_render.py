@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from cade_cli.errors import SpecError
 from cade_cli.jobs import render
 from cade_cli.jobs.layout import Layout, trial_layout
-from cade_cli.errors import SpecError
 from cade_cli.search.space import Nested
 from cade_cli.spec.experiment import ExperimentSpec, ResourcesSpec, SearcherSpec
 

@@ -21,9 +21,8 @@ from click.testing import CliRunner
 from cade_cli.cli import cli
 from cade_cli.errors import SpecError
 from cade_cli.search.samplers.tpe import TpeSampler
-from cade_cli.search.searchers import make_searcher, restore_searcher
+from cade_cli.search.searchers import make_searcher, restore_searcher, searcher_facts
 from cade_cli.search.searchers.base import Decision, ExitReason, decision_to_json
-from cade_cli.search.searchers import searcher_facts
 from cade_cli.search.simulate import Simulation, result_to_json, simulate
 from cade_cli.search.space import Categorical, Const, Double, Int, Log, Nested
 from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec, parse_spec
