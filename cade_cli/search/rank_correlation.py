@@ -32,7 +32,7 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
     var_y = sum((b - mean) ** 2 for b in ry)
     if var_x == 0 or var_y == 0:
         return 0.0
-    return cov / (var_x * var_y) ** 0.5
+    return float(cov / (var_x * var_y) ** 0.5)
 
 
 def rung_correlations(seen: dict[int, dict[int, float]]) -> dict[int, float]:
