@@ -286,27 +286,32 @@ def test_grid_needs_count() -> None:
     ]
 
 
-def test_misspelt_names_suggest_the_closest_on_the_command_line(tmp_path: Path) -> None:
-    """A searcher name, a hyperparameter type and a searcher's mode: the same near-miss hint."""
+MISSPELT = [
+    ("name: adaptve_asha\nmetric: loss\nmax_trials: 4\nmax_length: 10\n",
+     "hyperparameters:\n  lr: {type: lgo, minval: -4, maxval: -1}\n",
+     "Error: {spec}:4: searcher.name: expected one of single, grid, random, async_halving, "
+     "adaptive_asha, pbt, found 'adaptve_asha' (a string); did you mean 'adaptive_asha'?\n"
+     "{spec}:9: hyperparameters.lr.type: expected one of const, int, double, log, categorical, "
+     "found 'lgo' (a string); did you mean 'log'?\n"),
+    ("name: adaptive_asha\nmetric: loss\nmax_trials: 4\nmax_length: 10\n"
+     "mode: agressive\nbracket_policy: lerned\n", "",
+     "Error: {spec}:8: searcher.mode: expected one of aggressive, standard, conservative, "
+     "found 'agressive' (a string); did you mean 'aggressive'?\n"
+     "{spec}:9: searcher.bracket_policy: expected one of fixed, learned, "
+     "found 'lerned' (a string); did you mean 'learned'?\n"),
+]
+
+
+@pytest.mark.parametrize("searcher, hyperparameters, expected", MISSPELT)
+def test_misspelt_names_suggest_the_closest_on_the_command_line(
+        tmp_path: Path, searcher: str, hyperparameters: str, expected: str) -> None:
+    """A searcher name, a hyperparameter type, a searcher's mode and bracket policy: the same
+    near-miss hint."""
     spec = tmp_path / "exp.yaml"
-    spec.write_text(with_searcher("name: adaptve_asha\nmetric: loss\nmax_trials: 4\nmax_length: 10\n",
-                                  "hyperparameters:\n  lr: {type: lgo, minval: -4, maxval: -1}\n"))
+    spec.write_text(with_searcher(searcher, hyperparameters))
     result = CliRunner().invoke(cli, ["preview", str(spec)])
     assert result.exit_code == 2
-    assert result.output == (
-        f"Error: {spec}:4: searcher.name: expected one of single, grid, random, async_halving, "
-        "adaptive_asha, pbt, found 'adaptve_asha' (a string); did you mean 'adaptive_asha'?\n"
-        f"{spec}:9: hyperparameters.lr.type: expected one of const, int, double, log, categorical, "
-        "found 'lgo' (a string); did you mean 'log'?\n")
-    spec.write_text(with_searcher("name: adaptive_asha\nmetric: loss\nmax_trials: 4\nmax_length: 10\n"
-                                  "mode: agressive\nbracket_policy: lerned\n"))
-    result = CliRunner().invoke(cli, ["preview", str(spec)])
-    assert result.exit_code == 2
-    assert result.output == (
-        f"Error: {spec}:8: searcher.mode: expected one of aggressive, standard, conservative, "
-        "found 'agressive' (a string); did you mean 'aggressive'?\n"
-        f"{spec}:9: searcher.bracket_policy: expected one of fixed, learned, "
-        "found 'lerned' (a string); did you mean 'learned'?\n")
+    assert result.output == expected.format(spec=spec)
 
 
 def test_bad_length_form() -> None:
