@@ -14,12 +14,14 @@ learns is charged in the order it learns it, and the run is cut when the budget 
 - the table: the median over seeds of the final regret.
 
 cade runs through its own simulator (`cade_cli.search.simulate.simulate`, 4 workers): the
-searchers decide exactly as in a real run. Peers run one trial at a time and report at
-every unit of length: Optuna's RandomSampler and TPESampler (multivariate, constant liar)
-with its SuccessiveHalvingPruner and HyperbandPruner (reduction factor 3), and Ray Tune's
-ASHA scheduler (AsyncHyperBandScheduler) driven through its scheduler interface with random
-sampling, when `ray` imports (no Ray cluster is started: the decisions are the same), and
-BOHB's model (TuneBOHB) inside that ASHA when `hpbandster` and `ConfigSpace` import too.
+searchers decide exactly as in a real run. Peers run 4 trials side by side too (in simulated
+time, `run_workers`; `--peer-workers 1`: one at a time, each proposal seeing every earlier
+result) and report at every unit of length: Optuna's RandomSampler and TPESampler
+(multivariate, constant liar) with its SuccessiveHalvingPruner and HyperbandPruner (reduction
+factor 3) through its ask-and-tell interface, and Ray Tune's ASHA scheduler
+(AsyncHyperBandScheduler) driven through its scheduler interface with random sampling, when
+`ray` imports (no Ray cluster is started: the decisions are the same), and BOHB's model
+(TuneBOHB) inside that ASHA when `hpbandster` and `ConfigSpace` import too.
 
 PBT runs too, but by default is not counted as a cade mode: the simulated objective has no
 history (the value at length L depends on the params alone), so a PBT child whose params were
@@ -31,7 +33,8 @@ changes: trials that train only with their own params are scored exactly as with
 the peers never resume a trial from another's checkpoint.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
-       [--functions NAME ...] [--methods NAME ...] [--memory L] [--log RUNS.jsonl]
+       [--functions NAME ...] [--methods NAME ...] [--memory L] [--peer-workers N]
+       [--log RUNS.jsonl]
        [--out FILE.md] [--cade-only]
 """
 
@@ -119,9 +122,9 @@ NOT_COUNTED = ("pbt",)   # see the module docstring
 MEMORY: float | None = None   # --memory, set in every worker process
 
 
-def _set_memory(memory: float | None) -> None:
-    global MEMORY
-    MEMORY = memory
+def _set_options(memory: float | None, peer_workers: int) -> None:
+    global MEMORY, PEER_WORKERS
+    MEMORY, PEER_WORKERS = memory, peer_workers
 
 
 def cade_spec(method: str, dims: int) -> Any:
@@ -168,6 +171,28 @@ def _pbt_objective(inner: Callable[..., float], starts: dict[int, int],
 
 # --- peers --------------------------------------------------------------------------------
 
+PEER_WORKERS = WORKERS   # --peer-workers, set in every worker process
+
+
+def run_workers(start: Callable[[], Any], step: Callable[[Any, int], bool], workers: int) -> None:
+    """`workers` trials trained side by side in simulated time, one length unit a step, until
+    the budget is spent: the worker that has trained least goes next (ties: the first).
+    `start()` begins a trial; `step(trial, length)` trains it to `length` and says whether it
+    goes on (False once it is pruned, stopped or at full length); then its worker starts the
+    next. A peer with 4 workers proposes a trial before the 3 running ones have reported, as
+    cade's searchers do; with 1 it sees every earlier result first."""
+    try:
+        running = [(start(), 0) for _ in range(workers)]
+        clocks = [0] * workers
+        while True:
+            worker = min(range(workers), key=lambda w: (clocks[w], w))
+            clocks[worker] += 1
+            trial, length = running[worker]
+            running[worker] = (trial, length + 1) if step(trial, length + 1) else (start(), 0)
+    except BudgetSpent:
+        pass
+
+
 def run_optuna(sampler_name: str, pruner_name: str, dims: int, trace: Trace, seed: int) -> None:
     import optuna
 
@@ -184,20 +209,23 @@ def run_optuna(sampler_name: str, pruner_name: str, dims: int, trace: Trace, see
     # A fixed study name: Hyperband assigns brackets by hashing it with the trial number.
     study = optuna.create_study(study_name=f"quality-{seed}", pruner=pruner, sampler=sampler)
 
-    def objective(trial: Any) -> float:
-        x = tuple(trial.suggest_float(f"X_{i}", 0.0, 1.0) for i in range(dims))
-        value = math.inf
-        for step in range(1, MAX_LENGTH + 1):
-            value = trace.evaluate(trial.number, x, step)
-            trial.report(value, step)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-        return value
+    def start() -> tuple[Any, tuple[float, ...]]:
+        trial = study.ask()
+        return trial, tuple(trial.suggest_float(f"X_{i}", 0.0, 1.0) for i in range(dims))
 
-    try:
-        study.optimize(objective, n_trials=trace.budget * 10)
-    except BudgetSpent:
-        pass
+    def step(running: tuple[Any, tuple[float, ...]], length: int) -> bool:
+        trial, x = running
+        value = trace.evaluate(trial.number, x, length)
+        trial.report(value, length)
+        if trial.should_prune():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            return False
+        if length == MAX_LENGTH:
+            study.tell(trial, value)
+            return False
+        return True
+
+    run_workers(start, step, PEER_WORKERS)
 
 
 @dataclass
@@ -222,30 +250,33 @@ def run_ray(dims: int, trace: Trace, seed: int, bohb: bool) -> None:
                                         reduction_factor=DIVISOR, brackets=1)
     searcher = _bohb_searcher(dims, seed) if bohb else None
     rng = random.Random(seed)
-    number = 0
-    try:
-        while True:
-            number += 1
-            trial = _RayTrial(f"t{number}")
-            if searcher is None:
-                x = tuple(rng.random() for _ in range(dims))
-            else:
-                config = searcher.suggest(trial.trial_id)
-                x = tuple(float(config[f"X_{i}"]) for i in range(dims))
-            scheduler.on_trial_add(None, trial)
-            result: dict[str, Any] = {}
-            for step in range(1, MAX_LENGTH + 1):
-                result = {"training_iteration": step, "value": trace.evaluate(number, x, step)}
-                if searcher is not None and step in BOHB_BUDGETS:
-                    searcher.on_trial_result(trial.trial_id,
-                                             {**result, "hyperband_info": {"budget": step}})
-                if scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP:
-                    break
+    numbers = iter(range(1, 10 ** 9))
+
+    def start() -> tuple[int, _RayTrial, tuple[float, ...]]:
+        number = next(numbers)
+        trial = _RayTrial(f"t{number}")
+        if searcher is None:
+            x = tuple(rng.random() for _ in range(dims))
+        else:
+            config = searcher.suggest(trial.trial_id)
+            x = tuple(float(config[f"X_{i}"]) for i in range(dims))
+        scheduler.on_trial_add(None, trial)
+        return number, trial, x
+
+    def step(running: tuple[int, _RayTrial, tuple[float, ...]], length: int) -> bool:
+        number, trial, x = running
+        result = {"training_iteration": length, "value": trace.evaluate(number, x, length)}
+        if searcher is not None and length in BOHB_BUDGETS:
+            searcher.on_trial_result(trial.trial_id, {**result, "hyperband_info": {"budget": length}})
+        if (scheduler.on_trial_result(None, trial, result) == TrialScheduler.STOP
+                or length == MAX_LENGTH):
             scheduler.on_trial_complete(None, trial, result)
             if searcher is not None:
                 searcher.on_trial_complete(trial.trial_id, result)
-    except BudgetSpent:
-        pass
+            return False
+        return True
+
+    run_workers(start, step, PEER_WORKERS)
 
 
 def _bohb_searcher(dims: int, seed: int) -> Any:
@@ -344,14 +375,23 @@ def peer_ratios(medians: dict[tuple[str, str], float], counted: list[str], peers
     return lines
 
 
+def log_line(name: str, method: str, seed: int, budget: int, regret: float) -> list[Any]:
+    """A peer's line also says how many workers it ran with (cade's always run WORKERS)."""
+    line: list[Any] = [name, method, seed, budget, regret]
+    return line if method in CADE_SEARCHERS else line + [PEER_WORKERS]
+
+
 def logged(path: str | None, budget: int) -> dict[tuple[str, str, int], float]:
-    """Results a previous run appended to the --log file, at this budget."""
+    """Results a previous run appended to the --log file, at this budget (a peer's: at this
+    --peer-workers; a line without the count is from before it, when peers ran with 1)."""
     done: dict[tuple[str, str, int], float] = {}
     if path and os.path.exists(path):
         with open(path, encoding="utf-8") as handle:
             for line in handle:
-                name, method, seed, at_budget, regret = json.loads(line)
-                if at_budget == budget:
+                name, method, seed, at_budget, regret, *workers = json.loads(line)
+                peer_workers = workers[0] if workers else 1
+                if at_budget == budget and (method in CADE_SEARCHERS
+                                            or peer_workers == PEER_WORKERS):
                     done[(name, method, seed)] = regret
     return done
 
@@ -373,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", type=float, default=None, metavar="L",
                         help="path-dependent objective for cade's trials (and PBT counted); "
                              "use a --log of its own")
+    parser.add_argument("--peer-workers", type=int, default=WORKERS, metavar="N",
+                        help=f"trials each peer trains side by side (default {WORKERS}, as "
+                             "cade's; 1: each proposal sees every earlier result)")
     parser.add_argument("--log", help="append each run's result to this JSON-lines file; "
                                       "runs already there are not run again")
     parser.add_argument("--cade-only", action="store_true",
@@ -383,20 +426,20 @@ def main(argv: list[str] | None = None) -> int:
     # Seed by seed: a run cut short still covers every function and method.
     jobs = [(f, m, s, args.budget) for s in range(args.seeds) for f in args.functions
             for m in cade + list(peers)]
+    _set_options(args.memory, args.peer_workers)
     done = logged(args.log, args.budget)
     todo = [job for job in jobs if job[:3] not in done and job[2] >= args.first_seed
             and (not args.methods or job[1] in args.methods)]
     if args.tables_only:
         todo = []
     started = time.perf_counter()
-    _set_memory(args.memory)
-    with ProcessPoolExecutor(max_workers=args.jobs, initializer=_set_memory,
-                             initargs=(args.memory,)) as pool:
+    with ProcessPoolExecutor(max_workers=args.jobs, initializer=_set_options,
+                             initargs=(args.memory, args.peer_workers)) as pool:
         for name, method, seed, regret in pool.map(run_one, todo, chunksize=2):
             done[(name, method, seed)] = regret
             if args.log:
                 with open(args.log, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps([name, method, seed, args.budget, regret]) + "\n")
+                    handle.write(json.dumps(log_line(name, method, seed, args.budget, regret)) + "\n")
     if args.first_seed or args.methods:
         return 0   # a part of a split run: the tables come from the whole --log
     seeds = [seed for seed in range(args.seeds)
@@ -409,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     text = (f"Budget {args.budget} length units ({args.budget // MAX_LENGTH} full trainings) "
             f"per run, {len(seeds)} seeds ({' '.join(map(str, seeds))}), median final regret; "
             f"(dev): not held out"
+            + (f"; peers with {args.peer_workers} worker{'s' * (args.peer_workers > 1)}"
+               if peers else "")
             + (f"; objective with memory {args.memory:g}" if args.memory else "") + ".\n\n"
             + tables(medians, cade, peers, args.functions)
             + f"\n\n{len(todo)} runs in {time.perf_counter() - started:.0f} s.\n")

@@ -73,3 +73,36 @@ def test_without_optuna_the_peers_are_refused_with_the_way_out(tmp_path: Path) -
     assert (result.returncode, result.stdout, result.stderr) == (1, "", (
         "searcher_quality.py: the peers need Optuna (pip install 'cade[bench]'); "
         "--cade-only compares cade's searchers alone\n"))
+
+
+def _bench_module():
+    sys.path[:0] = [str(ROOT / "bench")]
+    try:
+        import searcher_quality
+    finally:
+        del sys.path[:1]
+    return searcher_quality
+
+
+def test_peers_workers_take_turns_in_simulated_time() -> None:
+    """Two workers: each trains its trial a unit at a time, in turn; a worker whose trial
+    ends starts the next one; the budget ends the run. With 1 worker, trials run one after
+    another."""
+    quality = _bench_module()
+    lasting = {0: 2, 1: 3, 2: 1, 3: 2}   # trial -> the length at which it ends
+
+    def trace(workers: int) -> list[tuple[int, int]]:
+        steps: list[tuple[int, int]] = []
+        started = iter(range(100))
+
+        def step(trial: int, length: int) -> bool:
+            if len(steps) == 7:
+                raise quality.BudgetSpent
+            steps.append((trial, length))
+            return length < lasting.get(trial, 99)
+
+        quality.run_workers(lambda: next(started), step, workers)
+        return steps
+
+    assert trace(2) == [(0, 1), (1, 1), (0, 2), (1, 2), (2, 1), (1, 3), (3, 1)]
+    assert trace(1) == [(0, 1), (0, 2), (1, 1), (1, 2), (1, 3), (2, 1), (3, 1)]
