@@ -20,6 +20,7 @@ from cade_cli.cli import cli
 from cade_cli.errors import SpecError
 from cade_cli.search.rank_correlation import rung_correlations, spearman
 from cade_cli.search.searchers.adaptive import AdaptiveAsha, plan_brackets
+from cade_cli.search.searchers.bracket_policy import learned_weights
 from cade_cli.search.simulate import Simulation
 from cade_cli.search.space import Double, Nested
 from cade_cli.spec.experiment import SearcherSpec, parse_spec
@@ -117,11 +118,38 @@ def test_misleading_rungs_send_trials_to_the_brackets_that_stop_late() -> None:
     assert sum(counts[1:]) > sum(shares[1:]) + 20
 
 
-def test_faithful_rungs_keep_determineds_split() -> None:
+def test_faithful_rungs_send_trials_to_the_bracket_that_stops_earliest() -> None:
+    """Every rung ranks trials as the longest does: once that is measured against the longest
+    rung, the brackets that stop later keep 1/divisor of Determined's share."""
     searcher = run("learned", faithful)
+    policy = searcher.factory.policy
+    assert policy is not None and policy.final
+    assert all(rho == pytest.approx(1.0) for rho in policy.correlations.values())
     shares = [config.max_trials for config in plan_brackets(adaptive("learned"))]
-    assert [b.allowance for b in searcher.brackets] == shares
-    assert created(searcher) == shares
+    counts = created(searcher)
+    assert sum(counts) == 120
+    assert counts[0] > shares[0] + 20
+    assert all(count < share for count, share in zip(counts[1:], shares[1:]))
+
+
+def test_learned_weights_retire_the_hedge_only_against_the_longest_rung() -> None:
+    brackets = AdaptiveAsha(adaptive("learned"), SPACE, random.Random(0)).brackets
+    assert [b.lengths for b in brackets] == [(3, 9, 27, 81), (9, 27, 81), (27, 81), (81,)]
+    shares = [b.config.max_trials for b in brackets]
+    assert shares == [68, 29, 14, 9]
+    faithful_rungs = {3: 1.0, 9: 1.0, 27: 1.0}
+    # Measured against a shorter reference: Determined's split, times trust.
+    assert learned_weights(brackets, faithful_rungs, final=False) == {0: 68, 1: 29, 2: 14, 3: 9}
+    assert learned_weights(brackets, faithful_rungs, final=True) == pytest.approx(
+        {0: 68, 1: 29 / 3, 2: 14 / 3, 3: 9 / 3})
+    # Trusts 0.5, 0.8, 0.9, 1: each later bracket keeps the doubt left about the earlier
+    # ones (1 - the highest trust among them), at least a third.
+    assert learned_weights(brackets, {3: 0.5, 9: 0.8, 27: 0.9}, final=True) == pytest.approx(
+        {0: 68 * 0.5, 1: 29 * 0.8 * 0.5, 2: 14 * 0.9 / 3, 3: 9 / 3})
+    # Length 3 ranks in reverse: the first bracket is trusted with nothing, so the second
+    # keeps its whole share.
+    assert learned_weights(brackets, {3: -0.9, 9: 0.8, 27: 0.9}, final=True) == pytest.approx(
+        {0: 0.0, 1: 29 * 0.8, 2: 14 * 0.9 / 3, 3: 9 / 3})
 
 
 def test_the_default_policy_writes_the_snapshots_it_wrote_before() -> None:
@@ -131,6 +159,16 @@ def test_the_default_policy_writes_the_snapshots_it_wrote_before() -> None:
     learned = run("learned", misleading)
     state = learned.snapshot()["bracket_policy"]
     assert sum(state["allowances"]) == 120
+
+
+def test_a_snapshot_from_before_the_final_flag_restores_as_not_final() -> None:
+    learned = run("learned", faithful)
+    snapshot = json.loads(json.dumps(learned.snapshot()))
+    assert snapshot["bracket_policy"]["final"] is True
+    del snapshot["bracket_policy"]["final"]
+    restored = AdaptiveAsha.restore(adaptive("learned"), SPACE, snapshot)
+    assert restored.factory.policy is not None and restored.factory.policy.final is False
+    assert restored.factory.policy.correlations == learned.factory.policy.correlations
 
 
 def test_preview_explains_the_policy(tmp_path: Path) -> None:

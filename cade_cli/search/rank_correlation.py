@@ -35,15 +35,20 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float:
     return float(cov / (var_x * var_y) ** 0.5)
 
 
+def reference_length(seen: dict[int, dict[int, float]]) -> int | None:
+    """The length every other is compared with: the highest with MIN_PAIRS+ results."""
+    enough = [length for length, results in seen.items() if len(results) >= MIN_PAIRS]
+    return max(enough) if enough else None
+
+
 def rung_correlations(seen: dict[int, dict[int, float]]) -> dict[int, float]:
     """length -> rank correlation with the reference length, where measured.
 
     `seen` maps a rung length to {trial: value} for every result reported there.
     """
-    enough = [length for length, results in seen.items() if len(results) >= MIN_PAIRS]
-    if not enough:
+    reference = reference_length(seen)
+    if reference is None:
         return {}
-    reference = max(enough)
     top = seen[reference]
     measured: dict[int, float] = {}
     for length, results in seen.items():

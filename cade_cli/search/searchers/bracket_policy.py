@@ -8,14 +8,24 @@ with at least `MIN_PAIRS` results) and takes Spearman's rank correlation. A brac
 *trust* is the lowest correlation over the rungs where it stops trials (clipped at 0); the
 one-rung bracket stops nothing and is always trusted (the policy adds it to the plan).
 
+Determined splits `max_trials` so that each bracket spends about the same training: a hedge,
+since nobody knows beforehand whether short trainings rank well. Once the reference is the
+longest rung length itself, the policy knows how far each bracket's stopping decisions
+agree with the final ranking, and retires that hedge as far as the evidence goes: a bracket
+that stops later gets its share times the doubt left about the brackets that stop earlier
+(1 minus the highest trust among them), never less than 1/divisor of it (the share a rung
+passes on in ASHA), so every bracket keeps reporting and the measurement goes on. Before
+that (a reference shorter than the longest rung says nothing about the final ranking) the
+doubt is 1.
+
 Whenever a bracket's slot frees up, the policy creates the next trial in the open bracket
 (one with trials of its allowance left) furthest behind its learned share: share_b is
-proportional to Determined's split of max_trials times trust_b. The slot moves with the
-trial, and so does one trial of the asking bracket's allowance when it had any left; a
-bracket with none left hands its slot on instead of letting it idle. Until some correlation
-is measured, an open bracket keeps its own slot, as under the default policy. The total trial
-budget and the number of trials running at once are unchanged. Everything the policy reads is
-in the brackets' rungs, so the snapshot needs only the allowances.
+proportional to Determined's split of max_trials times trust_b times doubt_b. The slot
+moves with the trial, and so does one trial of the asking bracket's allowance when it had
+any left; a bracket with none left hands its slot on instead of letting it idle. Until some
+correlation is measured, an open bracket keeps its own slot, as under the default policy.
+The total trial budget and the number of trials running at once are unchanged. The snapshot
+holds the allowances, the reports kept and the last measurement.
 """
 
 from __future__ import annotations
@@ -23,7 +33,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from cade_cli.search.rank_correlation import MIN_PAIRS, rung_correlations
+from cade_cli.search.rank_correlation import (
+    MIN_PAIRS,
+    reference_length,
+    rung_correlations,
+)
 from cade_cli.search.searchers.brackets import WORST
 
 if TYPE_CHECKING:
@@ -38,7 +52,9 @@ def describe(policy: str) -> str:
                 f"shorter rung lengths; once {MIN_PAIRS}+ trials have results at two rung "
                 f"lengths, new trials go to the brackets in proportion to Determined's share "
                 f"times how well the rungs where they stop trials rank them as the longest "
-                f"rung does (rank correlation)")
+                f"rung does (rank correlation); once that is measured against the longest rung "
+                f"itself, the brackets that stop later also give up the share the brackets "
+                f"that stop earlier are trusted with (keeping at least 1/divisor of it)")
     return ("fixed: each bracket gets Determined's share of max_trials; `bracket_policy: "
             "learned` moves trials to the brackets whose early rungs rank trials as the "
             "longest rung does")
@@ -48,6 +64,23 @@ def trust(bracket: Bracket, correlations: dict[int, float]) -> float:
     """How far the rungs where `bracket` stops trials predict the reference (0..1)."""
     stopping = [correlations[length] for length in bracket.lengths[:-1] if length in correlations]
     return max(0.0, min(stopping)) if stopping else 1.0
+
+
+def learned_weights(brackets: Sequence[Bracket], correlations: dict[int, float],
+                    final: bool) -> dict[int, float]:
+    """Bracket index -> its weight: Determined's share x trust x doubt (module docstring).
+
+    `final`: the correlations were measured against the longest rung length; only then
+    does trust in the brackets that stop earlier retire the later brackets' hedge.
+    """
+    weights: dict[int, float] = {}
+    relied_on = 0.0   # the highest trust among the brackets that stop earlier
+    for bracket in sorted(brackets, key=lambda b: -len(b.lengths)):
+        trusted = trust(bracket, correlations)
+        doubt = max(1 / bracket.divisor, 1 - relied_on) if final else 1.0
+        weights[bracket.index] = bracket.config.max_trials * trusted * doubt
+        relied_on = max(relied_on, trusted)
+    return weights
 
 
 class LearnedPolicy:
@@ -60,12 +93,14 @@ class LearnedPolicy:
         self.results = 0        # reports kept in `seen`
         self.measured_at = 0    # `results` when `correlations` were last measured
         self.correlations: dict[int, float] = {}
+        self.final = False      # whether `correlations` are against the longest rung length
 
     def current_correlations(self) -> dict[int, float]:
         """rung_correlations, measured again once the results grew by a tenth (or 5): the
         cost stays O(n log n) over a search instead of O(n^2 log n)."""
         if self.results >= self.measured_at + max(MIN_PAIRS, self.measured_at // 10):
             self.correlations = rung_correlations(self.seen)
+            self.final = reference_length(self.seen) == max(self.seen)
             self.measured_at = self.results
         return self.correlations
 
@@ -81,7 +116,7 @@ class LearnedPolicy:
         correlations = self.current_correlations()
         if not correlations:  # nothing learned yet: Determined's rule
             return asking.new_trial() if asking.valid_created < asking.allowance else []
-        weights = {b.index: b.config.max_trials * trust(b, correlations) for b in self.brackets}
+        weights = learned_weights(self.brackets, correlations, self.final)
         total_weight = sum(weights.values()) or 1.0
         budget = sum(b.allowance for b in self.brackets)
         decisions = self._rebalance({i: w / total_weight * budget for i, w in weights.items()})
@@ -121,7 +156,8 @@ class LearnedPolicy:
                 "seen": [[length, sorted([t, v] for t, v in results.items())]
                          for length, results in self.seen.items()],
                 "measured_at": self.measured_at,
-                "correlations": sorted([length, rho] for length, rho in self.correlations.items())}
+                "correlations": sorted([length, rho] for length, rho in self.correlations.items()),
+                "final": self.final}
 
     def load_json(self, state: dict[str, Any]) -> None:
         for bracket, allowance in zip(self.brackets, state["allowances"]):
@@ -131,3 +167,4 @@ class LearnedPolicy:
         self.results = sum(len(results) for results in self.seen.values())
         self.measured_at = int(state["measured_at"])
         self.correlations = {int(length): float(rho) for length, rho in state["correlations"]}
+        self.final = bool(state.get("final", False))
