@@ -40,9 +40,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from packing import (  # noqa: E402
-    Search, SubmitFailed, cade_env, search_parser, segment_span, spec_text, submit_search)
-from cade_cli.backends.packed import PREFIX as PREFIX_PACK  # noqa: E402
+from packing import (
+    Search,
+    SubmitFailed,
+    cade_env,
+    search_parser,
+    segment_span,
+    spec_text,
+    submit_search,
+)
+
+from cade_cli.backends.packed import PREFIX as PREFIX_PACK
 
 BUSY_USER = "cadebusy"
 BUSY_NAME = "cade-bench-busy"
@@ -178,8 +186,8 @@ def refusal(stderr: str) -> str:
 def format_table(results: list[Result], command: str) -> str:
     base = next((r for r in results if r.mode == BASELINE and not r.unavailable), None)
     lines = [f"`{command}`", "",
-             "| mode | median queue wait s (jobs) | first fully trained s | makespan s "
-             "| jobs (sbatch calls) | first / one-per-job | makespan / one-per-job |",
+             ("| mode | median queue wait s (jobs) | first fully trained s | makespan s "
+             "| jobs (sbatch calls) | first / one-per-job | makespan / one-per-job |"),
              "|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         if r.unavailable:

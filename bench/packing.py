@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cade_cli.store.ledger import Ledger  # noqa: E402
-from cade_cli.store.records import SegmentRecord  # noqa: E402
+from cade_cli.store.ledger import Ledger
+from cade_cli.store.records import SegmentRecord
 
 NODE_CPUS = 8
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import scale_build  # noqa: E402 (the bench folder is not a package)
-import scale_time  # noqa: E402
+import scale_build
+import scale_time
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ a metrics file to read.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import statistics
@@ -194,4 +195,4 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def _num(value: float | None, digits: int = 2) -> str:
-    return "" if value is None or value != value else f"{value:.{digits}f}"
+    return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"

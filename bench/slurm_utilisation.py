@@ -40,10 +40,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cade_cli.engine import apply as engine_apply
-from cade_cli.engine import lifecycle as engine
 from cade_cli.backends.base import JobRequest
 from cade_cli.backends.slurm import SlurmScheduler
+from cade_cli.engine import apply as engine_apply
+from cade_cli.engine import lifecycle as engine
 from cade_cli.engine.context import trial_seed
 from cade_cli.engine.drive import (
     driver_lock,
@@ -51,11 +51,11 @@ from cade_cli.engine.drive import (
     wait_for_activity,
 )
 from cade_cli.jobs.ingest import read_exit_code
+from cade_cli.jobs.rundir import prepare_segment
+from cade_cli.spec.experiment import ExperimentSpec, load_spec
+from cade_cli.spec.settings import Settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import TERMINAL_EXPERIMENT_STATES, SegmentRecord
-from cade_cli.jobs.rundir import prepare_segment
-from cade_cli.spec.settings import Settings
-from cade_cli.spec.experiment import ExperimentSpec, load_spec
 
 GOAL = 0.90
 SPEC_TEXT = """\

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, overload
 
 METRICS_FILE = "metrics.jsonl"   # in the run directory; the engine ingests it
 FINISHED_TARGET_FILE = "finished_target"  # in the run directory: the target the trial ended at
@@ -41,7 +41,12 @@ def _env(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
-def _env_int(name: str, default: Any = None) -> Any:  # int, or `default` (int or None) unset
+@overload
+def _env_int(name: str) -> int | None: ...
+@overload
+def _env_int(name: str, default: int) -> int: ...
+def _env_int(name: str, default: int | None = None) -> int | None:
+    """The variable as an int, or `default` when it is unset."""
     value = _env(name)
     return int(value) if value is not None else default
 

@@ -4,7 +4,7 @@
 # Extra arguments go to pytest (e.g. `bash scripts/test.sh -k spec -x`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup-env.sh test
+bash scripts/setup-env.sh test,dev   # dev: the pinned ruff and mypy (tests/test_lint.py)
 export PATH="$PWD/.venv/bin:$PATH"
 bash scripts/install-test-tools.sh    # chromium (HTML report test), tmux (live view test)
 bash scripts/install-horovod.sh

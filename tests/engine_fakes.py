@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    Shutdown,
+    Stop,
+    Train,
+)
 from cade_cli.spec.experiment import parse_spec
 
 

@@ -12,7 +12,14 @@ import pytest
 
 from cade_cli.errors import SpecError
 from cade_cli.search.searchers.asha import AsyncHalving
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    Shutdown,
+    Stop,
+    Train,
+)
 from cade_cli.search.searchers.brackets import initial_trial_count, rung_lengths
 from cade_cli.search.space import Int, Nested
 from cade_cli.spec.experiment import SearcherSpec

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 import pytest
-from click.testing import CliRunner, Result
 import test_cli_run
+from click.testing import CliRunner, Result
 from test_cli_run import handmade
 
 from cade_cli.cli import cli

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from cade_cli.cli import cli
-from cade_cli.store.ledger import Ledger
 from cade_cli.search.searchers import make_searcher
 from cade_cli.spec.experiment import spec_from_raw
+from cade_cli.store.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINER = ROOT / "examples" / "synthetic" / "train.py"
@@ -136,8 +136,8 @@ def test_status_lists_the_first_rows_and_counts_the_rest(env: Path) -> None:
                         "first, then queued, then by val_loss")
     assert [line.split()[:2] for line in lines[3:6]] == [
         ["12", "completed"], ["1", "completed"], ["14", "stopped"]]  # the best first
-    assert lines[6:] == ["… 13 more trials not shown: `cade status 4 --all` lists every trial, "
-                         "`--rows N` the first N"]
+    assert lines[6:] == [("… 13 more trials not shown: `cade status 4 --all` lists every trial, "
+                         "`--rows N` the first N")]
     every = invoke("status", "4", "--all").output.splitlines()  # type: ignore[attr-defined]
     assert [line.split()[0] for line in every[2:18]] == [str(i) for i in range(1, 17)]
     assert "more trials" not in "".join(every) and len(invoke(  # type: ignore[attr-defined]

@@ -103,8 +103,8 @@ def test_preview_table(workdir: Path) -> None:
 
 @pytest.mark.parametrize("extra, settings, line", [
     ("packing: {slots_per_job: 4}\n", "", "Packing: 4 slots per job, 4 trials per job"),
-    ("job_arrays: true\n", "", "Job arrays: first segments in arrays of at most the scheduler's "
-                               "limit"),
+    ("job_arrays: true\n", "", ("Job arrays: first segments in arrays of at most the scheduler's "
+                               "limit")),
     ("", "job_arrays: true\nmax_array_size: 50\n",
      "Job arrays: first segments in arrays of at most 50"),
     ("", "", None),
@@ -166,8 +166,8 @@ def test_simulate_says_why_the_objective_failed(workdir: Path) -> None:
                                 env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1:3] == [
-        "Trial 1 errored at length 10: TypeError: f() takes 2 positional arguments but 3 were given "
-        "(2 more errored)",
+        ("Trial 1 errored at length 10: TypeError: f() takes 2 positional arguments but 3 were given "
+        "(2 more errored)"),
         "No trial reported a usable metric."]
 
 

@@ -236,8 +236,8 @@ def test_run_by_hand_keeps_checkpoints_and_resumes(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "cade_cli.det", "run", str(script), "--hparams",
                '{"lr": 1}', "--dir", str(tmp_path / "trial")]
-    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert first.stdout.strip() == "latest None {'lr': 1}", first.stderr
     assert second.stdout.strip() == f"latest {tmp_path / 'trial' / 'checkpoints' / '3'} {{'lr': 1}}"
 
@@ -265,13 +265,12 @@ def test_real_determined_steps_aside_when_asked(tmp_path: Path) -> None:
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("REAL = True\n")
     line = ('if [ "${CADE_DETERMINED:-}" != real ]; then '
-            'export PYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH}; fi; '
-            '%s -c "import determined; print(getattr(determined, \'REAL\', False))"'
-            % (SHIM, sys.executable))
+            f'export PYTHONPATH={SHIM}${{PYTHONPATH:+:$PYTHONPATH}}; fi; '
+            f'{sys.executable} -c "import determined; print(getattr(determined, \'REAL\', False))"')
     base = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path / 'site'}"}
-    shim = subprocess.run(["bash", "-c", line], env=base, capture_output=True, text=True)
+    shim = subprocess.run(["bash", "-c", line], env=base, capture_output=True, text=True, check=False)
     real = subprocess.run(["bash", "-c", line], env={**base, "CADE_DETERMINED": "real"},
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert (shim.stdout.strip(), real.stdout.strip()) == ("False", "True")
     template = (ROOT / "templates" / "base.sh.j2").read_text()
     assert 'if [ "${CADE_DETERMINED:-}" != real ]; then' in template
@@ -343,8 +342,8 @@ def test_outside_cade_checkpoints_go_to_checkpoint_storage(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("how", ["raise det.InvalidHP('lr too large')",
-                                 "ctx.train.report_early_exit("
-                                 "det.core.EarlyExitReason.INVALID_HP)"])
+                                 ("ctx.train.report_early_exit("
+                                 "det.core.EarlyExitReason.INVALID_HP)")])
 def test_invalid_hyperparameters_end_the_trial_with_status_0(tmp_path: Path, how: str) -> None:
     env = segment(tmp_path, target=1)
     done = run_script(tmp_path, f"import determined as det\n"

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cade_cli.jobs import rundir
 from test_examples_train import fake_segment, free_port, metric_lines, validations
+
+from cade_cli.jobs import rundir
 
 TRIALS = Path(__file__).resolve().parent / "det_trials"
 HPARAMS = {"global_batch_size": 32, "lr": 0.01}
@@ -175,10 +176,10 @@ def test_two_ranks_split_the_global_batch_and_average_across_ranks(tmp_path: Pat
 
 @pytest.mark.parametrize(("entry", "message"), [
     ("nowhere:Trial", "'nowhere:Trial': no module 'nowhere' in "),
-    ("model_def:Missing", "model_def.py: no class 'Missing' in module 'model_def' (it defines: CountRecords, "
-                          "DigitsTrial, FullDatasetTrial, NotATrial, Recorder)"),
-    ("model_def:NotATrial", "model_def.py:152: NotATrial is not a det.pytorch.PyTorchTrial subclass "
-                            "(its bases: Module)"),
+    ("model_def:Missing", ("model_def.py: no class 'Missing' in module 'model_def' (it defines: CountRecords, "
+                          "DigitsTrial, FullDatasetTrial, NotATrial, Recorder)")),
+    ("model_def:NotATrial", ("model_def.py:152: NotATrial is not a det.pytorch.PyTorchTrial subclass "
+                            "(its bases: Module)")),
     ("model_def:not_a_class", "model_def.py: not_a_class is a function, not a PyTorchTrial class"),
     ("keras_def:MnistTrial", "'keras_def:MnistTrial': the model definition imports determined.keras, which cade does not provide"),
     ("broken_def:BrokenTrial", "broken_def.py:3: syntax error in the model definition"),

@@ -100,7 +100,14 @@ def test_horovod_launcher_without_horovod_is_a_launch_error(tmp_path: Path) -> N
 @pytest.mark.slurm
 def test_the_example_runs_adaptive_asha_across_two_slurm_nodes(tmp_path: Path) -> None:
     import torch
-    from slurm_fixtures import EXAMPLES, cade_env, cade_json, require_slurm, scontrol_fields, segments
+    from slurm_fixtures import (
+        EXAMPLES,
+        cade_env,
+        cade_json,
+        require_slurm,
+        scontrol_fields,
+        segments,
+    )
 
     require_slurm()
     env = cade_env(tmp_path, PYTHONPATH=str(TRIALS.parents[1]))

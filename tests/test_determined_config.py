@@ -20,7 +20,12 @@ from cade_cli.jobs import render
 from cade_cli.jobs.rundir import prepare_segment
 from cade_cli.spec.determined import TABLE, WARNED, table_path
 from cade_cli.spec.determined_map import OBJECT_STORE_KEYS
-from cade_cli.spec.experiment import ExperimentSpec, load_spec, parse_spec, spec_from_raw
+from cade_cli.spec.experiment import (
+    ExperimentSpec,
+    load_spec,
+    parse_spec,
+    spec_from_raw,
+)
 from cade_cli.spec.yamlpos import Node, Problems, compose, join_path
 
 DATA = Path(__file__).parent / "data" / "determined"
@@ -109,8 +114,8 @@ def test_core_api_038_maps_name_launcher_layout_storage_and_trial_settings() -> 
     }
     where = f"{DATA / 'core_api_038.yaml'}"
     assert list(spec.warnings[:2]) == [
-        f"{where}:2: entrypoint: determined.launch.torch_distributed runs as cade's torch launcher "
-        "(resources.launcher: torch); its options '--max_restarts 0' are dropped (resources sets the layout)",
+        (f"{where}:2: entrypoint: determined.launch.torch_distributed runs as cade's torch launcher "
+        "(resources.launcher: torch); its options '--max_restarts 0' are dropped (resources sets the layout)"),
         f"{where}:6: labels: {TABLE['labels'].note}",
     ]
     assert (f"{where}:56: resources.slots_per_trial: 2 slot(s) taken as CPU tasks: Determined's slots are "
@@ -146,8 +151,8 @@ def test_object_stores_warn_once_and_keep_checkpoints_in_the_run_directory(kind:
                       "spec.yaml")
     assert spec.checkpoint_storage.directory is None and spec.checkpoint_storage.save_trial_best == 2
     assert list(spec.warnings) == [
-        f"spec.yaml:5: checkpoint_storage.type: {kind!r}: checkpoints stay in each trial's run directory; "
-        "cade uploads nothing (copy them with your own tools, or use shared_fs)"]
+        (f"spec.yaml:5: checkpoint_storage.type: {kind!r}: checkpoints stay in each trial's run directory; "
+        "cade uploads nothing (copy them with your own tools, or use shared_fs)")]
 
 
 def test_grid_horovod_026_maps_cpu_only_job_and_per_device_forms() -> None:
@@ -194,8 +199,8 @@ def test_misspellings_are_unknown_keys_with_did_you_mean() -> None:
         "misspelled.yaml:5: checkpoint_polcy: unknown key; did you mean 'checkpoint_policy'?",
         "misspelled.yaml:7: profiling.enabeld: unknown key; did you mean 'enabled'?",
         "misspelled.yaml:9: bind_mounts[0].host_pth: unknown key; did you mean 'host_path'?",
-        "misspelled.yaml:9: bind_mounts[0]: expected a mapping with host_path and container_path, "
-        "found a mapping",
+        ("misspelled.yaml:9: bind_mounts[0]: expected a mapping with host_path and container_path, "
+        "found a mapping"),
         "misspelled.yaml:12: resources.max_slot: unknown key; did you mean 'max_slots'?",
         "misspelled.yaml:14: environment.imag: unknown key; did you mean 'image'?",
         "misspelled.yaml:16: checkpoint_storage.host_pat: unknown key; did you mean 'host_path'?",
@@ -205,17 +210,17 @@ def test_misspellings_are_unknown_keys_with_did_you_mean() -> None:
 
 def test_refused_values_say_why_with_file_and_line() -> None:
     assert error_lines("refused.yaml") == [
-        "refused.yaml:2: entrypoint: not supported: Determined launcher 'determined.launch.mpirun'; cade runs "
-        "autohorovod, deepspeed, horovod, torch_distributed as its own torch or horovod launcher",
+        ("refused.yaml:2: entrypoint: not supported: Determined launcher 'determined.launch.mpirun'; cade runs "
+        "autohorovod, deepspeed, horovod, torch_distributed as its own torch or horovod launcher"),
         "refused.yaml:3: checkpoint_policy: expected one of best, all, none, found 'sometimes' (a string)",
-        "refused.yaml:5: checkpoint_storage.type: expected one of shared_fs, directory, s3, gcs, azure, "
-        "found 'shared_fss' (a string); did you mean 'shared_fs'?",
-        "refused.yaml:7: searcher.name: not supported: 'custom': a custom searcher runs in Determined's master "
-        "and asks it for trials; cade has no master to ask: use one of cade's searchers",
+        ("refused.yaml:5: checkpoint_storage.type: expected one of shared_fs, directory, s3, gcs, azure, "
+        "found 'shared_fss' (a string); did you mean 'shared_fs'?"),
+        ("refused.yaml:7: searcher.name: not supported: 'custom': a custom searcher runs in Determined's master "
+        "and asks it for trials; cade has no master to ask: use one of cade's searchers"),
     ]
     assert error_lines("bad_divisor.yaml") == [
-        "bad_divisor.yaml:11: searcher.divisor: expected a whole number >= 2 (cade's rung arithmetic is "
-        "Determined's integer form), found 2.5 (a number)",
+        ("bad_divisor.yaml:11: searcher.divisor: expected a whole number >= 2 (cade's rung arithmetic is "
+        "Determined's integer form), found 2.5 (a number)"),
     ]
 
 

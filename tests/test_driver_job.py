@@ -26,8 +26,8 @@ from slurm_fixtures import (
     wait_for_end,
 )
 
-from cade_cli.engine import lifecycle as engine
 from cade_cli.backends.base import JobRequest, JobState, JobStatus, Scheduler
+from cade_cli.engine import lifecycle as engine
 from cade_cli.engine.driverjob import (
     DriverJobOptions,
     HandOverClock,
@@ -40,9 +40,9 @@ from cade_cli.engine.driverjob import (
     submit_driver_job,
 )
 from cade_cli.errors import CadeError, SchedulerError, SpecError, SubmitLimitError
-from cade_cli.store.ledger import Ledger
-from cade_cli.spec.settings import Settings
 from cade_cli.spec.experiment import load_spec
+from cade_cli.spec.settings import Settings
+from cade_cli.store.ledger import Ledger
 
 SPEC = EXAMPLES / "synthetic" / "restart-slurm.yaml"
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from engine_fakes import FakeScheduler, Outcome, install_fake_searcher, make_spec
 
-from cade_cli.engine import lifecycle as engine
-from cade_cli.jobs import render
 from cade_cli.backends.base import JobRequest, JobState
+from cade_cli.engine import lifecycle as engine
 from cade_cli.errors import CadeError
-from cade_cli.store.ledger import Ledger
+from cade_cli.jobs import render
 from cade_cli.spec.settings import Settings
+from cade_cli.store.ledger import Ledger
 
 SETTINGS = Settings(poll_interval=0, stop_grace=30, max_queued_jobs=8)
 

@@ -21,9 +21,19 @@ from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import MetricRecord
 from cade_cli.views import tbcrc, tbexport
 from cade_cli.views.export import METRIC_FIELDS, export, metric_rows, tidy_tuples
-from cade_cli.views.metricrows import MEMORY_ORDERS, PLAIN_VALUES, memory_source, plain_flags
+from cade_cli.views.metricrows import (
+    MEMORY_ORDERS,
+    PLAIN_VALUES,
+    memory_source,
+    plain_flags,
+)
 from cade_cli.views.model import ExperimentData, read_experiment
-from cade_cli.views.tbcrc import crc32c, crc32c_bytewise, masked_crc32c, masked_crc32c_many
+from cade_cli.views.tbcrc import (
+    crc32c,
+    crc32c_bytewise,
+    masked_crc32c,
+    masked_crc32c_many,
+)
 
 
 def read_tfrecords(path: Path) -> list[bytes]:
@@ -209,7 +219,7 @@ def test_streamed_export_is_the_export_of_rows_in_memory(tmp_path: Path, fmt: st
 
 def test_json_is_what_json_dumps_writes(tmp_path: Path) -> None:
     data = experiment_in_state("completed", 4)
-    metrics_path, params_path = export(data, "json", tmp_path)
+    metrics_path, _params_path = export(data, "json", tmp_path)
     exp = data.experiment
     header = {"experiment": exp.id, "name": exp.name, "metric": exp.metric,
               "smaller_is_better": exp.smaller_is_better}

@@ -21,7 +21,7 @@ from test_det_pytorch import HPARAMS, checkpoints, harness, write_config
 from test_examples_train import DIGITS, checksum, fake_segment, run, validations
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from slurm_utilisation import peak_jobs  # noqa: E402 (the bench folder is not a package)
+from slurm_utilisation import peak_jobs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 AMP_HPARAMS = {**HPARAMS, "amp": True}

@@ -121,9 +121,9 @@ def loads_by_name(path: Path) -> list[int]:
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
             if name in ("import_module", "__import__"):
                 found.append(node.lineno)
-        elif isinstance(node, ast.ImportFrom) and node.module == "importlib":
-            if any(alias.name == "import_module" for alias in node.names):
-                found.append(node.lineno)
+        elif (isinstance(node, ast.ImportFrom) and node.module == "importlib"
+              and any(alias.name == "import_module" for alias in node.names)):
+            found.append(node.lineno)
     return found
 
 

@@ -17,8 +17,7 @@ from slurm_fixtures import wait_for
 from test_golden import golden_spec
 from test_pbs import make_spec as pbs_spec
 
-from cade_cli.backends import arrays
-from cade_cli.backends import slurm_parse
+from cade_cli.backends import arrays, slurm_parse
 from cade_cli.backends.base import ArrayRequest, JobRequest, JobState
 from cade_cli.backends.local import LocalScheduler
 from cade_cli.backends.pbs import PbsScheduler

@@ -173,9 +173,10 @@ def test_reserved_ports_keep_other_binds_out_and_let_a_rank_listen() -> None:
             with socket.socket() as other, pytest.raises(OSError) as taken:
                 other.bind(("127.0.0.1", port))
             assert taken.value.errno == errno.EADDRINUSE
-            with socket.create_server(("", port)) as rank:   # as torch's store or the det shim bind
-                with socket.create_connection(("127.0.0.1", port)):
-                    rank.accept()[0].close()
+            # Bound as torch's store or the det shim binds.
+            with socket.create_server(("", port)) as rank, \
+                    socket.create_connection(("127.0.0.1", port)):
+                rank.accept()[0].close()
     finally:
         for sock in held:
             sock.close()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cade_cli.errors import LedgerError, NotFoundError
-from cade_cli.store.ledger import Ledger, default_ledger_path
 from cade_cli.store.journal import filesystem_type, journal_mode_for, parse_mounts
+from cade_cli.store.ledger import Ledger, default_ledger_path
 from cade_cli.store.schema import MIGRATIONS
 
 CLUSTER_MOUNTS = """\
@@ -61,8 +61,8 @@ def test_a_new_ledger_is_private_and_migrated(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(ledger.path).st_mode) == 0o600
     rows = ledger.db.execute("SELECT id, name FROM migrations").fetchall()
     assert [r[0] for r in rows] == [m[0] for m in MIGRATIONS]
-    assert {"experiments", "trials", "segments", "metrics", "searcher_events"} <= set(
-        row[0] for row in ledger.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'"))
+    assert {"experiments", "trials", "segments", "metrics", "searcher_events"} <= {
+        row[0] for row in ledger.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     ledger.close()
     Ledger(ledger.path).close()  # opening again applies nothing twice
 

@@ -20,12 +20,12 @@ from contract.suite import (
 )
 
 from cade_cli.backends import SCHEDULER_NAMES, detect_scheduler, make_scheduler
-from cade_cli.jobs.render import TEMPLATE_FOR_BACKEND
 from cade_cli.backends import local as local_backend
 from cade_cli.backends.base import JobRequest, JobState
 from cade_cli.backends.local import LocalScheduler
 from cade_cli.backends.processes import detect_gpus
 from cade_cli.errors import SchedulerError, SpecError
+from cade_cli.jobs.render import TEMPLATE_FOR_BACKEND
 
 
 def local_job(job_dir: Path, body: str, name: str | None = None, slots: int = 1,

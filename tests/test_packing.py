@@ -212,7 +212,7 @@ def test_a_preemption_notice_to_the_pack_resumes_its_trials_elsewhere(tmp_path: 
     assert preempted, result["segments"]
     assert {s[2] for s in result["segments"]} <= {"completed", "preempted"}, result["segments"]
     packs = packs_of(ledger_path)
-    assert len(packs) >= 2 and set(s[3] for s in preempted) <= set(packs["1"])
+    assert len(packs) >= 2 and {s[3] for s in preempted} <= set(packs["1"])
     claimed_once(ledger_path, result)
 
 

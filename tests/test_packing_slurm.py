@@ -7,6 +7,7 @@ by side with the pack's other segments, and the packs leave the queue once the s
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 import time
@@ -15,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slurm_fixtures import EXAMPLES, cade, cade_env, cancel_jobs, ledger_of, require_slurm, wait_for
+from slurm_fixtures import (
+    EXAMPLES,
+    cade,
+    cade_env,
+    cancel_jobs,
+    ledger_of,
+    require_slurm,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slurm
 
@@ -83,7 +92,7 @@ def _completed_search(tmp_path: Path, spec: str) -> list[Any]:
 
 def _overlapping(segments: list) -> bool:
     spans = sorted(_span(s) for s in segments)
-    return any(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+    return any(b[0] < a[1] for a, b in itertools.pairwise(spans))
 
 
 def _queued(job_ids: set[str]) -> list[str]:

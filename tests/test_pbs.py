@@ -21,7 +21,12 @@ from cade_cli.backends.pbs import PbsScheduler, pbs_directives
 from cade_cli.backends.retry import CommandResult, RetryPolicy
 from cade_cli.errors import SchedulerError, SpecError
 from cade_cli.search.space import Nested
-from cade_cli.spec.experiment import ExperimentSpec, PbsSpec, ResourcesSpec, SearcherSpec
+from cade_cli.spec.experiment import (
+    ExperimentSpec,
+    PbsSpec,
+    ResourcesSpec,
+    SearcherSpec,
+)
 
 DATA = Path(__file__).parent / "data" / "pbs"
 

@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cade_cli.search.searchers import make_searcher, restore_searcher
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    Shutdown,
+    Stop,
+    Train,
+)
 from cade_cli.search.searchers.pbt import Pbt
 from cade_cli.search.space import Double, Int, Nested, explore, sample
 from cade_cli.spec.experiment import SearcherSpec

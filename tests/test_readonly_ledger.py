@@ -57,7 +57,7 @@ def read_only_state(tmp_path: Path) -> Iterator[Path]:
 def cade(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "cade_cli", *args], capture_output=True,
                           text=True, timeout=120, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
 
 
 def test_read_commands_work_on_a_read_only_ledger(read_only_state: Path) -> None:

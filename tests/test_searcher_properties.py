@@ -17,8 +17,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cade_cli.search.searchers.adaptive import AdaptiveAsha, plan_brackets
-from cade_cli.search.searchers.asha import AsyncHalving, BracketSearch, asha_bracket_config
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.searchers.asha import (
+    AsyncHalving,
+    BracketSearch,
+    asha_bracket_config,
+)
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    Shutdown,
+    Stop,
+    Train,
+)
 from cade_cli.search.searchers.brackets import BracketConfig
 from cade_cli.search.space import Int, Nested
 from cade_cli.spec.experiment import SearcherSpec

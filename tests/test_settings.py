@@ -96,8 +96,8 @@ def test_site_limits_hold_against_the_user_and_the_environment(tmp_path: Path) -
 @pytest.mark.parametrize("site, user, needle", [
     ("scheduler: slurm\nlimits:\n  max_queued_jobs: 0\n", "",
      "site.yaml:3: limits.max_queued_jobs must be a whole number >= 1"),
-    ("limits:\n  min_poll: 5\n", "", "site.yaml:2: unknown setting 'limits.min_poll'; "
-                                     "did you mean 'min_poll_interval'?"),
+    ("limits:\n  min_poll: 5\n", "", ("site.yaml:2: unknown setting 'limits.min_poll'; "
+                                     "did you mean 'min_poll_interval'?")),
     ("limits: 5\n", "", "site.yaml:1: limits must be a mapping"),
     ("pack: maybe\n", "", "site.yaml:1: pack must be true or false"),
     ("", "scheduler: slurm\nlimits:\n  max_queued_jobs: 4\n",

@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from cade_cli.engine import lifecycle as engine
-from cade_cli.store.ledger import Ledger
 from cade_cli.spec.experiment import parse_spec
+from cade_cli.store.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINER = ROOT / "examples" / "synthetic" / "train.py"

@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from cade_cli.errors import SpecError
 from cade_cli.search.searchers import make_searcher, restore_searcher
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    Shutdown,
+    Stop,
+    Train,
+)
 from cade_cli.search.searchers.simple import Grid, Random, Single
 from cade_cli.search.space import Categorical, Double, Int, Nested, grid, sample
 from cade_cli.spec.experiment import OPEN_LENGTH, SearcherSpec

@@ -9,8 +9,15 @@ import pytest
 
 from cade_cli.errors import ObjectiveError
 from cade_cli.search.objectives import power_law, unstable_power_law
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
 from cade_cli.search.searchers import searcher_facts
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    Shutdown,
+    Stop,
+    Train,
+)
 from cade_cli.search.simulate import Simulation, result_to_json, simulate
 from cade_cli.search.space import Categorical, Const, Int, Log, Nested
 from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec

@@ -24,7 +24,12 @@ from cade_cli.backends.base import JobRequest, JobState
 from cade_cli.backends.slurm import SlurmScheduler, sbatch_directives
 from cade_cli.errors import SchedulerError
 from cade_cli.search.space import Nested
-from cade_cli.spec.experiment import ExperimentSpec, ResourcesSpec, SearcherSpec, SlurmSpec
+from cade_cli.spec.experiment import (
+    ExperimentSpec,
+    ResourcesSpec,
+    SearcherSpec,
+    SlurmSpec,
+)
 
 pytestmark = pytest.mark.slurm
 

@@ -17,7 +17,12 @@ from cade_cli.backends.retry import CommandResult, RetryPolicy
 from cade_cli.backends.slurm import SlurmScheduler, sbatch_directives, walltime
 from cade_cli.errors import SchedulerError, SpecError
 from cade_cli.search.space import Nested
-from cade_cli.spec.experiment import ExperimentSpec, ResourcesSpec, SearcherSpec, SlurmSpec
+from cade_cli.spec.experiment import (
+    ExperimentSpec,
+    ResourcesSpec,
+    SearcherSpec,
+    SlurmSpec,
+)
 
 DATA = Path(__file__).parent / "data" / "slurm"
 

@@ -289,16 +289,16 @@ def test_grid_needs_count() -> None:
 MISSPELT = [
     ("name: adaptve_asha\nmetric: loss\nmax_trials: 4\nmax_length: 10\n",
      "hyperparameters:\n  lr: {type: lgo, minval: -4, maxval: -1}\n",
-     "Error: {spec}:4: searcher.name: expected one of single, grid, random, async_halving, "
+     ("Error: {spec}:4: searcher.name: expected one of single, grid, random, async_halving, "
      "adaptive_asha, pbt, found 'adaptve_asha' (a string); did you mean 'adaptive_asha'?\n"
      "{spec}:9: hyperparameters.lr.type: expected one of const, int, double, log, categorical, "
-     "found 'lgo' (a string); did you mean 'log'?\n"),
-    ("name: adaptive_asha\nmetric: loss\nmax_trials: 4\nmax_length: 10\n"
-     "mode: agressive\nbracket_policy: lerned\n", "",
-     "Error: {spec}:8: searcher.mode: expected one of aggressive, standard, conservative, "
+     "found 'lgo' (a string); did you mean 'log'?\n")),
+    (("name: adaptive_asha\nmetric: loss\nmax_trials: 4\nmax_length: 10\n"
+     "mode: agressive\nbracket_policy: lerned\n"), "",
+     ("Error: {spec}:8: searcher.mode: expected one of aggressive, standard, conservative, "
      "found 'agressive' (a string); did you mean 'aggressive'?\n"
      "{spec}:9: searcher.bracket_policy: expected one of fixed, learned, "
-     "found 'lerned' (a string); did you mean 'learned'?\n"),
+     "found 'lerned' (a string); did you mean 'learned'?\n")),
 ]
 
 

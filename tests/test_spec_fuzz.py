@@ -11,7 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cade_cli.errors import SpecError
-from cade_cli.spec.experiment import ExperimentSpec, load_spec, parse_spec, spec_from_raw
+from cade_cli.spec.experiment import (
+    ExperimentSpec,
+    load_spec,
+    parse_spec,
+    spec_from_raw,
+)
 
 SPECS = Path(__file__).parent / "data" / "specs"
 FIXTURES = {path.stem: path.read_text() for path in sorted(SPECS.glob("*.yaml"))}

@@ -263,8 +263,8 @@ def spec_text(searcher: str, extra: str) -> str:
 
 @pytest.mark.parametrize("searcher,extra,line", [("grid", "max_length: 10", 9),
                                                  ("single", "max_length: 10", 9),
-                                                 ("pbt", "population_size: 4\nnum_rounds: 2\n"
-                                                         "length_per_round: 5", 11)])
+                                                 ("pbt", ("population_size: 4\nnum_rounds: 2\n"
+                                                         "length_per_round: 5"), 11)])
 def test_grid_single_and_pbt_refuse_tpe_at_the_key(searcher: str, extra: str,
                                                    line: int) -> None:
     with pytest.raises(SpecError) as caught:

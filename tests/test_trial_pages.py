@@ -13,7 +13,14 @@ from rich.console import Console
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.pages import TRIAL_ORDERS
 from cade_cli.views.frames import render_frame
-from cade_cli.views.model import SORTS, Snapshot, read_experiment, read_page, sort_trials, tally
+from cade_cli.views.model import (
+    SORTS,
+    Snapshot,
+    read_experiment,
+    read_page,
+    sort_trials,
+    tally,
+)
 
 
 @pytest.fixture

@@ -96,11 +96,11 @@ def test_asha_goes_on_when_a_trial_overshoots_its_rung(tmp_path: Path) -> None:
 
 def _asha(tmp_path: Path, behave: Any) -> tuple[Ledger, int]:
     spec_path = tmp_path / "spec.yaml"
-    spec_path.write_text(f"""
+    spec_path.write_text("""
 name: unit
 entrypoint: python train.py
 hyperparameters:
-  x: {{type: int, minval: 1, maxval: 100}}
+  x: {type: int, minval: 1, maxval: 100}
 searcher:
   name: async_halving
   metric: loss

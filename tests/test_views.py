@@ -16,7 +16,7 @@ from fixtures_ledger import (
 )
 from rich.console import Console
 
-from cade_cli.views.top import TopState, apply_key, load_snapshot
+from cade_cli.views.frames import render_frame
 from cade_cli.views.model import (
     flatten_params,
     ladder_stats,
@@ -26,7 +26,7 @@ from cade_cli.views.model import (
     sort_trials,
     sparkline,
 )
-from cade_cli.views.frames import render_frame
+from cade_cli.views.top import TopState, apply_key, load_snapshot
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 

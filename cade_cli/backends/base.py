@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-
 # Part of a job's reason when processes that escaped its process group were killed.
 ESCAPED_PROCESSES = "left the job's process group"
 

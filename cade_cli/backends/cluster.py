@@ -9,7 +9,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cade_cli.backends.base import ArrayRequest, JobRequest, JobState, JobStatus, Scheduler
+from cade_cli.backends.base import (
+    ArrayRequest,
+    JobRequest,
+    JobState,
+    JobStatus,
+    Scheduler,
+)
 from cade_cli.backends.retry import (
     CommandResult,
     CommandRunner,

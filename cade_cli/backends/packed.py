@@ -79,8 +79,8 @@ class PackedScheduler(Scheduler):
         return found
 
     def signal(self, job_ids: Sequence[str], signal_name: str) -> None:
-        packs = {self._claimed_by(_name(j)) for j in job_ids} - {None}
-        ids = [self._job_id(k) for k in packs]
+        packs = {self._claimed_by(_name(j)) for j in job_ids}
+        ids = [self._job_id(pack) for pack in packs if pack is not None]
         self.inner.signal([i for i in ids if i], signal_name)
 
     def close(self) -> None:
@@ -241,7 +241,7 @@ class PackedScheduler(Scheduler):
 
 
 def _name(job_id: str) -> str:
-    return job_id[len(PREFIX):] if job_id.startswith(PREFIX) else job_id
+    return job_id.removeprefix(PREFIX)
 
 
 def _names(folder: Path, suffix: str = ".json") -> list[str]:

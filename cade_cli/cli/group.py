@@ -12,7 +12,6 @@ from cade_cli.cli import error_json, exit_for, wants_json
 from cade_cli.errors import EXIT_CODES, CadeError
 from cade_cli.plugins import CLI_MODULES, load
 
-
 _JSON = "cade.json"  # ctx.meta key: the command line asked for --json
 
 

@@ -44,7 +44,7 @@ def _ledger_of(ctx: click.Context) -> Path:
     return Path(given) if given else default_ledger_path()
 
 
-class ExperimentRef(click.ParamType):
+class ExperimentRef(click.ParamType):  # type: ignore[type-arg]  # generic only in click 8.2+
     """An experiment id (-> int) or name (-> str)."""
 
     name = "experiment"
@@ -74,7 +74,7 @@ class ExperimentRef(click.ParamType):
         return text if number is None else number
 
 
-class TrialRef(click.ParamType):
+class TrialRef(click.ParamType):  # type: ignore[type-arg]  # generic only in click 8.2+
     """N or EXP.N -> (EXP as an id, a name or None, N)."""
 
     name = "trial"

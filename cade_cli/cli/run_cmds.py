@@ -28,13 +28,13 @@ from cade_cli.engine import (
     with_lock,
 )
 from cade_cli.errors import INTERRUPTED
-from cade_cli.store.ledger import Ledger
-from cade_cli.views.progress import live_progress, stderr_is_terminal, summary_line
-from cade_cli.store.records import ExperimentRecord, ExperimentState
-from cade_cli.spec.settings import Settings, load_settings
 from cade_cli.spec import determined
 from cade_cli.spec.entrypoint import missing_entrypoint_file
 from cade_cli.spec.experiment import load_spec
+from cade_cli.spec.settings import Settings, load_settings
+from cade_cli.store.ledger import Ledger
+from cade_cli.store.records import ExperimentRecord, ExperimentState
+from cade_cli.views.progress import live_progress, stderr_is_terminal, summary_line
 
 driver_option = click.option(
     "--driver", type=click.Choice(["here", "job"]), default="here", show_default=True,

@@ -10,8 +10,8 @@ from typing import Any
 
 from cade_cli.search.space import flatten
 from cade_cli.spec.lengths import handed_target
-from cade_cli.views.terminal import printable, short_number
 from cade_cli.store.records import Best, ExperimentRecord, SegmentRecord, TrialRecord
+from cade_cli.views.terminal import printable, short_number
 
 
 def _number(value: float | None) -> str:

@@ -154,10 +154,10 @@ def _job_json(job: Any, state: Any) -> dict[str, Any]:
     from cade_cli.serve.run import read_record
 
     record = read_record(Path(job.directory))
-    alive = record is not None and not state.finished
+    alive = record if record is not None and not state.finished else None
     return {"name": job.name, "backend": job.backend, "job_id": job.job_id,
-            "state": state.value, "url": record.url if alive else None,
-            "node": record.node if alive else None}
+            "state": state.value, "url": alive.url if alive else None,
+            "node": alive.node if alive else None}
 
 
 def _submit(kind: str, ledger: Path, run_args: list[str], bind: str, gpus: int,

@@ -22,7 +22,6 @@ from cade_cli.store.ledger import Ledger
 from cade_cli.views.model import ExperimentData, read_experiment
 
 
-
 def open_ledger(path: str | None) -> Ledger:
     return Ledger(path, create=False)
 
@@ -89,8 +88,8 @@ def top_cmd(experiment: int | str | None, once: bool, width: int | None, interva
 
     Keys: n/p (or tab) switch experiment, s cycle the sort, r reverse it, q quit.
     """
-    from cade_cli.views.top import load_snapshot, run_top, terminal_console, try_sync
     from cade_cli.views.frames import render_frame
+    from cade_cli.views.top import load_snapshot, run_top, terminal_console, try_sync
 
     if as_json and not once:
         raise click.UsageError("--json prints one frame: use it with --once")

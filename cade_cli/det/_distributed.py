@@ -137,7 +137,7 @@ def _base_port(env: Mapping[str, str]) -> int:
 
         # Not MASTER_PORT + 1: consecutive job ids have consecutive MASTER_PORTs, so the next
         # job's torch store would take it. Each job gets JOB_PORTS ports apart from the others.
-        slot = cade_env.master_port(env, job_id) - cade_env.PORT_BASE
+        slot = int(cade_env.master_port(env, job_id) - cade_env.PORT_BASE)
         return JOB_PORT_BASE + (slot % JOB_PORT_BLOCKS) * JOB_PORTS
     # On the local backend the launcher holds these ports for the ranks (cade_env.LOCAL_PORTS).
     if env.get("MASTER_PORT"):

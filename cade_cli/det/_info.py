@@ -85,7 +85,8 @@ def container_addrs(env: Mapping[str, str]) -> list[str]:
     if env.get("SLURM_JOB_NODELIST"):
         from cade_cli.launchers import cade_env
 
-        return cade_env.expand_nodelist(env["SLURM_JOB_NODELIST"])
+        nodes: list[str] = cade_env.expand_nodelist(env["SLURM_JOB_NODELIST"])
+        return nodes
     if env.get("PBS_NODEFILE") and Path(env["PBS_NODEFILE"]).is_file():
         hosts = Path(env["PBS_NODEFILE"]).read_text(encoding="utf-8").split()
         return list(dict.fromkeys(hosts))

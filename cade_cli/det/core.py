@@ -23,8 +23,18 @@ from cade_cli.det._checkpoint import CheckpointContext, DownloadMode, storage_ba
 from cade_cli.det._distributed import DistributedContext, from_environment
 from cade_cli.det._info import get_cluster_info
 from cade_cli.det._preempt import PreemptContext, PreemptMode
-from cade_cli.det._searcher import SearcherContext, SearcherMode, SearcherOperation, Unit
-from cade_cli.det._train import EarlyExitReason, InvalidHP, TensorboardMode, TrainContext
+from cade_cli.det._searcher import (
+    SearcherContext,
+    SearcherMode,
+    SearcherOperation,
+    Unit,
+)
+from cade_cli.det._train import (
+    EarlyExitReason,
+    InvalidHP,
+    TensorboardMode,
+    TrainContext,
+)
 from cade_cli.det._unsupported import UnsupportedCall, unsupported
 
 __all__ = [
@@ -35,7 +45,7 @@ __all__ = [
 ]
 
 
-def DummyDistributedContext() -> DistributedContext:  # noqa: N802 (Determined's name)
+def DummyDistributedContext() -> DistributedContext:
     """One process: rank 0 of 1."""
     return DistributedContext(rank=0, size=1, local_rank=0, local_size=1, cross_rank=0,
                               cross_size=1)

@@ -48,7 +48,7 @@ def master_port(env: Mapping[str, str]) -> int:
     if job_id:
         from cade_cli.launchers import cade_env
 
-        return cade_env.master_port(env, job_id)
+        return int(cade_env.master_port(env, job_id))
     with socket.socket() as sock:
         sock.bind(("", 0))
         return int(sock.getsockname()[1])

@@ -7,13 +7,13 @@ are reached through it too: front ends never import `backends/` or `jobs/` thems
 """
 
 from cade_cli.backends import SCHEDULER_NAMES, detect_scheduler, make_scheduler
+
 # The driving loop is re-exported as drive_experiment: the name `drive` stays the module's.
 from cade_cli.engine.drive import drive as drive_experiment
 from cade_cli.engine.drive import driver_lock, refresh, sync_pass, with_lock
 from cade_cli.engine.driverjob import DriverJobOptions, submit_driver_job
 from cade_cli.engine.dryrun import dry_run_script, dry_run_scripts
 from cade_cli.engine.lifecycle import (
-    Best,
     Schedulers,
     best,
     cancel,
@@ -25,6 +25,7 @@ from cade_cli.engine.lifecycle import (
 )
 from cade_cli.engine.provenance import spawn_watch
 from cade_cli.jobs.render import list_templates, template_source
+from cade_cli.store.records import Best
 
 __all__ = [
     "SCHEDULER_NAMES",

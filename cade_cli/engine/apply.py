@@ -13,7 +13,6 @@ from pathlib import Path
 
 from cade_cli.backends.base import JobRequest
 from cade_cli.engine.arrays import IntentLookup, arrays_chosen, submit_in_arrays
-from cade_cli.engine.packing import render_backend
 from cade_cli.engine.context import (
     SyncContext,
     closed_state,
@@ -21,7 +20,23 @@ from cade_cli.engine.context import (
     template_dirs,
     trial_seed,
 )
+from cade_cli.engine.packing import render_backend
 from cade_cli.errors import WAITING_FOR_LIMIT, SubmitLimitError
+from cade_cli.jobs.render import job_name
+from cade_cli.jobs.rundir import (
+    prepare_segment,
+    run_dir_of,
+    told_to_stop,
+    trial_dir_of,
+    write_control,
+)
+from cade_cli.search.searchers.base import (
+    Create,
+    Shutdown,
+    Stop,
+    Train,
+    decision_from_json,
+)
 from cade_cli.store.records import (
     LIVE_SEGMENT_STATES,
     RUNNING_EXPERIMENT_STATES,
@@ -31,15 +46,6 @@ from cade_cli.store.records import (
     TrialRecord,
     TrialState,
 )
-from cade_cli.jobs.render import job_name
-from cade_cli.jobs.rundir import (
-    prepare_segment,
-    run_dir_of,
-    told_to_stop,
-    trial_dir_of,
-    write_control,
-)
-from cade_cli.search.searchers.base import Create, Shutdown, Stop, Train, decision_from_json
 
 
 def apply_events(ctx: SyncContext) -> None:

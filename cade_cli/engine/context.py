@@ -11,6 +11,15 @@ from typing import Any
 
 from cade_cli.backends.base import Scheduler
 from cade_cli.errors import LedgerError
+from cade_cli.search.searchers import searcher_facts
+from cade_cli.search.searchers.base import (
+    Decision,
+    ExitReason,
+    SearcherFacts,
+    decision_to_json,
+)
+from cade_cli.spec.experiment import ExperimentSpec
+from cade_cli.spec.settings import Settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import (
     LIVE_SEGMENT_STATES,
@@ -19,11 +28,6 @@ from cade_cli.store.records import (
     TrialRecord,
     TrialState,
 )
-from cade_cli.search.searchers import searcher_facts
-from cade_cli.search.searchers.base import Decision, ExitReason, SearcherFacts, decision_to_json
-from cade_cli.spec.settings import Settings
-from cade_cli.spec.experiment import ExperimentSpec
-
 
 # A snapshot grows with the trials (ASHA keeps every rung's results): one per event made
 # the ledger quadratic in the trial count. Restoring replays at most this many events.

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from cade_cli.engine.lifecycle import Schedulers, needs_sync, sync
 from cade_cli.errors import CadeError, LedgerError, SchedulerError
+from cade_cli.report import METRICS_FILE
+from cade_cli.spec.settings import Settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.lock import DriverLock, describe_holder
-from cade_cli.report import METRICS_FILE
 from cade_cli.store.records import TERMINAL_EXPERIMENT_STATES, ExperimentRecord
-from cade_cli.spec.settings import Settings
 
 # Between two polls the driver looks at the live jobs' run directories this often: a report
 # or a job's end is acted on at once (a promotion, a freed slot) instead of a poll interval

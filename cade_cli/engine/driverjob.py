@@ -26,17 +26,23 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from cade_cli.jobs import render
+from cade_cli import plugins
 from cade_cli.backends import make_scheduler
 from cade_cli.backends.base import JobRequest, JobState, Scheduler
 from cade_cli.engine.drive import drive
-from cade_cli.errors import CadeError, SchedulerError, SpecError, SubmitLimitError, logged_exit
-from cade_cli import plugins
+from cade_cli.errors import (
+    CadeError,
+    SchedulerError,
+    SpecError,
+    SubmitLimitError,
+    logged_exit,
+)
+from cade_cli.jobs import render
+from cade_cli.jobs.rundir import write_json_atomic, write_text_atomic
+from cade_cli.spec.settings import Settings, load_settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.lock import DriverLock
 from cade_cli.store.records import TERMINAL_EXPERIMENT_STATES, ExperimentRecord
-from cade_cli.jobs.rundir import write_json_atomic, write_text_atomic
-from cade_cli.spec.settings import Settings, load_settings
 
 DRIVER_FILE = "driver.json"
 DEFAULT_TIME_LIMIT = 4 * 3600      # seconds a driver job asks for

@@ -10,7 +10,12 @@ from pathlib import Path
 from cade_cli.backends.base import JobRequest
 from cade_cli.engine.context import trial_seed
 from cade_cli.jobs.array import array_name, arrays_asked, render_array_script
-from cade_cli.jobs.pack import DIRECTIVE_PREFIX, SEGMENT_BACKEND, pack_shape, prepare_pack
+from cade_cli.jobs.pack import (
+    DIRECTIVE_PREFIX,
+    SEGMENT_BACKEND,
+    pack_shape,
+    prepare_pack,
+)
 from cade_cli.jobs.rundir import prepare_segment
 from cade_cli.search.searchers import make_searcher
 from cade_cli.search.searchers.base import Create, Train

@@ -11,7 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cade_cli.backends.base import ESCAPED_PROCESSES, JobState, JobStatus, escaped_report
+from cade_cli.backends.base import (
+    ESCAPED_PROCESSES,
+    JobState,
+    JobStatus,
+    escaped_report,
+)
 from cade_cli.engine.apply import apply_events
 from cade_cli.engine.context import SyncContext, better, close_trial, record_event
 from cade_cli.jobs.ingest import (
@@ -26,9 +31,9 @@ from cade_cli.jobs.ingest import (
     was_preempted,
 )
 from cade_cli.report import METRICS_FILE
-from cade_cli.store.records import SegmentRecord, SegmentState, TrialRecord, TrialState
 from cade_cli.search.searchers.base import ExitReason
 from cade_cli.spec.experiment import handed_target
+from cade_cli.store.records import SegmentRecord, SegmentState, TrialRecord, TrialState
 
 TRAINING_BATCH = 1000
 
@@ -94,8 +99,7 @@ def _report(ctx: SyncContext, seg: SegmentRecord, trial: TrialRecord, data: dict
     values = data.get("metrics")
     values = stored_values(values) if isinstance(values, dict) else {}
     time_metric = ctx.spec.searcher.time_metric
-    use_time = kind == "validation" and time_metric
-    if use_time:
+    if kind == "validation" and time_metric:
         length, why = check_length(values.get(time_metric), truncate=True)
         if length is None:
             _reject(ctx, trial, f"a validation report with an invalid metric "
@@ -109,8 +113,8 @@ def _report(ctx: SyncContext, seg: SegmentRecord, trial: TrialRecord, data: dict
         _reject(ctx, trial, f"a validation report at length {length} after one at {previous}"
                             f" in segment {seg.index}: lengths must not go back")
         return
-    when = data.get("time")
-    when = float(when) if as_metric(when) is not None else ctx.clock()
+    reported = as_metric(data.get("time"))
+    when = reported if reported is not None else ctx.clock()
     fed = _validated_length(ctx, trial.id) if kind == "validation" else None
     ctx.ledger.add_metric(ctx.exp_id, trial.id, seg.index, kind, length, when, values)
     if length > trial.length:

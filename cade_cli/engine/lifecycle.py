@@ -28,11 +28,18 @@ from cade_cli.engine.apply import (
 )
 from cade_cli.engine.arrays import IntentLookup
 from cade_cli.engine.context import SyncContext, close_trial, replay, request_stop
-from cade_cli.engine.packing import experiment_scheduler, release_packs
 from cade_cli.engine.events import finish_segment, finished_status, ingest_segment
+from cade_cli.engine.packing import experiment_scheduler, release_packs
 from cade_cli.engine.provenance import code_snapshot
 from cade_cli.errors import CadeError, LedgerError, SchedulerError, SpecError
 from cade_cli.jobs.ingest import started_host
+from cade_cli.jobs.rundir import claim_experiment_dir, storage_errors
+from cade_cli.search.searchers import make_searcher, restore_searcher
+from cade_cli.search.searchers.base import ExitReason, decision_to_json
+from cade_cli.spec import stored
+from cade_cli.spec.entrypoint import key_where, missing_entrypoint_file
+from cade_cli.spec.experiment import ExperimentSpec
+from cade_cli.spec.settings import Settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import (
     RUNNING_EXPERIMENT_STATES,
@@ -43,13 +50,6 @@ from cade_cli.store.records import (
     SegmentState,
     TrialState,
 )
-from cade_cli.jobs.rundir import claim_experiment_dir, storage_errors
-from cade_cli.search.searchers import make_searcher, restore_searcher
-from cade_cli.search.searchers.base import ExitReason, decision_to_json
-from cade_cli.spec.settings import Settings
-from cade_cli.spec import stored
-from cade_cli.spec.entrypoint import key_where, missing_entrypoint_file
-from cade_cli.spec.experiment import ExperimentSpec
 
 Clock = Callable[[], float]
 

@@ -19,7 +19,11 @@ from cade_cli.backends.base import ArrayRequest, JobRequest
 from cade_cli.backends.directives import STDERR_FILE, STDOUT_FILE
 from cade_cli.jobs import render
 from cade_cli.jobs.pack import DIRECTIVE_PREFIX
-from cade_cli.jobs.rundir import scheduler_directives, write_json_atomic, write_text_atomic
+from cade_cli.jobs.rundir import (
+    scheduler_directives,
+    write_json_atomic,
+    write_text_atomic,
+)
 from cade_cli.spec.experiment import ExperimentSpec
 from cade_cli.spec.settings import Settings
 

@@ -17,7 +17,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from cade_cli.report import FINISHED_TARGET_FILE
 
@@ -42,7 +42,7 @@ class Line:
 def read_new_lines(path: str | Path, offset: int, budget: int = MAX_READ) -> list[Line]:
     """The complete lines after `offset` (about `budget` bytes), each with its end offset."""
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 (alone in the try: only a missing file is caught)
     except (FileNotFoundError, NotADirectoryError):
         return []
     lines: list[Line] = []
@@ -69,7 +69,7 @@ def read_new_lines(path: str | Path, offset: int, budget: int = MAX_READ) -> lis
     return lines
 
 
-def _end_of_line(handle: Any) -> int | None:
+def _end_of_line(handle: BinaryIO) -> int | None:
     """The offset after the next newline, scanning in blocks; None when there is none yet."""
     while True:
         block = handle.read(_SCAN_BLOCK)
@@ -77,7 +77,7 @@ def _end_of_line(handle: Any) -> int | None:
             return None
         newline = block.find(b"\n")
         if newline >= 0:
-            return int(handle.tell()) - len(block) + newline + 1
+            return handle.tell() - len(block) + newline + 1
 
 
 def _parse(raw: bytes, end_offset: int) -> Line:

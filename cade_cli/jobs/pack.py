@@ -9,6 +9,7 @@ experiment are rendered with the local template: the pack's step is their alloca
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 from cade_cli.backends.base import JobRequest
@@ -52,7 +53,7 @@ def pack_spec(spec: ExperimentSpec, shape: PackShape) -> ExperimentSpec:
 
 
 def prepare_pack(spec: ExperimentSpec, shape: PackShape, *, backend: str, name: str,
-                 pack_dir: Path, queue: Path, template_dirs: tuple[str | Path, ...] = ()
+                 pack_dir: Path, queue: Path, template_dirs: Sequence[str | Path] = ()
                  ) -> JobRequest:
     """Write pack_dir's files; the request that submits the pack job."""
     res = spec.resources

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cade_cli.jobs import render
 from cade_cli.errors import LedgerError, SpecError, StorageError
+from cade_cli.jobs import render
 from cade_cli.plugins import BACKENDS, load
 from cade_cli.spec.experiment import ExperimentSpec, handed_target
 

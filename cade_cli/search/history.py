@@ -23,8 +23,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from cade_cli.search.space import Categorical, Const, Hyperparameter, Int, Log, Nested, \
-    round_half_away
+from cade_cli.search.space import (
+    Categorical,
+    Const,
+    Hyperparameter,
+    Int,
+    Log,
+    Nested,
+    round_half_away,
+)
 
 NEGLIGIBLE = 1e-9   # a weight below this is forgotten (keeps a long PBT lineage's state small)
 

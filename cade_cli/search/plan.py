@@ -50,7 +50,7 @@ class Plan:
 def preview(spec: ExperimentSpec) -> Plan:
     """The plan of `spec`'s search (any searcher): the searcher plans itself."""
     config = spec.searcher.config()
-    plan = searcher_class(config.name).preview(config, spec.hyperparameters)
+    plan: Plan = searcher_class(config.name).preview(config, spec.hyperparameters)
     # Only Adaptive ASHA has brackets to choose among (the spec refuses the key elsewhere).
     policy = config.bracket_policy if isinstance(config, AdaptiveAshaConfig) else ""
     return replace(plan, sampler=spec.searcher.sampler, bracket_policy=policy)

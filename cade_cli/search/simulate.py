@@ -27,7 +27,14 @@ from cade_cli.errors import ObjectiveError, SpecError
 from cade_cli.plugins import load
 from cade_cli.search.history import Memory, ModelState
 from cade_cli.search.searchers import Searcher, make_searcher, searcher_facts
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, Shutdown, Stop, Train
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    Shutdown,
+    Stop,
+    Train,
+)
 from cade_cli.spec.experiment import ExperimentSpec, handed_target
 
 Objective = Callable[[dict[str, Any], int, int], float]

@@ -213,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--workdir", type=Path, default=Path.cwd())
     args = parser.parse_args(argv)
-    ready = lambda record: _log(f"{record.kind} answers on {record.node} {record.host}:{record.port}")  # noqa: E731
+    ready = lambda record: _log(f"{record.kind} answers on {record.node} {record.host}:{record.port}")
 
     def run_it() -> None:
         if args.kind == "tensorboard":

@@ -21,7 +21,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from cade_cli.spec.determined_map import CONTAINER, Determined, name_when_absent, rewrite
+from cade_cli.spec.determined_map import (
+    CONTAINER,
+    Determined,
+    rewrite,
+)
 from cade_cli.spec.reader import suggest
 from cade_cli.spec.searcher_config import HalvingConfig, config_type
 from cade_cli.spec.yamlpos import Node, Problems, join_path

@@ -16,9 +16,16 @@ from typing import Any
 from cade_cli.errors import SpecError
 from cade_cli.jobs.layout import UnevenNodes, split_slots
 from cade_cli.search.space import Space
-from cade_cli.spec.entrypoint import check_trial_class_length, read_entrypoint, trial_harness
-from cade_cli.spec.determined import Determined, determined_keys, name_when_absent, normalise
+from cade_cli.spec.determined import determined_keys, normalise
+from cade_cli.spec.determined_map import Determined, name_when_absent
+from cade_cli.spec.entrypoint import (
+    check_trial_class_length,
+    read_entrypoint,
+    trial_harness,
+)
+from cade_cli.spec.files import read_capped
 from cade_cli.spec.hparams import read_space
+from cade_cli.spec.lengths import OPEN_LENGTH, handed_target, length_text
 from cade_cli.spec.reader import DIRECTIVE, MapReader
 from cade_cli.spec.searcher import SEARCHER_NAMES, read_searcher
 from cade_cli.spec.searcher_config import SearcherConfig, config_for, config_type
@@ -29,8 +36,6 @@ from cade_cli.spec.values import (
     read_signal,
     read_walltime,
 )
-from cade_cli.spec.files import read_capped
-from cade_cli.spec.lengths import OPEN_LENGTH, handed_target, length_text
 from cade_cli.spec.yamlpos import (
     Loc,
     Node,
@@ -44,8 +49,6 @@ from cade_cli.spec.yamlpos import (
 
 __all__ = [
     "OPEN_LENGTH",
-    "handed_target",
-    "length_text",
     "SEARCHER_NAMES",
     "CheckpointStorageSpec",
     "ExperimentSpec",
@@ -53,6 +56,8 @@ __all__ = [
     "ResourcesSpec",
     "SearcherSpec",
     "SlurmSpec",
+    "handed_target",
+    "length_text",
     "load_spec",
     "parse_spec",
     "parse_walltime",

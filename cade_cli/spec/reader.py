@@ -14,7 +14,6 @@ from typing import Any
 
 from cade_cli.spec.yamlpos import Loc, Node, Problems, describe, join_path
 
-
 # C0 controls (newline, tab, ESC ...), DEL and C1 controls: none belongs in a value that
 # becomes a line of a job script (a scheduler directive) or a name shown on terminals.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")

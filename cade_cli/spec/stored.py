@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.errors import LedgerError
-from cade_cli.search.space import Categorical, Const, Double, Hyperparameter, Int, Log, Nested
+from cade_cli.search.space import (
+    Categorical,
+    Const,
+    Double,
+    Hyperparameter,
+    Int,
+    Log,
+    Nested,
+)
 from cade_cli.spec.experiment import ExperimentSpec, spec_from_raw
 
 VERSION = 1
@@ -38,7 +46,7 @@ def from_json(stored: dict[str, Any], raw: dict[str, Any] | None = None) -> Expe
     if version != VERSION:
         raise LedgerError(f"stored spec has version {version!r}; this cade reads version {VERSION}",
                           hint="the ledger was written by a different cade version; use that version")
-    spec = _decode(ExperimentSpec, stored["spec"])
+    spec: ExperimentSpec = _decode(ExperimentSpec, stored["spec"])
     return dataclasses.replace(spec, raw=dict(raw or {}))
 
 
@@ -70,8 +78,9 @@ def _decode(hint: Any, value: Any) -> Any:
     if dataclasses.is_dataclass(hint):
         hints = typing.get_type_hints(hint)
         known = {f.name for f in dataclasses.fields(hint) if f.init}
-        return hint(**{name: _decode(hints[name], item) for name, item in value.items()
-                       if name in known})
+        build: Any = hint   # a dataclass type
+        return build(**{name: _decode(hints[name], item) for name, item in value.items()
+                        if name in known})
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
         return _decode_optional(args, value)
@@ -106,4 +115,6 @@ def _decode_hyperparameter(value: dict[str, Any]) -> Hyperparameter:
         return Nested(tuple((name, _decode_hyperparameter(items[name])) for name in sorted(items)))
     if kind not in _HYPERPARAMETERS:
         raise LedgerError(f"stored spec: unknown hyperparameter type {kind!r}")
-    return _decode(_HYPERPARAMETERS[kind], {key: item for key, item in value.items() if key != "type"})
+    hyperparameter: Hyperparameter = _decode(
+        _HYPERPARAMETERS[kind], {key: item for key, item in value.items() if key != "type"})
+    return hyperparameter

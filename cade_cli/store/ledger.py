@@ -23,13 +23,13 @@ from cade_cli.store.eventlog import SearcherEventLog
 from cade_cli.store.journal import journal_mode_for
 from cade_cli.store.metricreads import MetricReads
 from cade_cli.store.pages import TrialPages
-from cade_cli.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 from cade_cli.store.records import (
     LIVE_SEGMENT_STATES,
     ExperimentRecord,
     SegmentRecord,
     TrialRecord,
 )
+from cade_cli.store.schema import MIGRATIONS, MIGRATIONS_TABLE
 
 DEFAULT_LEDGER = Path(".cade") / "ledger.db"
 BUSY_TIMEOUT_MS = 30_000

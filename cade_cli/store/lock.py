@@ -20,9 +20,9 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from collections.abc import Callable
 from typing import Any
 
 from cade_cli.errors import LedgerError

@@ -88,6 +88,7 @@ class MetricReads:
         # A read-only ledger is never migrated: before migration 4 the column was `values`.
         return [MetricRecord(experiment=r["experiment"], trial=r["trial"], kind=r["kind"],
                              length=r["length"], time=r["time"],
-                             values=json.loads(r.get("metric_values", r.get("values"))),
+                             values=json.loads(r["metric_values"] if "metric_values" in r
+                                               else r["values"]),
                              segment=r["segment"])
                 for r in rows]

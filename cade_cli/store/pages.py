@@ -23,8 +23,8 @@ _BY_METRIC = "best_metric IS NULL, {sign} * best_metric, id"
 TRIAL_ORDERS = {
     "metric": (_BY_METRIC,
                # Reversed: the best last, trials without a metric still at the bottom by id.
-               "best_metric IS NULL, {sign} * best_metric DESC, "
-               "CASE WHEN best_metric IS NULL THEN id ELSE -id END"),
+               ("best_metric IS NULL, {sign} * best_metric DESC, "
+                "CASE WHEN best_metric IS NULL THEN id ELSE -id END")),
     "id": ("id", "id DESC"),
     "state": ("state, id", "state DESC, id DESC"),
     "length": ("length DESC, id", "length, id DESC"),

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from cade_cli.compat import StrEnum
 from typing import Any
 
+from cade_cli.compat import StrEnum
 
 
 class ExperimentState(StrEnum):

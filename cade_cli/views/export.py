@@ -20,7 +20,6 @@ from typing import Any
 from cade_cli.errors import CadeError
 from cade_cli.store.metricreads import METRIC_COLUMNS
 from cade_cli.store.records import MetricRecord
-from cade_cli.views.model import ExperimentData, flatten_params
 from cade_cli.views.metricrows import (
     MetricSource,
     TrialRows,
@@ -28,6 +27,7 @@ from cade_cli.views.metricrows import (
     memory_source,
     plain_flags,
 )
+from cade_cli.views.model import ExperimentData, flatten_params
 from cade_cli.views.tbexport import export_tensorboard
 
 FORMATS = ("csv", "json", "tensorboard")

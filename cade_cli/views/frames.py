@@ -16,8 +16,12 @@ from rich.text import Text
 
 from cade_cli.search.searchers.base import rung_reached
 from cade_cli.spec.experiment import handed_target, length_text
-from cade_cli.views.progress import STATE_STYLES
-from cade_cli.store.records import ExperimentRecord, SegmentRecord, SegmentState, TrialRecord
+from cade_cli.store.records import (
+    ExperimentRecord,
+    SegmentRecord,
+    SegmentState,
+    TrialRecord,
+)
 from cade_cli.views.model import (
     LEADING_TRIALS,
     SORTS,
@@ -37,6 +41,7 @@ from cade_cli.views.model import (
     sparkline,
     validation_curve,
 )
+from cade_cli.views.progress import STATE_STYLES
 from cade_cli.views.terminal import printable
 
 __all__ = [

@@ -18,13 +18,6 @@ from typing import Any
 
 from cade_cli.errors import CadeError
 from cade_cli.spec.yamlpos import dump_yaml
-from cade_cli.views.plots import (
-    HparamAxis,
-    best_values,
-    curve_lines,
-    hparam_axes,
-    ladder_bars,
-)
 from cade_cli.store.records import ExperimentRecord
 from cade_cli.views.model import (
     ExperimentData,
@@ -37,6 +30,13 @@ from cade_cli.views.model import (
     param_columns,
     read_experiment,
     sort_trials,
+)
+from cade_cli.views.plots import (
+    HparamAxis,
+    best_values,
+    curve_lines,
+    hparam_axes,
+    ladder_bars,
 )
 
 CURVE_TRIALS = 50   # learning curves drawn: the best trials by the searcher's metric

@@ -17,8 +17,10 @@ from typing import Any, Protocol
 
 from cade_cli.errors import CadeError
 from cade_cli.search.plan import Plan, preview
-from cade_cli.search.space import flatten
 from cade_cli.search.searchers import searcher_facts
+from cade_cli.search.space import flatten
+from cade_cli.spec import stored
+from cade_cli.spec.experiment import handed_target
 from cade_cli.store.records import (
     ExperimentRecord,
     ExperimentState,
@@ -28,8 +30,6 @@ from cade_cli.store.records import (
     TrialShape,
     TrialState,
 )
-from cade_cli.spec import stored
-from cade_cli.spec.experiment import handed_target
 from cade_cli.views.terminal import short_number
 
 SORTS = ("metric", "id", "state", "length")

@@ -15,6 +15,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from cade_cli.spec.experiment import handed_target, length_text
 from cade_cli.store.records import (
     TRIAL_STATES,
     ExperimentRecord,
@@ -23,12 +24,11 @@ from cade_cli.store.records import (
     TrialState,
     best_trial,
 )
-from cade_cli.spec.experiment import handed_target, length_text
 from cade_cli.views.terminal import printable
 
 # One colour per experiment and trial state, shared by every rich view. A trial that is
 # paused, completed or errored takes the experiment's colour (the states are equal strings).
-STATE_STYLES = {
+STATE_STYLES: dict[str, str] = {
     ExperimentState.PENDING: "yellow", ExperimentState.ACTIVE: "green",
     ExperimentState.PAUSED: "yellow", ExperimentState.COMPLETED: "blue",
     ExperimentState.ERRORED: "red", ExperimentState.CANCELED: "magenta",

@@ -113,10 +113,12 @@ class BatchFramer:
         for (layout, width), members in groups.items():
             sizes[members] = self._template(layout, width).size
         times_f8 = np.array(times, dtype="<f8")
-        records = {key: self._records(*key, members, times_f8, steps, numbers, first_number)
-                   for key, members in groups.items()}
+        # Keyed by (layout, width) for a group, by row index for a slow row.
+        records: dict[Any, Any] = {
+            key: self._records(*key, members, times_f8, steps, numbers, first_number)
+            for key, members in groups.items()}
         records.update((i, np.frombuffer(framed, dtype=np.uint8)) for i, framed in slow.items())
-        members_of = {**groups, **{i: np.array([i]) for i in slow}}
+        members_of: dict[Any, Any] = {**groups, **{i: np.array([i]) for i in slow}}
         out = self._in_row_order(records, members_of, sizes)
         return out.tobytes(), [0, *np.cumsum(sizes).tolist()]
 

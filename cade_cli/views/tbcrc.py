@@ -91,11 +91,12 @@ _NUMPY: list[Any] = []   # [numpy module or None], looked up once
 def numpy_or_none() -> Any:
     """numpy, or None where it is not installed."""
     if not _NUMPY:
+        module: Any
         try:
-            import numpy
+            import numpy as module
         except ImportError:
-            numpy = None
-        _NUMPY.append(numpy)
+            module = None
+        _NUMPY.append(module)
     return _NUMPY[0]
 
 
@@ -106,7 +107,8 @@ def _numpy_tables(np: Any) -> tuple[Any, Any, Any]:
     if not _NUMPY_TABLES:
         low, high = _tables()
         _NUMPY_TABLES.extend(np.array(t, dtype=np.uint32) for t in (low, high, CRC32C_TABLE))
-    return tuple(_NUMPY_TABLES)   # type: ignore[return-value]
+    low, high, table = _NUMPY_TABLES
+    return low, high, table
 
 
 def _masked_many_numpy(np: Any, payloads: Sequence[bytes]) -> list[int]:
@@ -120,7 +122,8 @@ def _masked_many_numpy(np: Any, payloads: Sequence[bytes]) -> list[int]:
         rows = np.flatnonzero(lengths == length)
         matrix = data[starts[rows, None] + np.arange(length)]
         crcs[rows] = crc_matrix(np, matrix)
-    return mask_many(np, crcs).tolist()
+    masked: list[int] = mask_many(np, crcs).tolist()
+    return masked
 
 
 def mask_many(np: Any, crcs: Any) -> Any:

@@ -19,12 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from cade_cli.store.records import TrialRecord
+from cade_cli.views import tbcrc
 from cade_cli.views.metricrows import MetricSource, plain_pairs, plain_values_pattern
 from cade_cli.views.model import ExperimentData
-from cade_cli.views import tbcrc
-from cade_cli.views.tbcrc import masked_crc32c_many
 from cade_cli.views.tbbatch import BatchFramer, frame_each
-from cade_cli.views.tbevents import ScalarsLayout, scalars_event, scalars_layout, tfrecord
+from cade_cli.views.tbcrc import masked_crc32c_many
+from cade_cli.views.tbevents import (
+    ScalarsLayout,
+    scalars_event,
+    scalars_layout,
+    tfrecord,
+)
 from cade_cli.views.tblog import end_events, event_file_name, start_events, trial_start
 
 ROW_COLUMNS = ("kind", "length", "time", "values")   # what an event holds of a metric row
@@ -44,8 +49,7 @@ class _RowEncoder:
     def event(self, row: tuple[Any, ...]) -> bytes | None:
         kind, length, when, values = row
         shape = self.known.get(kind)
-        match = shape[0].fullmatch(values) if shape is not None else None
-        if match is not None:
+        if shape is not None and (match := shape[0].fullmatch(values)) is not None:
             return shape[1].event(when, length, map(float, match.groups()))
         if (pairs := plain_pairs(values)) is not None:
             names = tuple(pairs[0::2])
@@ -93,12 +97,12 @@ class _Runs:
             counts.append((start, len(before), len(after)))
         framed = list(map(tfrecord, events, masked_crc32c_many(events)))
         at = 0
-        for (trial, _), (start, before, after) in zip(starts, counts):
-            self.prepared[trial.id] = (start, b"".join(framed[at:at + before]),
-                                       b"".join(framed[at + before:at + before + after]))
-            at += before + after
+        for (trial, _), (start, n_before, n_after) in zip(starts, counts):
+            self.prepared[trial.id] = (start, b"".join(framed[at:at + n_before]),
+                                       b"".join(framed[at + n_before:at + n_before + n_after]))
+            at += n_before + n_after
 
-    def write(self, trial: TrialRecord, records: bytes) -> None:
+    def write(self, trial: TrialRecord, records: bytes | memoryview) -> None:
         if trial is not self.trial:
             self.close()
             start, before, _after = self.prepared[trial.id]

@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.live import Live
 
 from cade_cli.errors import CadeError
-from cade_cli.views.model import SORTS, LedgerReader, Snapshot, read_page
 from cade_cli.views.frames import render_frame
+from cade_cli.views.model import SORTS, LedgerReader, Snapshot, read_page
 
 
 def terminal_console(width: int | None) -> Console:
@@ -78,7 +78,7 @@ class KeyReader:
         self.fd = stream.fileno() if stream.isatty() else None
         self.saved: list[Any] | None = None
 
-    def __enter__(self) -> KeyReader:  # noqa: PYI034 (typing.Self is 3.11+; cade runs on 3.10)
+    def __enter__(self) -> KeyReader:
         if self.fd is not None:
             import termios
             import tty

@@ -3,10 +3,9 @@
 import json
 import logging
 
+import determined as det
 import torch
 from model import batch, data, evaluate, make_model
-
-import determined as det
 
 STEPS = 60
 

@@ -2,10 +2,9 @@
 
 import logging
 
+import determined as det
 import torch
 from model import batch, data, evaluate, make_model
-
-import determined as det
 
 
 def main(core_context: det.core.Context, info: det.ClusterInfo) -> None:

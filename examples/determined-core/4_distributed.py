@@ -3,11 +3,10 @@ reports them; a sharded checkpoint every rank writes its own file into."""
 
 import logging
 
+import determined as det
 import torch
 import torch.distributed as dist
 from model import batch, data, evaluate, make_model
-
-import determined as det
 
 
 def main(core_context: det.core.Context, info: det.ClusterInfo) -> None:

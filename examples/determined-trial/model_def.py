@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import determined as det
 import torch
 import torch.nn.functional as F
+from determined import pytorch
 from sklearn.datasets import load_digits
 from torch import nn
-
-import determined as det
-from determined import pytorch
 
 VALIDATION_RECORDS = 360  # the last 360 of 1797 digits; fixed, so every trial validates alike
 

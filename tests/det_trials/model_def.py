@@ -8,14 +8,13 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import determined as det
 import numpy
 import torch
 import torch.nn.functional as F
+from determined import pytorch
 from sklearn.datasets import load_digits
 from torch import nn
-
-import determined as det
-from determined import pytorch
 
 
 def digits(first: int, last: int) -> torch.utils.data.TensorDataset:

@@ -136,7 +136,8 @@ def test_a_real_sigint_at_several_moments(ledger: str, delay: float) -> None:
         [sys.executable, "-c", _READY_THEN_CADE, "top", "--ledger", ledger, "--no-sync"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        # Python ignores SIGINT in a background child; cade must see it as a terminal sends it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
     assert process.stdout is not None and process.stdout.readline() == "ready\n"
     time.sleep(delay)
     process.send_signal(signal.SIGINT)

@@ -46,11 +46,11 @@ def errors(extra: str) -> list[str]:
 
 @pytest.mark.parametrize("hp, message", [
     ("{type: log, base: 10, minval: -3, maxval: 400}",
-     "spec.yaml:9: hyperparameters.lr.maxval: expected an exponent with 10 ** maxval a positive finite "
-     "number, found 400 (an integer)"),
+     ("spec.yaml:9: hyperparameters.lr.maxval: expected an exponent with 10 ** maxval a positive finite "
+     "number, found 400 (an integer)")),
     ("{type: log, base: 10, minval: -400, maxval: 1}",
-     "spec.yaml:9: hyperparameters.lr.minval: expected an exponent with 10 ** minval a positive finite "
-     "number, found -400 (an integer)"),
+     ("spec.yaml:9: hyperparameters.lr.minval: expected an exponent with 10 ** minval a positive finite "
+     "number, found -400 (an integer)")),
     ("{type: log, base: 1, minval: 0, maxval: 1}",
      "spec.yaml:9: hyperparameters.lr.base: expected a finite number > 0 other than 1, found 1 (an integer)"),
     ("{type: log, base: .inf, minval: 0, maxval: 1}",
@@ -63,8 +63,8 @@ def errors(extra: str) -> list[str]:
      "spec.yaml:9: hyperparameters.lr.maxval: expected an integer from -9223372036854775808 to "
      "9223372036854775807, found 1" + "0" * 400 + " (an integer)"),
     ("{type: double, minval: -1e308, maxval: 1e308}",
-     "spec.yaml:9: hyperparameters.lr.maxval: expected a value with maxval - minval finite "
-     "(minval is -1e+308), found 1e+308 (a number)"),
+     ("spec.yaml:9: hyperparameters.lr.maxval: expected a value with maxval - minval finite "
+     "(minval is -1e+308), found 1e+308 (a number)")),
 ])
 def test_bounds_that_give_no_finite_value_are_refused(hp: str, message: str) -> None:
     assert errors(f"hyperparameters:\n  lr: {hp}\n") == [message]
@@ -99,8 +99,8 @@ def test_a_spec_over_the_cap_is_refused_before_parsing(tmp_path: Path) -> None:
     big = tmp_path / "big.yaml"
     with open(big, "w", encoding="utf-8") as handle:
         handle.write(MINIMAL)
-        for _ in range(50):  # 50 MB of comments: parsing it would take a minute and a gigabyte
-            handle.write(("# " + "x" * 1021 + "\n") * 1024)
+        # 50 MB of comments: parsing it would take a minute and a gigabyte.
+        handle.writelines(("# " + "x" * 1021 + "\n") * 1024 for _ in range(50))
     start = time.monotonic()
     result = CliRunner().invoke(cli, ["preview", str(big)])
     assert time.monotonic() - start < 5
@@ -169,8 +169,8 @@ def test_cade_templates_naming_a_missing_directory_is_an_error(tmp_path: Path,
     'environment:\n  environment_variables:\n    - "FOO\\n=x"\n',
 ])
 def test_a_variable_name_with_a_trailing_newline_is_refused(block: str) -> None:
-    assert errors(block) == ["spec.yaml:10: environment.environment_variables: expected a variable name "
-                             "(letters, digits, _), found 'FOO\\n'"]
+    assert errors(block) == [("spec.yaml:10: environment.environment_variables: expected a variable name "
+                             "(letters, digits, _), found 'FOO\\n'")]
 
 
 def _regex_literals() -> list[tuple[str, str]]:
@@ -211,8 +211,8 @@ def test_a_control_character_in_a_directive_value_is_refused_with_its_line(block
 
 def test_a_control_character_in_passthrough_arguments_is_refused_with_its_index() -> None:
     assert errors('slurm:\n  sbatch_args: ["--exclusive", "--comment=a\\nb"]\n') == [
-        "spec.yaml:9: slurm.sbatch_args[1]: expected a string on one line, without control characters "
-        "(a scheduler directive), found '--comment=a\\nb' (a string)"]
+        ("spec.yaml:9: slurm.sbatch_args[1]: expected a string on one line, without control characters "
+        "(a scheduler directive), found '--comment=a\\nb' (a string)")]
     [message] = errors('pbs:\n  pbsbatch_args: ["-V\\u0085"]\n')
     assert message.startswith("spec.yaml:9: pbs.pbsbatch_args[0]: expected a string on one line")
 
@@ -225,12 +225,12 @@ def test_names_shown_on_terminals_are_one_line_of_text() -> None:
     with pytest.raises(SpecError) as caught:
         parse_spec(text + 'hyperparameters:\n  "lr\\e[31m": 0.1\n', "spec.yaml")
     assert str(caught.value).splitlines() == [
-        "spec.yaml:1: name: expected a non-empty string on one line, without control characters "
-        "(the experiment's name), found 'exp\\x1b]0;owned\\x07' (a string)",
-        "spec.yaml:5: searcher.metric: expected a non-empty string on one line, without control characters "
-        "(the validation metric to compare trials by), found 'loss\\x1b[2J' (a string)",
-        "spec.yaml:9: hyperparameters.'lr\\x1b[31m': expected a non-empty hyperparameter name on one line, "
-        "without control characters, found 'lr\\x1b[31m'",
+        ("spec.yaml:1: name: expected a non-empty string on one line, without control characters "
+        "(the experiment's name), found 'exp\\x1b]0;owned\\x07' (a string)"),
+        ("spec.yaml:5: searcher.metric: expected a non-empty string on one line, without control characters "
+        "(the validation metric to compare trials by), found 'loss\\x1b[2J' (a string)"),
+        ("spec.yaml:9: hyperparameters.'lr\\x1b[31m': expected a non-empty hyperparameter name on one line, "
+        "without control characters, found 'lr\\x1b[31m'"),
     ]
 
 

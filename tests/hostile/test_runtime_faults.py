@@ -79,7 +79,7 @@ def cade_status(ledger: Ledger, exp_id: int) -> dict[str, object]:
         [sys.executable, "-m", "cade_cli", "status", str(exp_id), "--json",
          "--ledger", str(ledger.path)],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert len(data["trials"]) == len(ledger.trials(exp_id))  # every recorded trial is shown
@@ -91,7 +91,7 @@ def cade_status_text(ledger: Ledger, exp_id: int) -> str:
     result = subprocess.run(
         [sys.executable, "-m", "cade_cli", "status", str(exp_id), "--ledger", str(ledger.path)],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -129,7 +129,7 @@ def finish(tmp_path: Path, script: str, max_restarts: int = 1) -> tuple[Ledger, 
     ledger, exp_id = submit(tmp_path, script, max_restarts)
     exp = drive(ledger, exp_id)
     assert exp.state == "completed", exp.message
-    hostile, good = hostile_and_good(ledger, exp_id)
+    _hostile, good = hostile_and_good(ledger, exp_id)
     assert good.state == "completed" and good.best_metric == 0.5
     assert cade_status(ledger, exp_id)["state"] == "completed"
     assert_nothing_left_behind(ledger, exp_id)

@@ -61,7 +61,8 @@ def save(directory: Path, state: dict[str, Any]) -> None:
 def load(directory: Path) -> dict[str, Any]:
     path = Path(directory) / STATE_FILE
     # Our own file, holding RNG states and optimizer state that weights_only cannot carry.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    return state
 
 
 def apply_state(context: PyTorchTrialContext, callbacks: dict[str, Any], state: dict[str, Any]) -> int:

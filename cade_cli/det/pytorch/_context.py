@@ -161,7 +161,8 @@ class PyTorchTrialContext:
                  create_graph: bool = False) -> None:
         if self.scalers:
             loss = self.scalers[0].scale(loss)
-        loss.backward(gradient=gradient, retain_graph=retain_graph, create_graph=create_graph)
+        loss.backward(gradient=gradient, retain_graph=retain_graph,  # type: ignore[no-untyped-call]
+                      create_graph=create_graph)
 
     def step_optimizer(self, optimizer: torch.optim.Optimizer,
                        clip_grads: Callable[[Iterator[torch.nn.Parameter]], None] | None = None,

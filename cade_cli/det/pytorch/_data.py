@@ -23,14 +23,14 @@ _LOADER_ONLY = ("sampler", "batch_sampler", "batch_size", "shuffle", "drop_last"
 class DataLoader:
     """Determined's data loader: the arguments of torch's, with the order left to the harness."""
 
-    def __init__(self, dataset: torch.utils.data.Dataset, batch_size: int = 1, shuffle: bool = False,
+    def __init__(self, dataset: torch.utils.data.Dataset[Any], batch_size: int = 1, shuffle: bool = False,
                  drop_last: bool = False, sampler: Any = None, batch_sampler: Any = None,
                  **loader_arguments: Any) -> None:
         if sampler is not None or batch_sampler is not None:
             raise ValueError("det.pytorch.DataLoader decides the batch order itself (so that a resumed "
                              "trial sees the same batches); pass shuffle=True instead of a sampler, or "
                              "return a torch.utils.data.DataLoader to keep your own")
-        self.dataset = dataset
+        self.dataset: Any = dataset   # map-style: has a length
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -41,7 +41,7 @@ class DataLoader:
         return EpochSampler(len(self.dataset), self.batch_size, self.shuffle, self.drop_last).batches_per_rank
 
     def get_data_loader(self, *, seed: int = 0, rank: int = 0, size: int = 1, epoch: int = 0,
-                        skip: int = 0) -> torch.utils.data.DataLoader:
+                        skip: int = 0) -> torch.utils.data.DataLoader[Any]:
         """One epoch's torch DataLoader for this rank, starting `skip` batches in."""
         sampler = EpochSampler(len(self.dataset), self.batch_size, self.shuffle, self.drop_last,
                                seed=seed, rank=rank, size=size, epoch=epoch, skip=skip)
@@ -52,7 +52,7 @@ class DataLoader:
         return torch.utils.data.DataLoader(self.dataset, batch_sampler=sampler, **arguments)
 
 
-class EpochSampler(torch.utils.data.Sampler):
+class EpochSampler(torch.utils.data.Sampler[list[int]]):
     """The batches of one epoch for one rank: a seeded permutation, padded so ranks stay equal."""
 
     def __init__(self, records: int, batch_size: int, shuffle: bool, drop_last: bool, *, seed: int = 0,
@@ -123,5 +123,6 @@ def to_device(data: TorchData, device: torch.device) -> TorchData:
     if isinstance(data, tuple) and hasattr(data, "_fields"):
         return type(data)(*(to_device(value, device) for value in data))
     if isinstance(data, Sequence) and not isinstance(data, (str, bytes)):
-        return type(data)(to_device(value, device) for value in data)
+        rebuild: Any = type(data)   # a list, or a Sequence type built from an iterable
+        return rebuild(to_device(value, device) for value in data)
     return data

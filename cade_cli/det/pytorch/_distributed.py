@@ -23,7 +23,6 @@ from torch import nn
 from cade_cli.det._distributed import DistributedContext
 from cade_cli.errors import LaunchError
 
-
 _ALREADY_AVERAGED = contextlib.nullcontext()
 
 
@@ -85,15 +84,18 @@ class Horovod(DataParallel):
                  for name, p in model.named_parameters(prefix=f"model{index}") if id(p) in owned]
         # Horovod names unnamed parameters itself, but only when none is named.
         names = named if len(named) == len(owned) else None
-        return self.hvd.DistributedOptimizer(optimizer, named_parameters=names)
+        wrapped: torch.optim.Optimizer = self.hvd.DistributedOptimizer(
+            optimizer, named_parameters=names)
+        return wrapped
 
     @contextlib.contextmanager
     def averaged_gradients(self, optimizer: torch.optim.Optimizer) -> Iterator[None]:
         if not hasattr(optimizer, "synchronize"):
             raise ValueError("step_optimizer under Horovod takes the optimizer that "
                              "context.wrap_optimizer returned")
-        optimizer.synchronize()   # wait for the allreduces backward started
-        with optimizer.skip_synchronize():
+        horovod_optimizer: Any = optimizer   # Horovod's wrapper, checked above
+        horovod_optimizer.synchronize()   # wait for the allreduces backward started
+        with horovod_optimizer.skip_synchronize():
             yield
 
     def leave(self) -> None:

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cade_cli.det.pytorch._trial import PyTorchTrial
 from cade_cli.errors import TrialClassError
 from cade_cli.plugins import load
-from cade_cli.det.pytorch._trial import PyTorchTrial
 
 SHIM = Path(__file__).resolve().parents[1] / "shim"
 _PORTING = ("cade runs det.pytorch.PyTorchTrial classes; port the model to a PyTorchTrial, or write a "

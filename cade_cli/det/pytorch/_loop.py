@@ -21,7 +21,12 @@ from cade_cli.det.pytorch import _checkpoint
 from cade_cli.det.pytorch._context import PyTorchTrialContext
 from cade_cli.det.pytorch._data import DataLoader, batches_of, to_device
 from cade_cli.det.pytorch._lengths import Units
-from cade_cli.det.pytorch._reducer import average_batches, deferred, plain_batches, plain_metrics
+from cade_cli.det.pytorch._reducer import (
+    average_batches,
+    deferred,
+    plain_batches,
+    plain_metrics,
+)
 from cade_cli.det.pytorch._trial import LRScheduler, PyTorchTrial, defines
 
 

@@ -100,7 +100,8 @@ class Trainer:
                 raise ValueError("Trainer.fit needs max_length when the searcher sets no length "
                                  "(e.g. det.pytorch.Epoch(1))")
             target = loop.units.to_batches(length_of(length, "batches"))
-            resume = report.resume_from() if report.in_cade() else latest_checkpoint
+            resume = (report.resume_from() if report.in_cade()
+                      else None if latest_checkpoint is None else Path(latest_checkpoint))
             next_target = _no_more
         loop.restore(None if resume is None else Path(resume))
         loop.run(target, next_target, checkpoint_uuid=None if resume is None else os.path.basename(str(resume)),

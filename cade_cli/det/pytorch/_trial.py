@@ -30,7 +30,7 @@ class PyTorchTrial:
     def evaluate_batch(self, batch: TorchData, batch_idx: int = 0) -> dict[str, Any]:
         raise NotImplementedError("a PyTorchTrial defines evaluate_batch() or evaluate_full_dataset()")
 
-    def evaluate_full_dataset(self, data_loader: torch.utils.data.DataLoader) -> dict[str, Any]:
+    def evaluate_full_dataset(self, data_loader: torch.utils.data.DataLoader[Any]) -> dict[str, Any]:
         raise NotImplementedError("a PyTorchTrial defines evaluate_batch() or evaluate_full_dataset()")
 
     def build_callbacks(self) -> dict[str, PyTorchCallback]:
@@ -84,7 +84,7 @@ class LRScheduler:
 
     def __init__(self, scheduler: Any, step_mode: StepMode, frequency: int = 1) -> None:
         if not isinstance(step_mode, LRScheduler.StepMode):
-            raise ValueError(f"step_mode must be an LRScheduler.StepMode, got {step_mode!r}")
+            raise TypeError(f"step_mode must be an LRScheduler.StepMode, got {step_mode!r}")
         self.scheduler, self.step_mode, self.frequency = scheduler, step_mode, max(1, int(frequency))
 
     def step(self, *args: Any, **kwargs: Any) -> None:

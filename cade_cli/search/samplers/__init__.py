@@ -16,8 +16,16 @@ from cade_cli.search.searchers.base import ExitReason
 from cade_cli.search.space import Space
 from cade_cli.spec.sampler import DEFAULT_SAMPLER, SAMPLER_NAMES, SAMPLING_SEARCHERS
 
-__all__ = ["DEFAULT_SAMPLER", "SAMPLER_NAMES", "SAMPLING_SEARCHERS", "Sampler", "describe_sampler",
-           "make_sampler", "sampler_state", "load_sampler_state"]
+__all__ = [
+    "DEFAULT_SAMPLER",
+    "SAMPLER_NAMES",
+    "SAMPLING_SEARCHERS",
+    "Sampler",
+    "describe_sampler",
+    "load_sampler_state",
+    "make_sampler",
+    "sampler_state",
+]
 
 
 

@@ -14,7 +14,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cade_cli.search.space import Categorical, Const, Double, Hyperparameter, Int, Log, Nested
+from cade_cli.search.space import (
+    Categorical,
+    Const,
+    Double,
+    Hyperparameter,
+    Int,
+    Log,
+    Nested,
+)
 
 Coordinate = float | int   # a float in [0, 1], or a categorical index
 Point = list[Coordinate]
@@ -75,7 +83,7 @@ def decode_value(hp: Int | Double | Log | Categorical, x: Coordinate) -> Any:
         return copy.deepcopy(hp.vals[int(x)])
     if isinstance(hp, Int):
         span = hp.maxval - hp.minval
-        return hp.minval + min(int(math.floor(x * (span + 1))), span)
+        return hp.minval + min(math.floor(x * (span + 1)), span)
     if isinstance(hp, Double):
         return hp.minval + x * (hp.maxval - hp.minval)
     return hp.base ** (hp.minval + x * (hp.maxval - hp.minval))

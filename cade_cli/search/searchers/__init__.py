@@ -20,6 +20,7 @@ from cade_cli.spec.experiment import SEARCHER_NAMES, SearcherSpec
 from cade_cli.spec.sampler import DEFAULT_SAMPLER, SAMPLING_SEARCHERS
 from cade_cli.spec.searcher_config import SearcherConfig
 
+
 class Searcher(Protocol):
     """What every searcher class provides."""
 

@@ -40,7 +40,6 @@ from cade_cli.search.searchers.simple import require, rng_from_json, rng_state_t
 from cade_cli.search.space import Space
 from cade_cli.spec.searcher_config import AshaConfig, HalvingConfig
 
-
 # The class a classmethod is called on (typing.Self needs Python 3.11).
 _Search = TypeVar("_Search", bound="BracketSearch")
 

@@ -22,7 +22,15 @@ import random
 from typing import Any
 
 from cade_cli.search.plan import Plan, pbt_plan
-from cade_cli.search.searchers.base import Create, Decision, ExitReason, SearcherFacts, Shutdown, Stop, Train
+from cade_cli.search.searchers.base import (
+    Create,
+    Decision,
+    ExitReason,
+    SearcherFacts,
+    Shutdown,
+    Stop,
+    Train,
+)
 from cade_cli.search.searchers.simple import (
     CountingSearcher,
     common_snapshot,
@@ -40,6 +48,7 @@ class Pbt(CountingSearcher):
 
     def __init__(self, searcher_spec: PbtConfig, space: Space, rng: random.Random) -> None:
         super().__init__(searcher_spec, space, rng)
+        self.spec: PbtConfig = searcher_spec
         self.population_size = require(searcher_spec, "population_size")
         self.num_rounds = require(searcher_spec, "num_rounds")
         self.length_per_round = require(searcher_spec, "length_per_round")
@@ -95,7 +104,7 @@ class Pbt(CountingSearcher):
     @classmethod
     def restore(cls, searcher_spec: PbtConfig, space: Space,
                 snapshot: dict[str, Any]) -> Pbt:
-        searcher = restore_common(cls, searcher_spec, space, snapshot)
+        searcher: Pbt = restore_common(cls, searcher_spec, space, snapshot)
         searcher.rounds_completed = snapshot["rounds_completed"]
         searcher.population = list(snapshot["population"])
         searcher.params = {int(t): p for t, p in snapshot["params"].items()}

@@ -17,6 +17,7 @@ import random
 from typing import Any, ClassVar, TypeVar
 
 from cade_cli.search.plan import Plan, fixed_length_plan
+from cade_cli.search.samplers import load_sampler_state, make_sampler, sampler_state
 from cade_cli.search.searchers.base import (
     Create,
     Decision,
@@ -28,16 +29,14 @@ from cade_cli.search.searchers.base import (
     check_snapshot,
     snapshot_header,
 )
-from cade_cli.search.samplers import load_sampler_state, make_sampler, sampler_state
 from cade_cli.search.searchers.brackets import minimised
 from cade_cli.search.space import Space, grid_point, grid_size
+from cade_cli.spec.experiment import OPEN_LENGTH
 from cade_cli.spec.searcher_config import (
     FixedLengthConfig,
-    RandomConfig,
     SearcherConfig,
     required_count,
 )
-from cade_cli.spec.experiment import OPEN_LENGTH
 
 
 def rng_state_to_json(rng: random.Random) -> list[Any]:
@@ -79,7 +78,7 @@ def trial_length(spec: FixedLengthConfig) -> int:
 
 
 # The class a classmethod is called on (typing.Self needs Python 3.11).
-_Searcher = TypeVar("_Searcher", bound="CountingSearcher")
+_FixedSearcher = TypeVar("_FixedSearcher", bound="_FixedLengthSearcher")
 
 
 class CountingSearcher:
@@ -157,9 +156,9 @@ class _FixedLengthSearcher(CountingSearcher):
                 **sampler_state(self.sampler)}
 
     @classmethod
-    def restore(cls: type[_Searcher], searcher_spec: FixedLengthConfig, space: Space,
-                snapshot: dict[str, Any]) -> _Searcher:
-        searcher: _Searcher = restore_common(cls, searcher_spec, space, snapshot)
+    def restore(cls: type[_FixedSearcher], searcher_spec: FixedLengthConfig, space: Space,
+                snapshot: dict[str, Any]) -> _FixedSearcher:
+        searcher: _FixedSearcher = restore_common(cls, searcher_spec, space, snapshot)
         searcher.uncounted = snapshot["uncounted"]
         searcher.closed_counted = snapshot["closed_counted"]
         searcher.open = set(snapshot["open"])
@@ -226,8 +225,8 @@ class Random(_FixedLengthSearcher):
         self._budget = self.trial_budget(searcher_spec) or 1
 
     @classmethod
-    def trial_budget(cls, spec: RandomConfig) -> int | None:  # type: ignore[override]
-        return require(spec, "max_trials")
+    def trial_budget(cls, spec: FixedLengthConfig) -> int | None:
+        return require(spec, "max_trials")   # a RandomConfig: random and single have one
 
     @property
     def budget(self) -> int:

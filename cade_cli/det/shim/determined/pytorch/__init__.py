@@ -1,4 +1,4 @@
 """`determined.pytorch` under cade: the PyTorchTrial harness of cade_cli.det.pytorch."""
 
-from cade_cli.det.pytorch import *  # noqa: F401,F403
+from cade_cli.det.pytorch import *
 from cade_cli.det.pytorch import __all__  # noqa: F401
