@@ -174,12 +174,17 @@ def test_two_ranks_split_the_global_batch_and_average_across_ranks(tmp_path: Pat
 
 # --- class loading -------------------------------------------------------------------------
 
+NOT_A_TRIAL_LINE = next(number for number, line in enumerate(
+    (TRIALS / "model_def.py").read_text(encoding="utf-8").splitlines(), start=1)
+    if line.startswith("class NotATrial("))
+
+
 @pytest.mark.parametrize(("entry", "message"), [
     ("nowhere:Trial", "'nowhere:Trial': no module 'nowhere' in "),
     ("model_def:Missing", ("model_def.py: no class 'Missing' in module 'model_def' (it defines: CountRecords, "
                           "DigitsTrial, FullDatasetTrial, NotATrial, Recorder)")),
-    ("model_def:NotATrial", ("model_def.py:152: NotATrial is not a det.pytorch.PyTorchTrial subclass "
-                            "(its bases: Module)")),
+    ("model_def:NotATrial", (f"model_def.py:{NOT_A_TRIAL_LINE}: NotATrial is not a "
+                             "det.pytorch.PyTorchTrial subclass (its bases: Module)")),
     ("model_def:not_a_class", "model_def.py: not_a_class is a function, not a PyTorchTrial class"),
     ("keras_def:MnistTrial", "'keras_def:MnistTrial': the model definition imports determined.keras, which cade does not provide"),
     ("broken_def:BrokenTrial", "broken_def.py:3: syntax error in the model definition"),
