@@ -421,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cade-only", action="store_true",
                         help="no peers (Optuna, Ray not needed): cade's modes against its random search")
     args = parser.parse_args(argv)
+    if args.peer_workers < 1:
+        parser.error(f"--peer-workers must be at least 1 (got {args.peer_workers})")
     cade = list(CADE_SEARCHERS)
     peers = () if args.cade_only else peer_methods()
     # Seed by seed: a run cut short still covers every function and method.

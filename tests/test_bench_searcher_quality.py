@@ -106,3 +106,10 @@ def test_peers_workers_take_turns_in_simulated_time() -> None:
 
     assert trace(2) == [(0, 1), (1, 1), (0, 2), (1, 2), (2, 1), (1, 3), (3, 1)]
     assert trace(1) == [(0, 1), (0, 2), (1, 1), (1, 2), (1, 3), (2, 1), (3, 1)]
+
+
+def test_peer_workers_below_one_are_refused(tmp_path: Path) -> None:
+    result = _run("--cade-only", "--peer-workers", "0", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.endswith(
+        "searcher_quality.py: error: --peer-workers must be at least 1 (got 0)\n")
