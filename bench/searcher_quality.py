@@ -4,7 +4,9 @@ Functions (bench/mf_functions.py, on the unit cube, fidelity 1..100 = the trial'
 mf-prior-bench's multi-fidelity Hartmann 3 and 6 in their good, moderate, bad and terrible
 variants and the multi-fidelity Branin with and without noise (bench/mf_branin.py) (held
 out: nothing in cade was tuned on them), and the functions the bracket policy and the TPE
-constants were developed on (`sphere4`, `crossing4`, `valley3_noisy`). Training a trial from length a to b costs b - a.
+constants were developed on (`sphere4`, `crossing4`, `valley3_noisy`); when named, and when
+the `mf2` package imports, the bi-fidelity functions of mf2 (bench/mf_mf2.py: held out, and
+not held by cade). Training a trial from length a to b costs b - a.
 
 Every method runs until it has spent the same total training length (BUDGET units); what it
 learns is charged in the order it learns it, and the run is cut when the budget is spent.
@@ -55,12 +57,16 @@ from typing import Any
 
 import mf_branin
 import mf_functions
+import mf_mf2
 from mf_functions import MAX_FIDELITY, Function
 
 FUNCTIONS = {**mf_functions.FUNCTIONS, **mf_branin.FUNCTIONS}
 # Run only when named with --functions: added after the recorded tables (bench/RESULTS.md),
 # which the default list reproduces.
 OPT_IN = ("valley3_noisy",)
+# A family from a package cade does not hold (bench/mf_mf2.py), run only when named, one by
+# one or all at once as `mf2`; it needs the package.
+MF2 = "mf2"
 MAX_LENGTH = MAX_FIDELITY
 DIVISOR = 3
 WORKERS = 4
@@ -122,9 +128,25 @@ NOT_COUNTED = ("pbt",)   # see the module docstring
 MEMORY: float | None = None   # --memory, set in every worker process
 
 
-def _set_options(memory: float | None, peer_workers: int) -> None:
+def _set_options(memory: float | None, peer_workers: int, functions: list[str]) -> None:
+    """In the main process and in every worker: a worker may be started afresh, not forked."""
     global MEMORY, PEER_WORKERS
     MEMORY, PEER_WORKERS = memory, peer_workers
+    if any(name in mf_mf2.MAKERS and name not in FUNCTIONS for name in functions):
+        FUNCTIONS.update(mf_mf2.functions())
+
+
+def function_names(named: list[str]) -> list[str]:
+    """--functions with `mf2` spelled out, unknown names refused (ValueError)."""
+    names = [expanded for name in named
+             for expanded in (list(mf_mf2.MAKERS) if name == MF2 else [name])]
+    unknown = [name for name in names if name not in FUNCTIONS and name not in mf_mf2.MAKERS]
+    if unknown:
+        raise ValueError(f"unknown function(s) {', '.join(unknown)}; known: "
+                         f"{', '.join([*FUNCTIONS, *mf_mf2.MAKERS])} ({MF2}: all mf2_*)")
+    if any(name in mf_mf2.MAKERS for name in names) and not mf_mf2.available():
+        raise ValueError(f"the mf2_* functions need the mf2 package: {mf_mf2.INSTALL}")
+    return names
 
 
 def cade_spec(method: str, dims: int) -> Any:
@@ -404,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=1500, help="length units per run")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--functions", nargs="*",
-                        default=[name for name in FUNCTIONS if name not in OPT_IN])
+                        default=[name for name in FUNCTIONS if name not in OPT_IN],
+                        help=f"default: all but {', '.join(OPT_IN)}; also the mf2_* functions "
+                             f"of bench/mf_mf2.py, or `{MF2}` for all of them")
     parser.add_argument("--methods", nargs="*",
                         help="run only these methods (the tables still need all of them)")
     parser.add_argument("--tables-only", action="store_true",
@@ -423,12 +447,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.peer_workers < 1:
         parser.error(f"--peer-workers must be at least 1 (got {args.peer_workers})")
+    try:
+        args.functions = function_names(args.functions)
+    except ValueError as error:
+        parser.error(str(error))
     cade = list(CADE_SEARCHERS)
     peers = () if args.cade_only else peer_methods()
     # Seed by seed: a run cut short still covers every function and method.
     jobs = [(f, m, s, args.budget) for s in range(args.seeds) for f in args.functions
             for m in cade + list(peers)]
-    _set_options(args.memory, args.peer_workers)
+    _set_options(args.memory, args.peer_workers, args.functions)
     done = logged(args.log, args.budget)
     todo = [job for job in jobs if job[:3] not in done and job[2] >= args.first_seed
             and (not args.methods or job[1] in args.methods)]
@@ -436,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         todo = []
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs, initializer=_set_options,
-                             initargs=(args.memory, args.peer_workers)) as pool:
+                             initargs=(args.memory, args.peer_workers, args.functions)) as pool:
         for name, method, seed, regret in pool.map(run_one, todo, chunksize=2):
             done[(name, method, seed)] = regret
             if args.log:

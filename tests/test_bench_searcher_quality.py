@@ -113,3 +113,64 @@ def test_peer_workers_below_one_are_refused(tmp_path: Path) -> None:
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.endswith(
         "searcher_quality.py: error: --peer-workers must be at least 1 (got 0)\n")
+
+
+def test_unknown_functions_are_refused_with_the_known_ones(tmp_path: Path) -> None:
+    result = _run("--cade-only", "--functions", "branin2", "brannin2", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "searcher_quality.py: error: unknown function(s) brannin2; known: mfh3_good," \
+        in result.stderr
+    assert "mf2_borehole" in result.stderr and "(mf2: all mf2_*)" in result.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("mf2") is not None, reason="mf2 is installed")
+def test_without_mf2_its_functions_are_refused_with_the_way_out(tmp_path: Path) -> None:
+    result = _run("--cade-only", "--functions", "mf2", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.endswith(
+        "searcher_quality.py: error: the mf2_* functions need the mf2 package: pip install "
+        "--no-deps --target DIR mf2 'setuptools<81', DIR on PYTHONPATH\n")
+
+
+class _Pair:
+    """An mf2-like bi-fidelity function on [-2, 2] x [0, 4]: high (x1 - 1)^2 + (x2 - 3)^2,
+    low its negative, so that only the top fidelity finds the minimum."""
+
+    ndim = 2
+    x_opt = None
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.l_bound, self.u_bound = np.array([-2.0, 0.0]), np.array([2.0, 4.0])
+
+    @staticmethod
+    def high(points):
+        return (points[:, 0] - 1.0) ** 2 + (points[:, 1] - 3.0) ** 2
+
+    def low(self, points):
+        return -self.high(points)
+
+
+def test_the_mf2_family_maps_the_box_and_moves_from_low_to_high(monkeypatch) -> None:
+    pytest.importorskip("numpy")
+    pytest.importorskip("scipy")
+    import types
+
+    monkeypatch.setitem(sys.modules, "mf2", types.SimpleNamespace(booth=_Pair()))
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import mf_mf2
+
+    mf_mf2._function.cache_clear()
+    mf_mf2.minimum.cache_clear()
+    try:
+        value = mf_mf2.function("mf2_booth")
+        at_optimum = [0.75, 0.75]              # (1, 3) on the box
+        assert value(at_optimum, 100) == 0.0
+        assert value([0.0, 0.0], 100) == 9.0 + 9.0
+        assert value([0.0, 0.0], 1) == -18.0   # the low fidelity alone
+        assert value([0.0, 0.0], 10) == pytest.approx(0.0)   # half-way on the log scale
+        assert mf_mf2.minimum("mf2_booth") == pytest.approx(0.0, abs=1e-9)
+    finally:
+        mf_mf2._function.cache_clear()
+        mf_mf2.minimum.cache_clear()
