@@ -6,8 +6,8 @@ Each mf2 function has a high and a low fidelity, defined by its authors, on its 
 Here the box is mapped from the unit cube and the fidelity z in 1..100 (the trial's length)
 moves from the low to the high one on the same log scale as the other families:
 f(x, z) = s * high(x) + (1 - s) * low(x), with s = log(z) / log(100). Nothing is added:
-how far the low fidelity misleads is the authors' (the Branin pair, whose low fidelity
-ranks the best tenth of points in reverse, misleads most; the Park pairs hardly at all).
+how far the low fidelity misleads is the authors' (mf2's Branin pair, whose low fidelity
+ranks the best tenth of points slightly in reverse, misleads most; the Park pairs hardly).
 Every function is minimised; the minimum of the high fidelity is searched for once per
 process (a seeded uniform sample of 100,000 points, then L-BFGS-B from the best ten and from
 the authors' optimum where they give one): for several functions mf2 gives no optimum, or
@@ -19,7 +19,8 @@ parameter range (a = 0.5). Left out: the 1-D Forrester pair, the adjustable Paci
 (sin(1/(x1 x2)), unbounded oscillation) and the 10-D adjustable Trid pair (no correlation
 between its fidelities). Never used to choose anything in cade: held out.
 
-Needs `mf2` (numpy only), and the setuptools before 81 it imports `pkg_resources` from:
+Needs `mf2` (it needs numpy), scipy for the minimum search, and a setuptools before 81 (mf2
+imports `pkg_resources`):
 `pip install --no-deps --target DIR mf2 'setuptools<81'`, DIR on PYTHONPATH.
 """
 
