@@ -35,9 +35,12 @@ changes: trials that train only with their own params are scored exactly as with
 the peers never resume a trial from another's checkpoint.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
-       [--functions NAME ...] [--methods NAME ...] [--memory L] [--peer-workers N]
-       [--log RUNS.jsonl]
-       [--out FILE.md] [--cade-only]
+       [--functions NAME ... | mf2] [--methods NAME ...] [--memory L] [--peer-workers N]
+       [--log RUNS.jsonl] [--tables-only] [--intervals] [--out FILE.md] [--cade-only]
+
+`--intervals` adds how far each ratio to the best peer moves with the seeds drawn: seeds
+resampled with replacement (the same draw for every function and method), every ratio
+computed again, its 5th-95th percentile and the share of draws meeting the goal's ratio parts.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import importlib.util
 import json
 import math
 import os
+import random
 import statistics
 import sys
 import time
@@ -356,6 +360,11 @@ def geomean(values: list[float]) -> float:
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
+def counted_modes(cade: list[str]) -> list[str]:
+    """cade's modes the ratio tables show: not random search, and PBT only with --memory."""
+    return [m for m in cade if (m not in NOT_COUNTED or MEMORY) and m != "random"]
+
+
 def tables(medians: dict[tuple[str, str], float], cade: list[str], peers: tuple[str, ...],
            functions: list[str]) -> str:
     methods = cade + list(peers)
@@ -364,7 +373,7 @@ def tables(medians: dict[tuple[str, str], float], cade: list[str], peers: tuple[
         held = "" if FUNCTIONS[name][3] else " (dev)"
         lines.append(f"| {name}{held} | "
                      + " | ".join(f"{medians[(name, m)]:.4f}" for m in methods) + " |")
-    counted = [m for m in cade if (m not in NOT_COUNTED or MEMORY) and m != "random"]
+    counted = counted_modes(cade)
     if peers:
         lines += peer_ratios(medians, counted, peers, functions)
     lines += ["", "Each cade mode's median regret / cade's random search's (`random`):", "",
@@ -395,6 +404,55 @@ def peer_ratios(medians: dict[tuple[str, str], float], counted: list[str], peers
             lines.append(f"| worst, {label} | | " + " | ".join(
                 f"{max(per_mode[m][n] for n in subset):.2f}" for m in counted) + " |")
     return lines
+
+
+RESAMPLES = 2000   # bootstrap draws for --intervals
+
+
+def ratio_intervals(finals: dict[tuple[str, str], list[float]], counted: list[str],
+                    peers: tuple[str, ...], functions: list[str], resamples: int = RESAMPLES,
+                    seed: int = 0) -> tuple[dict[tuple[str, str], tuple[float, float]],
+                                            dict[str, float]]:
+    """How far the ratios to the best peer move with the seeds drawn.
+
+    The seeds are resampled with replacement, the same draw for every function and method
+    (they ran on the same seeds), and every ratio is computed again, the best peer included.
+    Returns (function, mode) -> the 5th and 95th percentiles of its ratio, and mode -> the
+    share of draws in which it meets the goal's ratio parts (geometric mean <= 1.0 over the
+    functions, every ratio <= 1.25).
+    """
+    rng = random.Random(seed)
+    count = len(finals[(functions[0], counted[0])])
+    drawn: dict[tuple[str, str], list[float]] = {(f, m): [] for f in functions for m in counted}
+    met = dict.fromkeys(counted, 0)
+    for _ in range(resamples):
+        pick = [rng.randrange(count) for _ in range(count)]
+        median = {key: statistics.median(values[i] for i in pick)
+                  for key, values in finals.items() if key[0] in functions}
+        best = {f: min(median[(f, p)] for p in peers) for f in functions}
+        for mode in counted:
+            ratios = [ratio(median[(f, mode)], best[f]) for f in functions]
+            for f, value in zip(functions, ratios):
+                drawn[(f, mode)].append(value)
+            met[mode] += geomean(ratios) <= 1.0 and max(ratios) <= 1.25
+    low, high = int(0.05 * resamples), int(0.95 * resamples) - 1
+    intervals = {key: (sorted(values)[low], sorted(values)[high]) for key, values in drawn.items()}
+    return intervals, {mode: met[mode] / resamples for mode in counted}
+
+
+def interval_table(finals: dict[tuple[str, str], list[float]], counted: list[str],
+                   peers: tuple[str, ...], functions: list[str]) -> str:
+    intervals, met = ratio_intervals(finals, counted, peers, functions)
+    lines = [(f"The ratio to the best peer over {RESAMPLES} bootstrap resamples of the seeds: "
+              "5th-95th percentile, and the share of resamples meeting the goal's ratio parts "
+              "(geometric mean <= 1.0, every function <= 1.25):"), "",
+             "| function | " + " | ".join(counted) + " |", "|---|" + "---:|" * len(counted)]
+    for name in functions:
+        lines.append(f"| {name} | " + " | ".join(
+            "{:.2f}-{:.2f}".format(*intervals[(name, m)]) for m in counted) + " |")
+    lines.append("| resamples meeting the goal | "
+                 + " | ".join(f"{met[m]:.0%}" for m in counted) + " |")
+    return "\n".join(lines)
 
 
 def log_line(name: str, method: str, seed: int, budget: int, regret: float) -> list[Any]:
@@ -442,6 +500,9 @@ def main(argv: list[str] | None = None) -> int:
                              "cade's; 1: each proposal sees every earlier result)")
     parser.add_argument("--log", help="append each run's result to this JSON-lines file; "
                                       "runs already there are not run again")
+    parser.add_argument("--intervals", action="store_true",
+                        help="also how far each ratio to the best peer moves with the seeds "
+                             f"drawn ({RESAMPLES} bootstrap resamples)")
     parser.add_argument("--cade-only", action="store_true",
                         help="no peers (Optuna, Ray not needed): cade's modes against its random search")
     args = parser.parse_args(argv)
@@ -486,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
                if peers else "")
             + (f"; objective with memory {args.memory:g}" if args.memory else "") + ".\n\n"
             + tables(medians, cade, peers, args.functions)
+            + (f"\n\n{interval_table(finals, counted_modes(cade), peers, args.functions)}"
+               if args.intervals and peers else "")
             + f"\n\n{len(todo)} runs in {time.perf_counter() - started:.0f} s.\n")
     print(text)
     if args.out:

@@ -174,3 +174,33 @@ def test_the_mf2_family_maps_the_box_and_moves_from_low_to_high(monkeypatch) -> 
     finally:
         mf_mf2._function.cache_clear()
         mf_mf2.minimum.cache_clear()
+
+
+def test_ratio_intervals_resample_the_seeds_for_every_method_at_once() -> None:
+    quality = _bench_module()
+    seeds = 9
+    finals = {("f", "peer"): [1.0 + s for s in range(seeds)],
+              ("f", "half"): [(1.0 + s) / 2 for s in range(seeds)],
+              ("f", "same"): [1.0 + s for s in range(seeds)],
+              ("f", "noisy"): [(1.0 + s) * (3.0 if s % 2 else 0.5) for s in range(seeds)]}
+    intervals, met = quality.ratio_intervals(finals, ["half", "same", "noisy"], ("peer",), ["f"],
+                                             resamples=400)
+    # The same draw of seeds for every method: a mode that is a fixed multiple of the peer on
+    # every seed keeps exactly that ratio in every resample.
+    assert intervals[("f", "half")] == (0.5, 0.5) and intervals[("f", "same")] == (1.0, 1.0)
+    assert met["half"] == 1.0 and met["same"] == 1.0
+    low, high = intervals[("f", "noisy")]
+    point = statistics.median(finals[("f", "noisy")]) / statistics.median(finals[("f", "peer")])
+    assert low < point < high and 0.0 < met["noisy"] < 1.0
+    # Seeded: the same call gives the same answer.
+    assert quality.ratio_intervals(finals, ["noisy"], ("peer",), ["f"], resamples=400) == (
+        {("f", "noisy"): (low, high)}, {"noisy": met["noisy"]})
+
+
+def test_interval_table_shows_each_interval_and_the_share_meeting_the_goal() -> None:
+    quality = _bench_module()
+    finals = {(f, m): [float(s + 1) * factor for s in range(5)]
+              for f in ("f", "g") for m, factor in (("peer", 1.0), ("half", 0.5))}
+    assert quality.interval_table(finals, ["half"], ("peer",), ["f", "g"]).splitlines()[2:] == [
+        "| function | half |", "|---|---:|", "| f | 0.50-0.50 |", "| g | 0.50-0.50 |",
+        "| resamples meeting the goal | 100% |"]
