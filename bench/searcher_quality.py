@@ -407,6 +407,7 @@ def peer_ratios(medians: dict[tuple[str, str], float], counted: list[str], peers
 
 
 RESAMPLES = 2000   # bootstrap draws for --intervals
+GOAL_GEOMEAN, GOAL_WORST = 1.0, 1.25   # the goal's ratio parts (bench/RESULTS.md)
 
 
 def ratio_intervals(finals: dict[tuple[str, str], list[float]], counted: list[str],
@@ -418,8 +419,8 @@ def ratio_intervals(finals: dict[tuple[str, str], list[float]], counted: list[st
     The seeds are resampled with replacement, the same draw for every function and method
     (they ran on the same seeds), and every ratio is computed again, the best peer included.
     Returns (function, mode) -> the 5th and 95th percentiles of its ratio, and mode -> the
-    share of draws in which it meets the goal's ratio parts (geometric mean <= 1.0 over the
-    functions, every ratio <= 1.25).
+    share of draws in which it meets the goal's ratio parts (geometric mean <= GOAL_GEOMEAN
+    over the functions, every ratio <= GOAL_WORST).
     """
     rng = random.Random(seed)
     count = len(finals[(functions[0], counted[0])])
@@ -434,7 +435,7 @@ def ratio_intervals(finals: dict[tuple[str, str], list[float]], counted: list[st
             ratios = [ratio(median[(f, mode)], best[f]) for f in functions]
             for f, value in zip(functions, ratios):
                 drawn[(f, mode)].append(value)
-            met[mode] += geomean(ratios) <= 1.0 and max(ratios) <= 1.25
+            met[mode] += geomean(ratios) <= GOAL_GEOMEAN and max(ratios) <= GOAL_WORST
     low, high = int(0.05 * resamples), int(0.95 * resamples) - 1
     intervals = {key: (sorted(values)[low], sorted(values)[high]) for key, values in drawn.items()}
     return intervals, {mode: met[mode] / resamples for mode in counted}
@@ -445,7 +446,7 @@ def interval_table(finals: dict[tuple[str, str], list[float]], counted: list[str
     intervals, met = ratio_intervals(finals, counted, peers, functions)
     lines = [(f"The ratio to the best peer over {RESAMPLES} bootstrap resamples of the seeds: "
               "5th-95th percentile, and the share of resamples meeting the goal's ratio parts "
-              "(geometric mean <= 1.0, every function <= 1.25):"), "",
+              f"(geometric mean <= {GOAL_GEOMEAN}, every function <= {GOAL_WORST}):"), "",
              "| function | " + " | ".join(counted) + " |", "|---|" + "---:|" * len(counted)]
     for name in functions:
         lines.append(f"| {name} | " + " | ".join(
