@@ -16,7 +16,10 @@ Three more functions, used while the bracket policy was developed (so they are n
 - `crossing4`: learning curves that cross: points near the optimum start slowly, so short
   trainings rank them worst;
 - `valley3_noisy`: a curved valley (log of 1 + Rosenbrock's function in 3-D) with unbiased
-  noise N(0, 1.5) * (1 - s): low fidelities rank points correctly on average, noisily.
+  noise N(0, 1.5) * (1 - s): low fidelities rank points correctly on average, noisily;
+- `levy2`: Levy's function in 2-D (many local minima around one global one) on [-10, 10]^2,
+  whose optimum sits 0.5 * (1 - s) away at low fidelities, plus 1 / sqrt(z): low fidelities
+  rank well far from the optimum and point slightly off near it.
 """
 
 from __future__ import annotations
@@ -88,6 +91,15 @@ def valley3_noisy(x: Sequence[float], z: int) -> float:
     return math.log1p(rosenbrock) + random.Random(hash((tuple(x), z, 3))).gauss(0.0, spread)
 
 
+def levy2(x: Sequence[float], z: int) -> float:
+    offset = 0.5 * (1.0 - fidelity_share(z))   # low fidelities: the optimum moved by this
+    w = [1.0 + (20.0 * xi - 10.0 + offset - 1.0) / 4.0 for xi in x]
+    levy = (math.sin(math.pi * w[0]) ** 2
+            + (w[0] - 1.0) ** 2 * (1.0 + 10.0 * math.sin(math.pi * w[0] + 1.0) ** 2)
+            + (w[1] - 1.0) ** 2 * (1.0 + math.sin(2.0 * math.pi * w[1]) ** 2))
+    return levy + 1.0 / math.sqrt(z)
+
+
 def _crossing_minimum() -> float:
     """crossing4 depends on the distance d alone: its minimum over d, on a fine grid."""
     return min(crossing4((c + math.sqrt(k * 1e-5),) + _CENTRE4[1:], MAX_FIDELITY)
@@ -102,4 +114,5 @@ FUNCTIONS: dict[str, tuple[int, Function, float, bool]] = {
     "sphere4": (4, sphere4, 1.0 / math.sqrt(MAX_FIDELITY), False),
     "crossing4": (4, crossing4, _crossing_minimum(), False),
     "valley3_noisy": (3, valley3_noisy, 0.0, False),
+    "levy2": (2, levy2, 1.0 / math.sqrt(MAX_FIDELITY), False),   # Levy's minimum is 0
 }

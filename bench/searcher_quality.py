@@ -4,8 +4,8 @@ Functions (bench/mf_functions.py, on the unit cube, fidelity 1..100 = the trial'
 mf-prior-bench's multi-fidelity Hartmann 3 and 6 in their good, moderate, bad and terrible
 variants and the multi-fidelity Branin with and without noise (bench/mf_branin.py) (held
 out: nothing in cade was tuned on them), and the functions the bracket policy and the TPE
-constants were developed on (`sphere4`, `crossing4`, `valley3_noisy`); when named, and when
-the `mf2` package imports, the bi-fidelity functions of mf2 (bench/mf_mf2.py: held out, and
+constants were developed on (`sphere4`, `crossing4`, `valley3_noisy`, `levy2`); when named,
+and when the `mf2` package imports, the bi-fidelity functions of mf2 (bench/mf_mf2.py: held out, and
 not held by cade). Training a trial from length a to b costs b - a.
 
 Every method runs until it has spent the same total training length (BUDGET units); what it
@@ -67,7 +67,7 @@ from mf_functions import MAX_FIDELITY, Function
 FUNCTIONS = {**mf_functions.FUNCTIONS, **mf_branin.FUNCTIONS}
 # Run only when named with --functions: added after the recorded tables (bench/RESULTS.md),
 # which the default list reproduces.
-OPT_IN = ("valley3_noisy",)
+OPT_IN = ("valley3_noisy", "levy2")
 # A family from a package cade does not hold (bench/mf_mf2.py), run only when named, one by
 # one or all at once as `mf2`; it needs the package.
 MF2 = "mf2"

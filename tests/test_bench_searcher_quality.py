@@ -204,3 +204,16 @@ def test_interval_table_shows_each_interval_and_the_share_meeting_the_goal() -> 
     assert quality.interval_table(finals, ["half"], ("peer",), ["f", "g"]).splitlines()[2:] == [
         "| function | half |", "|---|---:|", "| f | 0.50-0.50 |", "| g | 0.50-0.50 |",
         "| resamples meeting the goal | 100% |"]
+
+
+def test_levy2_moves_its_optimum_at_low_fidelities_and_is_opt_in() -> None:
+    quality = _bench_module()
+    dims, levy2, minimum, held_out = quality.FUNCTIONS["levy2"]
+    assert (dims, minimum, held_out) == (2, pytest.approx(0.1), False)
+    assert "levy2" in quality.OPT_IN   # not in the default list the recorded tables used
+    # Levy's minimum 0 is at 1 on [-10, 10], x = 0.55 on the unit cube; at fidelity 1 it
+    # sits 0.5 lower on [-10, 10] (0.025 on the cube), and 1 / sqrt(z) is added.
+    assert levy2([0.55, 0.55], 100) == pytest.approx(minimum)
+    assert levy2([0.525, 0.525], 1) == pytest.approx(1.0)
+    assert levy2([0.55, 0.55], 1) > 1.0 + 0.01
+    assert levy2([0.525, 0.525], 100) > minimum + 0.01

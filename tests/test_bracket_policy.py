@@ -133,6 +133,28 @@ def test_faithful_rungs_send_trials_to_the_bracket_that_stops_earliest() -> None
     assert all(count < share for count, share in zip(counts[1:], shares[1:]))
 
 
+def test_a_bracket_is_closed_only_on_a_measurement_against_the_longest_rung() -> None:
+    """Before the reference is the longest rung, an untrusted bracket gets no new trials but
+    keeps one in hand, so its waiting trials stay open and a later reading can trust it."""
+    searcher = AdaptiveAsha(adaptive("learned"), SPACE, random.Random(0))
+    searcher.start()
+    policy = searcher.factory.policy
+    assert policy is not None
+    first, second = searcher.brackets[0], searcher.brackets[1]
+    policy.correlations, policy.final = {3: -0.5, 9: 0.8, 27: 0.9}, False  # length 3 misleads
+    created_before = first.valid_created
+    policy.refill(second)
+    assert first.valid_created == created_before   # no new trial where it is untrusted
+    assert first.allowance == first.valid_created + 1
+    assert not first.finished and first.can_grow()
+    policy.correlations = {3: 0.9, 9: 0.8, 27: 0.9}   # a later reading trusts it again
+    policy.refill(second)
+    assert first.allowance > first.valid_created + 1
+    policy.correlations, policy.final = {3: -0.5, 9: 0.8, 27: 0.9}, True
+    policy.refill(second)
+    assert first.allowance == first.valid_created   # measured against 81: closed
+
+
 def test_learned_weights_retire_the_hedge_only_against_the_longest_rung() -> None:
     brackets = AdaptiveAsha(adaptive("learned"), SPACE, random.Random(0)).brackets
     assert [b.lengths for b in brackets] == [(3, 9, 27, 81), (9, 27, 81), (27, 81), (81,)]

@@ -24,6 +24,12 @@ proportional to Determined's split of max_trials times trust_b times doubt_b. Th
 moves with the trial, and so does one trial of the asking bracket's allowance when it had
 any left; a bracket with none left hands its slot on instead of letting it idle. Until some
 correlation is measured, an open bracket keeps its own slot, as under the default policy.
+A bracket is closed (its allowance lowered to the trials it created, so its waiting trials
+are promoted or stopped for good) only on a measurement against the longest rung: before
+that it keeps one trial of allowance in hand and, while untrusted, merely gets no new
+trials. Readings from a few pairs swing (a rung that ranks well can read below 0 from ten
+pairs), and a closed bracket cannot reopen, so closing on them threw away brackets that
+later readings trusted.
 The total trial budget and the number of trials running at once are unchanged. The snapshot
 holds the allowances, the reports kept and the last measurement.
 """
@@ -54,7 +60,8 @@ def describe(policy: str) -> str:
                 f"times how well the rungs where they stop trials rank them as the longest "
                 f"rung does (rank correlation); once that is measured against the longest rung "
                 f"itself, the brackets that stop later also give up the share the brackets "
-                f"that stop earlier are trusted with (keeping at least 1/divisor of it)")
+                f"that stop earlier are trusted with (keeping at least 1/divisor of it); "
+                f"a bracket is closed only on a measurement against the longest rung")
     return ("fixed: each bracket gets Determined's share of max_trials; `bracket_policy: "
             "learned` moves trials to the brackets whose early rungs rank trials as the "
             "longest rung does")
@@ -133,10 +140,12 @@ class LearnedPolicy:
         return max(ordered, key=behind).new_trial() + decisions
 
     def _rebalance(self, targets: dict[int, float]) -> list[Decision]:
-        """Move allowance from brackets above their target to those below (whole trials)."""
+        """Move allowance from brackets above their target to those below (whole trials);
+        before the measurement is final, a donor keeps one trial in hand (not closed)."""
+        kept = 0 if self.final else 1
         decisions: list[Decision] = []
         while True:
-            donors = [b for b in self.brackets if b.valid_created < b.allowance
+            donors = [b for b in self.brackets if b.valid_created + kept < b.allowance
                       and b.allowance - targets[b.index] >= 1]
             takers = [b for b in self.brackets if b.can_grow()
                       and targets[b.index] - b.allowance >= 1]
@@ -146,7 +155,7 @@ class LearnedPolicy:
             taker = max(takers, key=lambda b: targets[b.index] - b.allowance)
             moved = int(min(donor.allowance - targets[donor.index],
                             targets[taker.index] - taker.allowance,
-                            donor.allowance - donor.valid_created))
+                            donor.allowance - donor.valid_created - kept))
             donor.allowance -= moved
             taker.allowance += moved
             decisions += donor.settle()
