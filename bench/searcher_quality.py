@@ -5,8 +5,8 @@ mf-prior-bench's multi-fidelity Hartmann 3 and 6 in their good, moderate, bad an
 variants and the multi-fidelity Branin with and without noise (bench/mf_branin.py) (held
 out: nothing in cade was tuned on them), and the functions the bracket policy and the TPE
 constants were developed on (`sphere4`, `crossing4`, `valley3_noisy`, `levy2`); when named,
-and when the `mf2` package imports, the bi-fidelity functions of mf2 (bench/mf_mf2.py: held out, and
-not held by cade). Training a trial from length a to b costs b - a.
+and when the `mf2` package imports, the bi-fidelity functions of mf2 (bench/mf_mf2.py: held
+out, and not held by cade). Training a trial from length a to b costs b - a.
 
 Every method runs until it has spent the same total training length (BUDGET units); what it
 learns is charged in the order it learns it, and the run is cut when the budget is spent.

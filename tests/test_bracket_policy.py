@@ -141,6 +141,7 @@ def test_a_bracket_is_closed_only_on_a_measurement_against_the_longest_rung() ->
     policy = searcher.factory.policy
     assert policy is not None
     first, second = searcher.brackets[0], searcher.brackets[1]
+    # No results reported yet, so refill keeps the readings set here (none to measure again).
     policy.correlations, policy.final = {3: -0.5, 9: 0.8, 27: 0.9}, False  # length 3 misleads
     created_before = first.valid_created
     policy.refill(second)
