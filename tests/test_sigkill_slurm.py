@@ -60,16 +60,24 @@ def slurm_cluster() -> None:
 def slow_sbatch(workdir: Path) -> Path:
     """A folder holding an `sbatch` that answers half a second after Slurm queued the job,
     as on a busy cluster: a kill can land between the job's existence and its id reaching
-    the ledger, where a driver that submitted again would run the segment twice."""
+    the ledger, where a driver that submitted again would run the segment twice.
+
+    Written once per folder, and by rename: each driver started calls this, and rewriting
+    the script in place while the other driver's `sh` opens it let that `sh` read an empty
+    file, exit 0 and print no job id."""
     folder = workdir / "bin"
     folder.mkdir(exist_ok=True)
     script = folder / "sbatch"
-    script.write_text(f"""#!/bin/sh
+    if script.exists():
+        return folder
+    draft = folder / "sbatch.draft"
+    draft.write_text(f"""#!/bin/sh
 out=$({shutil.which("sbatch")} "$@") || {{ rc=$?; printf '%s\\n' "$out"; exit $rc; }}
 sleep {SBATCH_DELAY}
 printf '%s\\n' "$out"
 """)
-    script.chmod(0o755)
+    draft.chmod(0o755)
+    os.replace(draft, script)
     return folder
 
 
