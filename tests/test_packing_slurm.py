@@ -164,8 +164,13 @@ def test_a_driver_killed_again_and_again_loses_and_repeats_nothing(tmp_path: Pat
         cancel_jobs([p.read_text().strip() for p in root.glob("*/job_id")])
 
 
-GPU_PROBE = ('echo "$SLURM_JOB_ID ${CUDA_VISIBLE_DEVICES:-none}" > "$CADE_RUN_DIR/gpu"; '
-             f'exec {sys.executable} {EXAMPLES / "synthetic" / "train.py"}')
+# The step's job, its GPU, and when it trained (clock times taken while the step holds the
+# GPU: the run dir's `started` has whole seconds, so a segment that began in the second
+# another ended looked as if the two had run side by side).
+GPU_PROBE = ('echo "$SLURM_JOB_ID ${CUDA_VISIBLE_DEVICES:-none} $(date +%s.%N)" '
+             '> "$CADE_RUN_DIR/gpu"; '
+             f'{sys.executable} {EXAMPLES / "synthetic" / "train.py"}; rc=$?; '
+             'echo "$(date +%s.%N)" >> "$CADE_RUN_DIR/gpu"; exit $rc')
 
 
 def test_packed_gpu_trials_each_get_their_own_gpu(tmp_path: Path) -> None:
@@ -177,7 +182,8 @@ def test_packed_gpu_trials_each_get_their_own_gpu(tmp_path: Path) -> None:
     root = tmp_path / "experiments" / "1" / "packs" / "jobs"
     try:
         segments = _completed_search(tmp_path, spec)
-        placed = [(Path(s.run_dir, "gpu").read_text().split(), _span(s)) for s in segments]
+        probes = [Path(s.run_dir, "gpu").read_text().split() for s in segments]
+        placed = [(words[:2], (float(words[2]), float(words[3]))) for words in probes]
         assert {gpu for (_, gpu), _ in placed} <= {"0", "1"}, placed     # one GPU each, always
         side_by_side = [(a, b) for i, a in enumerate(placed) for b in placed[i + 1:]
                         if a[0][0] == b[0][0] and a[1][0] < b[1][1] and b[1][0] < a[1][1]]
