@@ -147,6 +147,29 @@ def test_a_notice_after_the_target_is_reached_leaves_nothing_to_resume(tmp_path:
     assert sum(name.startswith("cade-1-1-") for name in scheduler.submitted) == 2  # 4, then 8
 
 
+def test_a_crash_after_the_target_is_checkpointed_is_not_a_restart(tmp_path: Path) -> None:
+    """A rank aborting as the process group tears down fails the job after the chief reported
+    and checkpointed its target: the training is durable, so it is not run again. Without
+    the checkpoint, the rerun is what recovers it."""
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        lines = good(request, control, metric=3.0 - trial_of(request)).lines
+        if trial_of(request) == 2:  # the better one: promoted, not stopped
+            lines = [line for line in lines if line["kind"] != "checkpoint"]
+        return Outcome(lines, exit_code=134, state=JobState.FAILED)
+
+    asha = spec_text(tmp_path, searcher="async_halving", max_trials=2, max_length=8,
+                     concurrency=2, extra="max_restarts: 0").replace(
+        "  max_concurrent_trials", "  num_rungs: 2\n  divisor: 2\n  max_concurrent_trials")
+    ledger, exp_id, _ = run(tmp_path, behave, spec=parse_spec(asha, source="spec.yaml"))
+    done, lost = ledger.trials(exp_id)
+    reason = "exit code 134 after it reached and checkpointed its target 4"
+    assert [(s.state, s.exit_code, s.reason) for s in ledger.segments(exp_id, 1)] == [
+        ("completed", 134, reason)]
+    assert (done.restarts, done.message) == (0, f"segment 1: {reason}")
+    assert (lost.state, lost.restarts) == ("errored", 1)
+    assert "exit code 134" in lost.message
+
+
 def test_invalid_hyperparameters_are_reported_to_the_searcher(tmp_path: Path) -> None:
     def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
         if trial_of(request) == 1:

@@ -217,7 +217,8 @@ def finish_segment(ctx: SyncContext, seg: SegmentRecord, status: JobStatus | Non
     with ctx.ledger.transaction():
         trial = ctx.ledger.trial(ctx.exp_id, seg.trial)
         state = status.state if status is not None else JobState.UNKNOWN
-        seg_state, reason = _segment_outcome(seg, state, exit_code, status)
+        seg_state, reason = _segment_outcome(seg, state, exit_code, status,
+                                             trial.checkpoint_length)
         escaped = _escaped(seg, status)
         if escaped not in reason:
             reason = "; ".join(filter(None, [reason, escaped]))  # always reported
@@ -225,6 +226,8 @@ def finish_segment(ctx: SyncContext, seg: SegmentRecord, status: JobStatus | Non
                                   exit_code=exit_code, ended=ctx.clock(), reason=reason)
         if not trial.closed:
             _trial_after(ctx, trial, seg, seg_state, reason)
+        if seg_state == SegmentState.COMPLETED and exit_code:
+            _tell_on_trial(ctx, seg, reason)  # finished, yet something crashed: worth a look
         if escaped:
             _tell_on_trial(ctx, seg, escaped)
 
@@ -268,8 +271,17 @@ def _trial_after(ctx: SyncContext, trial: TrialRecord, seg: SegmentRecord,
 
 
 def _segment_outcome(seg: SegmentRecord, state: JobState, exit_code: int | None,
-                     status: JobStatus | None) -> tuple[SegmentState, str]:
+                     status: JobStatus | None, checkpointed: int) -> tuple[SegmentState, str]:
+    """The segment's state and why. `checkpointed`: the length of the trial's latest
+    checkpoint, ingested from this segment's metrics before it is judged."""
     detail = status.reason if status is not None and status.reason else ""
+    durable = seg.end_length is not None and min(seg.end_length, checkpointed) >= seg.target_length
+    if exit_code and durable and seg.stop_reason in ("", "searcher"):
+        # The chief reported and checkpointed its target; then a process failed, typically a
+        # rank aborting as the process group tears down. Nothing is lost, and a rerun would
+        # only repeat the training and count against max_restarts.
+        return SegmentState.COMPLETED, (f"exit code {exit_code} after it reached and "
+                                        f"checkpointed its target {seg.target_length}")
     if seg.stop_requested is not None and seg.stop_reason != "pause":
         if exit_code == 0 and (seg.end_length or 0) >= seg.target_length:
             return SegmentState.COMPLETED, ""
