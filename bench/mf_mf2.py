@@ -35,6 +35,8 @@ from typing import Any
 
 from mf_functions import Function, fidelity_share
 
+FAMILY = "mf2"
+NEEDS = "the mf2 package"
 # name -> how to make the mf2 function (names fixed here, so they can be listed without mf2)
 MAKERS: dict[str, Callable[[Any], Any]] = {
     "mf2_bohachevsky": lambda mf2: mf2.bohachevsky,

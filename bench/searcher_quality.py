@@ -5,8 +5,9 @@ mf-prior-bench's multi-fidelity Hartmann 3 and 6 in their good, moderate, bad an
 variants and the multi-fidelity Branin with and without noise (bench/mf_branin.py) (held
 out: nothing in cade was tuned on them), and the functions the bracket policy and the TPE
 constants were developed on (`sphere4`, `crossing4`, `valley3_noisy`, `levy2`); when named,
-and when the `mf2` package imports, the bi-fidelity functions of mf2 (bench/mf_mf2.py: held
-out, and not held by cade). Training a trial from length a to b costs b - a.
+and when their packages import, the bi-fidelity functions of mf2 (bench/mf_mf2.py) and the
+multi-fidelity test functions of BoTorch (bench/mf_botorch.py), both held out and not held by
+cade. Training a trial from length a to b costs b - a.
 
 Every method runs until it has spent the same total training length (BUDGET units); what it
 learns is charged in the order it learns it, and the run is cut when the budget is spent.
@@ -35,7 +36,7 @@ changes: trials that train only with their own params are scored exactly as with
 the peers never resume a trial from another's checkpoint.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
-       [--functions NAME ... | mf2] [--methods NAME ...] [--memory L] [--peer-workers N]
+       [--functions NAME ... | mf2 | botorch] [--methods NAME ...] [--memory L] [--peer-workers N]
        [--log RUNS.jsonl] [--tables-only] [--intervals] [--out FILE.md] [--cade-only]
 
 `--intervals` adds how far each ratio to the best peer moves with the seeds drawn: seeds
@@ -59,6 +60,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import mf_botorch
 import mf_branin
 import mf_functions
 import mf_mf2
@@ -68,9 +70,9 @@ FUNCTIONS = {**mf_functions.FUNCTIONS, **mf_branin.FUNCTIONS}
 # Run only when named with --functions: added after the recorded tables (bench/RESULTS.md),
 # which the default list reproduces.
 OPT_IN = ("valley3_noisy", "levy2")
-# A family from a package cade does not hold (bench/mf_mf2.py), run only when named, one by
-# one or all at once as `mf2`; it needs the package.
-MF2 = "mf2"
+# Families from packages cade does not hold (bench/mf_mf2.py, bench/mf_botorch.py), run only
+# when named, one by one or all at once by the family's name; each needs its package.
+EXTERNAL = (mf_mf2, mf_botorch)
 MAX_LENGTH = MAX_FIDELITY
 DIVISOR = 3
 WORKERS = 4
@@ -136,20 +138,25 @@ def _set_options(memory: float | None, peer_workers: int, functions: list[str]) 
     """In the main process and in every worker: a worker may be started afresh, not forked."""
     global MEMORY, PEER_WORKERS
     MEMORY, PEER_WORKERS = memory, peer_workers
-    if any(name in mf_mf2.MAKERS and name not in FUNCTIONS for name in functions):
-        FUNCTIONS.update(mf_mf2.functions())
+    for family in EXTERNAL:
+        if any(name in family.MAKERS and name not in FUNCTIONS for name in functions):
+            FUNCTIONS.update(family.functions())
 
 
 def function_names(named: list[str]) -> list[str]:
-    """--functions with `mf2` spelled out, unknown names refused (ValueError)."""
-    names = [expanded for name in named
-             for expanded in (list(mf_mf2.MAKERS) if name == MF2 else [name])]
-    unknown = [name for name in names if name not in FUNCTIONS and name not in mf_mf2.MAKERS]
+    """--functions with the families' names spelled out, unknown names refused (ValueError)."""
+    families = {family.FAMILY: list(family.MAKERS) for family in EXTERNAL}
+    names = [expanded for name in named for expanded in families.get(name, [name])]
+    external = [name for family in EXTERNAL for name in family.MAKERS]
+    unknown = [name for name in names if name not in FUNCTIONS and name not in external]
     if unknown:
+        spelled = "; ".join(f"{family}: all {family}_*" for family in families)
         raise ValueError(f"unknown function(s) {', '.join(unknown)}; known: "
-                         f"{', '.join([*FUNCTIONS, *mf_mf2.MAKERS])} ({MF2}: all mf2_*)")
-    if any(name in mf_mf2.MAKERS for name in names) and not mf_mf2.available():
-        raise ValueError(f"the mf2_* functions need the mf2 package: {mf_mf2.INSTALL}")
+                         f"{', '.join([*FUNCTIONS, *external])} ({spelled})")
+    for family in EXTERNAL:
+        if any(name in family.MAKERS for name in names) and not family.available():
+            raise ValueError(f"the {family.FAMILY}_* functions need {family.NEEDS}: "
+                             f"{family.INSTALL}")
     return names
 
 
@@ -486,8 +493,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--functions", nargs="*",
                         default=[name for name in FUNCTIONS if name not in OPT_IN],
-                        help=f"default: all but {', '.join(OPT_IN)}; also the mf2_* functions "
-                             f"of bench/mf_mf2.py, or `{MF2}` for all of them")
+                        help=f"default: all but {', '.join(OPT_IN)}; also the mf2_* and "
+                             f"botorch_* functions of bench/mf_mf2.py and bench/mf_botorch.py, "
+                             f"or `mf2` and `botorch` for all of a family")
     parser.add_argument("--methods", nargs="*",
                         help="run only these methods (the tables still need all of them)")
     parser.add_argument("--tables-only", action="store_true",

@@ -120,7 +120,8 @@ def test_unknown_functions_are_refused_with_the_known_ones(tmp_path: Path) -> No
     assert result.returncode == 2 and result.stdout == ""
     assert "searcher_quality.py: error: unknown function(s) brannin2; known: mfh3_good," \
         in result.stderr
-    assert "mf2_borehole" in result.stderr and "(mf2: all mf2_*)" in result.stderr
+    assert "mf2_borehole" in result.stderr and "botorch_augmented_branin" in result.stderr
+    assert "(mf2: all mf2_*; botorch: all botorch_*)" in result.stderr
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mf2") is not None, reason="mf2 is installed")
@@ -174,6 +175,61 @@ def test_the_mf2_family_maps_the_box_and_moves_from_low_to_high(monkeypatch) -> 
     finally:
         mf_mf2._function.cache_clear()
         mf_mf2.minimum.cache_clear()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("botorch") is not None, reason="BoTorch is installed")
+def test_without_botorch_its_functions_are_refused_with_the_way_out(tmp_path: Path) -> None:
+    result = _run("--cade-only", "--functions", "botorch", cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.endswith(
+        "searcher_quality.py: error: the botorch_* functions need BoTorch: pip install "
+        "--no-deps --target DIR botorch gpytorch linear_operator pyre_extensions "
+        "multipledispatch typing_inspect mypy_extensions jaxtyping wadler_lindig, DIR on "
+        "PYTHONPATH\n")
+
+
+class _Augmented:
+    """A BoTorch-like multi-fidelity function: design inputs on [-5, 10], then fidelity
+    inputs; its value is the sum of the input row, and the rows are kept to be read back."""
+
+    def __init__(self, dim: int, fidelities: int = 2) -> None:
+        self.dim, self.optimal_value = dim, 0.0
+        self._bounds = [(-5.0, 10.0)] * (dim - fidelities) + [(0.0, 1.0)] * fidelities
+        self.rows: list[list[float]] = []
+
+    def evaluate_true(self, rows):
+        self.rows.append(rows[0].tolist())
+        return rows.sum(dim=-1)
+
+
+def test_the_botorch_family_maps_the_box_and_sets_every_fidelity_input(monkeypatch) -> None:
+    pytest.importorskip("torch")
+    import types
+
+    augmented = _Augmented(4)
+    multi_fidelity = types.SimpleNamespace(
+        AugmentedBranin=lambda: _Augmented(3, 1), AugmentedHartmann=lambda: _Augmented(7, 1),
+        AugmentedRosenbrock=lambda dim: augmented if dim == 4 else _Augmented(dim))
+    monkeypatch.setitem(sys.modules, "botorch", types.ModuleType("botorch"))
+    monkeypatch.setitem(sys.modules, "botorch.test_functions",
+                        types.SimpleNamespace(multi_fidelity=multi_fidelity))
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import mf_botorch
+
+    mf_botorch._function.cache_clear()
+    try:
+        family = mf_botorch.functions()
+        assert {name: dims for name, (dims, *_) in family.items()} == {
+            "botorch_augmented_branin": 2, "botorch_augmented_hartmann": 6,
+            "botorch_augmented_rosenbrock2": 2, "botorch_augmented_rosenbrock4": 4}
+        _, value, lowest, held_out = family["botorch_augmented_rosenbrock2"]
+        assert (lowest, held_out) == (0.0, True)
+        assert value([0.4, 1.0], 100) == pytest.approx(1.0 + 10.0 + 1.0 + 1.0)
+        assert value([0.0, 0.0], 10) == pytest.approx(-10.0 + 0.5 + 0.5)  # half-way: s = 0.5
+        assert augmented.rows[-2:] == [[1.0, 10.0, 1.0, 1.0], [-5.0, -5.0, 0.5, 0.5]]
+        assert value([0.0, 0.0], 1) == -10.0   # the lowest fidelity: s = 0
+    finally:
+        mf_botorch._function.cache_clear()
 
 
 def test_ratio_intervals_resample_the_seeds_for_every_method_at_once() -> None:
