@@ -164,6 +164,18 @@ def test_exiting_0_short_of_the_target_is_not_relaunched_forever(tmp_path: Path)
     assert len(ledger.segments(exp_id, hostile.id)) == 3
 
 
+def test_a_job_that_fails_after_its_checkpointed_target_is_not_run_again(tmp_path: Path) -> None:
+    ledger, exp_id = finish(tmp_path, "aborts_after_checkpoint", max_restarts=0)
+    hostile, _ = hostile_and_good(ledger, exp_id)
+    assert (hostile.state, hostile.restarts, hostile.best_metric) == ("completed", 0, 0.6)
+    (segment,) = ledger.segments(exp_id, hostile.id)
+    assert segment.state == "completed" and segment.exit_code not in (None, 0)
+    assert f"exit code {segment.exit_code} after it reached and checkpointed its target 4" \
+        in hostile.message
+    assert hostile.latest_checkpoint is not None
+    assert (Path(hostile.latest_checkpoint) / "weights").read_text() == "trained\n"
+
+
 def test_a_trial_that_deletes_its_run_directory(tmp_path: Path) -> None:
     ledger, exp_id = finish(tmp_path, "deletes_run_dir", max_restarts=0)
     hostile, _ = hostile_and_good(ledger, exp_id)
