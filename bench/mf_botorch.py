@@ -75,8 +75,8 @@ def function(name: str) -> Function:
 
     mf = _function(name)
     dims = design_dims(name)
-    box = torch.tensor(mf._bounds[:dims], dtype=torch.double)
-    low, span = box[:, 0], box[:, 1] - box[:, 0]
+    box = mf.bounds[:, :dims].to(torch.double)   # row 0 the lower bounds, row 1 the upper
+    low, span = box[0], box[1] - box[0]
     fidelities = FIDELITY_INPUTS[name]
 
     def value(x: Sequence[float], z: int) -> float:

@@ -193,8 +193,11 @@ class _Augmented:
     inputs; its value is the sum of the input row, and the rows are kept to be read back."""
 
     def __init__(self, dim: int, fidelities: int = 2) -> None:
+        import torch
+
         self.dim, self.optimal_value = dim, 0.0
-        self._bounds = [(-5.0, 10.0)] * (dim - fidelities) + [(0.0, 1.0)] * fidelities
+        box = [(-5.0, 10.0)] * (dim - fidelities) + [(0.0, 1.0)] * fidelities
+        self.bounds = torch.tensor(box).T   # as BoTorch's: 2 x dim
         self.rows: list[list[float]] = []
 
     def evaluate_true(self, rows):
