@@ -23,13 +23,12 @@ multipledispatch typing_inspect mypy_extensions jaxtyping wadler_lindig`, DIR on
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mf_functions import Function, fidelity_share
+from mf_functions import Function, fidelity_share, show_family
 
 FAMILY = "botorch"
 NEEDS = "BoTorch"
@@ -97,14 +96,8 @@ def functions() -> dict[str, tuple[int, Function, float, bool]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The family at a glance: each function's design dimensions and minimum."""
-    argparse.ArgumentParser(description=main.__doc__).parse_args(argv)
-    if not available():
-        print(f"mf_botorch.py: needs BoTorch: {INSTALL}", file=sys.stderr)
-        return 1
-    for name, (dims, _, lowest, _) in functions().items():
-        print(f"{name:32s} {dims}-D  minimum {lowest:.6g}")
-    return 0
+    """The BoTorch family at a glance: each function's dimensions and minimum."""
+    return show_family(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -24,9 +24,12 @@ Four more functions, used while the bracket policy was developed (so they are no
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
+import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 MAX_FIDELITY = 100
 
@@ -116,3 +119,15 @@ FUNCTIONS: dict[str, tuple[int, Function, float, bool]] = {
     "valley3_noisy": (3, valley3_noisy, 0.0, False),
     "levy2": (2, levy2, 1.0 / math.sqrt(MAX_FIDELITY), False),   # Levy's minimum is 0
 }
+
+
+def show_family(family: Any, argv: list[str] | None) -> int:
+    """A family from a package cade does not hold (bench/mf_mf2.py, bench/mf_botorch.py) at a
+    glance: each function's dimensions and the minimum its module gives."""
+    argparse.ArgumentParser(description=show_family.__doc__).parse_args(argv)
+    if not family.available():
+        print(f"mf_{family.FAMILY}.py: needs {family.NEEDS}: {family.INSTALL}", file=sys.stderr)
+        return 1
+    for name, (dims, _, lowest, _) in family.functions().items():
+        print(f"{name:32s} {dims}-D  minimum {lowest:.6g}")
+    return 0

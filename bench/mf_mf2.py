@@ -26,14 +26,13 @@ imports `pkg_resources`):
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from mf_functions import Function, fidelity_share
+from mf_functions import Function, fidelity_share, show_family
 
 FAMILY = "mf2"
 NEEDS = "the mf2 package"
@@ -122,14 +121,8 @@ def functions() -> dict[str, tuple[int, Function, float, bool]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The family at a glance: each function's dimensions and the minimum found."""
-    argparse.ArgumentParser(description=main.__doc__).parse_args(argv)
-    if not available():
-        print(f"mf_mf2.py: needs the mf2 package: {INSTALL}", file=sys.stderr)
-        return 1
-    for name, (dims, _, lowest, _) in functions().items():
-        print(f"{name:28s} {dims}-D  minimum {lowest:.6g}")
-    return 0
+    """The mf2 family at a glance: each function's dimensions and minimum."""
+    return show_family(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

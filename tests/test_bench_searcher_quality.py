@@ -124,13 +124,24 @@ def test_unknown_functions_are_refused_with_the_known_ones(tmp_path: Path) -> No
     assert "(mf2: all mf2_*; botorch: all botorch_*)" in result.stderr
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mf2") is not None, reason="mf2 is installed")
-def test_without_mf2_its_functions_are_refused_with_the_way_out(tmp_path: Path) -> None:
-    result = _run("--cade-only", "--functions", "mf2", cwd=tmp_path)
+def _missing(package: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(importlib.util.find_spec(package) is not None,
+                              reason=f"{package} is installed")
+
+
+@pytest.mark.parametrize("family, message", [
+    pytest.param("mf2", "the mf2_* functions need the mf2 package: pip install --no-deps "
+                 "--target DIR mf2 'setuptools<81', DIR on PYTHONPATH", marks=_missing("mf2")),
+    pytest.param("botorch", "the botorch_* functions need BoTorch: pip install --no-deps "
+                 "--target DIR botorch gpytorch linear_operator pyre_extensions "
+                 "multipledispatch typing_inspect mypy_extensions jaxtyping wadler_lindig, DIR "
+                 "on PYTHONPATH", marks=_missing("botorch")),
+])
+def test_without_its_package_a_family_is_refused_with_the_way_out(tmp_path: Path, family: str,
+                                                                   message: str) -> None:
+    result = _run("--cade-only", "--functions", family, cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.endswith(
-        "searcher_quality.py: error: the mf2_* functions need the mf2 package: pip install "
-        "--no-deps --target DIR mf2 'setuptools<81', DIR on PYTHONPATH\n")
+    assert result.stderr.endswith(f"searcher_quality.py: error: {message}\n")
 
 
 class _Pair:
@@ -175,17 +186,6 @@ def test_the_mf2_family_maps_the_box_and_moves_from_low_to_high(monkeypatch) -> 
     finally:
         mf_mf2._function.cache_clear()
         mf_mf2.minimum.cache_clear()
-
-
-@pytest.mark.skipif(importlib.util.find_spec("botorch") is not None, reason="BoTorch is installed")
-def test_without_botorch_its_functions_are_refused_with_the_way_out(tmp_path: Path) -> None:
-    result = _run("--cade-only", "--functions", "botorch", cwd=tmp_path)
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.endswith(
-        "searcher_quality.py: error: the botorch_* functions need BoTorch: pip install "
-        "--no-deps --target DIR botorch gpytorch linear_operator pyre_extensions "
-        "multipledispatch typing_inspect mypy_extensions jaxtyping wadler_lindig, DIR on "
-        "PYTHONPATH\n")
 
 
 class _Augmented:
