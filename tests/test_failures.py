@@ -32,6 +32,15 @@ def trial_of(request: JobRequest) -> int:
     return int(request.name.split("-")[2])
 
 
+def two_rung_asha(tmp_path: Path, trials: int, extra: str = "") -> Any:
+    """ASHA over lengths 4 and 8 (divisor 2), every trial running at once."""
+    text = spec_text(tmp_path, searcher="async_halving", max_trials=trials, max_length=8,
+                     concurrency=trials, extra=extra)
+    return parse_spec(text.replace("  max_concurrent_trials",
+                                   "  num_rungs: 2\n  divisor: 2\n  max_concurrent_trials"),
+                      source="spec.yaml")
+
+
 def run(tmp_path: Path, behave: Any, max_trials: int = 2, extra: str = "",
         syncs: int = 20, spec: Any = None) -> tuple[Ledger, int, FakeScheduler]:
     ledger = Ledger(tmp_path / "state" / "ledger.db")
@@ -138,10 +147,7 @@ def test_a_notice_after_the_target_is_reached_leaves_nothing_to_resume(tmp_path:
         done = good(request, control, metric=float(trial_of(request)))
         return Outcome(done.lines, exit_code=0, preempted=trial_of(request) == 1)
 
-    asha = spec_text(tmp_path, searcher="async_halving", max_trials=4, max_length=8,
-                     concurrency=4).replace("  max_concurrent_trials", "  num_rungs: 2\n  "
-                                            "divisor: 2\n  max_concurrent_trials")
-    ledger, exp_id, scheduler = run(tmp_path, behave, spec=parse_spec(asha, source="spec.yaml"))
+    ledger, exp_id, scheduler = run(tmp_path, behave, spec=two_rung_asha(tmp_path, 4))
     assert ledger.experiment(exp_id).state == "completed"
     assert [(s.state, s.reason) for s in ledger.segments(exp_id, 1)] == [("completed", "")] * 2
     assert sum(name.startswith("cade-1-1-") for name in scheduler.submitted) == 2  # 4, then 8
@@ -157,10 +163,8 @@ def test_a_crash_after_the_target_is_checkpointed_is_not_a_restart(tmp_path: Pat
             lines = [line for line in lines if line["kind"] != "checkpoint"]
         return Outcome(lines, exit_code=134, state=JobState.FAILED)
 
-    asha = spec_text(tmp_path, searcher="async_halving", max_trials=2, max_length=8,
-                     concurrency=2, extra="max_restarts: 0").replace(
-        "  max_concurrent_trials", "  num_rungs: 2\n  divisor: 2\n  max_concurrent_trials")
-    ledger, exp_id, _ = run(tmp_path, behave, spec=parse_spec(asha, source="spec.yaml"))
+    ledger, exp_id, _ = run(tmp_path, behave,
+                            spec=two_rung_asha(tmp_path, 2, extra="max_restarts: 0"))
     done, lost = ledger.trials(exp_id)
     reason = "exit code 134 after it reached and checkpointed its target 4"
     assert [(s.state, s.exit_code, s.reason) for s in ledger.segments(exp_id, 1)] == [
