@@ -380,6 +380,20 @@ searcher:
     assert [path.read_text() for path in saved] == ["batches"]
 
 
+@pytest.mark.parametrize("directory, warned", [
+    ("/tmp", True), ("/var/tmp/ckpt", True), ("/dev/shm", True),
+    ("/scratch/ckpt", False), ("/tmpfs-shared/ckpt", False),
+])
+def test_checkpoints_in_a_node_local_directory_warn(directory: str, warned: bool) -> None:
+    spec = load("core_api_038.yaml", f"checkpoint_storage.host_path={directory}")
+    local = [w for w in spec.warnings if "local to each node" in w]
+    expected = (f"--config: checkpoint_storage.host_path: '{directory}/determined-checkpoint' "
+                "is local to each node on most clusters: a trial resumed on another node "
+                "cannot read its checkpoints there; give a directory on a shared filesystem "
+                "(the local backend is fine)")
+    assert local == ([expected] if warned else [])
+
+
 def test_a_removed_searcher_is_one_error_not_one_per_key(tmp_path: Path) -> None:
     spec = tmp_path / "old.yaml"
     spec.write_text("name: old\nentrypoint: python3 train.py\n"
@@ -389,6 +403,30 @@ def test_a_removed_searcher_is_one_error_not_one_per_key(tmp_path: Path) -> None
     assert (result.exit_code, result.output) == (2, (
         f"Error: {spec}:4: searcher.name: not supported: 'adaptive_simple': removed from Determined "
         "before 0.26; use adaptive_asha\n"))
+
+
+def test_a_removed_searcher_without_its_successors_keys_is_one_error(tmp_path: Path) -> None:
+    """Determined's pre-0.26 `adaptive` counted a `budget`, not `max_trials`."""
+    spec = tmp_path / "older.yaml"
+    spec.write_text("name: older\nentrypoint: python3 train.py\n"
+                    "searcher:\n  name: adaptive\n  metric: loss\n  max_length: {batches: 64}\n"
+                    "  budget: {batches: 600}\n  train_stragglers: true\n  mode: standard\n")
+    result = CliRunner().invoke(cli, ["preview", str(spec)], terminal_width=400)
+    assert (result.exit_code, result.output) == (2, (
+        f"Error: {spec}:4: searcher.name: not supported: 'adaptive': removed from Determined "
+        "before 0.26; use adaptive_asha\n"))
+
+
+def test_step_keys_of_determined_before_0_13_say_what_replaced_them(tmp_path: Path) -> None:
+    spec = tmp_path / "steps.yaml"
+    spec.write_text("name: steps\nentrypoint: python3 train.py\nbatches_per_step: 10\n"
+                    "searcher:\n  name: single\n  metric: loss\n  max_steps: 5\n")
+    result = CliRunner().invoke(cli, ["preview", str(spec)], terminal_width=400)
+    removed = ("unknown key: removed in Determined 0.13 with steps (batches_per_step batches each, "
+               "100 unless given); use")
+    assert (result.exit_code, result.output) == (2, (
+        f"Error: {spec}:3: batches_per_step: {removed} lengths in batches, records or epochs\n"
+        f"{spec}:7: searcher.max_steps: {removed} searcher.max_length\n"))
 
 
 def test_a_custom_searcher_is_one_error_its_unit_key_included(tmp_path: Path) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from cade_cli.errors import SpecError
 from cade_cli.search.plan import BracketPlan, plan_to_json, preview
 from cade_cli.search.searchers.base import rung_reached
+from cade_cli.search.simulate import simulate
 from cade_cli.search.space import Categorical, Int, Nested
 from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
 
@@ -125,3 +128,31 @@ def test_rung_reached_reads_the_bracket_ladder() -> None:
         None, None, 0, 0, 2, 2]
     assert rung_reached(ladders, 1, 300) == 0 and rung_reached(ladders, 5, 900) == 1
     assert rung_reached([], 0, 10) is None
+
+
+def test_promotion_type_promotes_int_n_over_divisor() -> None:
+    """Determined's tutorial adaptive search: 16 trials, d 4, brackets 58/234/937 x12 and
+    234/937 x4. Promotion type: 12 -> 3 -> int(3/4) = 0, so bracket 0 never reaches 937;
+    4 -> 1. Stopping type lets the first trial at each rung go on: 12 -> 3 -> 1."""
+    spec = experiment("adaptive_asha", max_trials=16, max_length=937, divisor=4,
+                      max_concurrent_trials=16)
+    assert [b.rungs for b in preview(spec).brackets] == [(58, 234, 937), (234, 937)]
+    assert ends(spec) == {58: 9, 234: 6, 937: 1}
+    assert ends(replace(spec, searcher=replace(spec.searcher, stop_once=True))) == {
+        58: 9, 234: 5, 937: 2}
+
+
+@pytest.mark.parametrize("searcher", [
+    {"name": "adaptive_asha", "max_trials": 16, "max_length": 937, "divisor": 4},
+    {"name": "adaptive_asha", "max_trials": 100, "max_length": 1000, "divisor": 4},
+    {"name": "async_halving", "num_rungs": 4, "max_trials": 50, "max_length": 27, "divisor": 3},
+])
+def test_promotion_plan_is_what_the_searcher_does_with_results_in_rank_order(
+        searcher: dict[str, Any]) -> None:
+    """One slot and a metric that grows with the trial id: every result reaches its rung
+    after the better ones, so each rung promotes exactly its top int(n / divisor)."""
+    spec = experiment(max_concurrent_trials=1, **searcher)
+    plan = preview(spec)
+    run = simulate(spec, lambda params, length, trial: float(trial), workers=1)
+    assert sorted(Counter(t.length for t in run.trials).items()) == list(plan.ends)
+    assert run.total_length == plan.total_length

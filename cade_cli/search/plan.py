@@ -1,9 +1,13 @@
 """`cade preview`: what a spec's search will train, without running anything. Pure.
 
 Like Determined's preview-search: the brackets (rung lengths, trials, concurrency) and, for
-each length, how many trials end their training there. ASHA is planned as if every rung
-fills up: of the n trials entering a rung, max(int(n / divisor), 1) go on and the rest stop
-there; every trial that enters the top rung stops there.
+each length, how many trials end their training there. ASHA is planned as synchronous
+successive halving: of the n trials entering a rung, the top int(n / divisor) go on and the
+rest end there (stopping type: at least one goes on, since the first trial to reach a rung
+always continues); every trial that enters the top rung ends there. Asynchronous promotion
+follows the same rule over the results seen so far, so a better result arriving after the
+rung has promoted can be promoted too: a run may end a few more trials at longer rungs
+(async_note; `cade simulate` shows one run).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Plan:
     total_length: int | None            # the length trained, all trials together (None: the
                                         # trials decide: no max_length)
     note: str = ""                      # how max_concurrent_trials was applied
+    ends_note: str = ""                 # how `ends` was worked out, where it is not exact
     sampler: str = "random"             # searcher.sampler: where new trials' params come from
     bracket_policy: str = ""            # searcher.bracket_policy (adaptive_asha only)
 
@@ -71,13 +76,19 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
     }
 
 
+def async_note(divisor: float) -> str:
+    return (f"the top 1/{divisor:g} of each rung go on, as in synchronous successive halving; "
+            f"asynchronous ASHA can promote a few more when better results arrive late")
+
+
 def asha_bracket_ends(config: BracketConfig) -> Counter[int]:
-    """Trials ending at each rung length of one bracket, if every rung fills up."""
+    """Trials ending at each rung length of one bracket (the module docstring's rule)."""
     ends: Counter[int] = Counter()
     entering = config.max_trials
     top = config.num_rungs - 1
     for index, length in enumerate(config.rungs):
-        continuing = 0 if index == top else max(int(entering / config.divisor), 1)
+        least = 1 if config.stop_once and entering else 0
+        continuing = 0 if index == top else max(int(entering / config.divisor), least)
         ends[length] += entering - continuing
         entering = continuing
     return ends
@@ -105,7 +116,8 @@ def asha_plan(spec: HalvingConfig, configs: list[BracketConfig]) -> Plan:
     brackets = tuple(BracketPlan(c.rungs, c.max_trials, c.initial_trials) for c in configs)
     total = sum(length * n for length, n in ends.items())
     return Plan(spec.name, spec.length_unit, brackets, _sorted_ends(ends), total,
-                _asha_concurrency_note(spec, configs))
+                _asha_concurrency_note(spec, configs),
+                ends_note=async_note(configs[0].divisor))
 
 
 def _asha_concurrency_note(spec: HalvingConfig, configs: list[BracketConfig]) -> str:

@@ -203,6 +203,26 @@ _READ_BY_CADE = ("", "searcher", "resources", "checkpoint_storage", "environment
                  "slurm", "pbs", "hyperparameters")
 
 
+# Determined 0.13 replaced steps (batches_per_step batches each) by lengths; configs written
+# before it still carry these keys. Key path -> the key that replaced it.
+_STEP_KEYS = {
+    "batches_per_step": "lengths in batches, records or epochs",
+    "searcher.max_steps": "searcher.max_length",
+    "searcher.target_trial_steps": "searcher.max_length",
+    "searcher.steps_per_round": "searcher.length_per_round",
+    "searcher.step_budget": "searcher.max_trials",
+}
+
+
+def removed_step_keys(section: str) -> dict[str, str]:
+    """Key of `section` -> why it is refused, for Determined's pre-0.13 step keys."""
+    prefix = section + "." if section else ""
+    return {path[len(prefix):]: (f"removed in Determined 0.13 with steps (batches_per_step "
+                                 f"batches each, 100 unless given); use {new}")
+            for path, new in _STEP_KEYS.items()
+            if path.startswith(prefix) and "." not in path[len(prefix):]}
+
+
 def determined_keys(section: str) -> tuple[str, ...]:
     """Keys of `section` in the table: cade's readers suggest them for misspellings."""
     prefix = section + "." if section else ""

@@ -36,6 +36,8 @@ REFUSED_SEARCHERS = {
 # that searcher's), so a removed name is one error, not one per key.
 _JUDGED_AS = {"adaptive": "adaptive_asha", "adaptive_simple": "adaptive_asha", "sync_halving": "async_halving"}
 _CUSTOM_KEYS = ("unit",)   # a custom searcher's own keys, no other searcher's
+# The removed searchers' own keys, which their successors lack.
+_REMOVED_SEARCHER_KEYS = ("budget", "step_budget", "target_trial_steps", "train_stragglers")
 _LAUNCHERS = {"torch_distributed": "torch", "horovod": "horovod", "autohorovod": "horovod",
               "deepspeed": "torch"}
 _PYTHON = re.compile(r"(?:.*/)?python[0-9.]*")
@@ -208,9 +210,10 @@ def _searcher(top: dict[str, Node], problems: Problems, found: Determined) -> No
     name = searcher.get("name")
     if name is not None and isinstance(name.value, str) and name.value in REFUSED_SEARCHERS:
         problems.add(name.loc, "searcher.name", f"not supported: {name.value!r}: {REFUSED_SEARCHERS[name.value]}")
-        if name.value == "custom":
-            for key in _CUSTOM_KEYS:
-                searcher.pop(key, None)
+        for key in _CUSTOM_KEYS if name.value == "custom" else _REMOVED_SEARCHER_KEYS:
+            searcher.pop(key, None)
+        if name.value in _JUDGED_AS:  # the spec fails on the name: max_trials is not asked for
+            searcher.setdefault("max_trials", Node(1, name.loc, name.key_where))
         _set(searcher, "name", _JUDGED_AS.get(name.value, "single"), name)
     divisor = searcher.get("divisor")
     if divisor is not None and isinstance(divisor.value, float):
@@ -261,16 +264,28 @@ def _storage_type(top: dict[str, Node], storage: dict[str, Node], problems: Prob
         if sub is not None and isinstance(sub.value, str):
             path = os.path.join(path, sub.value)
         found.checkpoint_dir = path
+        _warn_node_local(host, "checkpoint_storage.host_path", path, found)
     elif kind.value == "directory":
         if container is None or not isinstance(container.value, str) or not container.value.strip():
             problems.add(kind.key_where, "checkpoint_storage.container_path",
                          "missing; expected a directory (type directory needs it)")
             return
         found.checkpoint_dir = container.value
+        _warn_node_local(container, "checkpoint_storage.container_path", container.value, found)
     else:
         found.warn(kind, "checkpoint_storage.type",
                    f"{kind.value!r}: checkpoints stay in each trial's run directory; cade uploads nothing "
                    "(copy them with your own tools, or use shared_fs)")
+
+
+def _warn_node_local(node: Node, path: str, directory: str, found: Determined) -> None:
+    """Determined's examples keep checkpoints in /tmp of the agent; on a cluster each node has
+    its own /tmp, so a trial resumed or promoted on another node would not find them."""
+    parts = Path(os.path.normpath(directory)).parts
+    if parts[:2] in (("/", "tmp"), ("/", "dev")) or parts[:3] == ("/", "var", "tmp"):
+        found.warn(node, path, f"{directory!r} is local to each node on most clusters: a trial "
+                               f"resumed on another node cannot read its checkpoints there; give a "
+                               f"directory on a shared filesystem (the local backend is fine)")
 
 
 def _container(top: dict[str, Node], problems: Problems, found: Determined) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from cade_cli.errors import SpecError
 from cade_cli.jobs.layout import UnevenNodes, split_slots
 from cade_cli.search.space import Space
-from cade_cli.spec.determined import determined_keys, normalise
+from cade_cli.spec.determined import determined_keys, normalise, removed_step_keys
 from cade_cli.spec.determined_map import Determined, name_when_absent
 from cade_cli.spec.entrypoint import (
     check_trial_class_length,
@@ -237,7 +237,7 @@ def _validate(root: Node, problems: Problems, source: str, workdir: str,
 def _build(root: Node, problems: Problems, determined: Determined) -> dict[str, Any]:
     """ExperimentSpec keyword arguments; sound only when no problem was recorded."""
     top = MapReader(root, "", problems, root.loc)
-    top.reject_unknown(_TOP_KEYS + determined_keys(""))
+    top.reject_unknown(_TOP_KEYS + determined_keys(""), removed_step_keys(""))
     searcher = SearcherSpec(**read_searcher(top.section("searcher", required=True,
                                                         expected="a mapping with name and metric")))
     resources = _resources(top.section("resources"))

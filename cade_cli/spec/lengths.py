@@ -17,3 +17,9 @@ def handed_target(target_length: int) -> int | None:
 def length_text(length: int) -> str:
     """A length or target as the views print it."""
     return "decided by the trial" if length >= OPEN_LENGTH else str(length)
+
+
+def amount(length: int, unit: str) -> str:
+    """`1 batch`, `3 batches`: a length with its unit (batches, records or epochs)."""
+    singular = {"batches": "batch", "records": "record", "epochs": "epoch"}.get(unit, unit)
+    return f"{length} {singular if length == 1 else unit}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cade_cli.spec.determined import determined_keys
+from cade_cli.spec.determined import determined_keys, removed_step_keys
 from cade_cli.spec.reader import MapReader, is_int, suggest
 from cade_cli.spec.sampler import read_sampler
 from cade_cli.spec.searcher_config import (
@@ -87,7 +87,7 @@ def _reject_foreign_keys(reader: MapReader, name: str) -> None:
         reader.reject_unknown(every)
         return
     own = set(_COMMON) | set(_OWN_KEYS[name])
-    explained = {}
+    explained = removed_step_keys("searcher")
     for keys in _OWN_KEYS.values():
         for key in keys:
             if key not in own:

@@ -21,6 +21,7 @@ from cade_cli.search.simulate import ProgressCallback, SimulationResult
 from cade_cli.search.space import flatten
 from cade_cli.spec import determined
 from cade_cli.spec.experiment import ExperimentSpec, length_text
+from cade_cli.spec.lengths import amount
 from cade_cli.spec.settings import Settings
 from cade_cli.views.terminal import printable
 
@@ -75,11 +76,13 @@ def _print_plan(console: Console, spec: ExperimentSpec, plan: Plan, settings: Se
     ends.add_row("total", str(plan.total_trials), style="bold")
     console.print("[bold]Trials ending their training at each length[/]")
     console.print(ends)
+    if plan.ends_note:
+        console.print(f"({plan.ends_note})", markup=False)
     if plan.total_length is None:
         console.print(f"Length: decided by each trial's own code (no searcher.max_length); a trial "
                       f"is done when its process exits 0; lengths are counted in {unit}")
     else:
-        console.print(f"Total length trained: [bold]{plan.total_length}[/] {unit}")
+        console.print(f"Total length trained: [bold]{amount(plan.total_length, unit)}[/]")
     if plan.note:
         console.print(f"Concurrency: {plan.note}")
     if plan.searcher in SAMPLING_SEARCHERS:
@@ -141,14 +144,14 @@ def _print_simulation(console: Console, spec: ExperimentSpec, result: Simulation
     else:
         best = next(t for t in result.trials if t.trial == result.best.trial)
         console.print(f"Best: trial [bold]{best.trial}[/], {escape(spec.searcher.metric)} "
-                      f"[bold]{result.best.metric:.6g}[/] at length {result.best.length} {unit}")
+                      f"[bold]{result.best.metric:.6g}[/] at length {amount(result.best.length, unit)}")
         params = Table("hyperparameter", "value")
         for name, value in flatten(best.params).items():
             params.add_row(escape(printable(name)), escape(printable(_short(value))))
         console.print(params)
     console.print("[bold]Trials by final length[/] (for ASHA: the rung where they ended)")
     console.print(_ends_table(result, unit))
-    console.print(f"Total length trained: [bold]{result.total_length}[/] {unit}; "
+    console.print(f"Total length trained: [bold]{amount(result.total_length, unit)}[/]; "
                   f"makespan: [bold]{result.makespan}[/] time units "
                   f"(a time unit is what one slot takes to train one of the {unit})")
 
