@@ -372,6 +372,38 @@ def test_a_missing_entrypoint_script_is_refused_with_its_line(env: Path) -> None
         "spec's directory)\n")
 
 
+KERAS_MODEL = ("from determined import keras\nclass Base(keras.TFKerasTrial):\n    pass\n"
+               "class Iris(Base):\n    pass\n")
+NO_MODEL = ("no model definition model_def.py in {env} for 'model_def:Iris' (the entrypoint runs in "
+            "the spec's directory)")
+NOT_PYTORCH = ("'model_def:Iris' is a TFKerasTrial; cade runs PyTorchTrial classes: port it to a "
+               "PyTorchTrial, or to a script that reports through the Core API (det.core.init) or "
+               "cade_cli.report")
+
+
+@pytest.mark.parametrize("model_def, problem", [(None, NO_MODEL), (KERAS_MODEL, NOT_PYTORCH)])
+def test_a_trial_class_that_cannot_run_is_refused_before_anything_waits(
+        env: Path, model_def: str | None, problem: str) -> None:
+    """Read from the model definition's source: TensorFlow need not be installed here."""
+    (env / "iris.yaml").write_text(SPEC.replace(f'["{sys.executable}", "{TRAINER}"]',
+                                                "python3 -m determined.launch.horovod --autohorovod "
+                                                "--trial model_def:Iris"))
+    if model_def is not None:
+        (env / "model_def.py").write_text(model_def)
+    refused = CliRunner().invoke(cli, ["submit", "iris.yaml", "--scheduler", "local"])
+    assert refused.exit_code == 2 and refused.stderr.endswith(
+        f"Error: iris.yaml:3: entrypoint: {problem.format(env=env)}\n")
+    assert not (env / ".cade").exists()
+
+
+def test_a_pytorch_trial_class_is_not_refused(env: Path) -> None:
+    (env / "t.yaml").write_text(SPEC.replace(f'["{sys.executable}", "{TRAINER}"]', "model_def:Net"))
+    (env / "model_def.py").write_text("from determined import pytorch\n"
+                                      "class Net(pytorch.PyTorchTrial):\n    pass\n")
+    dry = CliRunner().invoke(cli, ["submit", "t.yaml", "--dry-run", "--scheduler", "local"])
+    assert dry.exit_code == 0 and "warning" not in dry.stderr
+
+
 def test_submit_drives_to_completion_then_reads(env: Path) -> None:
     result = invoke("submit", "spec.yaml", "--scheduler", "local", "--slots", "1")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]

@@ -224,15 +224,22 @@ def test_refused_values_say_why_with_file_and_line() -> None:
     ]
 
 
-def test_trial_class_behind_a_launcher_runs_in_the_trial_harness() -> None:
+@pytest.mark.parametrize("entrypoint, launcher", [
+    ("python3 -m determined.launch.torch_distributed --trial model_def:MnistTrial", "torch"),
+    ("python3 -m determined.launch.deepspeed --trial=model_def:MnistTrial", "torch"),
+    # Determined's own examples put horovod's --autohorovod flag first, without `--`.
+    ("python3 -m determined.launch.horovod --autohorovod --trial model_def:MnistTrial", "horovod"),
+    ("python3 -m determined.launch.horovod --fusion-threshold-mb 1 -- --trial=model_def:MnistTrial",
+     "horovod"),
+])
+def test_trial_class_behind_a_launcher_runs_in_the_trial_harness(entrypoint: str, launcher: str) -> None:
     text = (DATA / "async_stop_once_032.yaml").read_text().replace(
-        "[python3, -m, determined.launch.deepspeed, python3, train_ds.py]",
-        "python3 -m determined.launch.torch_distributed --trial model_def:MnistTrial")
+        "[python3, -m, determined.launch.deepspeed, python3, train_ds.py]", entrypoint)
     source = DATA.parent.parent / "trial_class.yaml"
     spec = parse_spec(text, str(source))
     assert spec.entrypoint == ("python3", "-m", "cade_cli.det.pytorch.run", "--config", "trial_class.yaml",
                                "model_def:MnistTrial")
-    assert spec.resources.launcher == "torch"
+    assert spec.resources.launcher == launcher
 
 
 def test_mapped_values_reach_the_job_params_json_and_checkpoint_directory(tmp_path: Path) -> None:

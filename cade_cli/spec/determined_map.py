@@ -151,9 +151,19 @@ def launcher_prefix(words: list[str]) -> tuple[str, str, list[str], list[str]] |
     if "--" in rest:
         cut = rest.index("--")
         options, rest = rest[:cut], rest[cut + 1:]
-    if rest[:1] == ["--trial"]:  # a Trial class: cade's entrypoint reader says what to do
-        rest = rest[1:]
-    return module, _LAUNCHERS.get(module.removeprefix("determined.launch."), ""), options, rest
+    trial: list[str] = []
+    # The launcher's own flags come before the script, in any order (argparse, as Determined
+    # parses them): --trial names a Trial class (cade's entrypoint reader says what to do);
+    # --autohorovod (horovod's) only skips horovodrun for one slot, and is dropped.
+    while rest and (rest[0] in ("--trial", "--autohorovod") or rest[0].startswith("--trial=")):
+        flag, _, value = rest[0].partition("=")
+        if flag == "--autohorovod":
+            options, rest = options + [flag], rest[1:]
+        elif value:
+            trial, rest = [value], rest[1:]
+        else:
+            trial, rest = rest[1:2], rest[2:]
+    return module, _LAUNCHERS.get(module.removeprefix("determined.launch."), ""), options, trial + rest
 
 
 def _resources(top: dict[str, Node], problems: Problems, found: Determined) -> None:

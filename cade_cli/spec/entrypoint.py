@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import shlex
 from typing import TYPE_CHECKING, Any
 
+from cade_cli.errors import SpecError
 from cade_cli.spec.files import read_capped
 from cade_cli.spec.reader import MapReader
 from cade_cli.spec.searcher_config import FixedLengthConfig, config_type
@@ -92,15 +94,62 @@ def _script_of(argv: tuple[str, ...]) -> str | None:
 
 
 def missing_entrypoint_file(spec: ExperimentSpec) -> str | None:
-    """`FILE:LINE: entrypoint: no file ...` when the entrypoint's script is not in the spec's
-    directory (every trial would fail, and restart max_restarts times, on a file it cannot
-    open); None when it is there or cannot be told: a command on PATH, a module, or jobs that
-    run in a container (`environment.image`), where the script may live in the image."""
+    """`FILE:LINE: entrypoint: ...` when every trial would fail, and restart max_restarts
+    times, on its entrypoint: a script or model definition that is not in the spec's
+    directory, or a Trial class of a type cade does not run. None when all is well or it
+    cannot be told: a command on PATH, a module, or jobs that run in a container
+    (`environment.image`), where the files may live in the image."""
+    if spec.image:
+        return None
+    if spec.entrypoint[:3] == _HARNESS:
+        problem = _trial_class_problem(spec.entrypoint[-1], spec.workdir)
+        return f"{key_where(spec.source, 'entrypoint')}: entrypoint: {problem}" if problem else None
     script = _script_of(spec.entrypoint)
-    if spec.image or script is None or "$" in script or os.path.exists(os.path.join(spec.workdir, script)):
+    if script is None or "$" in script or os.path.exists(os.path.join(spec.workdir, script)):
         return None
     return (f"{key_where(spec.source, 'entrypoint')}: entrypoint: no file {script!r} in {spec.workdir} "
             f"(the entrypoint runs in the spec's directory)")
+
+
+_HARNESS = ("python3", "-m", "cade_cli.det.pytorch.run")
+# Trial types of Determined that cade's harness does not run (it runs PyTorchTrial).
+_OTHER_TRIAL_TYPES = ("TFKerasTrial", "DeepSpeedTrial", "EstimatorTrial")
+
+
+def _trial_class_problem(entry: str, workdir: str) -> str | None:
+    """Read from the model definition's source, never imported: it may import TensorFlow or
+    DeepSpeed, which a login node need not have, and the harness says the rest in the job."""
+    module, _, name = entry.partition(":")
+    base = os.path.join(workdir, *module.split("."))
+    path = next((p for p in (base + ".py", os.path.join(base, "__init__.py")) if os.path.isfile(p)), None)
+    if path is None:
+        return (f"no model definition {module.replace('.', '/')}.py in {workdir} for {entry!r} "
+                f"(the entrypoint runs in the spec's directory)")
+    try:
+        tree = ast.parse(read_capped(path, "model definition", encoding="utf-8-sig"))
+    except (SyntaxError, ValueError, SpecError):
+        return None   # the harness reports it with Python's own message
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    kind = _trial_type(name, classes, set())
+    if kind is None:
+        return None
+    return (f"{entry!r} is a {kind}; cade runs PyTorchTrial classes: port it to a PyTorchTrial, or "
+            f"to a script that reports through the Core API (det.core.init) or cade_cli.report")
+
+
+def _trial_type(name: str, classes: dict[str, ast.ClassDef], seen: set[str]) -> str | None:
+    """The unsupported Trial type `name` derives from, through the module's own classes."""
+    if name in seen or name not in classes:
+        return None
+    seen.add(name)
+    for base in classes[name].bases:
+        base_name = base.id if isinstance(base, ast.Name) else getattr(base, "attr", None)
+        if base_name in _OTHER_TRIAL_TYPES:
+            return str(base_name)
+        found = _trial_type(str(base_name), classes, seen) if base_name else None
+        if found:
+            return found
+    return None
 
 
 def key_where(source: str, *path: str) -> str:
