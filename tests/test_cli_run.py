@@ -404,6 +404,25 @@ def test_a_pytorch_trial_class_is_not_refused(env: Path) -> None:
     assert dry.exit_code == 0 and "warning" not in dry.stderr
 
 
+def test_a_search_whose_trials_all_fail_at_once_pauses_and_submit_returns(env: Path) -> None:
+    """The entrypoint itself is broken: after 3 errored trials and no report the search
+    pauses, `cade submit` says why and exits 1, and the rest of max_trials never runs."""
+    (env / "broken.yaml").write_text(
+        f'name: broken\nentrypoint: ["{sys.executable}", "-c", "import sys; sys.exit(1)"]\n'
+        "hyperparameters:\n  lr: {type: double, minval: 0.001, maxval: 0.1}\n"
+        "searcher:\n  name: random\n  metric: loss\n  max_trials: 50\n  max_length: 5\n"
+        "  max_concurrent_trials: 1\nmax_restarts: 0\nresources:\n  launcher: none\n")
+    result = CliRunner().invoke(cli, ["submit", "broken.yaml", "--scheduler", "local"])
+    assert result.exit_code == 1
+    assert "paused: 3 trials errored before any trial reported a metric (trial 3: " in result.stderr
+    status = json.loads(invoke("status", "--json", "broken").output)  # type: ignore[attr-defined]
+    assert status["experiment"]["state"] == "paused"
+    assert [t["state"] for t in status["trials"]][:3] == ["errored"] * 3
+    assert len(status["trials"]) <= 4   # trial 4 may have been created, never run
+    watch = CliRunner().invoke(cli, ["watch", "broken"])
+    assert watch.exit_code == 1 and "paused: 3 trials errored" in watch.stderr
+
+
 def test_submit_drives_to_completion_then_reads(env: Path) -> None:
     result = invoke("submit", "spec.yaml", "--scheduler", "local", "--slots", "1")
     assert result.exit_code == 0, result.output  # type: ignore[attr-defined]

@@ -214,13 +214,60 @@ def test_reports_after_a_stop_are_ignored(tmp_path: Path) -> None:
     assert [e.event["length"] for e in validations] == [10]
 
 
-def test_every_trial_failing_errors_the_experiment(tmp_path: Path) -> None:
-    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
-        return Outcome([], exit_code=1, state=JobState.FAILED)
+def failing(request: JobRequest, control: dict[str, Any]) -> Outcome:
+    return Outcome([], exit_code=1, state=JobState.FAILED)
 
-    ledger, exp_id, _ = run(tmp_path, behave, extra="max_restarts: 0")
+
+def test_every_trial_failing_errors_the_experiment(tmp_path: Path) -> None:
+    ledger, exp_id, _ = run(tmp_path, failing, extra="max_restarts: 0")
     exp = ledger.experiment(exp_id)
     assert (exp.state, exp.message) == ("errored", "every trial errored")
+
+
+def errored(ledger: Ledger, exp_id: int) -> int:
+    return sum(t.state == "errored" for t in ledger.trials(exp_id))
+
+
+def test_trials_failing_before_any_report_pause_the_search(tmp_path: Path) -> None:
+    """At 3 errored trials, nothing reported: paused, so no more jobs queue up to fail the
+    same way; resumed and failing on, it pauses again at 6 (then 12, 24, ...)."""
+    ledger, exp_id, scheduler = run(tmp_path, failing, max_trials=20, extra="max_restarts: 0")
+    exp = ledger.experiment(exp_id)
+    assert (exp.state, errored(ledger, exp_id)) == ("paused", 3)
+    assert exp.message.startswith("paused: 3 trials errored before any trial reported a metric "
+                                  "(trial 3: segment 1 failed (exit code 1) after 0 restarts; see ")
+    assert exp.message.endswith("; fix the entrypoint, then `cade resume 1` and drive it (`cade "
+                                "watch 1`); the setting pause_after_failed_trials (3, 0 for "
+                                "never) decides when this happens")
+    submitted = len(scheduler.submitted)
+    for _ in range(5):
+        engine.sync(ledger, exp_id, scheduler, SETTINGS)
+    assert len(scheduler.submitted) == submitted   # paused: nothing new starts
+    assert engine.resume(ledger, exp_id).message == ""
+    for _ in range(20):
+        if engine.sync(ledger, exp_id, scheduler, SETTINGS).state != "active":
+            break
+    assert (ledger.experiment(exp_id).state, errored(ledger, exp_id)) == ("paused", 6)
+
+
+def test_a_search_that_reported_once_is_not_paused_by_failures(tmp_path: Path) -> None:
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        return good(request, control) if trial_of(request) == 1 else failing(request, control)
+
+    ledger, exp_id, _ = run(tmp_path, behave, max_trials=6, extra="max_restarts: 0", syncs=40)
+    assert (ledger.experiment(exp_id).state, errored(ledger, exp_id)) == ("completed", 5)
+
+
+def test_pause_after_failed_trials_0_never_pauses(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "state" / "ledger.db")
+    exp_id = engine.submit(ledger, make_spec(tmp_path, max_trials=6, extra="max_restarts: 0"), "local")
+    scheduler = FakeScheduler(behave=failing)
+    never = Settings(poll_interval=0, stop_grace=0, pause_after_failed_trials=0)
+    for _ in range(40):
+        if engine.sync(ledger, exp_id, scheduler, never).state not in ("pending", "active"):
+            break
+    exp = ledger.experiment(exp_id)
+    assert (exp.state, exp.message, errored(ledger, exp_id)) == ("errored", "every trial errored", 6)
 
 
 def test_a_malformed_line_fails_the_trial(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ class Experiment:
             return engine.best(ledger, self.id)
 
     def wait(self, timeout: float | None = None) -> ExperimentRecord:
-        """Drive the experiment until it has ended (`cade watch`); another driver running
+        """Drive the experiment until it has ended or is paused (`cade watch`); another driver running
         takes turns with this one. TimeoutError after `timeout` seconds (nothing canceled)."""
         deadline = None if timeout is None else time.monotonic() + timeout
 

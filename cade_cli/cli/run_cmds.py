@@ -78,6 +78,9 @@ def _drive_to_end(ledger: Ledger, exp: ExperimentRecord, settings: Settings) -> 
         click.echo(summary_line(final, ledger.trials(final.id)), err=True)
     if final.message:
         click.echo(final.message, err=True)
+    elif final.state == ExperimentState.PAUSED:
+        click.echo(f"Experiment {final.id} is paused: `cade resume {final.id}`, then "
+                   f"`cade watch {final.id}` drives it again.", err=True)
     sys.exit(0 if final.state == ExperimentState.COMPLETED else 1)
 
 
@@ -172,7 +175,8 @@ def watch_command(experiment: int | str | None, slots: int | None, driver: str,
                   as_json: bool, ledger_path: str | None) -> None:
     """Drive EXPERIMENT (id or name; default: the latest) until it ends.
 
-    Exit 0 when it completed, 1 when it ended otherwise, 130 on Ctrl-C (nothing canceled).
+    Exit 0 when it completed, 1 when it ended otherwise or is paused, 130 on Ctrl-C (nothing
+    canceled).
     With --driver job, hand the driving to a batch job instead and return at once.
     """
     ledger = _open(ledger_path)

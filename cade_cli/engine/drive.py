@@ -20,7 +20,11 @@ from cade_cli.report import METRICS_FILE
 from cade_cli.spec.settings import Settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.lock import DriverLock, describe_holder
-from cade_cli.store.records import TERMINAL_EXPERIMENT_STATES, ExperimentRecord
+from cade_cli.store.records import (
+    TERMINAL_EXPERIMENT_STATES,
+    ExperimentRecord,
+    ExperimentState,
+)
 
 # Between two polls the driver looks at the live jobs' run directories this often: a report
 # or a job's end is acted on at once (a promotion, a freed slot) instead of a poll interval
@@ -29,6 +33,8 @@ REACT_SECONDS = 0.25
 # A metrics line of any kind but `training` (validation, checkpoint, segment_end, ...) is
 # worth a sync; training reports alone are not (a trial may write several a second).
 DECISIVE_LINE = re.compile(rb'"kind": "(?!training")')
+# A driver stops at these: nothing more runs until someone resumes a paused experiment.
+DRIVEN_UNTIL = (*TERMINAL_EXPERIMENT_STATES, ExperimentState.PAUSED)
 
 
 def lock_path(ledger: Ledger) -> Path:
@@ -99,7 +105,8 @@ def drive(ledger: Ledger, experiment_id: int, settings: Settings,
           sleep: Callable[[float], None] = time.sleep,
           warn: Callable[[str], None] = lambda line: print(line, file=sys.stderr)
           ) -> ExperimentRecord:
-    """Sync until the experiment has ended and none of its jobs is live; its final record.
+    """Sync until the experiment has ended, or is paused, and none of its jobs is live; its
+    final record (a paused one goes on with `cade resume` and a driver: `cade watch`).
 
     Another experiment of the ledger whose scheduler fails is skipped, and `warn`ed about
     once; an error of this experiment's own scheduler is raised."""
@@ -118,7 +125,7 @@ def drive(ledger: Ledger, experiment_id: int, settings: Settings,
             exp = ledger.experiment(experiment_id)
             if on_update is not None:
                 on_update(exp)
-            if exp.state in TERMINAL_EXPERIMENT_STATES and not ledger.live_segments(exp.id):
+            if exp.state in DRIVEN_UNTIL and not ledger.live_segments(exp.id):
                 return exp
             wait_for_activity(ledger, exp.id, settings.poll_interval_for(exp.backend), sleep)
     finally:

@@ -168,10 +168,12 @@ def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Set
         return exp
     ctx = _context(ledger, exp, scheduler, settings, clock)
     apply_events(ctx)            # decisions recorded by a sync that died before applying
+    errored_before = _errored_count(ctx)
     recover_intents(ctx)
     _poll_and_ingest(ctx)
     _note_first_start(ctx)
     apply_events(ctx)
+    _pause_on_early_failures(ctx, errored_before)
     reconcile_stops(ctx)
     raise_targets(ctx)
     launch_segments(ctx)
@@ -246,6 +248,43 @@ def _check_completion(ctx: SyncContext) -> None:
              "not finish the search", ctx.clock())
 
 
+def _errored_count(ctx: SyncContext) -> int:
+    return sum(n for shape, n in ctx.ledger.trial_shapes(ctx.exp_id) if shape.state == TrialState.ERRORED)
+
+
+def _pause_on_early_failures(ctx: SyncContext, errored_before: int) -> None:
+    """Pause once this pass brought the errored trials to pause_after_failed_trials (or 2, 4,
+    8 ... times it) while no trial has reported a metric: every trial failing before its
+    first report is the entrypoint's fault, not its params', and each further trial would
+    wait in the queue to fail the same way. Paused, nothing is lost; after a fix, `cade
+    resume` goes on, and the next crossing pauses again if the fix did not hold."""
+    threshold = ctx.settings.pause_after_failed_trials
+    if not threshold or ctx.experiment.state not in RUNNING_EXPERIMENT_STATES:
+        return
+    errored = _errored_count(ctx)
+    crossed = any(errored_before < threshold * 2 ** k <= errored for k in range(64))
+    if not crossed or ctx.ledger.has_metrics(ctx.exp_id):
+        return
+    last = max((t for t in ctx.ledger.trials(ctx.exp_id) if t.state == TrialState.ERRORED),
+               key=lambda t: (t.updated, t.id))
+    _pause_trials(ctx, message=(
+        f"paused: {errored} trials errored before any trial reported a metric (trial "
+        f"{last.id}: {last.message}); fix the entrypoint, then `cade resume {ctx.exp_id}` and "
+        f"drive it (`cade watch {ctx.exp_id}`); the setting pause_after_failed_trials "
+        f"({threshold}, 0 for never) decides when this happens"))
+
+
+def _pause_trials(ctx: SyncContext, message: str = "") -> None:
+    """The experiment paused: nothing new starts; running segments are asked to stop."""
+    with ctx.ledger.transaction():
+        ctx.ledger.update_experiment(ctx.exp_id, state=ExperimentState.PAUSED, message=message)
+        for trial in ctx.ledger.trials(ctx.exp_id, open_only=True):
+            request_stop(ctx, trial.id, "pause")
+            if trial.state == TrialState.QUEUED:
+                ctx.ledger.update_trial(ctx.exp_id, trial.id, state=TrialState.PAUSED)
+    ctx.refresh()
+
+
 def _any_waiting(ctx: SyncContext) -> bool:
     """A trial needs a segment that was not launched yet (held back by a cap)."""
     latest_of = ctx.ledger.latest_segments(ctx.exp_id, open_only=True)  # one query
@@ -267,14 +306,7 @@ def pause(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Se
         raise CadeError(f"experiment {exp.id} is {exp.state}; only a pending or active one "
                         "can pause")
     ctx = _context(ledger, exp, scheduler, settings, clock)
-    with ledger.transaction():
-        ledger.update_experiment(exp.id, state=ExperimentState.PAUSED)
-        for trial in ledger.trials(exp.id):
-            if not trial.closed:
-                request_stop(ctx, trial.id, "pause")
-                if trial.state == TrialState.QUEUED:
-                    ledger.update_trial(exp.id, trial.id, state=TrialState.PAUSED)
-    ctx.refresh()
+    _pause_trials(ctx)
     reconcile_stops(ctx)
     release_packs(ctx.scheduler, ledger.experiment(exp.id))
     return ledger.experiment(exp.id)
@@ -285,8 +317,8 @@ def resume(ledger: Ledger, experiment_id: int) -> ExperimentRecord:
     exp = ledger.experiment(experiment_id)
     if exp.state != ExperimentState.PAUSED:
         raise CadeError(f"experiment {exp.id} is {exp.state}; only a paused one can resume")
-    with ledger.transaction():
-        ledger.update_experiment(exp.id, state=ExperimentState.ACTIVE)
+    with ledger.transaction():   # the message said why it paused
+        ledger.update_experiment(exp.id, state=ExperimentState.ACTIVE, message="")
         for trial in ledger.trials(exp.id):
             if trial.state in (TrialState.PAUSED, TrialState.PREEMPTED) and not trial.closed:
                 ledger.update_trial(exp.id, trial.id, state=TrialState.QUEUED)

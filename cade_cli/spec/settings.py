@@ -46,6 +46,7 @@ class Settings:
     max_array_size: int | None = None      # elements per array; None: ask the scheduler
     min_poll_interval: float = 0.0         # site floor on a cluster scheduler's poll interval
     max_queued_jobs_limit: int | None = None  # site ceiling on max_queued_jobs
+    pause_after_failed_trials: int = 3     # errored trials, none reporting, that pause (0: never)
     source: str = "<defaults>"             # where the settings came from (for messages)
 
     def poll_interval_for(self, backend: str) -> float:
@@ -103,6 +104,14 @@ def _positive_int(value: Any) -> int:
     return number
 
 
+def _non_negative_int(value: Any) -> int:
+    expected = f"must be a whole number >= 0, got {value!r}"
+    number: int = _converted(value, lambda v: int(str(v).strip()), expected)
+    if number < 0:
+        raise ValueError(expected)
+    return number
+
+
 def _boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -136,6 +145,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "job_arrays": _boolean,
     "max_array_size": _positive_int,
     "count_user_jobs": _boolean,
+    "pause_after_failed_trials": _non_negative_int,
 }
 # The site file's `limits:` section: key there -> (Settings field, parser).
 _LIMITS: dict[str, tuple[str, Callable[[Any], Any]]] = {

@@ -71,6 +71,10 @@ class MetricReads:
         names = [c[0] for c in self._exec("SELECT * FROM metrics LIMIT 0").description]
         return "metric_values" if "metric_values" in names else '"values"'
 
+    def has_metrics(self, experiment_id: int) -> bool:
+        """Whether any trial of the experiment has reported anything (one indexed row read)."""
+        return bool(self._rows("SELECT 1 FROM metrics WHERE experiment = ? LIMIT 1", [experiment_id]))
+
     def iter_metrics(self, experiment_id: int, order: str = "ledger") -> Iterator[MetricRecord]:
         """`iter_metric_rows` as records, their values decoded."""
         for trial, kind, length, when, segment, values in self.iter_metric_rows(experiment_id, order):
