@@ -444,3 +444,19 @@ def test_a_custom_searcher_is_one_error_its_unit_key_included(tmp_path: Path) ->
     assert (result.exit_code, result.output) == (2, (
         f"Error: {spec}:4: searcher.name: not supported: 'custom': a custom searcher runs in Determined's "
         "master and asks it for trials; cade has no master to ask: use one of cade's searchers\n"))
+
+
+@pytest.mark.parametrize("metric, direction, warned", [
+    ("val_accuracy", "", True), ("bbox_mAP", "", True), ("f1", "", True),
+    ("val_accuracy", "  smaller_is_better: true\n", False),
+    ("val_accuracy", "  smaller_is_better: false\n", False),
+    ("validation_loss", "", False), ("mape", "", False),
+])
+def test_a_larger_is_better_metric_left_to_the_default_warns(metric: str, direction: str,
+                                                             warned: bool) -> None:
+    spec = parse_spec(f"name: m\nentrypoint: python3 train.py\nsearcher:\n  name: single\n"
+                      f"  metric: {metric}\n{direction}", "m.yaml")
+    expected = (f"m.yaml:5: searcher.metric: {metric!r} reads as larger-is-better, but "
+                "smaller_is_better is not given and defaults to true (as in Determined): the "
+                "search will minimise it; set searcher.smaller_is_better: false if larger is better")
+    assert [w for w in spec.warnings if "larger-is-better" in w] == ([expected] if warned else [])

@@ -139,7 +139,8 @@ TABLE: dict[str, Decision] = {
     "searcher": _used(),
     "searcher.name": _used("single, grid, random, async_halving, adaptive_asha, pbt; custom and the "
                            "removed adaptive, adaptive_simple, sync_halving refused"),
-    "searcher.metric": _used(),
+    "searcher.metric": _used("read as Determined reads it; a name that reads as larger-is-better "
+                             "(accuracy, f1, mAP, ...) with smaller_is_better not given warns"),
     "searcher.smaller_is_better": _used(),
     "searcher.max_concurrent_trials": _used(),
     "searcher.max_trials": _used(),

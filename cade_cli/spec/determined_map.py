@@ -215,8 +215,21 @@ def _max_slots(top: dict[str, Node], resources: dict[str, Node], problems: Probl
         _set(searcher, "max_concurrent_trials", cap, cap_node)
 
 
+# Metric names that are better when larger: with smaller_is_better left at its default
+# (true, as in Determined) the search would look for the worst model.
+_LARGER_IS_BETTER = re.compile(r"(^|[^a-z])(acc|accuracy|auc|auroc|f1|precision|recall|bleu|iou|"
+                               r"map|reward|return|r2)($|[^a-z])", re.IGNORECASE)
+
+
 def _searcher(top: dict[str, Node], problems: Problems, found: Determined) -> None:
     searcher = _section(top, "searcher")
+    metric = searcher.get("metric")
+    if "smaller_is_better" not in searcher and metric is not None and isinstance(metric.value, str) \
+            and _LARGER_IS_BETTER.search(metric.value):
+        found.warn(metric, "searcher.metric",
+                   f"{metric.value!r} reads as larger-is-better, but smaller_is_better is not "
+                   f"given and defaults to true (as in Determined): the search will minimise it; "
+                   f"set searcher.smaller_is_better: false if larger is better")
     name = searcher.get("name")
     if name is not None and isinstance(name.value, str) and name.value in REFUSED_SEARCHERS:
         problems.add(name.loc, "searcher.name", f"not supported: {name.value!r}: {REFUSED_SEARCHERS[name.value]}")
