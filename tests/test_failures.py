@@ -258,6 +258,18 @@ def test_a_search_that_reported_once_is_not_paused_by_failures(tmp_path: Path) -
     assert (ledger.experiment(exp_id).state, errored(ledger, exp_id)) == ("completed", 5)
 
 
+def test_trials_rejecting_their_hyperparameters_are_not_failures(tmp_path: Path) -> None:
+    """Determined's hp_constraints pattern: the first trials raise InvalidHP."""
+    def behave(request: JobRequest, control: dict[str, Any]) -> Outcome:
+        if trial_of(request) <= 4:
+            return Outcome([{"kind": "invalid_hp", "length": 0, "message": "too wide"}])
+        return good(request, control)
+
+    ledger, exp_id, _ = run(tmp_path, behave, max_trials=2, syncs=40)
+    assert ledger.experiment(exp_id).state == "completed"
+    assert [t.state for t in ledger.trials(exp_id)] == ["errored"] * 4 + ["completed"] * 2
+
+
 def test_pause_after_failed_trials_0_never_pauses(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "state" / "ledger.db")
     exp_id = engine.submit(ledger, make_spec(tmp_path, max_trials=6, extra="max_restarts: 0"), "local")

@@ -33,7 +33,13 @@ from cade_cli.jobs.ingest import (
 from cade_cli.report import METRICS_FILE
 from cade_cli.search.searchers.base import ExitReason
 from cade_cli.spec.experiment import handed_target
-from cade_cli.store.records import SegmentRecord, SegmentState, TrialRecord, TrialState
+from cade_cli.store.records import (
+    INVALID_HP_MESSAGE,
+    SegmentRecord,
+    SegmentState,
+    TrialRecord,
+    TrialState,
+)
 
 TRAINING_BATCH = 1000
 
@@ -89,7 +95,7 @@ def _apply_line(ctx: SyncContext, seg: SegmentRecord, line: Line) -> None:
             ctx.ledger.update_trial(ctx.exp_id, trial.id, length=length)
     elif kind == "invalid_hp" and not trial.closed:
         message = str(data.get("message", "")) or "no reason given"
-        close_trial(ctx, trial, TrialState.ERRORED, f"invalid hyperparameters: {message}",
+        close_trial(ctx, trial, TrialState.ERRORED, f"{INVALID_HP_MESSAGE}{message}",
                     ExitReason.INVALID_HP, "errored")
     # Unknown kinds are skipped: newer trial-side code may write more.
 

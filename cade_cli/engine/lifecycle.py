@@ -42,6 +42,7 @@ from cade_cli.spec.experiment import ExperimentSpec
 from cade_cli.spec.settings import Settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import (
+    INVALID_HP_MESSAGE,
     RUNNING_EXPERIMENT_STATES,
     TERMINAL_EXPERIMENT_STATES,
     Best,
@@ -249,7 +250,7 @@ def _check_completion(ctx: SyncContext) -> None:
 
 
 def _errored_count(ctx: SyncContext) -> int:
-    return sum(n for shape, n in ctx.ledger.trial_shapes(ctx.exp_id) if shape.state == TrialState.ERRORED)
+    return ctx.ledger.failed_trial_count(ctx.exp_id)
 
 
 def _pause_on_early_failures(ctx: SyncContext, errored_before: int) -> None:
@@ -265,8 +266,8 @@ def _pause_on_early_failures(ctx: SyncContext, errored_before: int) -> None:
     crossed = any(errored_before < threshold * 2 ** k <= errored for k in range(64))
     if not crossed or ctx.ledger.has_metrics(ctx.exp_id):
         return
-    last = max((t for t in ctx.ledger.trials(ctx.exp_id) if t.state == TrialState.ERRORED),
-               key=lambda t: (t.updated, t.id))
+    last = max((t for t in ctx.ledger.trials(ctx.exp_id) if t.state == TrialState.ERRORED
+                and not t.message.startswith(INVALID_HP_MESSAGE)), key=lambda t: (t.updated, t.id))
     _pause_trials(ctx, message=(
         f"paused: {errored} trials errored before any trial reported a metric (trial "
         f"{last.id}: {last.message}); fix the entrypoint, then `cade resume {ctx.exp_id}` and "

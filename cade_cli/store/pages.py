@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from cade_cli.store.records import (
+    INVALID_HP_MESSAGE,
     TERMINAL_EXPERIMENT_STATES,
     Best,
     ExperimentRecord,
     TrialRecord,
     TrialShape,
+    TrialState,
 )
 
 # ORDER BY clauses of `ranked_trials`, the display orders of `views.model.sort_trials` (a test
@@ -60,6 +62,14 @@ class TrialPages:
         return {r["state"]: r["n"] for r in self._rows(
             "SELECT state, COUNT(*) AS n FROM trials WHERE experiment = ? GROUP BY state",
             [experiment_id])}
+
+    def failed_trial_count(self, experiment_id: int) -> int:
+        """Errored trials that failed: not those that rejected their hyperparameters."""
+        rows = self._rows("SELECT COUNT(*) AS n FROM trials WHERE experiment = ? AND state = ? "
+                          "AND substr(message, 1, ?) != ?",
+                          [experiment_id, TrialState.ERRORED, len(INVALID_HP_MESSAGE),
+                           INVALID_HP_MESSAGE])
+        return int(rows[0]["n"])
 
     def trial_shapes(self, experiment_id: int) -> list[tuple[TrialShape, int]]:
         """Each distinct (bracket, length, target, state, closed) of the trials and how many

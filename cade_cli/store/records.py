@@ -50,6 +50,9 @@ TERMINAL_EXPERIMENT_STATES = (ExperimentState.COMPLETED, ExperimentState.ERRORED
                               ExperimentState.CANCELED)   # nothing more will run
 TRIAL_STATES = tuple(TrialState)
 LIVE_SEGMENT_STATES = (SegmentState.INTENT, SegmentState.QUEUED, SegmentState.RUNNING)
+# How an errored trial's message starts when the trial rejected its hyperparameters (not a
+# failure: the searcher replaces it, as Determined's does).
+INVALID_HP_MESSAGE = "invalid hyperparameters: "
 
 
 @dataclass(frozen=True)
