@@ -414,13 +414,13 @@ def test_a_search_whose_trials_all_fail_at_once_pauses_and_submit_returns(env: P
         "  max_concurrent_trials: 1\nmax_restarts: 0\nresources:\n  launcher: none\n")
     result = CliRunner().invoke(cli, ["submit", "broken.yaml", "--scheduler", "local"])
     assert result.exit_code == 1
-    assert "paused: 3 trials errored before any trial reported a metric (trial 3: " in result.stderr
+    assert "paused: 3 trials failed before any trial reported a metric (trial 3: " in result.stderr
     status = json.loads(invoke("status", "--json", "broken").output)  # type: ignore[attr-defined]
     assert status["experiment"]["state"] == "paused"
     assert [t["state"] for t in status["trials"]][:3] == ["errored"] * 3
     assert len(status["trials"]) <= 4   # trial 4 may have been created, never run
     watch = CliRunner().invoke(cli, ["watch", "broken"])
-    assert watch.exit_code == 1 and "paused: 3 trials errored" in watch.stderr
+    assert watch.exit_code == 1 and "paused: 3 trials failed" in watch.stderr
 
 
 def test_submit_drives_to_completion_then_reads(env: Path) -> None:

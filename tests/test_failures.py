@@ -234,7 +234,7 @@ def test_trials_failing_before_any_report_pause_the_search(tmp_path: Path) -> No
     ledger, exp_id, scheduler = run(tmp_path, failing, max_trials=20, extra="max_restarts: 0")
     exp = ledger.experiment(exp_id)
     assert (exp.state, errored(ledger, exp_id)) == ("paused", 3)
-    assert exp.message.startswith("paused: 3 trials errored before any trial reported a metric "
+    assert exp.message.startswith("paused: 3 trials failed before any trial reported a metric "
                                   "(trial 3: segment 1 failed (exit code 1) after 0 restarts; see ")
     assert exp.message.endswith("; fix the entrypoint, then `cade resume 1` and drive it (`cade "
                                 "watch 1`); the setting pause_after_failed_trials (3, 0 for "

@@ -42,7 +42,6 @@ from cade_cli.spec.experiment import ExperimentSpec
 from cade_cli.spec.settings import Settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.records import (
-    INVALID_HP_MESSAGE,
     RUNNING_EXPERIMENT_STATES,
     TERMINAL_EXPERIMENT_STATES,
     Best,
@@ -169,12 +168,12 @@ def sync(ledger: Ledger, experiment_id: int, scheduler: Scheduler, settings: Set
         return exp
     ctx = _context(ledger, exp, scheduler, settings, clock)
     apply_events(ctx)            # decisions recorded by a sync that died before applying
-    errored_before = _errored_count(ctx)
+    failed_before = ctx.ledger.failed_trial_count(exp.id)
     recover_intents(ctx)
     _poll_and_ingest(ctx)
     _note_first_start(ctx)
     apply_events(ctx)
-    _pause_on_early_failures(ctx, errored_before)
+    _pause_on_early_failures(ctx, failed_before)
     reconcile_stops(ctx)
     raise_targets(ctx)
     launch_segments(ctx)
@@ -249,27 +248,23 @@ def _check_completion(ctx: SyncContext) -> None:
              "not finish the search", ctx.clock())
 
 
-def _errored_count(ctx: SyncContext) -> int:
-    return ctx.ledger.failed_trial_count(ctx.exp_id)
-
-
-def _pause_on_early_failures(ctx: SyncContext, errored_before: int) -> None:
-    """Pause once this pass brought the errored trials to pause_after_failed_trials (or 2, 4,
-    8 ... times it) while no trial has reported a metric: every trial failing before its
-    first report is the entrypoint's fault, not its params', and each further trial would
-    wait in the queue to fail the same way. Paused, nothing is lost; after a fix, `cade
-    resume` goes on, and the next crossing pauses again if the fix did not hold."""
+def _pause_on_early_failures(ctx: SyncContext, failed_before: int) -> None:
+    """Pause once this pass brought the failed trials (errored, not for rejecting their
+    hyperparameters) to pause_after_failed_trials (or 2, 4, 8 ... times it) while no trial
+    has reported a metric: every trial failing before its first report is the entrypoint's
+    fault, not its params', and each further trial would wait in the queue to fail the same
+    way. Paused, nothing is lost; after a fix, `cade resume` goes on, and the next crossing
+    pauses again if the fix did not hold."""
     threshold = ctx.settings.pause_after_failed_trials
     if not threshold or ctx.experiment.state not in RUNNING_EXPERIMENT_STATES:
         return
-    errored = _errored_count(ctx)
-    crossed = any(errored_before < threshold * 2 ** k <= errored for k in range(64))
-    if not crossed or ctx.ledger.has_metrics(ctx.exp_id):
+    failed = ctx.ledger.failed_trial_count(ctx.exp_id)
+    crossed = any(failed_before < threshold * 2 ** k <= failed for k in range(64))
+    last = ctx.ledger.latest_failed_trial(ctx.exp_id)
+    if not crossed or last is None or ctx.ledger.has_metrics(ctx.exp_id):
         return
-    last = max((t for t in ctx.ledger.trials(ctx.exp_id) if t.state == TrialState.ERRORED
-                and not t.message.startswith(INVALID_HP_MESSAGE)), key=lambda t: (t.updated, t.id))
     _pause_trials(ctx, message=(
-        f"paused: {errored} trials errored before any trial reported a metric (trial "
+        f"paused: {failed} trials failed before any trial reported a metric (trial "
         f"{last.id}: {last.message}); fix the entrypoint, then `cade resume {ctx.exp_id}` and "
         f"drive it (`cade watch {ctx.exp_id}`); the setting pause_after_failed_trials "
         f"({threshold}, 0 for never) decides when this happens"))

@@ -37,6 +37,15 @@ _LIVE_FIRST = ("CASE state WHEN 'running' THEN 0 WHEN 'queued' THEN 1 WHEN 'pree
 TRIAL_ORDERS["live"] = (_LIVE_FIRST, _LIVE_FIRST)
 
 
+# Errored trials that failed: an errored trial's message starts with INVALID_HP_MESSAGE when
+# it rejected its hyperparameters instead.
+_FAILED = "experiment = ? AND state = ? AND substr(message, 1, ?) != ?"
+
+
+def _failed_params(experiment_id: int) -> list[Any]:
+    return [experiment_id, TrialState.ERRORED, len(INVALID_HP_MESSAGE), INVALID_HP_MESSAGE]
+
+
 class TrialPages:
     """Counts and pages of the `trials` table; the live check of a sync."""
 
@@ -65,11 +74,13 @@ class TrialPages:
 
     def failed_trial_count(self, experiment_id: int) -> int:
         """Errored trials that failed: not those that rejected their hyperparameters."""
-        rows = self._rows("SELECT COUNT(*) AS n FROM trials WHERE experiment = ? AND state = ? "
-                          "AND substr(message, 1, ?) != ?",
-                          [experiment_id, TrialState.ERRORED, len(INVALID_HP_MESSAGE),
-                           INVALID_HP_MESSAGE])
-        return int(rows[0]["n"])
+        return int(self._rows(f"SELECT COUNT(*) AS n FROM trials WHERE {_FAILED}",
+                              _failed_params(experiment_id))[0]["n"])
+
+    def latest_failed_trial(self, experiment_id: int) -> TrialRecord | None:
+        rows = self._rows(f"SELECT * FROM trials WHERE {_FAILED} ORDER BY updated DESC, id DESC "
+                          "LIMIT 1", _failed_params(experiment_id))
+        return self._trial(rows[0]) if rows else None
 
     def trial_shapes(self, experiment_id: int) -> list[tuple[TrialShape, int]]:
         """Each distinct (bracket, length, target, state, closed) of the trials and how many
