@@ -149,6 +149,13 @@ def test_second_driver_job_is_refused_while_the_first_is_alive(tmp_path: Path) -
     assert stored == third and third.generation == 3 and len(third.history) == 2
 
 
+def test_a_paused_experiment_needs_no_driver_until_resumed(tmp_path: Path) -> None:
+    ledger_path, exp_id = _experiment(tmp_path)
+    Ledger(ledger_path, create=False).update_experiment(exp_id, state="paused")
+    with pytest.raises(CadeError, match=f"paused; it needs no driver until `cade resume {exp_id}`"):
+        submit_driver_job(ledger_path, exp_id, Settings(), scheduler=RecordingScheduler())
+
+
 def test_an_ended_experiment_needs_no_driver(tmp_path: Path) -> None:
     ledger_path, exp_id = _experiment(tmp_path)
     ledger = Ledger(ledger_path, create=False)

@@ -42,7 +42,11 @@ from cade_cli.jobs.rundir import write_json_atomic, write_text_atomic
 from cade_cli.spec.settings import Settings, load_settings
 from cade_cli.store.ledger import Ledger
 from cade_cli.store.lock import DriverLock
-from cade_cli.store.records import TERMINAL_EXPERIMENT_STATES, ExperimentRecord
+from cade_cli.store.records import (
+    TERMINAL_EXPERIMENT_STATES,
+    ExperimentRecord,
+    ExperimentState,
+)
 
 DRIVER_FILE = "driver.json"
 DEFAULT_TIME_LIMIT = 4 * 3600      # seconds a driver job asks for
@@ -156,6 +160,9 @@ def submit_driver_job(ledger_path: str | Path, experiment_id: int, settings: Set
         ledger.close()
     if exp.state in TERMINAL_EXPERIMENT_STATES:
         raise CadeError(f"experiment {exp.id} is {exp.state}; it needs no driver")
+    if exp.state == ExperimentState.PAUSED:   # a driver would end at once
+        raise CadeError(f"experiment {exp.id} is paused; it needs no driver until `cade resume "
+                        f"{exp.id}`")
     chosen = backend or exp.backend
     options.check(chosen)
     own_scheduler = scheduler is None
