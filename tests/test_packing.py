@@ -449,11 +449,12 @@ def test_cancel_ends_the_trials_and_gives_the_packs_back(tmp_path: Path) -> None
 
 
 def test_a_pack_larger_than_the_machine_errors_its_trials(tmp_path: Path) -> None:
+    """Every trial fails the same way before any report: the search pauses, saying why."""
     ledger_path = submit(tmp_path, spec_text(packing="slots_per_job: 8"))   # --slots 4
     assert watch(ledger_path) == 1
-    result = outcome(ledger_path)
-    assert result["state"] == "errored"
     ledger = Ledger(ledger_path, create=False)
-    messages = {t.message for t in ledger.trials(1)}
+    experiment, trials = ledger.experiment(1), ledger.trials(1)
     ledger.close()
-    assert any("asks for 8 slots" in m for m in messages), messages
+    assert experiment.state == "paused" and "asks for 8 slots" in experiment.message
+    assert [t.state for t in trials].count("errored") >= 3   # a pack fails together
+    assert all("asks for 8 slots" in t.message for t in trials if t.state == "errored")
