@@ -401,26 +401,19 @@ def test_checkpoints_in_a_node_local_directory_warn(directory: str, warned: bool
     assert local == ([expected] if warned else [])
 
 
-def test_a_removed_searcher_is_one_error_not_one_per_key(tmp_path: Path) -> None:
+SIMPLE_KEYS = "  max_trials: 8\n  mode: standard\n  max_rungs: 3\n  divisor: 4\n  max_length: 90\n"
+# Determined's pre-0.26 `adaptive` counted a `budget`, not `max_trials`.
+ADAPTIVE_KEYS = "  max_length: 64\n  budget: 600\n  train_stragglers: true\n  mode: standard\n"
+
+
+@pytest.mark.parametrize("name, keys", [("adaptive_simple", SIMPLE_KEYS), ("adaptive", ADAPTIVE_KEYS)])
+def test_a_removed_searcher_is_one_error_not_one_per_key(tmp_path: Path, name: str, keys: str) -> None:
     spec = tmp_path / "old.yaml"
-    spec.write_text("name: old\nentrypoint: python3 train.py\n"
-                    "searcher:\n  name: adaptive_simple\n  metric: loss\n  max_trials: 8\n"
-                    "  mode: standard\n  max_rungs: 3\n  divisor: 4\n  max_length: {batches: 90}\n")
+    spec.write_text(f"name: old\nentrypoint: python3 train.py\nsearcher:\n  name: {name}\n"
+                    f"  metric: loss\n{keys}")
     result = CliRunner().invoke(cli, ["preview", str(spec)], terminal_width=400)
     assert (result.exit_code, result.output) == (2, (
-        f"Error: {spec}:4: searcher.name: not supported: 'adaptive_simple': removed from Determined "
-        "before 0.26; use adaptive_asha\n"))
-
-
-def test_a_removed_searcher_without_its_successors_keys_is_one_error(tmp_path: Path) -> None:
-    """Determined's pre-0.26 `adaptive` counted a `budget`, not `max_trials`."""
-    spec = tmp_path / "older.yaml"
-    spec.write_text("name: older\nentrypoint: python3 train.py\n"
-                    "searcher:\n  name: adaptive\n  metric: loss\n  max_length: {batches: 64}\n"
-                    "  budget: {batches: 600}\n  train_stragglers: true\n  mode: standard\n")
-    result = CliRunner().invoke(cli, ["preview", str(spec)], terminal_width=400)
-    assert (result.exit_code, result.output) == (2, (
-        f"Error: {spec}:4: searcher.name: not supported: 'adaptive': removed from Determined "
+        f"Error: {spec}:4: searcher.name: not supported: {name!r}: removed from Determined "
         "before 0.26; use adaptive_asha\n"))
 
 

@@ -96,20 +96,19 @@ def _non_negative_float(value: Any) -> float:
     return number
 
 
-def _positive_int(value: Any) -> int:
-    expected = f"must be a whole number >= 1, got {value!r}"
-    number: int = _converted(value, lambda v: int(str(v).strip()), expected)
-    if number < 1:
-        raise ValueError(expected)
-    return number
+def _whole_number(minimum: int) -> Callable[[Any], int]:
+    """A parser of whole numbers >= `minimum`."""
+    def parse(value: Any) -> int:
+        expected = f"must be a whole number >= {minimum}, got {value!r}"
+        number: int = _converted(value, lambda v: int(str(v).strip()), expected)
+        if number < minimum:
+            raise ValueError(expected)
+        return number
+    return parse
 
 
-def _non_negative_int(value: Any) -> int:
-    expected = f"must be a whole number >= 0, got {value!r}"
-    number: int = _converted(value, lambda v: int(str(v).strip()), expected)
-    if number < 0:
-        raise ValueError(expected)
-    return number
+_positive_int = _whole_number(1)
+_non_negative_int = _whole_number(0)
 
 
 def _boolean(value: Any) -> bool:
