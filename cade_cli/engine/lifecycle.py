@@ -259,9 +259,10 @@ def _pause_on_early_failures(ctx: SyncContext, failed_before: int) -> None:
     if not threshold or ctx.experiment.state not in RUNNING_EXPERIMENT_STATES:
         return
     failed = ctx.ledger.failed_trial_count(ctx.exp_id)
-    crossed = any(failed_before < threshold * 2 ** k <= failed for k in range(64))
+    if not any(failed_before < threshold * 2 ** k <= failed for k in range(64)):
+        return   # the usual pass: one count more than before, nothing else read
     last = ctx.ledger.latest_failed_trial(ctx.exp_id)
-    if not crossed or last is None or ctx.ledger.has_metrics(ctx.exp_id):
+    if last is None or ctx.ledger.has_metrics(ctx.exp_id):
         return
     _pause_trials(ctx, message=(
         f"paused: {failed} trials failed before any trial reported a metric (trial "
