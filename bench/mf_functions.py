@@ -19,7 +19,10 @@ Four more functions, used while the bracket policy was developed (so they are no
   noise N(0, 1.5) * (1 - s): low fidelities rank points correctly on average, noisily;
 - `levy2`: Levy's function in 2-D (many local minima around one global one) on [-10, 10]^2,
   whose optimum sits 0.5 * (1 - s) away at low fidelities, plus 1 / sqrt(z): low fidelities
-  rank well far from the optimum and point slightly off near it.
+  rank well far from the optimum and point slightly off near it;
+- `drift3`: a bowl in 3-D whose optimum sits 0.3 * (1 - s) away at low fidelities (along the
+  diagonal (1, -1, 1)), plus 1 / sqrt(z): low fidelities rank the cube as the top one does,
+  but point to the wrong place near the optimum, where a model of the best results looks.
 """
 
 from __future__ import annotations
@@ -103,6 +106,16 @@ def levy2(x: Sequence[float], z: int) -> float:
     return levy + 1.0 / math.sqrt(z)
 
 
+_CENTRE3 = (0.35, 0.6, 0.5)
+_DRIFT3 = tuple(v / math.sqrt(3.0) for v in (1.0, -1.0, 1.0))
+
+
+def drift3(x: Sequence[float], z: int) -> float:
+    moved = 0.3 * (1.0 - fidelity_share(z))   # low fidelities: the optimum moved by this
+    return (sum((xi - ci - moved * di) ** 2 for xi, ci, di in zip(x, _CENTRE3, _DRIFT3))
+            + 1.0 / math.sqrt(z))
+
+
 def _crossing_minimum() -> float:
     """crossing4 depends on the distance d alone: its minimum over d, on a fine grid."""
     return min(crossing4((c + math.sqrt(k * 1e-5),) + _CENTRE4[1:], MAX_FIDELITY)
@@ -118,6 +131,7 @@ FUNCTIONS: dict[str, tuple[int, Function, float, bool]] = {
     "crossing4": (4, crossing4, _crossing_minimum(), False),
     "valley3_noisy": (3, valley3_noisy, 0.0, False),
     "levy2": (2, levy2, 1.0 / math.sqrt(MAX_FIDELITY), False),   # Levy's minimum is 0
+    "drift3": (3, drift3, 1.0 / math.sqrt(MAX_FIDELITY), False),
 }
 
 

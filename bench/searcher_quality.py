@@ -70,7 +70,7 @@ from mf_functions import MAX_FIDELITY, Function
 FUNCTIONS = {**mf_functions.FUNCTIONS, **mf_branin.FUNCTIONS}
 # Run only when named with --functions: added after the recorded tables (bench/RESULTS.md),
 # which the default list reproduces.
-OPT_IN = ("valley3_noisy", "levy2")
+OPT_IN = ("valley3_noisy", "levy2", "drift3")
 # Families from packages cade does not hold (bench/mf_mf2.py, bench/mf_botorch.py), run only
 # when named, one by one or all at once by the family's name; each needs its package.
 EXTERNAL = (mf_mf2, mf_botorch)

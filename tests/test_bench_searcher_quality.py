@@ -276,3 +276,16 @@ def test_levy2_moves_its_optimum_at_low_fidelities_and_is_opt_in() -> None:
     assert levy2([0.525, 0.525], 1) == pytest.approx(1.0)
     assert levy2([0.55, 0.55], 1) > 1.0 + 0.01
     assert levy2([0.525, 0.525], 100) > minimum + 0.01
+
+
+def test_drift3_points_off_its_optimum_at_low_fidelities_and_is_opt_in() -> None:
+    quality = _bench_module()
+    dims, drift3, minimum, held_out = quality.FUNCTIONS["drift3"]
+    assert (dims, minimum, held_out) == (3, pytest.approx(0.1), False)
+    assert "drift3" in quality.OPT_IN
+    optimum = [0.35, 0.6, 0.5]
+    moved = [c + 0.3 * d / math.sqrt(3.0) for c, d in zip(optimum, (1, -1, 1))]
+    assert drift3(optimum, 100) == pytest.approx(minimum)
+    assert drift3(moved, 1) == pytest.approx(1.0)            # fidelity 1: its optimum moved
+    assert drift3(optimum, 1) == pytest.approx(1.0 + 0.09)    # 0.3 away, squared
+    assert drift3(moved, 100) == pytest.approx(minimum + 0.09)
