@@ -401,6 +401,22 @@ def test_checkpoints_in_a_node_local_directory_warn(directory: str, warned: bool
     assert local == ([expected] if warned else [])
 
 
+@pytest.mark.parametrize("description, name", [
+    ("mnist_pytorch_const", "mnist_pytorch_const"),   # as many of Determined's configs name it
+    ("a Core API script in 0.38's form", "const"),    # a sentence: the file's name
+    (None, "const"),
+])
+def test_a_one_word_description_names_an_unnamed_experiment(tmp_path: Path, description: str | None,
+                                                            name: str) -> None:
+    path = tmp_path / "const.yaml"
+    path.write_text((f"description: {description}\n" if description else "")
+                    + "entrypoint: python3 train.py\nsearcher:\n  name: single\n  metric: loss\n"
+                    "  max_length: 5\n")
+    spec = load_spec(path, ())
+    assert (spec.name, spec.description) == (name, description or "")
+    assert spec_from_raw(spec.raw).name == name   # kept in the ledger's copy
+
+
 SIMPLE_KEYS = "  max_trials: 8\n  mode: standard\n  max_rungs: 3\n  divisor: 4\n  max_length: 90\n"
 # Determined's pre-0.26 `adaptive` counted a `budget`, not `max_trials`.
 ADAPTIVE_KEYS = "  max_length: 64\n  budget: 600\n  train_stragglers: true\n  mode: standard\n"

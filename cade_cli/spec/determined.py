@@ -53,7 +53,8 @@ _TEMPLATE = ("passed to the job template as `{name}`; the built-in templates do 
 # Key paths: `a.b` for mappings, `a[].b` for the items of a list. A section with an entry
 # ending in `.*` is free-form below that point.
 TABLE: dict[str, Decision] = {
-    "name": Decision(MAPPED, "the experiment's name; when absent, the spec file's name"),
+    "name": Decision(MAPPED, "the experiment's name; when absent, `description` if it is one word "
+                             "(as in many of Determined's configs), else the spec file's name"),
     "description": _used(),
     "labels": Decision(WARNED, "cade has no label index; the labels stay in the ledger's copy of the config"),
     "workspace": Decision(WARNED, "cade has no workspaces: experiments live in the ledger of the directory "

@@ -65,12 +65,27 @@ class Determined:
 
 
 def name_when_absent(root: Node, source: str) -> None:
-    """Determined names an experiment for you; cade uses the spec file's name.
+    """Determined names an experiment for you; cade uses a `description` that reads as a
+    name, else the spec file's name.
 
-    Run before the ledger's copy is taken, so a rebuilt spec keeps the name.
+    Many of Determined's own configs (older ones, and examples still shipped) name the
+    experiment in `description` (`description: mnist_pytorch_const`), so that word is what
+    their users know it by. Run before the ledger's copy is taken, so a rebuilt spec keeps
+    the name.
     """
-    if isinstance(root.value, dict) and root.value.get("name") is None:
+    if not isinstance(root.value, dict) or root.value.get("name") is not None:
+        return
+    description = root.value.get("description")
+    if description is not None and _reads_as_name(description.value):
+        root.value["name"] = Node(description.value, description.loc, description.loc)
+    else:
         root.value["name"] = Node(default_name(source), root.loc, root.loc)
+
+
+def _reads_as_name(description: Any) -> bool:
+    """One word of at most 64 characters: `mnist_pytorch_const`, not a sentence."""
+    return (isinstance(description, str) and 0 < len(description) <= 64
+            and description.split() == [description])
 
 
 def rewrite(root: Node, problems: Problems, found: Determined) -> None:
