@@ -11,7 +11,7 @@ non-negative noise |N(0, 1)| * noise * (1 - s) is added (fixed per point and fid
 (3.0, 3.0), bad (3.5, 4.0), terrible (4.0, 5.0). At z = 100 every variant is the plain,
 noise-free Hartmann function; its minimum is the optimum regret is measured against.
 
-Four more functions, used while the bracket policy was developed (so they are not held out):
+Five more functions, used while the bracket policy was developed (so they are not held out):
 - `sphere4`: a bowl whose every fidelity ranks points as the top one does;
 - `crossing4`: learning curves that cross: points near the optimum start slowly, so short
   trainings rank them worst;
