@@ -43,6 +43,7 @@ flat = torch.cat([p.detach().flatten() for p in model.parameters()])
 json.dump({"rank": rank, "size": size, "local_rank": int(os.environ["LOCAL_RANK"]),
            "sum": total.item(), "params": flat.tolist(), "loss": loss.item()},
           open(f"rank{rank}.json", "w"))
+del model, opt   # as launchers/torch.sh asks: the process group goes with destroy_process_group
 dist.barrier()
 dist.destroy_process_group()
 """

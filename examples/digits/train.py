@@ -295,6 +295,9 @@ def main() -> int:
     trainer = Trainer(hp, report.seed() or 0, world, device)
     train(trainer)
     print(f"rank={world.rank} world_size={world.size} param_checksum={trainer.checksum()!r}", flush=True)
+    # Its DistributedDataParallel holds the process group: freed now, the group goes with
+    # world.close(); left to the interpreter's exit, Gloo can abort this finished rank.
+    del trainer
     world.close()
     return 0
 
