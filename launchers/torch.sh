@@ -5,10 +5,10 @@
 # RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, NODE_RANK, MASTER_ADDR (host of rank 0) and
 # MASTER_PORT (from the job id; CADE_MASTER_PORT overrides) and execs the entrypoint.
 # Outside a scheduler (the local backend) it starts CADE_NPROCS ranks on this machine.
-# Workers should call dist.barrier() before dist.destroy_process_group(), and drop their
-# DistributedDataParallel models before exiting: a model left to the interpreter's exit keeps
-# the process group alive until then, and Gloo can abort a finished rank while it is torn
-# down (1 in 25-40 two-rank runs on a loaded machine). A failed rank fails the job.
+# Workers should call dist.barrier() before dist.destroy_process_group() and drop their
+# DistributedDataParallel models first (the group then goes while Python is whole). Gloo can
+# still abort a finished rank at exit now and then (1 in 25-40 two-rank runs on a loaded
+# machine): a failed rank fails the job, and the trial resumes from its checkpoint.
 set -u
 . "$(dirname -- "$0")/common.sh"
 [ "$#" -gt 0 ] || cade_fail "no entrypoint given"

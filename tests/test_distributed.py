@@ -15,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,12 +106,26 @@ def assert_trained_together(ranks: list[dict[str, Any]]) -> None:
     assert all(r["loss"] < 1.0 for r in ranks)                     # and they did learn
 
 
+# Gloo (upstream) now and then aborts a rank that has finished, while its threads are torn
+# down at exit: 1 in 25-40 two-rank runs on a loaded machine, with or without the
+# DistributedDataParallel model freed first. In a job that rank fails its segment and the trial
+# resumes from its checkpoint; a test tries once more on that abort alone.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def twice_on_teardown_abort(run: Callable[[], subprocess.CompletedProcess[str]]) -> None:
+    result = run()
+    if result.returncode != 0 and TEARDOWN_ABORT in result.stderr:
+        result = run()
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
 def run_local(launcher: str, tmp_path: Path, script_text: str) -> None:
     script = write_script(tmp_path, script_text)
-    result = subprocess.run(["sh", str(LAUNCHERS / launcher), sys.executable, str(script)],
-                            cwd=tmp_path, env=launch_env(CADE_NPROCS="2"),
-                            check=False, capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
+    twice_on_teardown_abort(lambda: subprocess.run(
+        ["sh", str(LAUNCHERS / launcher), sys.executable, str(script)],
+        cwd=tmp_path, env=launch_env(CADE_NPROCS="2"),
+        check=False, capture_output=True, text=True, timeout=240))
 
 
 def run_emulated_slurm(launcher: str, tmp_path: Path, script_text: str, **ports: str) -> None:
@@ -191,12 +206,11 @@ def run_srun(launcher: str, tmp_path: Path, script_text: str) -> None:
     """srun on two nodes, one task each: the launcher runs once per task, as in a job."""
     script = write_script(tmp_path, script_text)
     shutil.copytree(LAUNCHERS, tmp_path / "launch", ignore=shutil.ignore_patterns("__*"))
-    result = subprocess.run(
+    twice_on_teardown_abort(lambda: subprocess.run(
         ["srun", "--nodes=2", "--ntasks-per-node=1", "--time=5", "--kill-on-bad-exit=1",
          "--job-name=cade-launcher-test", "sh", f"launch/{launcher}", sys.executable,
          str(script)],
-        check=False, cwd=tmp_path, env=launch_env(), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+        check=False, cwd=tmp_path, env=launch_env(), capture_output=True, text=True, timeout=300))
 
 
 @pytest.mark.slurm
