@@ -30,11 +30,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any, NoReturn, overload
 
+from cade_cli import rank_exit
+
 METRICS_FILE = "metrics.jsonl"   # in the run directory; the engine ingests it
 FINISHED_TARGET_FILE = "finished_target"  # in the run directory: the target the trial ended at
 _RANK_VARIABLES = ("RANK", "SLURM_PROCID", "HOROVOD_RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK")
 _STOP_SIGNALS = ("SIGUSR1", "SIGTERM")
 _NEXT_TARGET_POLL_SECONDS = 0.2
+
+# A rank that used torch.distributed's Gloo could otherwise abort at exit (rank_exit.py).
+rank_exit.settle_at_exit()
 
 
 def _env(name: str) -> str | None:

@@ -5,10 +5,12 @@
 # RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, NODE_RANK, MASTER_ADDR (host of rank 0) and
 # MASTER_PORT (from the job id; CADE_MASTER_PORT overrides) and execs the entrypoint.
 # Outside a scheduler (the local backend) it starts CADE_NPROCS ranks on this machine.
-# Workers should call dist.barrier() before dist.destroy_process_group() and drop their
-# DistributedDataParallel models first (the group then goes while Python is whole). Gloo can
-# still abort a finished rank at exit now and then (1 in 25-40 two-rank runs on a loaded
-# machine): a failed rank fails the job, and the trial resumes from its checkpoint.
+# Workers should call dist.barrier() before dist.destroy_process_group(), so that no rank
+# closes its connections while another still waits on them. Left alone, a rank that used Gloo
+# can abort at exit with its work done ("terminate called without an active exception", exit
+# status 134; cade_cli/rank_exit.py says why), and a failed rank fails the job. Importing cade's
+# trial API (cade_cli.report) prevents that; a script that does not can call
+# cade_cli.rank_exit.settle() last.
 set -u
 . "$(dirname -- "$0")/common.sh"
 [ "$#" -gt 0 ] || cade_fail "no entrypoint given"

@@ -77,9 +77,11 @@ def test_pure_modules_import_no_io_library() -> None:
             assert roots(imps) & (forbidden - allowed) == set(), module
 
 
-def test_report_imports_the_standard_library_only() -> None:
-    imps = MODULES["report"]
-    assert {r for r in roots(imps) if r != "__future__"} <= set(sys.stdlib_module_names)
+@pytest.mark.parametrize("module", ["report", "rank_exit"])
+def test_the_trial_side_imports_the_standard_library_only(module: str) -> None:
+    imps = MODULES[module]
+    assert {r for r in roots(imps) if r not in ("__future__", "cade_cli")} <= set(sys.stdlib_module_names)
+    assert {i for i in imps if within(i, ("cade_cli",))} <= {"cade_cli", "cade_cli.rank_exit"}
 
 
 def test_nothing_imports_the_cli() -> None:

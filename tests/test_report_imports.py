@@ -31,4 +31,4 @@ def test_report_loads_only_the_standard_library() -> None:
 
 def test_report_loads_no_other_cade_module() -> None:
     cade_modules = {n for n in loaded_by_import() if n.split(".")[0] == "cade_cli"}
-    assert cade_modules == {"cade_cli", "cade_cli.report"}
+    assert cade_modules == {"cade_cli", "cade_cli.report", "cade_cli.rank_exit"}

@@ -120,7 +120,7 @@ class World:
         if self.kind == "torch":
             import torch.distributed as dist
 
-            dist.barrier()  # without it gloo sometimes aborts while tearing down
+            dist.barrier()  # no rank closes its connections while another still waits on them
             dist.destroy_process_group()
         elif self.kind == "horovod":
             self.hvd.shutdown()
@@ -295,9 +295,6 @@ def main() -> int:
     trainer = Trainer(hp, report.seed() or 0, world, device)
     train(trainer)
     print(f"rank={world.rank} world_size={world.size} param_checksum={trainer.checksum()!r}", flush=True)
-    # Its DistributedDataParallel holds the process group: freed now, the group goes with
-    # world.close(); left to the interpreter's exit, Gloo can abort this finished rank.
-    del trainer
     world.close()
     return 0
 

@@ -8,7 +8,6 @@ trains it with det.pytorch.Trainer. Class-loading problems exit with the spec er
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 from pathlib import Path
 
@@ -33,12 +32,6 @@ def main(argv: list[str] | None = None) -> int:
         with det_pytorch.init(exp_conf=config) as context:
             trial = trial_class(context)
             det_pytorch.Trainer(trial, context).fit()
-            # The trial's DistributedDataParallel models hold the process group: freed here
-            # (collected too, should the trial sit in a reference cycle), the group goes when
-            # init's exit destroys it; left to the interpreter's exit, Gloo can abort this
-            # finished rank while it tears its threads down.
-            del trial
-            gc.collect()
     except CadeError as err:
         print(f"cade: error: {err.message}", file=sys.stderr)
         if err.hint:
