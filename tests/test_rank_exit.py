@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from cade_cli import rank_exit
 def readings(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, tuple[str, str, str]]]]:
     """Scripted readings of the worker threads, one per call (the last one repeats)."""
     script: list[dict[str, tuple[str, str, str]]] = []
-    calls = iter(range(10**6))
+    calls = itertools.count()
 
     def read() -> dict[str, tuple[str, str, str]]:
         return script[min(next(calls), len(script) - 1)]
