@@ -18,7 +18,6 @@ import argparse
 import importlib.resources
 import multiprocessing
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,16 +44,12 @@ dist.destroy_process_group()
 SETTLE = "from cade_cli import rank_exit; rank_exit.settle()\n"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_once(script: Path) -> str:
     """'ok', 'abort' or 'other' for one two-rank run."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM", "PBS_"))}
-    env.update(CADE_NPROCS="2", CADE_MASTER_PORT=str(free_port()), OMP_NUM_THREADS="1")
+    # No CADE_MASTER_PORT: outside a scheduler the launcher picks a free port itself.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLURM", "PBS_", "CADE_MASTER_PORT"))}
+    env.update(CADE_NPROCS="2", OMP_NUM_THREADS="1")
     done = subprocess.run(["sh", str(LAUNCHERS / "torch.sh"), sys.executable, str(script)],
                           env=env, cwd=script.parent, capture_output=True, text=True,
                           timeout=300, check=False)
