@@ -1,4 +1,5 @@
-"""What the kernel says about a listening TCP port (IPv4): the addresses it is bound to."""
+"""Network helpers for tests: a free port to listen on, and what the kernel says about a
+listening TCP port (IPv4): the addresses it is bound to."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ import struct
 from pathlib import Path
 
 LISTEN = "0A"
+
+
+def free_port() -> int:
+    """A TCP port on the loopback address that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def listening_addresses(port: int) -> set[str]:

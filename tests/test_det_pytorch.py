@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_examples_train import fake_segment, free_port, metric_lines, validations
+from netcheck import free_port
+from test_examples_train import fake_segment, metric_lines, validations
 
 from cade_cli.jobs import rundir
 

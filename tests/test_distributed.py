@@ -12,13 +12,13 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from netcheck import free_port
 
 LAUNCHERS = Path(str(importlib.resources.files("cade_cli.launchers")))
 HAVE_HOROVOD = importlib.util.find_spec("horovod") is not None
@@ -84,12 +84,6 @@ def launch_env(**extra: str) -> dict[str, str]:
            if not k.startswith(("SLURM", "PBS_", "PMI_", "OMPI_", "HOROVOD_"))}
     env.update(extra, OMP_NUM_THREADS="1")
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def read_ranks(directory: Path, size: int) -> list[dict[str, Any]]:

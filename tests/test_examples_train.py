@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from netcheck import free_port
 
 from cade_cli.jobs import rundir
 
@@ -154,12 +154,6 @@ def test_digits_resume_equals_uninterrupted(tmp_path: Path) -> None:
     assert validations(second)[8] == validations(straight)[8]
     assert checksum(done_second.stdout) == checksum(done_straight.stdout)
     assert set(validations(straight)[8]) == {"loss", "accuracy", "train_loss"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_digits_two_ranks_torch_distributed(tmp_path: Path) -> None:
