@@ -20,7 +20,7 @@ from cade_cli.cli import cli
 from cade_cli.errors import SpecError
 from cade_cli.search.rank_correlation import rung_correlations, spearman
 from cade_cli.search.searchers.adaptive import AdaptiveAsha, plan_brackets
-from cade_cli.search.searchers.bracket_policy import learned_weights
+from cade_cli.search.searchers.bracket_policy import COMMIT_TRUST, learned_weights
 from cade_cli.search.simulate import Simulation
 from cade_cli.search.space import Double, Nested
 from cade_cli.spec.experiment import SearcherSpec, parse_spec
@@ -35,10 +35,10 @@ def spec_text(searcher: str, extra: str) -> str:
             "  max_length: 81\n" + textwrap.indent(extra + "\n", "  "))
 
 
-def adaptive(policy: str, max_trials: int = 120) -> SearcherSpec:
+def adaptive(policy: str, max_trials: int = 120, sampler: str = "random") -> SearcherSpec:
     return SearcherSpec(name="adaptive_asha", metric="loss", max_trials=max_trials,
                         max_length=81, divisor=3, max_rungs=4, mode="standard",
-                        max_concurrent_trials=4, bracket_policy=policy)
+                        max_concurrent_trials=4, bracket_policy=policy, sampler=sampler)
 
 
 def test_spearman_ranks_ties_and_orders() -> None:
@@ -93,8 +93,8 @@ def faithful(params: dict[str, float], length: int, trial: int) -> float:
     return params["x"] + 1.0 / length
 
 
-def run(policy: str, objective: object, seed: int = 3) -> AdaptiveAsha:
-    searcher = AdaptiveAsha(adaptive(policy), SPACE, random.Random(seed))
+def run(policy: str, objective: object, seed: int = 3, sampler: str = "random") -> AdaptiveAsha:
+    searcher = AdaptiveAsha(adaptive(policy, sampler=sampler), SPACE, random.Random(seed))
     Simulation(searcher, objective, workers=4, validation_period=None,  # type: ignore[arg-type]
                smaller_is_better=True, full_length=81).run()
     assert searcher.done
@@ -174,6 +174,106 @@ def test_learned_weights_retire_the_hedge_only_against_the_longest_rung() -> Non
     # keeps its whole share.
     assert learned_weights(brackets, {3: -0.9, 9: 0.8, 27: 0.9}, final=True) == pytest.approx(
         {0: 0.0, 1: 29 * 0.8, 2: 14 * 0.9 / 3, 3: 9 / 3})
+
+
+def test_with_a_model_the_policy_commits_to_the_bracket_with_the_most_rungs() -> None:
+    """Every rung ranks as the longest does: with `sampler: tpe`, once that is measured
+    against one of the two longest rungs, every new trial goes to the four-rung bracket;
+    with random sampling the other brackets keep their 1/divisor."""
+    hedged = run("learned", faithful)
+    committed = run("learned", faithful, sampler="tpe")
+    assert hedged.factory.policy is not None and not hedged.factory.policy.committed
+    assert committed.factory.policy is not None and committed.factory.policy.committed
+    assert sum(created(committed)) == sum(created(hedged)) == 120
+    assert sum(created(committed)[1:]) < sum(created(hedged)[1:]) / 2
+    snapshot = json.loads(json.dumps(committed.snapshot()))
+    assert snapshot["bracket_policy"]["committed"] is True
+    restored = AdaptiveAsha.restore(adaptive("learned", sampler="tpe"), SPACE, snapshot)
+    assert restored.factory.policy is not None and restored.factory.policy.committed
+    del snapshot["bracket_policy"]["committed"]   # a snapshot from before committing
+    older = AdaptiveAsha.restore(adaptive("learned", sampler="tpe"), SPACE, snapshot)
+    assert older.factory.policy is not None and not older.factory.policy.committed
+
+
+class RestoredEachEvent:
+    """The searcher, snapshotted (through JSON) and restored before every event."""
+
+    def __init__(self, spec: SearcherSpec, seed: int) -> None:
+        self.spec = spec
+        self.searcher = AdaptiveAsha(spec, SPACE, random.Random(seed))
+        self.decisions: list[object] = []
+
+    def _restored(self) -> AdaptiveAsha:
+        snapshot = json.loads(json.dumps(self.searcher.snapshot()))
+        self.searcher = AdaptiveAsha.restore(self.spec, SPACE, snapshot)
+        return self.searcher
+
+    def start(self) -> list[object]:
+        return self._log(self.searcher.start())
+
+    def on_validation(self, trial: int, length: float, metric: float) -> list[object]:
+        return self._log(self._restored().on_validation(trial, length, metric))
+
+    def on_exit(self, trial: int, reason: object) -> list[object]:
+        return self._log(self._restored().on_exit(trial, reason))  # type: ignore[arg-type]
+
+    def progress(self) -> float:
+        return self.searcher.progress()
+
+    def _log(self, decisions: list[object]) -> list[object]:
+        self.decisions.append(decisions)
+        return decisions
+
+
+def test_a_committing_search_restored_after_every_event_decides_the_same() -> None:
+    spec = adaptive("learned", sampler="tpe")
+    plain, restored = RestoredEachEvent(spec, 5), RestoredEachEvent(spec, 5)
+    plain._restored = lambda: plain.searcher   # type: ignore[method-assign]
+    for searcher in (plain, restored):
+        Simulation(searcher, faithful, workers=4, validation_period=None,  # type: ignore[arg-type]
+                   smaller_is_better=True, full_length=81).run()
+    assert len(plain.decisions) > 200
+    assert restored.decisions == plain.decisions
+    assert restored.searcher.factory.policy is not None
+    assert restored.searcher.factory.policy.committed
+
+
+def test_a_model_on_the_longest_levels_brings_the_hedge_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    searcher = AdaptiveAsha(adaptive("learned", sampler="tpe"), SPACE, random.Random(0))
+    searcher.start()
+    policy = searcher.factory.policy
+    assert policy is not None
+    for trial in range(1, 7):   # six results at 27 and 81: 27 is the longest but one
+        for length in (3, 27, 81):
+            policy.observe(trial, length, trial + 1 / length)
+    faithful_rungs = {3: 1.0, 9: 1.0, 27: 1.0}
+    monkeypatch.setattr(searcher.factory.sampler, "model_on_long_levels", lambda: False)
+    assert policy.weights(faithful_rungs) == {0: 1.0, 1: 0.0, 2: 0.0, 3: 0.0}
+    assert policy.committed
+    monkeypatch.setattr(searcher.factory.sampler, "model_on_long_levels", lambda: True)
+    assert policy.weights(faithful_rungs) == learned_weights(searcher.brackets,
+                                                             faithful_rungs, policy.final)
+    monkeypatch.setattr(searcher.factory.sampler, "model_on_long_levels", lambda: False)
+    assert policy.weights({3: 0.1, 9: 0.1, 27: 0.1}) == {0: 1.0, 1: 0.0, 2: 0.0, 3: 0.0}
+
+
+def test_an_untrusted_or_early_reading_does_not_commit() -> None:
+    searcher = AdaptiveAsha(adaptive("learned", sampler="tpe"), SPACE, random.Random(0))
+    searcher.start()
+    policy = searcher.factory.policy
+    assert policy is not None
+    for trial in range(1, 7):   # results up to 9 only: the reference is not a long one
+        for length in (3, 9):
+            policy.observe(trial, length, trial + 1 / length)
+    policy.weights({3: 1.0})
+    assert not policy.committed
+    for trial in range(1, 7):
+        policy.observe(trial, 81, float(trial))
+    policy.weights({3: COMMIT_TRUST - 0.01, 9: 1.0, 27: 1.0})
+    assert not policy.committed
+    policy.weights({3: COMMIT_TRUST, 9: 1.0, 27: 1.0})
+    assert policy.committed
 
 
 def test_the_default_policy_writes_the_snapshots_it_wrote_before() -> None:

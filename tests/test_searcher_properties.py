@@ -429,6 +429,10 @@ LONG_RUNS = [
     SearcherSpec(name="adaptive_asha", metric="loss", divisor=2, max_length=100,
                  max_trials=200, mode="standard", max_concurrent_trials=6, stop_once=True,
                  bracket_policy="learned"),
+    # The model-based sampler with the learned policy (committing: tests/test_bracket_policy.py).
+    SearcherSpec(name="adaptive_asha", metric="loss", divisor=3, max_length=81,
+                 max_trials=200, mode="standard", max_concurrent_trials=8,
+                 bracket_policy="learned", sampler="tpe"),
 ]
 
 

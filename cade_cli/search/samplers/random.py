@@ -15,6 +15,7 @@ from cade_cli.search.space import Space, sample
 
 class RandomSampler:
     name = "random"
+    builds_model = False
 
     def __init__(self, space: Space, levels: tuple[int, ...]) -> None:
         self.space = space
@@ -27,6 +28,10 @@ class RandomSampler:
 
     def exited(self, trial: int, reason: ExitReason) -> None:
         """Random sampling learns nothing from exits."""
+
+    def model_on_long_levels(self) -> bool:
+        """No model, so none built on the longest levels."""
+        return False
 
     def to_json(self) -> dict[str, Any]:
         return {"sampler": self.name}

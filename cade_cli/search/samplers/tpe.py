@@ -6,9 +6,10 @@ level at or below its length). The model is built on a level with at least
 (count x squared rank correlation with the longest: many short results that rank as the
 long ones do outweigh a few long ones; short results that rank otherwise count for little).
 So brackets first learn from their short rungs and move up as longer results arrive, and
-stay low only where the short rungs are measured to rank well. Those results are split at
-the GAMMA quantile into good and bad;
-a Parzen estimator of each (parzen.py) scores CANDIDATES points drawn from the good one, and
+stay low only where the short rungs are measured to rank well (and, where the best trials'
+optimum moved between a short rung and the longest, to rank those best trials well:
+moved_optimum.py). Those results are split at the GAMMA quantile into good and bad; a
+Parzen estimator of each (parzen.py) scores CANDIDATES points drawn from the good one, and
 the point with the largest good/bad density ratio is proposed.
 
 Until a level has enough results, and for a RANDOM_SHARE of proposals after that, params are
@@ -30,6 +31,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from cade_cli.search.moved_optimum import best_share_correlation, optimum_moved
 from cade_cli.search.rank_correlation import rung_correlations
 from cade_cli.search.samplers.encoding import Point, decode, dimensions, encode
 from cade_cli.search.samplers.parzen import Parzen
@@ -43,6 +45,7 @@ MAX_BAD = 48            # bad results beyond this are thinned evenly by rank (co
 MIN_OBSERVATIONS = 10   # results a level needs before the model is built on it
 RANDOM_SHARE = 0.1      # proposals drawn at random even when a model exists
 CANDIDATES = 16         # points drawn from the good density per proposal
+MOVED_POWER = 16        # a level's weight where the optimum moved: best-share rho ** this
 
 
 @dataclass
@@ -59,6 +62,7 @@ class TrialRecord:
 
 class TpeSampler:
     name = "tpe"
+    builds_model = True   # the learned bracket policy watches model_on_long_levels
 
     def __init__(self, space: Space, levels: tuple[int, ...]) -> None:
         self.space = space
@@ -99,19 +103,36 @@ class TpeSampler:
         enough results, the one with the largest count x squared rank correlation (its
         share of the ranking explained) with the longest level holding MIN_PAIRS+ results,
         as rung_correlations measures it. The longest level with enough results counts
-        fully, a level that ranks in reverse not at all; ties go to the longer level."""
+        fully, a level that ranks in reverse not at all; ties go to the longer level.
+
+        Where the best trials' optimum has moved between a level and the longest
+        (moved_optimum.py), what counts is how well the level ranks those best trials,
+        to the 16th power: only a level that ranks them almost as the longest does stays
+        the model, since its good group is where the new trials go."""
         counts = Counter(level for record in self.trials.values() for level in record.values)
         enough = [level for level in self.levels if counts[level] >= self.min_observations]
         if len(enough) < 2:
             return enough[-1] if enough else None
         longest = enough[-1]
-        correlations = rung_correlations(self._results_by_level())
+        seen = self._results_by_level()
+        correlations = rung_correlations(seen)
+        points = {trial: record.point for trial, record in self.trials.items()}
 
         def informative(level: int) -> float:
-            rho = 1.0 if level == longest else max(0.0, correlations.get(level, 0.0))
-            return counts[level] * rho * rho
+            if level == longest:
+                return counts[level]
+            if optimum_moved(seen, level, points):
+                rho = best_share_correlation(seen, level) or 0.0
+                return counts[level] * max(0.0, rho) ** MOVED_POWER
+            return counts[level] * max(0.0, correlations.get(level, 0.0)) ** 2
 
         return max(reversed(enough), key=informative)
+
+    def model_on_long_levels(self) -> bool:
+        """Whether the model is built on one of the two longest levels: the short ones
+        were found to mislead near the best trials (the learned bracket policy's cue)."""
+        level = self.model_level()
+        return level is not None and level in self.levels[-2:]
 
     def _results_by_level(self) -> dict[int, dict[int, float]]:
         """level -> {trial: value}, in trial order (the correlations sum in a fixed order)."""
@@ -190,7 +211,9 @@ def describe() -> str:
     return (f"tpe: new trials' params are proposed from a density model of the results "
             f"(best {GAMMA:.0%} against the rest, on the rung with {MIN_OBSERVATIONS}+ "
             f"results that says most about the longest such rung: its count x its squared "
-            f"rank correlation with it); random until then and for {RANDOM_SHARE:.0%} "
+            f"rank correlation with it, or, where the best trials' optimum has moved between "
+            f"the two, x its rank correlation over those best trials to the "
+            f"{MOVED_POWER}th power); random until then and for {RANDOM_SHARE:.0%} "
             f"of proposals; trials still running count as bad results")
 
 

@@ -58,7 +58,7 @@ class BracketSearch:
         self.brackets = [make_bracket(i, config, self.factory)
                          for i, config in enumerate(configs)]
         if searcher_spec.bracket_policy == "learned":
-            self.factory.policy = LearnedPolicy(self.brackets)
+            self.factory.policy = LearnedPolicy(self.brackets, self.factory.sampler)
         self.started = False
         self.done = False
 

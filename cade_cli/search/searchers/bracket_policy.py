@@ -30,8 +30,16 @@ that it keeps one trial of allowance in hand and, while untrusted, merely gets n
 trials. Readings from a few pairs swing (a rung that ranks well can read below 0 from ten
 pairs), and a closed bracket cannot reopen, so closing on them threw away brackets that
 later readings trusted.
+
+With a sampler that builds a model (`sampler: tpe`) the policy also commits: once the
+reference is one of the two longest rung lengths and the bracket with the most rungs is
+trusted to COMMIT_TRUST or more, every new trial goes to that bracket (the others' hedge
+retired for good), except while the sampler's model is built on one of the two longest
+levels. A model that moved up says the short rungs mislead near the best trials
+(samplers/tpe.py), which is what the hedge is for, so the learned weights apply again then.
+With random sampling nothing watches for that, and committing is not done.
 The total trial budget and the number of trials running at once are unchanged. The snapshot
-holds the allowances, the reports kept and the last measurement.
+holds the allowances, the reports kept, the last measurement and whether it committed.
 """
 
 from __future__ import annotations
@@ -46,7 +54,10 @@ from cade_cli.search.rank_correlation import (
 )
 from cade_cli.search.searchers.brackets import WORST
 
+COMMIT_TRUST = 0.6   # the most-rung bracket's trust that commits every new trial to it
+
 if TYPE_CHECKING:
+    from cade_cli.search.samplers import Sampler
     from cade_cli.search.searchers.base import Decision
     from cade_cli.search.searchers.brackets import Bracket
 
@@ -61,7 +72,10 @@ def describe(policy: str) -> str:
                 f"rung does (rank correlation); once that is measured against the longest rung "
                 f"itself, the brackets that stop later also give up the share the brackets "
                 f"that stop earlier are trusted with (keeping at least 1/divisor of it); "
-                f"a bracket is closed only on a measurement against the longest rung")
+                f"a bracket is closed only on a measurement against the longest rung; with "
+                f"sampler: tpe, all new trials go to the bracket with the most rungs once "
+                f"it is trusted to {COMMIT_TRUST} against one of the two longest rungs, "
+                f"except while the model is built on one of those")
     return ("fixed: each bracket gets Determined's share of max_trials; `bracket_policy: "
             "learned` moves trials to the brackets whose early rungs rank trials as the "
             "longest rung does")
@@ -90,17 +104,25 @@ def learned_weights(brackets: Sequence[Bracket], correlations: dict[int, float],
     return weights
 
 
+def committed_weights(brackets: Sequence[Bracket]) -> dict[int, float]:
+    """Bracket index -> its weight once committed: all to the brackets with the most rungs."""
+    most = max(len(bracket.lengths) for bracket in brackets)
+    return {bracket.index: float(len(bracket.lengths) == most) for bracket in brackets}
+
+
 class LearnedPolicy:
     """Chooses the bracket a new trial joins (see the module docstring)."""
 
-    def __init__(self, brackets: Sequence[Bracket]) -> None:
+    def __init__(self, brackets: Sequence[Bracket], sampler: Sampler) -> None:
         self.brackets = brackets
+        self.sampler = sampler
         lengths = {length for bracket in brackets for length in bracket.lengths}
         self.seen: dict[int, dict[int, float]] = {length: {} for length in sorted(lengths)}
         self.results = 0        # reports kept in `seen`
         self.measured_at = 0    # `results` when `correlations` were last measured
         self.correlations: dict[int, float] = {}
         self.final = False      # whether `correlations` are against the longest rung length
+        self.committed = False  # whether the most-rung bracket was trusted to COMMIT_TRUST
 
     def current_correlations(self) -> dict[int, float]:
         """rung_correlations, measured again once the results grew by a tenth (or 5): the
@@ -123,7 +145,7 @@ class LearnedPolicy:
         correlations = self.current_correlations()
         if not correlations:  # nothing learned yet: Determined's rule
             return asking.new_trial() if asking.valid_created < asking.allowance else []
-        weights = learned_weights(self.brackets, correlations, self.final)
+        weights = self.weights(correlations)
         total_weight = sum(weights.values()) or 1.0
         budget = sum(b.allowance for b in self.brackets)
         decisions = self._rebalance({i: w / total_weight * budget for i, w in weights.items()})
@@ -138,6 +160,19 @@ class LearnedPolicy:
         # The asking bracket first: it keeps its slot unless another is further behind.
         ordered = sorted(open_, key=lambda b: b is not asking)
         return max(ordered, key=behind).new_trial() + decisions
+
+    def weights(self, correlations: dict[int, float]) -> dict[int, float]:
+        """Bracket index -> its weight now: the learned weights, or all to the brackets with
+        the most rungs once committed (the module docstring), which this also decides."""
+        if self.sampler.builds_model and not self.committed:
+            lengths = sorted(self.seen)
+            reference = reference_length(self.seen)
+            most_rungs = max(self.brackets, key=lambda bracket: len(bracket.lengths))
+            self.committed = (reference is not None and reference in lengths[-2:]
+                              and trust(most_rungs, correlations) >= COMMIT_TRUST)
+        if self.committed and not self.sampler.model_on_long_levels():
+            return committed_weights(self.brackets)
+        return learned_weights(self.brackets, correlations, self.final)
 
     def _rebalance(self, targets: dict[int, float]) -> list[Decision]:
         """Move allowance from brackets above their target to those below (whole trials);
@@ -166,7 +201,7 @@ class LearnedPolicy:
                          for length, results in self.seen.items()],
                 "measured_at": self.measured_at,
                 "correlations": sorted([length, rho] for length, rho in self.correlations.items()),
-                "final": self.final}
+                "final": self.final, "committed": self.committed}
 
     def load_json(self, state: dict[str, Any]) -> None:
         for bracket, allowance in zip(self.brackets, state["allowances"]):
@@ -177,3 +212,4 @@ class LearnedPolicy:
         self.measured_at = int(state["measured_at"])
         self.correlations = {int(length): float(rho) for length, rho in state["correlations"]}
         self.final = bool(state.get("final", False))
+        self.committed = bool(state.get("committed", False))
