@@ -17,6 +17,7 @@ from cade_cli.search.moved_optimum import (
 )
 from cade_cli.search.rank_correlation import spearman
 from cade_cli.search.samplers.tpe import TpeSampler
+from cade_cli.search.searchers.base import ExitReason
 from cade_cli.search.space import Double, Nested
 
 # scipy.stats.f.sf at these points (scipy is not a dependency; the values are pinned here).
@@ -116,10 +117,8 @@ def test_the_best_share_correlation_looks_at_the_best_quarter_only() -> None:
     assert best_share_correlation(seen, 27) is None
 
 
-def test_the_model_leaves_a_short_rung_whose_optimum_moved(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """60 results at level 3 rank the 16 at level 27 with rho 0.57 overall (60 x 0.32 > 16),
-    but the best sit elsewhere at 27: the model moves to 27. Without the test it stays."""
+def moved_at_27() -> TpeSampler:
+    """60 results at level 3 (optimum 0.45), the first 16 of them also at 27 (optimum 0.6)."""
     space = Nested((("x", Double(0.0, 1.0)),))
     sampler, rng = TpeSampler(space, (3, 27)), random.Random(0)
     # All proposed before any result: random points, spread over the range.
@@ -128,7 +127,35 @@ def test_the_model_leaves_a_short_rung_whose_optimum_moved(
         sampler.observe(trial, 3, (x - 0.45) ** 2)
         if trial <= 16:
             sampler.observe(trial, 27, (x - 0.6) ** 2)
+    return sampler
+
+
+def test_the_model_leaves_a_short_rung_whose_optimum_moved(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """60 results at level 3 rank the 16 at level 27 with rho 0.57 overall (60 x 0.32 > 16),
+    but the best sit elsewhere at 27: the model moves to 27. Without the test it stays."""
+    sampler = moved_at_27()
     assert sampler.model_level() == 27
     assert sampler.model_on_long_levels()
     monkeypatch.setattr("cade_cli.search.samplers.tpe.optimum_moved", lambda *args: False)
-    assert sampler.model_level() == 3
+    assert moved_at_27().model_level() == 3
+
+
+def test_the_model_level_is_chosen_again_only_when_results_change(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sampler = moved_at_27()
+    chosen: list[int | None] = []
+    choose = sampler._choose_model_level
+    monkeypatch.setattr(sampler, "_choose_model_level", lambda: chosen.append(choose()) or chosen[-1])
+    assert sampler.model_level() == sampler.model_level() == 27
+    sampler.propose(61, random.Random(1))   # a pending trial: no result changed
+    assert chosen == [27]
+    sampler.observe(61, 3, 0.5)
+    sampler.model_level()
+    assert len(chosen) == 2
+    sampler.exited(61, ExitReason.CANCELED)   # an exit changes no result
+    sampler.model_level()
+    assert len(chosen) == 2
+    restored = TpeSampler(sampler.space, sampler.levels)
+    restored.load_json(sampler.to_json())
+    assert restored.model_level() == 27

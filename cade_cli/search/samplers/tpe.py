@@ -70,6 +70,10 @@ class TpeSampler:
         self.levels = tuple(sorted(set(levels)))
         self.min_observations = max(MIN_OBSERVATIONS, len(self.dims) + 2)
         self.trials: dict[int, TrialRecord] = {}
+        # The model rung depends on the results alone: chosen once per change of them (the
+        # learned bracket policy asks for it too, right before each proposal).
+        self._results_changed = 0
+        self._chosen_level: tuple[int, int | None] = (-1, None)
 
     # -- events ---------------------------------------------------------------------------
     def propose(self, trial: int, rng: random.Random) -> dict[str, Any]:
@@ -86,6 +90,7 @@ class TpeSampler:
         record = self.trials.get(trial)
         if record is not None and position > 0:
             record.values[self.levels[position - 1]] = value
+            self._results_changed += 1
 
     def exited(self, trial: int, reason: ExitReason) -> None:
         record = self.trials.get(trial)
@@ -93,12 +98,20 @@ class TpeSampler:
             return
         if reason == ExitReason.INVALID_HP:
             del self.trials[trial]  # never counts, like in the searchers
+            self._results_changed += 1
             return
         record.exited = True
         record.errored = reason == ExitReason.ERRORED
 
     # -- the model ------------------------------------------------------------------------
     def model_level(self) -> int | None:
+        """The level the model is built on (`_choose_model_level`), None before any level
+        has enough results."""
+        if self._chosen_level[0] != self._results_changed:
+            self._chosen_level = (self._results_changed, self._choose_model_level())
+        return self._chosen_level[1]
+
+    def _choose_model_level(self) -> int | None:
         """The level whose results say most about the longest one: among the levels with
         enough results, the one with the largest count x squared rank correlation (its
         share of the ranking explained) with the longest level holding MIN_PAIRS+ results,
@@ -204,6 +217,7 @@ class TpeSampler:
                                                {int(lv): float(v) for lv, v in values},
                                                bool(exited), bool(errored))
                        for trial, point, values, exited, errored in state["trials"]}
+        self._chosen_level = (-1, None)
 
 
 def describe() -> str:
