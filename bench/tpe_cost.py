@@ -6,11 +6,11 @@ a few pending trials) in a four-hyperparameter space, in CPU time (so that other
 shared machine does not inflate it), a result arriving before each: once with every result
 at one level, once with the trials spread over five rung levels as a search with divisor 2
 leaves them (1,000 at the first, half of those at the next, ...), where choosing the model
-rung measures each level against the longest (rank correlations, the moved-optimum test). The simulate is the
-Adaptive ASHA search of bench/simulate_speed.py with `sampler: tpe`, with and without
-`bracket_policy: learned`, timed as a whole `cade simulate --json` process (wall time) and
-in process (CPU time), median of several runs, with the random sampler alongside for
-comparison.
+rung measures each level against the longest (rank correlations, the moved-optimum test).
+The simulate is the Adaptive ASHA search of bench/simulate_speed.py with `sampler: tpe`,
+with and without `bracket_policy: learned`, timed as a whole `cade simulate --json` process
+(wall time) and in process (CPU time), median of several runs, with the random sampler
+alongside for comparison.
 
 Usage: python bench/tpe_cost.py [--repeats 3]
 """

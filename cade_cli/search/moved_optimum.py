@@ -83,7 +83,7 @@ def residual_squares(columns: Sequence[Sequence[float]], ys: Sequence[float]) ->
             dot = sum(v * w for v, w in zip(vector, q))
             vector = [v - dot * w for v, w in zip(vector, q)]
         norm = math.sqrt(sum(v * v for v in vector))
-        if norm <= 1e-10 * scale or norm == 0:
+        if norm <= 1e-10 * scale:   # spanned already (a constant column too: 0 <= 0)
             continue
         q = [v / norm for v in vector]
         basis.append(q)

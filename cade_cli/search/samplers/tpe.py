@@ -120,7 +120,7 @@ class TpeSampler:
 
         Where the best trials' optimum has moved between a level and the longest
         (moved_optimum.py), what counts is how well the level ranks those best trials,
-        to the 16th power: only a level that ranks them almost as the longest does stays
+        to the MOVED_POWER: only a level that ranks them almost as the longest does stays
         the model, since its good group is where the new trials go."""
         counts = Counter(level for record in self.trials.values() for level in record.values)
         enough = [level for level in self.levels if counts[level] >= self.min_observations]
