@@ -231,6 +231,8 @@ def test_cancel_kills_a_trial_that_ignores_term_and_keeps_it_live_until_gone(
         found = list((ledger.state_dir / "experiments").glob("*/trials/*/segments/*/hostile.pid"))
         pid_file = found[0] if found else None
         time.sleep(0.05)
+    # The job may have started after the last sync's poll: one more sync records it running.
+    engine.sync(ledger, exp_id, scheduler, SETTINGS)
     pid = int(pid_file.read_text())
     engine.cancel(ledger, exp_id, scheduler)
     # The process ignores TERM: the ledger keeps its segment live until the KILL lands.
