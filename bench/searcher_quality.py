@@ -7,13 +7,17 @@ out: nothing in cade was tuned on them), and the functions the bracket policy an
 constants were developed on (`sphere4`, `crossing4`, `valley3_noisy`, `levy2`); when named,
 and when their packages import, the bi-fidelity functions of mf2 (bench/mf_mf2.py) and the
 multi-fidelity test functions of BoTorch (bench/mf_botorch.py), both held out and not held by
-cade. Training a trial from length a to b costs b - a.
+cade; and, when named, real training (bench/mf_train.py: small networks trained by SGD on
+scikit-learn's bundled datasets, the value at length z the validation loss after z epochs),
+held out too. Training a trial from length a to b costs b - a.
 
 Every method runs until it has spent the same total training length (BUDGET units); what it
 learns is charged in the order it learns it, and the run is cut when the budget is spent.
 - incumbent: the point with the best value among evaluations at the highest length any
   evaluation has reached so far;
-- regret: the incumbent's noise-free full-length value minus the function's minimum;
+- regret: the incumbent's noise-free full-length value minus the function's minimum; where
+  the minimum is not known (real training), minus the lowest such value any run of the
+  table reached (the --log holds the values themselves, the tables subtract);
 - the table: the median over seeds of the final regret.
 
 cade runs through its own simulator (`cade_cli.search.simulate.simulate`, 4 workers): the
@@ -36,9 +40,9 @@ changes: trials that train only with their own params are scored exactly as with
 the peers never resume a trial from another's checkpoint.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
-       [--functions NAME ... | mf2 | botorch] [--methods NAME ...] [--memory L]
+       [--functions NAME ... | mf2 | botorch | train] [--methods NAME ...] [--memory L]
        [--peer-workers N] [--log RUNS.jsonl] [--tables-only] [--intervals] [--out FILE.md]
-       [--cade-only]
+       [--cade-only] [--modes MODE ...]
 
 `--intervals` adds how far each ratio to the best peer moves with the seeds drawn: seeds
 resampled with replacement (the same draw for every function and method), every ratio
@@ -65,15 +69,16 @@ import mf_botorch
 import mf_branin
 import mf_functions
 import mf_mf2
+import mf_train
 from mf_functions import MAX_FIDELITY, Function
 
 FUNCTIONS = {**mf_functions.FUNCTIONS, **mf_branin.FUNCTIONS}
 # Run only when named with --functions: added after the recorded tables (bench/RESULTS.md),
 # which the default list reproduces.
 OPT_IN = ("valley3_noisy", "levy2", "drift3")
-# Families from packages cade does not hold (bench/mf_mf2.py, bench/mf_botorch.py), run only
-# when named, one by one or all at once by the family's name; each needs its package.
-EXTERNAL = (mf_mf2, mf_botorch)
+# Held-out families (bench/mf_mf2.py, bench/mf_botorch.py, bench/mf_train.py), run only when
+# named, one by one or all at once by the family's name; each needs its package.
+EXTERNAL = (mf_mf2, mf_botorch, mf_train)
 MAX_LENGTH = MAX_FIDELITY
 DIVISOR = 3
 WORKERS = 4
@@ -352,7 +357,20 @@ def run_one(job: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
         run_optuna(sampler_name, pruner_name, dims, trace, seed)
     if trace.incumbent is None:
         return function_name, method, seed, math.inf
-    return function_name, method, seed, function(trace.incumbent[2], MAX_LENGTH) - minimum
+    # Minimum unknown: the value itself, the tables subtract the best seen (best_seen_regrets).
+    offset = 0.0 if minimum is None else minimum
+    return function_name, method, seed, function(trace.incumbent[2], MAX_LENGTH) - offset
+
+
+def best_seen_regrets(finals: dict[tuple[str, str], list[float]]) -> dict[tuple[str, str], list[float]]:
+    """`finals` with each function whose minimum is not known (its runs gave values, not
+    regrets) measured from the lowest value any of its runs reached."""
+    lowest: dict[str, float] = {}
+    for (name, _), values in finals.items():
+        if FUNCTIONS[name][2] is None:
+            lowest[name] = min(lowest.get(name, math.inf), *values)
+    return {(name, method): [value - lowest.get(name, 0.0) for value in values]
+            for (name, method), values in finals.items()}
 
 
 # --- the tables ---------------------------------------------------------------------------
@@ -494,9 +512,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--functions", nargs="*",
                         default=[name for name in FUNCTIONS if name not in OPT_IN],
-                        help=f"default: all but {', '.join(OPT_IN)}; also the mf2_* and "
-                             f"botorch_* functions of bench/mf_mf2.py and bench/mf_botorch.py, "
-                             f"or `mf2` and `botorch` for all of a family")
+                        help=f"default: all but {', '.join(OPT_IN)}; also the mf2_*, botorch_* and "
+                             f"train_* functions of bench/mf_mf2.py, bench/mf_botorch.py and "
+                             f"bench/mf_train.py, or `mf2`, `botorch` or `train` for all of a "
+                             f"family")
     parser.add_argument("--methods", nargs="*",
                         help="run only these methods (the tables still need all of them)")
     parser.add_argument("--tables-only", action="store_true",
@@ -515,6 +534,9 @@ def main(argv: list[str] | None = None) -> int:
                              f"drawn ({RESAMPLES} bootstrap resamples)")
     parser.add_argument("--cade-only", action="store_true",
                         help="no peers (Optuna, Ray not needed): cade's modes against its random search")
+    parser.add_argument("--modes", nargs="*", choices=list(CADE_SEARCHERS), metavar="MODE",
+                        help="cade's modes in this run and its tables (default: all; random "
+                             "search is always one)")
     args = parser.parse_args(argv)
     if args.peer_workers < 1:
         parser.error(f"--peer-workers must be at least 1 (got {args.peer_workers})")
@@ -522,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         args.functions = function_names(args.functions)
     except ValueError as error:
         parser.error(str(error))
-    cade = list(CADE_SEARCHERS)
+    cade = [mode for mode in CADE_SEARCHERS if not args.modes or mode in args.modes
+            or mode == "random"]
     peers = () if args.cade_only else peer_methods()
     # Seed by seed: a run cut short still covers every function and method.
     jobs = [(f, m, s, args.budget) for s in range(args.seeds) for f in args.functions
@@ -549,13 +572,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, method, seed, _budget in jobs:
         if seed in seeds:
             finals.setdefault((name, method), []).append(done[(name, method, seed)])
+    finals = best_seen_regrets(finals)
     medians = {key: statistics.median(values) for key, values in finals.items()}
     text = (f"Budget {args.budget} length units ({args.budget // MAX_LENGTH} full trainings) "
             f"per run, {len(seeds)} seeds ({' '.join(map(str, seeds))}), median final regret; "
             f"(dev): not held out"
             + (f"; peers with {args.peer_workers} worker{'s' * (args.peer_workers > 1)}"
                if peers else "")
-            + (f"; objective with memory {args.memory:g}" if args.memory else "") + ".\n\n"
+            + (f"; objective with memory {args.memory:g}" if args.memory else "")
+            + ("; where the minimum is not known, regret from the lowest value any run reached"
+               if any(FUNCTIONS[name][2] is None for name in args.functions) else "") + ".\n\n"
             + tables(medians, cade, peers, args.functions)
             + (f"\n\n{interval_table(finals, counted_modes(cade), peers, args.functions)}"
                if args.intervals and peers else "")

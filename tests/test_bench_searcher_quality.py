@@ -121,7 +121,7 @@ def test_unknown_functions_are_refused_with_the_known_ones(tmp_path: Path) -> No
     assert "searcher_quality.py: error: unknown function(s) brannin2; known: mfh3_good," \
         in result.stderr
     assert "mf2_borehole" in result.stderr and "botorch_augmented_branin" in result.stderr
-    assert "(mf2: all mf2_*; botorch: all botorch_*)" in result.stderr
+    assert "(mf2: all mf2_*; botorch: all botorch_*; train: all train_*)" in result.stderr
 
 
 def _missing(package: str) -> pytest.MarkDecorator:
@@ -289,3 +289,71 @@ def test_drift3_points_off_its_optimum_at_low_fidelities_and_is_opt_in() -> None
     assert drift3(moved, 1) == pytest.approx(1.0)            # fidelity 1: its optimum moved
     assert drift3(optimum, 1) == pytest.approx(1.0 + 0.09)    # 0.3 away, squared
     assert drift3(moved, 100) == pytest.approx(minimum + 0.09)
+
+
+def test_the_training_family_gives_each_point_one_learning_curve() -> None:
+    pytest.importorskip("sklearn")
+    quality = _bench_module()
+    sys.path[:0] = [str(ROOT / "bench")]
+    try:
+        import mf_train
+    finally:
+        del sys.path[:1]
+    family = mf_train.functions()
+    assert {name: (dims, lowest, held_out) for name, (dims, _, lowest, held_out)
+            in family.items()} == {"train_digits_mlp": (5, None, True),
+                                   "train_digits_softmax": (4, None, True),
+                                   "train_cancer_mlp": (5, None, True),
+                                   "train_wine_mlp": (5, None, True)}
+    assert "train" in {f.FAMILY for f in quality.EXTERNAL}
+    point = (0.5, 0.5, 0.2, 0.5, 0.5)
+    assert mf_train.settings(point, hidden=True) == {
+        "learning_rate": pytest.approx(10 ** -1.5), "momentum": 0.475, "l2": pytest.approx(1e-5),
+        "batch": 64, "width": 32}
+    wine = family["train_wine_mlp"][1]
+    curve = [wine(point, z) for z in (1, 5, 30)]
+    assert curve[0] > curve[1] > curve[2] > 0.0   # a sensible point learns
+    # A fresh function trains the point again from scratch: the same curve, asked in any order.
+    again = mf_train.function("train_wine_mlp")
+    assert [again(point, z) for z in (30, 5, 1)] == curve[::-1]
+    assert wine((0.51,) + point[1:], 30) != curve[2]   # another point, another curve
+    # The largest rate and momentum diverge: DIVERGED from then on, not inf or nan.
+    assert wine((1.0, 1.0, 0.0, 0.0, 1.0), 20) == mf_train.DIVERGED
+
+
+def test_without_a_known_minimum_regret_is_measured_from_the_best_value_seen() -> None:
+    quality = _bench_module()
+    quality.FUNCTIONS["unknown"] = (2, lambda x, z: 0.0, None, True)
+    try:
+        finals = {("unknown", "a"): [0.5, 0.7], ("unknown", "b"): [0.4, 0.9],
+                  ("branin2", "a"): [0.1, 0.2]}
+        assert quality.best_seen_regrets(finals) == {
+            ("unknown", "a"): [pytest.approx(0.1), pytest.approx(0.3)],
+            ("unknown", "b"): [0.0, pytest.approx(0.5)], ("branin2", "a"): [0.1, 0.2]}
+    finally:
+        del quality.FUNCTIONS["unknown"]
+
+
+def test_the_training_family_says_how_well_short_trainings_rank() -> None:
+    pytest.importorskip("sklearn")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "mf_train.py"), "--points", "8"],
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == [
+        "train_digits_mlp", "train_digits_softmax", "train_cancer_mlp", "train_wine_mlp"]
+    for line in lines:
+        rhos = [float(r) for r in re.findall(r"(?<=: )-?\d\.\d\d|(?<=\()-?\d\.\d\d(?=\))", line)]
+        assert len(rhos) == 8 and all(-1.0 <= rho <= 1.0 for rho in rhos), line
+
+
+def test_modes_choose_cade_s_modes_and_random_search_is_always_one(tmp_path: Path) -> None:
+    result = _run("--cade-only", "--seeds", "1", "--functions", "sphere4", "--budget", "200",
+                  "--jobs", "1", "--modes", "asha-tpe", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert _cells(lines[2]) == ["function", "random", "asha-tpe"]
+    assert _cells(lines[8]) == ["function", "asha-tpe"]
+    refused = _run("--cade-only", "--modes", "asha-tpee", cwd=tmp_path)
+    assert refused.returncode == 2 and "invalid choice: 'asha-tpee'" in refused.stderr

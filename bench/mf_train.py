@@ -1,0 +1,224 @@
+"""A fifth held-out family for bench/searcher_quality.py: real training, not a formula.
+
+Each function is a small network trained by minibatch SGD with momentum and L2 on one of the
+classification datasets that ship inside scikit-learn (no download), and its value at
+length z is the validation cross-entropy after z epochs (z in 1..100, the trial's length).
+Nobody shaped how the short trainings mislead: high learning rates lead early and diverge
+or stall later, small batches and low rates start slowly and finish best, and the learning
+curves cross as they do in practice.
+
+- `train_digits_mlp` (5-D): digits (8x8 images, 10 classes), one hidden ReLU layer.
+- `train_digits_softmax` (4-D): digits, softmax regression (no hidden layer).
+- `train_cancer_mlp` (5-D): breast cancer (30 features, 2 classes), one hidden layer.
+- `train_wine_mlp` (5-D): wine (13 features, 3 classes, 178 samples), one hidden layer.
+
+The unit cube maps to: learning rate 10^(-3 + 3 x0) (1e-3..1), momentum 0.95 x1, L2
+10^(-6 + 5 x2) (1e-6..0.1), batch size 2^(4 + 4 x3) (16..256), and for the networks with a
+hidden layer its width 2^(3 + 4 x4) (8..128). Each dataset is split once (seeded, 70 %
+training, stratified), its features standardised on the training part. The weights'
+initialisation and the order of the minibatches come from a seed made from the point, so
+a point has one learning curve, as the other families' points have one value per fidelity.
+A training whose loss leaves the finite numbers, or passes DIVERGED, counts as DIVERGED
+from then on.
+
+The true minimum is not known. Every function here says so (its minimum is None), and
+searcher_quality.py measures regret against the lowest full-length value any run of the
+table reached (best seen), as benchmarks of real training usually do; the ratios between
+methods are what the tables compare.
+
+Chosen as a whole, before cade was ever measured on it: the four datasets of scikit-learn
+small enough for hundreds of trainings a run on this machine. Never used to choose
+anything in cade: held out.
+
+Needs numpy and scikit-learn (cade's test extras have both). Run alone
+(`PYTHONPATH=. python bench/mf_train.py [--points 200]`), it prints how well short trainings
+rank points on each function. Set OMP_NUM_THREADS=1 when runs go side by side: the matrices
+are small, and BLAS threads only contend.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from mf_functions import MAX_FIDELITY, Function
+
+FAMILY = "train"
+NEEDS = "numpy and scikit-learn"
+INSTALL = "pip install numpy scikit-learn (in cade's test extras)"
+# name -> (dataset loader's name in sklearn.datasets, has a hidden layer)
+MAKERS: dict[str, tuple[str, bool]] = {
+    "train_digits_mlp": ("load_digits", True),
+    "train_digits_softmax": ("load_digits", False),
+    "train_cancer_mlp": ("load_breast_cancer", True),
+    "train_wine_mlp": ("load_wine", True),
+}
+DIVERGED = 10.0        # a validation cross-entropy at or above this: the training diverged
+CACHE_LIMIT = 20_000   # learning curves kept per process (a run touches a few hundred)
+
+
+def available() -> bool:
+    try:
+        import numpy  # noqa: F401
+        import sklearn.datasets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@functools.cache
+def _dataset(loader: str) -> tuple[Any, Any, Any, Any]:
+    """(train x, train y, validation x, validation y), standardised on the training part."""
+    import numpy as np
+    import sklearn.datasets
+    from sklearn.model_selection import train_test_split
+
+    features, labels = getattr(sklearn.datasets, loader)(return_X_y=True)
+    train_x, valid_x, train_y, valid_y = train_test_split(
+        features.astype(np.float64), labels, train_size=0.7, random_state=0, stratify=labels)
+    mean, scale = train_x.mean(axis=0), train_x.std(axis=0)
+    scale[scale == 0] = 1.0
+    return (train_x - mean) / scale, train_y, (valid_x - mean) / scale, valid_y
+
+
+def settings(x: Sequence[float], hidden: bool) -> dict[str, float]:
+    """The training's hyperparameters at point x of the unit cube (the module docstring)."""
+    chosen = {"learning_rate": 10 ** (-3 + 3 * x[0]), "momentum": 0.95 * x[1],
+              "l2": 10 ** (-6 + 5 * x[2]), "batch": round(2 ** (4 + 4 * x[3]))}
+    if hidden:
+        chosen["width"] = round(2 ** (3 + 4 * x[4]))
+    return chosen
+
+
+class _Training:
+    """One point's training, advanced an epoch at a time; the curve so far is kept."""
+
+    def __init__(self, loader: str, hidden: bool, x: Sequence[float]) -> None:
+        import numpy as np
+
+        self.np = np
+        self.data = _dataset(loader)
+        self.settings = settings(x, hidden)
+        self.rng = np.random.default_rng([int(v * 2 ** 52) for v in x])
+        inputs, classes = self.data[0].shape[1], int(self.data[1].max()) + 1
+        sizes = [inputs, int(self.settings["width"]), classes] if hidden else [inputs, classes]
+        self.weights = [self.rng.normal(0.0, math.sqrt(2.0 / fan_in), (fan_in, fan_out))
+                        for fan_in, fan_out in itertools.pairwise(sizes)]
+        self.biases = [np.zeros(fan_out) for fan_out in sizes[1:]]
+        self.velocity = [np.zeros_like(p) for p in self.weights + self.biases]
+        self.curve: list[float] = []
+
+    def _forward(self, inputs: Any) -> list[Any]:
+        activations = [inputs]
+        for layer, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            out = activations[-1] @ weight + bias
+            activations.append(out if layer == len(self.weights) - 1 else self.np.maximum(out, 0))
+        return activations
+
+    def _loss(self, logits: Any, labels: Any) -> float:
+        np = self.np
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+    def _step(self, inputs: Any, labels: Any) -> None:
+        np = self.np
+        activations = self._forward(inputs)
+        logits = activations[-1]
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        probs[np.arange(len(labels)), labels] -= 1.0
+        delta = probs / len(labels)
+        grads_w, grads_b = [], []
+        for layer in reversed(range(len(self.weights))):
+            grads_w.insert(0, activations[layer].T @ delta + self.settings["l2"] * self.weights[layer])
+            grads_b.insert(0, delta.sum(axis=0))
+            if layer:
+                delta = (delta @ self.weights[layer].T) * (activations[layer] > 0)
+        params = self.weights + self.biases
+        for param, velocity, grad in zip(params, self.velocity, grads_w + grads_b):
+            velocity *= self.settings["momentum"]
+            velocity -= self.settings["learning_rate"] * grad
+            param += velocity
+
+    def advance(self) -> None:
+        """One more epoch; its validation loss joins the curve."""
+        if self.curve and self.curve[-1] >= DIVERGED:
+            self.curve.append(DIVERGED)
+            return
+        train_x, train_y, valid_x, valid_y = self.data
+        order = self.rng.permutation(len(train_y))
+        batch = int(self.settings["batch"])
+        with self.np.errstate(all="ignore"):
+            for start in range(0, len(order), batch):
+                chosen = order[start:start + batch]
+                self._step(train_x[chosen], train_y[chosen])
+            loss = self._loss(self._forward(valid_x)[-1], valid_y)
+        self.curve.append(loss if math.isfinite(loss) and loss < DIVERGED else DIVERGED)
+
+
+def function(name: str) -> Function:
+    """The family's f(x, z) for `name`: the validation loss after z epochs at point x."""
+    loader, hidden = MAKERS[name]
+    trainings: dict[tuple[float, ...], _Training] = {}
+
+    def value(x: Sequence[float], z: int) -> float:
+        key = tuple(x)
+        training = trainings.get(key)
+        if training is None:
+            if len(trainings) >= CACHE_LIMIT:
+                trainings.clear()
+            training = trainings[key] = _Training(loader, hidden, key)
+        epochs = max(1, min(z, MAX_FIDELITY))
+        while len(training.curve) < epochs:
+            training.advance()
+        return training.curve[epochs - 1]
+
+    return value
+
+
+def functions() -> dict[str, tuple[int, Function, float | None, bool]]:
+    """name -> (dimensions, function, minimum (None: not known), held out)."""
+    return {name: (5 if hidden else 4, function(name), None, True)
+            for name, (_, hidden) in MAKERS.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """How well short trainings rank points here: Spearman's rho between the loss after z
+    epochs and after 100, over seeded random points and over the best quarter of them."""
+    import argparse
+    import random
+    import time
+
+    from cade_cli.search.rank_correlation import spearman
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--points", type=int, default=200)
+    args = parser.parse_args(argv)
+    if not available():
+        print(f"mf_train.py: needs {NEEDS}: {INSTALL}", file=sys.stderr)
+        return 1
+    rng = random.Random(1)
+    for name, (dims, value, _, _) in functions().items():
+        started = time.perf_counter()
+        points = [tuple(rng.random() for _ in range(dims)) for _ in range(args.points)]
+        final = [value(point, MAX_FIDELITY) for point in points]
+        per_epoch = (time.perf_counter() - started) / (args.points * MAX_FIDELITY) * 1e3
+        best = sorted(range(len(points)), key=final.__getitem__)[: len(points) // 4]
+        cells = []
+        for epochs in (1, 4, 11, 33):
+            whole = spearman([value(point, epochs) for point in points], final)
+            top = spearman([value(points[i], epochs) for i in best], [final[i] for i in best])
+            cells.append(f"{epochs}: {whole:.2f} ({top:.2f})")
+        print(f"{name:22s} {dims}-D  rho with 100 epochs at {', '.join(cells)}  "
+              f"({per_epoch:.2f} ms an epoch)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
