@@ -18,7 +18,7 @@ hidden layer its width 2^(3 + 4 x4) (8..128). Each dataset is split once (seeded
 training, stratified), its features standardised on the training part. The weights'
 initialisation and the order of the minibatches come from a seed made from the point, so
 a point has one learning curve, as the other families' points have one value per fidelity.
-A training whose loss leaves the finite numbers, or passes DIVERGED, counts as DIVERGED
+A training whose validation loss turns inf or nan, or reaches DIVERGED, counts as DIVERGED
 from then on.
 
 The true minimum is not known. Every function here says so (its minimum is None), and
@@ -26,9 +26,10 @@ searcher_quality.py measures regret against the lowest full-length value any run
 table reached (best seen), as benchmarks of real training usually do; the ratios between
 methods are what the tables compare.
 
-Chosen as a whole, before cade was ever measured on it: the four datasets of scikit-learn
-small enough for hundreds of trainings a run on this machine. Never used to choose
-anything in cade: held out.
+Chosen as a whole, before cade was ever measured on it: scikit-learn's bundled
+classification datasets but iris (four features that almost any setting separates),
+digits both with and without a hidden layer. Never used to choose anything in cade: held
+out.
 
 Needs numpy and scikit-learn (cade's test extras have both). Run alone
 (`PYTHONPATH=. python bench/mf_train.py [--points 200]`), it prints how well short trainings
