@@ -184,7 +184,8 @@ def function(name: str) -> Function:
 
 def functions() -> dict[str, tuple[int, Function, float | None, bool]]:
     """name -> (dimensions, function, minimum (None: not known), held out)."""
-    return {name: (5 if hidden else 4, function(name), None, True)
+    # The dimensions are the hyperparameters `settings` reads: one place says which.
+    return {name: (len(settings((0.5,) * 5, hidden)), function(name), None, True)
             for name, (_, hidden) in MAKERS.items()}
 
 
