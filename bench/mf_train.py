@@ -43,7 +43,8 @@ import functools
 import itertools
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from mf_functions import MAX_FIDELITY, Function
@@ -96,17 +97,19 @@ def settings(x: Sequence[float], hidden: bool) -> dict[str, float]:
 
 
 class _Training:
-    """One point's training, advanced an epoch at a time; the curve so far is kept."""
+    """One point's training, advanced an epoch at a time; the curve so far is kept.
 
-    def __init__(self, loader: str, hidden: bool, x: Sequence[float]) -> None:
+    Cross-entropy and SGD with momentum here; bench/mf_tasks.py overrides the loss, its
+    gradient and the update (`_loss`, `_output_gradient`, `_update`) for its own family."""
+
+    def __init__(self, data: tuple[Any, Any, Any, Any], chosen: dict[str, float],
+                 sizes: Sequence[int], x: Sequence[float]) -> None:
         import numpy as np
 
         self.np = np
-        self.data = _dataset(loader)
-        self.settings = settings(x, hidden)
+        self.data = data
+        self.settings = chosen
         self.rng = np.random.default_rng([int(v * 2 ** 52) for v in x])
-        inputs, classes = self.data[0].shape[1], int(self.data[1].max()) + 1
-        sizes = [inputs, int(self.settings["width"]), classes] if hidden else [inputs, classes]
         self.weights = [self.rng.normal(0.0, math.sqrt(2.0 / fan_in), (fan_in, fan_out))
                         for fan_in, fan_out in itertools.pairwise(sizes)]
         self.biases = [np.zeros(fan_out) for fan_out in sizes[1:]]
@@ -126,25 +129,30 @@ class _Training:
         log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return float(-log_probs[np.arange(len(labels)), labels].mean())
 
-    def _step(self, inputs: Any, labels: Any) -> None:
+    def _output_gradient(self, logits: Any, labels: Any) -> Any:
+        """d(mean loss)/d(outputs)."""
         np = self.np
-        activations = self._forward(inputs)
-        logits = activations[-1]
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
         probs[np.arange(len(labels)), labels] -= 1.0
-        delta = probs / len(labels)
+        return probs / len(labels)
+
+    def _update(self, params: list[Any], grads: list[Any]) -> None:
+        for param, velocity, grad in zip(params, self.velocity, grads):
+            velocity *= self.settings["momentum"]
+            velocity -= self.settings["learning_rate"] * grad
+            param += velocity
+
+    def _step(self, inputs: Any, labels: Any) -> None:
+        activations = self._forward(inputs)
+        delta = self._output_gradient(activations[-1], labels)
         grads_w, grads_b = [], []
         for layer in reversed(range(len(self.weights))):
             grads_w.insert(0, activations[layer].T @ delta + self.settings["l2"] * self.weights[layer])
             grads_b.insert(0, delta.sum(axis=0))
             if layer:
                 delta = (delta @ self.weights[layer].T) * (activations[layer] > 0)
-        params = self.weights + self.biases
-        for param, velocity, grad in zip(params, self.velocity, grads_w + grads_b):
-            velocity *= self.settings["momentum"]
-            velocity -= self.settings["learning_rate"] * grad
-            param += velocity
+        self._update(self.weights + self.biases, grads_w + grads_b)
 
     def advance(self) -> None:
         """One more epoch; its validation loss joins the curve."""
@@ -162,9 +170,18 @@ class _Training:
         self.curve.append(loss if math.isfinite(loss) and loss < DIVERGED else DIVERGED)
 
 
-def function(name: str) -> Function:
-    """The family's f(x, z) for `name`: the validation loss after z epochs at point x."""
-    loader, hidden = MAKERS[name]
+def _classifier(loader: str, hidden: bool, x: Sequence[float]) -> _Training:
+    """A point's training on a bundled classification dataset (the module docstring)."""
+    data = _dataset(loader)
+    chosen = settings(x, hidden)
+    inputs, classes = data[0].shape[1], int(data[1].max()) + 1
+    sizes = [inputs, int(chosen["width"]), classes] if hidden else [inputs, classes]
+    return _Training(data, chosen, sizes, x)
+
+
+def curve_function(start: Callable[[tuple[float, ...]], _Training]) -> Function:
+    """f(x, z): the curve of the training `start(x)` begins, after z epochs; each point's
+    training is kept and advanced as needed, so a point has one learning curve."""
     trainings: dict[tuple[float, ...], _Training] = {}
 
     def value(x: Sequence[float], z: int) -> float:
@@ -173,13 +190,19 @@ def function(name: str) -> Function:
         if training is None:
             if len(trainings) >= CACHE_LIMIT:
                 trainings.clear()
-            training = trainings[key] = _Training(loader, hidden, key)
+            training = trainings[key] = start(key)
         epochs = max(1, min(z, MAX_FIDELITY))
         while len(training.curve) < epochs:
             training.advance()
         return training.curve[epochs - 1]
 
     return value
+
+
+def function(name: str) -> Function:
+    """The family's f(x, z) for `name`: the validation loss after z epochs at point x."""
+    loader, hidden = MAKERS[name]
+    return curve_function(functools.partial(_classifier, loader, hidden))
 
 
 def functions() -> dict[str, tuple[int, Function, float | None, bool]]:
@@ -189,7 +212,8 @@ def functions() -> dict[str, tuple[int, Function, float | None, bool]]:
             for name, (_, hidden) in MAKERS.items()}
 
 
-def main(argv: list[str] | None = None) -> int:
+def rank_report(family: dict[str, tuple[int, Function, float | None, bool]],
+                argv: list[str]) -> int:
     """How well short trainings rank points here: Spearman's rho between the loss after z
     epochs and after 100, over seeded random points and over the best quarter of them."""
     import argparse
@@ -198,14 +222,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from cade_cli.search.rank_correlation import spearman
 
-    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser = argparse.ArgumentParser(description=rank_report.__doc__)
     parser.add_argument("--points", type=int, default=200)
     args = parser.parse_args(argv)
     if not available():
-        print(f"mf_train.py: needs {NEEDS}: {INSTALL}", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: needs {NEEDS}: {INSTALL}", file=sys.stderr)
         return 1
     rng = random.Random(1)
-    for name, (dims, value, _, _) in functions().items():
+    for name, (dims, value, _, _) in family.items():
         started = time.perf_counter()
         points = [tuple(rng.random() for _ in range(dims)) for _ in range(args.points)]
         final = [value(point, MAX_FIDELITY) for point in points]
@@ -222,5 +246,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
-
+    sys.exit(rank_report(functions(), sys.argv[1:]))

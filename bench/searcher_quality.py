@@ -8,8 +8,9 @@ constants were developed on (`sphere4`, `crossing4`, `valley3_noisy`, `levy2`); 
 and when their packages import, the bi-fidelity functions of mf2 (bench/mf_mf2.py) and the
 multi-fidelity test functions of BoTorch (bench/mf_botorch.py), both held out and not held by
 cade; and, when named, real training (bench/mf_train.py: small networks trained by SGD on
-scikit-learn's bundled datasets, the value at length z the validation loss after z epochs),
-held out too. Training a trial from length a to b costs b - a.
+scikit-learn's bundled datasets, the value at length z the validation loss after z epochs;
+bench/mf_tasks.py: deeper networks trained with Adam on scikit-learn's regression and
+classification tasks), held out too. Training a trial from length a to b costs b - a.
 
 Every method runs until it has spent the same total training length (BUDGET units); what it
 learns is charged in the order it learns it, and the run is cut when the budget is spent.
@@ -40,7 +41,7 @@ changes: trials that train only with their own params are scored exactly as with
 the peers never resume a trial from another's checkpoint.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
-       [--functions NAME ... | mf2 | botorch | train] [--methods NAME ...] [--memory L]
+       [--functions NAME ... | mf2 | botorch | train | tasks] [--methods NAME ...] [--memory L]
        [--peer-workers N] [--log RUNS.jsonl] [--tables-only] [--intervals] [--out FILE.md]
        [--cade-only] [--modes MODE ...]
 
@@ -69,6 +70,7 @@ import mf_botorch
 import mf_branin
 import mf_functions
 import mf_mf2
+import mf_tasks
 import mf_train
 from mf_functions import MAX_FIDELITY, Function
 
@@ -76,9 +78,9 @@ FUNCTIONS = {**mf_functions.FUNCTIONS, **mf_branin.FUNCTIONS}
 # Run only when named with --functions: added after the recorded tables (bench/RESULTS.md),
 # which the default list reproduces.
 OPT_IN = ("valley3_noisy", "levy2", "drift3")
-# Held-out families (bench/mf_mf2.py, bench/mf_botorch.py, bench/mf_train.py), run only when
+# Held-out families (bench/mf_mf2.py, mf_botorch.py, mf_train.py, mf_tasks.py), run only when
 # named, one by one or all at once by the family's name; each needs its package.
-EXTERNAL = (mf_mf2, mf_botorch, mf_train)
+EXTERNAL = (mf_mf2, mf_botorch, mf_train, mf_tasks)
 MAX_LENGTH = MAX_FIDELITY
 DIVISOR = 3
 WORKERS = 4
@@ -512,10 +514,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--functions", nargs="*",
                         default=[name for name in FUNCTIONS if name not in OPT_IN],
-                        help=f"default: all but {', '.join(OPT_IN)}; also the mf2_*, botorch_* and "
-                             f"train_* functions of bench/mf_mf2.py, bench/mf_botorch.py and "
-                             f"bench/mf_train.py, or `mf2`, `botorch` or `train` for all of a "
-                             f"family")
+                        help=f"default: all but {', '.join(OPT_IN)}; also the held-out "
+                             f"families' functions, or a family's name for all of it: "
+                             f"{', '.join(f'{f.FAMILY} (bench/{f.__name__}.py)' for f in EXTERNAL)}")
     parser.add_argument("--methods", nargs="*",
                         help="run only these methods (the tables still need all of them)")
     parser.add_argument("--tables-only", action="store_true",
@@ -575,8 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     finals = best_seen_regrets(finals)
     medians = {key: statistics.median(values) for key, values in finals.items()}
     text = (f"Budget {args.budget} length units ({args.budget // MAX_LENGTH} full trainings) "
-            f"per run, {len(seeds)} seeds ({' '.join(map(str, seeds))}), median final regret; "
-            f"(dev): not held out"
+            f"per run, {len(seeds)} seeds ({' '.join(map(str, seeds))}), median final regret"
+            + ("; (dev): not held out" if not all(FUNCTIONS[name][3] for name in args.functions)
+               else "")
             + (f"; peers with {args.peer_workers} worker{'s' * (args.peer_workers > 1)}"
                if peers else "")
             + (f"; objective with memory {args.memory:g}" if args.memory else "")

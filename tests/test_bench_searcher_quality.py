@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,13 +76,19 @@ def test_without_optuna_the_peers_are_refused_with_the_way_out(tmp_path: Path) -
         "--cade-only compares cade's searchers alone\n"))
 
 
-def _bench_module():
+def _bench_module(name: str = "searcher_quality") -> Any:
+    """A module of bench/, imported as its scripts import each other (bench/ on the path)."""
     sys.path[:0] = [str(ROOT / "bench")]
     try:
-        import searcher_quality
+        return importlib.import_module(name)
     finally:
         del sys.path[:1]
-    return searcher_quality
+
+
+def _family_rows(module: Any) -> dict[str, tuple[int, float | None, bool]]:
+    """A held-out family's functions: name -> (dimensions, minimum, held out)."""
+    return {name: (dims, lowest, held_out)
+            for name, (dims, _, lowest, held_out) in module.functions().items()}
 
 
 def test_peers_workers_take_turns_in_simulated_time() -> None:
@@ -121,7 +128,7 @@ def test_unknown_functions_are_refused_with_the_known_ones(tmp_path: Path) -> No
     assert "searcher_quality.py: error: unknown function(s) brannin2; known: mfh3_good," \
         in result.stderr
     assert "mf2_borehole" in result.stderr and "botorch_augmented_branin" in result.stderr
-    assert "(mf2: all mf2_*; botorch: all botorch_*; train: all train_*)" in result.stderr
+    assert "(mf2: all mf2_*; botorch: all botorch_*; train: all train_*; tasks: all tasks_*)" in result.stderr
 
 
 def _missing(package: str) -> pytest.MarkDecorator:
@@ -294,17 +301,12 @@ def test_drift3_points_off_its_optimum_at_low_fidelities_and_is_opt_in() -> None
 def test_the_training_family_gives_each_point_one_learning_curve() -> None:
     pytest.importorskip("sklearn")
     quality = _bench_module()
-    sys.path[:0] = [str(ROOT / "bench")]
-    try:
-        import mf_train
-    finally:
-        del sys.path[:1]
+    mf_train = _bench_module("mf_train")
     family = mf_train.functions()
-    assert {name: (dims, lowest, held_out) for name, (dims, _, lowest, held_out)
-            in family.items()} == {"train_digits_mlp": (5, None, True),
-                                   "train_digits_softmax": (4, None, True),
-                                   "train_cancer_mlp": (5, None, True),
-                                   "train_wine_mlp": (5, None, True)}
+    assert _family_rows(mf_train) == {"train_digits_mlp": (5, None, True),
+                                      "train_digits_softmax": (4, None, True),
+                                      "train_cancer_mlp": (5, None, True),
+                                      "train_wine_mlp": (5, None, True)}
     assert "train" in {f.FAMILY for f in quality.EXTERNAL}
     point = (0.5, 0.5, 0.2, 0.5, 0.5)
     assert mf_train.settings(point, hidden=True) == {
@@ -321,6 +323,40 @@ def test_the_training_family_gives_each_point_one_learning_curve() -> None:
     assert wine((1.0, 1.0, 0.0, 0.0, 1.0), 20) == mf_train.DIVERGED
 
 
+def test_the_tasks_family_trains_with_adam_on_regression_and_classification() -> None:
+    pytest.importorskip("sklearn")
+    quality = _bench_module()
+    mf_tasks = _bench_module("mf_tasks")
+    family = mf_tasks.functions()
+    assert _family_rows(mf_tasks) == {"tasks_diabetes": (5, None, True),
+                                      "tasks_friedman1": (5, None, True),
+                                      "tasks_classify4": (5, None, True),
+                                      "tasks_hastie": (5, None, True)}
+    assert "tasks" in {f.FAMILY for f in quality.EXTERNAL}
+    point = (0.5, 0.5, 0.2, 0.5, 0.5)
+    assert mf_tasks.settings(point) == {
+        "learning_rate": pytest.approx(10 ** -2.5), "beta1": pytest.approx(0.745),
+        "l2": pytest.approx(1e-5), "batch": 64, "width": 23}
+    # Regression: a standardised target, so predicting the mean scores about 1; a sensible
+    # point learns well below that, and the curve is the point's own, asked in any order.
+    friedman = family["tasks_friedman1"][1]
+    curve = [friedman(point, z) for z in (1, 5, 30)]
+    assert curve[0] > curve[1] > curve[2] and curve[2] < 0.5
+    again = mf_tasks.function("tasks_friedman1")
+    assert [again(point, z) for z in (30, 5, 1)] == curve[::-1]
+    assert friedman((0.51,) + point[1:], 30) != curve[2]
+    # Classification (hastie's -1/1 labels as two classes): cross-entropy below chance's log 2.
+    hastie = family["tasks_hastie"][1]
+    assert 0.0 < hastie(point, 30) < math.log(2)
+    # Adam at the largest rate overfits the small diabetes data rather than diverging.
+    diabetes = family["tasks_diabetes"][1]
+    late = [diabetes((1.0, 0.0, 0.0, 0.0, 1.0), z) for z in (5, 100)]
+    assert all(0.0 < value < mf_tasks.mf_train.DIVERGED for value in late)
+    assert late[1] > late[0]
+    with pytest.raises(KeyError):
+        mf_tasks.function("tasks_iris")
+
+
 def test_without_a_known_minimum_regret_is_measured_from_the_best_value_seen() -> None:
     quality = _bench_module()
     quality.FUNCTIONS["unknown"] = (2, lambda x, z: 0.0, None, True)
@@ -334,25 +370,32 @@ def test_without_a_known_minimum_regret_is_measured_from_the_best_value_seen() -
         del quality.FUNCTIONS["unknown"]
 
 
-def test_the_training_family_says_how_well_short_trainings_rank() -> None:
+@pytest.mark.parametrize(("script", "names"), [
+    ("mf_train.py", ["train_digits_mlp", "train_digits_softmax", "train_cancer_mlp",
+                     "train_wine_mlp"]),
+    ("mf_tasks.py", ["tasks_diabetes", "tasks_friedman1", "tasks_classify4", "tasks_hastie"])])
+def test_the_training_families_say_how_well_short_trainings_rank(script: str,
+                                                                 names: list[str]) -> None:
     pytest.importorskip("sklearn")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "mf_train.py"), "--points", "8"],
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--points", "8"],
                             env=env, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert [line.split()[0] for line in lines] == [
-        "train_digits_mlp", "train_digits_softmax", "train_cancer_mlp", "train_wine_mlp"]
+    assert [line.split()[0] for line in lines] == names
     for line in lines:
         rhos = [float(r) for r in re.findall(r"(?<=: )-?\d\.\d\d|(?<=\()-?\d\.\d\d(?=\))", line)]
         assert len(rhos) == 8 and all(-1.0 <= rho <= 1.0 for rho in rhos), line
 
 
 def test_modes_choose_cade_s_modes_and_random_search_is_always_one(tmp_path: Path) -> None:
-    result = _run("--cade-only", "--seeds", "1", "--functions", "sphere4", "--budget", "200",
+    result = _run("--cade-only", "--seeds", "1", "--functions", "branin2", "--budget", "200",
                   "--jobs", "1", "--modes", "asha-tpe", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
+    # Only held-out functions in the table: the header has no "(dev)" to explain.
+    assert lines[0] == ("Budget 200 length units (2 full trainings) per run, 1 seeds (0), "
+                        "median final regret.")
     assert _cells(lines[2]) == ["function", "random", "asha-tpe"]
     assert _cells(lines[8]) == ["function", "asha-tpe"]
     refused = _run("--cade-only", "--modes", "asha-tpee", cwd=tmp_path)
