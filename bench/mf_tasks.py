@@ -68,9 +68,11 @@ def _dataset(name: str) -> tuple[Any, Any, Any, Any]:
     from sklearn.model_selection import train_test_split
 
     maker, options, regression = MAKERS[name]
-    seeded = {} if maker.startswith("load_") else {"random_state": 0}
-    features, target = getattr(sklearn.datasets, maker)(**options, **seeded, **(
-        {"return_X_y": True} if maker.startswith("load_") else {}))
+    make = getattr(sklearn.datasets, maker)
+    if maker.startswith("load_"):   # bundled data
+        features, target = make(return_X_y=True, **options)
+    else:                           # generated, with seed 0
+        features, target = make(random_state=0, **options)
     if regression:
         target = target.astype(np.float64).reshape(-1, 1)
     else:
@@ -119,6 +121,7 @@ class _AdamTraining(mf_train._Training):
         beta1, rate = self.settings["beta1"], self.settings["learning_rate"]
         self.steps += 1
         first_debias, second_debias = 1 - beta1 ** self.steps, 1 - BETA2 ** self.steps
+        # The first moment lives in the base class's `velocity` (zeros shaped as each param).
         for param, moment, square, grad in zip(params, self.velocity, self.squares, grads):
             moment *= beta1
             moment += (1 - beta1) * grad
