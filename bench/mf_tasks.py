@@ -101,9 +101,10 @@ class _AdamTraining(mf_train._Training):
     def __init__(self, name: str, x: Sequence[float]) -> None:
         data = _dataset(name)
         self.regression = MAKERS[name][2]
-        width = int(settings(x)["width"])
+        chosen = settings(x)
+        width = int(chosen["width"])
         outputs = 1 if self.regression else int(data[1].max()) + 1
-        super().__init__(data, settings(x), [data[0].shape[1], width, width, outputs], x)
+        super().__init__(data, chosen, [data[0].shape[1], width, width, outputs], x)
         self.squares = [self.np.zeros_like(p) for p in self.weights + self.biases]
         self.steps = 0
 
