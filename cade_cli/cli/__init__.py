@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
+from cade_cli import interrupts
 from cade_cli.errors import INTERRUPTED, CadeError
 
 
@@ -47,14 +48,23 @@ def wants_json(args: Sequence[str]) -> bool:
 
 
 def main() -> None:
+    interrupts.install()
     try:
         from cade_cli.cli.group import cli
 
         cli(prog_name="cade")
     except (CadeError, KeyboardInterrupt) as err:  # while importing, or in click's own handling
-        text, code = exit_for(err, wants_json(sys.argv[1:]))
-        sys.stderr.write(text + "\n")
-        sys.exit(code)
+        _leave(err)
+    except Exception:
+        if not interrupts.noted():
+            raise  # a bug: its traceback is wanted
+        _leave(KeyboardInterrupt())  # a Ctrl-C that CPython wrapped (see cade_cli.interrupts)
+
+
+def _leave(err: CadeError | KeyboardInterrupt) -> NoReturn:
+    text, code = exit_for(err, wants_json(sys.argv[1:]))
+    sys.stderr.write(text + "\n")
+    sys.exit(code)
 
 
 def __getattr__(name: str) -> Any:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from cade_cli import interrupts
 from cade_cli.cli import run_format
 from cade_cli.cli.options import json_option, ledger_option
 from cade_cli.cli.params import EXPERIMENT, TRIAL
@@ -124,6 +125,7 @@ def logs_command(trial_ref: tuple[int | str | None, int], follow: bool, segment:
         return
     offsets = {"stdout.log": 0, "stderr.log": 0}
     while True:
+        interrupts.raise_if_lost()
         for name, offset in offsets.items():
             offsets[name] = _print_new(Path(seg.run_dir) / name, offset,
                                        err=name == "stderr.log")

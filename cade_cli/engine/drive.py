@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cade_cli import interrupts
 from cade_cli.engine.lifecycle import Schedulers, needs_sync, sync
 from cade_cli.errors import CadeError, LedgerError, SchedulerError
 from cade_cli.report import METRICS_FILE
@@ -121,6 +122,7 @@ def drive(ledger: Ledger, experiment_id: int, settings: Settings,
 
     try:
         while True:
+            interrupts.raise_if_lost()
             sync_pass(ledger, settings, schedulers, lock, force=experiment_id, on_skip=skipped)
             exp = ledger.experiment(experiment_id)
             if on_update is not None:

@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.live import Live
 
+from cade_cli import interrupts
 from cade_cli.errors import CadeError
 from cade_cli.views.frames import render_frame
 from cade_cli.views.model import SORTS, LedgerReader, Snapshot, read_page
@@ -125,6 +126,7 @@ def run_top(ledger: LedgerReader, experiment_id: int | None = None,
         with KeyReader(keys or sys.stdin) as reader, \
                 Live(console=console, screen=True, auto_refresh=False) as live:
             while True:
+                interrupts.raise_if_lost()
                 if sync is not None and time.monotonic() - last_sync >= interval:
                     last_sync = time.monotonic()
                     message = try_sync(sync)

@@ -117,6 +117,50 @@ def test_ctrl_c_while_cade_is_still_starting(ledger: str, module: str) -> None:
     assert (result.returncode, result.stderr, result.stdout) == (INTERRUPTED, "Interrupted.\n", "")
 
 
+# A real SIGINT raised where CPython 3.11 cannot pass its KeyboardInterrupt on: inside a
+# weakref callback (the import system's module locks run such callbacks), where it is printed
+# as "Exception ignored" and dropped, or inside __set_name__, where it comes out wrapped in a
+# RuntimeError. Either lands while a module of the command is imported.
+_LOST_ON_IMPORT = """
+import signal, sys, weakref
+class Landing:
+    def __set_name__(self, owner, name):
+        signal.raise_signal(signal.SIGINT)
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            if {where!r} == "weakref callback":
+                class Thing: pass
+                thing = Thing()
+                ref = weakref.ref(thing, lambda _: signal.raise_signal(signal.SIGINT))
+                del thing
+            else:
+                class Owner:
+                    field = Landing()
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["cade", "top", "--ledger", {ledger!r}, "--no-sync"]
+from cade_cli.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("where", "code", "stderr"), [
+    ("weakref callback", 0, ""),  # raised at the view's first round: Ctrl-C is how one leaves it
+    ("__set_name__", INTERRUPTED, "Interrupted.\n"),  # read as the interrupt it wraps
+])
+def test_a_ctrl_c_that_cpython_loses_still_ends_the_command(ledger: str, where: str, code: int,
+                                                            stderr: str) -> None:
+    """`cade top` runs until q or Ctrl-C: a dropped Ctrl-C would leave it running."""
+    script = _LOST_ON_IMPORT.format(module="cade_cli.views.top", where=where, ledger=ledger)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            stdin=subprocess.DEVNULL, check=False,
+                            # as a terminal starts it (see the test below)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert (result.returncode, result.stderr) == (code, stderr)
+
+
 # What the `cade` console script does (`from cade_cli.cli import main; main()`), saying when
 # cade's own code is running: a Ctrl-C before that is Python's to handle.
 _READY_THEN_CADE = """
