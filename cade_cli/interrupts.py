@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
+
+UnraisableHook = Callable[["sys.UnraisableHookArgs"], Any]
 
 _noted = False  # a SIGINT arrived (since install): the command is to end as interrupted
 
@@ -37,8 +40,8 @@ def _note_and_raise(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _unless_dropped_interrupt(report: Any) -> Any:
-    def hook(unraisable: Any) -> None:
+def _unless_dropped_interrupt(report: UnraisableHook) -> UnraisableHook:
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
         if not (_noted and isinstance(unraisable.exc_value, KeyboardInterrupt)):
             report(unraisable)  # anything else is reported as before
     return hook
