@@ -87,6 +87,32 @@ def test_a_moved_optimum_is_told_from_noise_and_from_an_offset() -> None:
     assert not optimum_moved(few[0], 3, few[1])
 
 
+def flatters_the_middle_choice(seed: int) -> tuple[dict[int, dict[int, float]], dict[int, list[float]]]:
+    """A number and a categorical of three values (its index): the long rung has one
+    optimum for all three, the short one flatters the middle value by 0.1."""
+    rng = random.Random(seed)
+    points = {trial: [rng.random(), float(rng.randrange(3))] for trial in range(1, 61)}
+    seen: dict[int, dict[int, float]] = {
+        3: {t: (x - 0.6) ** 2 - 0.1 * (choice == 1.0) for t, (x, choice) in points.items()},
+        27: {t: (point[0] - 0.6) ** 2 for t, point in points.items()}}
+    return seen, points
+
+
+def test_a_categorical_enters_by_its_values_not_its_index_order() -> None:
+    """The short rung flatters the middle of three values: over the indices 0, 1, 2 the
+    gap reads 0, 0.1, 0, no slope; between the values it is a clear difference."""
+    for seed in range(5):
+        seen, points = flatters_the_middle_choice(seed)
+        assert optimum_moved(seen, 3, points, choices=[0, 3])
+        # The index read as a number misses it (on these seeds; an uneven mix of the
+        # three values among the best trials can tilt it into a slope).
+        assert not optimum_moved(seen, 3, points, choices=[0, 0])
+    # Two values: an indicator is the index itself, and the fit is the same.
+    rows = [[0.2, 0.0], [0.4, 1.0], [0.9, 1.0]]
+    assert moved_optimum.design_columns(rows, [0, 2]) == [[0.2, 0.4, 0.9], [0.0, 1.0, 1.0]]
+    assert moved_optimum.design_columns(rows, [0, 1]) == [[0.2, 0.4, 0.9]]   # one value: no slope
+
+
 def false_alarms(noise_at_reference: bool) -> float:
     """The share of 200 seeds, same optimum at both lengths, read as a move."""
     def noisy(x: list[float], rng: random.Random) -> float:

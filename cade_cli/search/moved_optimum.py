@@ -110,12 +110,14 @@ def best_pairs(seen: dict[int, dict[int, float]], length: int,
 
 
 def optimum_moved(seen: dict[int, dict[int, float]], length: int,
-                  points: Mapping[int, Sequence[float]]) -> bool:
+                  points: Mapping[int, Sequence[float]], choices: Sequence[int] = ()) -> bool:
     """Whether, over the best trials at the reference length (`best_pairs`), the gap
     between a trial's result there and at `length` depends linearly on its point
     (F-test, p < ALPHA). `seen`: length -> {trial: minimised value}; `points`: trial -> its
-    coordinates, all of the same dimension (a categorical one enters as its index)."""
-    dims = len(next(iter(points.values()), ()))
+    coordinates, all of the same dimension; `choices`: per coordinate, how many values it
+    has where it is a categorical's index, 0 where it is a number (none given: all are)."""
+    kinds = list(choices) or [0] * len(next(iter(points.values()), ()))
+    dims = sum(1 if k == 0 else k - 1 for k in kinds)   # the slopes the fit estimates
     if dims == 0:
         return False
     found = best_pairs(seen, length, max(MIN_PAIRS, dims + 3))
@@ -123,7 +125,7 @@ def optimum_moved(seen: dict[int, dict[int, float]], length: int,
         return False
     top, kept = found
     gaps = [top[trial] - seen[length][trial] for trial in kept]
-    columns = [[float(points[trial][i]) for trial in kept] for i in range(dims)]
+    columns = design_columns([points[trial] for trial in kept], kinds)
     total, residual = residual_squares(columns, gaps)
     if total <= 1e-18:
         return False    # the same gap everywhere: an offset, not a move
@@ -132,6 +134,19 @@ def optimum_moved(seen: dict[int, dict[int, float]], length: int,
     free = len(kept) - dims - 1
     statistic = ((total - residual) / dims) / (residual / free)
     return f_survival(statistic, dims, free) < ALPHA
+
+
+def design_columns(rows: Sequence[Sequence[float]], kinds: Sequence[int]) -> list[list[float]]:
+    """The fit's columns: a number as it is; a categorical of k values as k - 1 indicators
+    (the first value is the intercept's), since the order of its values means nothing: a
+    short rung that flatters the middle one of three would leave no slope in the index."""
+    columns: list[list[float]] = []
+    for i, kind in enumerate(kinds):
+        if kind == 0:
+            columns.append([float(row[i]) for row in rows])
+        else:
+            columns += [[float(int(row[i]) == value) for row in rows] for value in range(1, kind)]
+    return columns
 
 
 def best_share_correlation(seen: dict[int, dict[int, float]], length: int) -> float | None:

@@ -130,11 +130,12 @@ class TpeSampler:
         seen = self._results_by_level()
         correlations = rung_correlations(seen)
         points = {trial: record.point for trial, record in self.trials.items()}
+        choices = [dim.choices for dim in self.dims]
 
         def informative(level: int) -> float:
             if level == longest:
                 return counts[level]
-            if optimum_moved(seen, level, points):
+            if optimum_moved(seen, level, points, choices):
                 rho = best_share_correlation(seen, level) or 0.0
                 return counts[level] * max(0.0, rho) ** MOVED_POWER
             return counts[level] * max(0.0, correlations.get(level, 0.0)) ** 2
