@@ -288,6 +288,28 @@ def test_the_default_policy_writes_the_snapshots_it_wrote_before() -> None:
     assert sum(state["allowances"]) == 120
 
 
+def test_a_slot_that_moved_is_handed_on_when_nothing_is_measured_any_more() -> None:
+    """Bracket 0's only slot moved to bracket 1; then the correlations are gone (a new
+    reference length, too few pairs). Bracket 1, full, hands the slot on to bracket 0."""
+    searcher = AdaptiveAsha(adaptive("learned", max_trials=16), SPACE, random.Random(0))
+    policy = searcher.factory.policy
+    assert policy is not None
+    first, second = searcher.brackets[:2]
+    second.allowance = second.valid_created   # full
+    first.allowance = first.valid_created + 3   # trials left, its slot gone
+    policy.correlations, policy.measured_at, policy.results = {}, 10, 10
+    assert policy.refill(second) == []   # no slot ever moved: Determined's rule, it idles
+    policy.moved_slot = True
+    decisions = policy.refill(second)
+    assert [type(d).__name__ for d in decisions] == ["Create", "Train"]
+    assert decisions[0].bracket == 0   # type: ignore[attr-defined]
+    snapshot = json.loads(json.dumps(searcher.snapshot()))
+    assert snapshot["bracket_policy"]["moved_slot"] is True
+    del snapshot["bracket_policy"]["moved_slot"]   # an older snapshot: measured, so maybe moved
+    restored = AdaptiveAsha.restore(adaptive("learned", max_trials=16), SPACE, snapshot)
+    assert restored.factory.policy is not None and restored.factory.policy.moved_slot is True
+
+
 def test_a_snapshot_from_before_the_final_flag_restores_as_not_final() -> None:
     learned = run("learned", faithful)
     snapshot = json.loads(json.dumps(learned.snapshot()))

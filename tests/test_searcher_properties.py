@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cade_cli.search.searchers.adaptive import AdaptiveAsha, plan_brackets
@@ -388,8 +388,17 @@ def test_asha_rules_hold_and_the_search_ends(spec: SearcherSpec, seed: int,
     assert checked_run(spec, seed, picks, exits), "the search fed no event"
 
 
+# Found by hypothesis: a slot moved to bracket 1, then a new reference length left too few
+# pairs for any correlation, and bracket 1, full, kept its slot idle while bracket 0, whose
+# slot had left, still had trials to create: nothing ran and the search never ended.
+SLOT_LEFT_FOR_GOOD = SearcherSpec(
+    name="adaptive_asha", metric="loss", max_concurrent_trials=1, max_trials=16, max_length=16,
+    divisor=2, stop_once=True, mode="conservative", max_rungs=5, bracket_policy="learned")
+
+
 @PROPERTY_SETTINGS
 @given(spec=adaptive_specs(), seed=SEEDS, picks=PICKS, exits=st.booleans())
+@example(spec=SLOT_LEFT_FOR_GOOD, seed=810, picks=[], exits=True)
 def test_adaptive_rules_hold_and_the_search_ends(spec: SearcherSpec, seed: int,
                                                  picks: list[int], exits: bool) -> None:
     assert checked_run(spec, seed, picks, exits), "the search fed no event"

@@ -23,7 +23,10 @@ Whenever a bracket's slot frees up, the policy creates the next trial in the ope
 proportional to Determined's split of max_trials times trust_b times doubt_b. The slot
 moves with the trial, and so does one trial of the asking bracket's allowance when it had
 any left; a bracket with none left hands its slot on instead of letting it idle. Until some
-correlation is measured, an open bracket keeps its own slot, as under the default policy.
+correlation is measured, an open bracket keeps its own slot, as under the default policy;
+so it does when none is any more (a new reference length with too few pairs), except that
+once a slot has moved, a full bracket hands its free slot to the open bracket with the most
+trials left: the bracket a slot left has none coming back.
 A bracket is closed (its allowance lowered to the trials it created, so its waiting trials
 are promoted or stopped for good) only on a measurement against the longest rung: before
 that it keeps one trial of allowance in hand and, while untrusted, merely gets no new
@@ -123,6 +126,7 @@ class LearnedPolicy:
         self.correlations: dict[int, float] = {}
         self.final = False      # whether `correlations` are against the longest rung length
         self.committed = False  # whether the most-rung bracket was trusted to COMMIT_TRUST
+        self.moved_slot = False  # whether a slot ever moved to another bracket
 
     def current_correlations(self) -> dict[int, float]:
         """rung_correlations, measured again once the results grew by a tenth (or 5): the
@@ -143,8 +147,8 @@ class LearnedPolicy:
     def refill(self, asking: Bracket) -> list[Decision]:
         """A slot of `asking` is free: create a trial in the bracket the policy picks."""
         correlations = self.current_correlations()
-        if not correlations:  # nothing learned yet: Determined's rule
-            return asking.new_trial() if asking.valid_created < asking.allowance else []
+        if not correlations:  # nothing learned (yet, or since the reference moved up)
+            return self._own_slot(asking)
         weights = self.weights(correlations)
         total_weight = sum(weights.values()) or 1.0
         budget = sum(b.allowance for b in self.brackets)
@@ -159,7 +163,21 @@ class LearnedPolicy:
 
         # The asking bracket first: it keeps its slot unless another is further behind.
         ordered = sorted(open_, key=lambda b: b is not asking)
-        return max(ordered, key=behind).new_trial() + decisions
+        chosen = max(ordered, key=behind)
+        self.moved_slot |= chosen is not asking
+        return chosen.new_trial() + decisions
+
+    def _own_slot(self, asking: Bracket) -> list[Decision]:
+        """Without correlations, Determined's rule: a bracket's slot creates its own trials,
+        and idles once they are all created. Once slots have moved, though, a bracket whose
+        slot left has none to come back: the free slot goes to the open bracket with the
+        most trials left, or the search would wait for ever with trials still to create."""
+        if asking.valid_created < asking.allowance:
+            return asking.new_trial()
+        open_ = [b for b in self.brackets if b.valid_created < b.allowance]
+        if not (self.moved_slot and open_):
+            return []
+        return max(open_, key=lambda b: b.allowance - b.valid_created).new_trial()
 
     def weights(self, correlations: dict[int, float]) -> dict[int, float]:
         """Bracket index -> its weight now: the learned weights, or all to the brackets with
@@ -201,7 +219,7 @@ class LearnedPolicy:
                          for length, results in self.seen.items()],
                 "measured_at": self.measured_at,
                 "correlations": sorted([length, rho] for length, rho in self.correlations.items()),
-                "final": self.final, "committed": self.committed}
+                "final": self.final, "committed": self.committed, "moved_slot": self.moved_slot}
 
     def load_json(self, state: dict[str, Any]) -> None:
         for bracket, allowance in zip(self.brackets, state["allowances"]):
@@ -213,3 +231,5 @@ class LearnedPolicy:
         self.correlations = {int(length): float(rho) for length, rho in state["correlations"]}
         self.final = bool(state.get("final", False))
         self.committed = bool(state.get("committed", False))
+        # A snapshot from before this was kept: slots may have moved if anything was measured.
+        self.moved_slot = bool(state.get("moved_slot", self.measured_at > 0))
