@@ -333,13 +333,16 @@ def replay(cls: type[BracketSearch], spec: SearcherSpec, seed: int, events: list
 
 # -- strategies -----------------------------------------------------------------------------
 
+SAMPLERS = st.sampled_from(("random", "tpe"))   # tpe: the learned policy may commit
+
+
 @st.composite
 def asha_specs(draw: st.DrawFn) -> SearcherSpec:
     return SearcherSpec(
         name="async_halving", metric="loss",
         num_rungs=draw(st.integers(1, 4)), divisor=draw(st.integers(2, 4)),
         max_length=draw(st.integers(1, 100)), max_trials=draw(st.integers(1, 60)),
-        max_concurrent_trials=draw(st.integers(0, 6)),
+        max_concurrent_trials=draw(st.integers(0, 6)), sampler=draw(SAMPLERS),
         smaller_is_better=draw(st.booleans()), stop_once=draw(st.booleans()))
 
 
@@ -353,7 +356,7 @@ def adaptive_specs(draw: st.DrawFn) -> SearcherSpec:
         max_rungs=draw(st.integers(1, 5)),
         bracket_rungs=tuple(override) if override else None,
         bracket_policy=draw(st.sampled_from(("fixed", "learned"))),
-        max_concurrent_trials=draw(st.integers(0, 8)),
+        max_concurrent_trials=draw(st.integers(0, 8)), sampler=draw(SAMPLERS),
         smaller_is_better=draw(st.booleans()), stop_once=draw(st.booleans()))
 
 
