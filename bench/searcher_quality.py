@@ -179,6 +179,7 @@ def cade_spec(method: str, dims: int) -> Any:
 
 
 def run_cade(method: str, dims: int, trace: Trace, seed: int) -> None:
+    from cade_cli.search.searchers.base import UNFINISHED
     from cade_cli.search.simulate import simulate
 
     parents: dict[int, int] = {}
@@ -191,9 +192,13 @@ def run_cade(method: str, dims: int, trace: Trace, seed: int) -> None:
     if method == "pbt":
         objective = _pbt_objective(objective, parents, 10)
     try:
-        simulate(cade_spec(method, dims), objective, workers=WORKERS, seed=seed, memory=MEMORY)
+        result = simulate(cade_spec(method, dims), objective, workers=WORKERS, seed=seed,
+                          memory=MEMORY)
     except BudgetSpent:
-        pass
+        return
+    if not result.finished:  # a stalled search's regret would be read as a real one
+        raise RuntimeError(f"{method}, seed {seed}: the search stalled before the budget was "
+                           f"spent ({UNFINISHED})")
 
 
 def _pbt_objective(inner: Callable[..., float], starts: dict[int, int],

@@ -141,6 +141,7 @@ def test_simulate_json_exact(workdir: Path) -> None:
         "best": {"trial": 1, "metric": 1.1, "length": 10},
         "total_length": 30,
         "makespan": 20,
+        "finished": True,
     }
 
 

@@ -21,6 +21,7 @@ from cade_cli.search.searchers.base import (
 from cade_cli.search.simulate import Simulation, result_to_json, simulate
 from cade_cli.search.space import Categorical, Const, Int, Log, Nested
 from cade_cli.spec.experiment import ExperimentSpec, SearcherSpec
+from cade_cli.views.search_text import print_simulation
 
 
 def experiment(searcher: SearcherSpec, space: Nested | None = None) -> ExperimentSpec:
@@ -81,6 +82,7 @@ def test_random_search_exact_json() -> None:
                      for n in (1, 2, 3)), key=lambda b: (b["metric"], b["trial"])),
         "total_length": 12,
         "makespan": 8,          # two slots: trials 1 and 2, then trial 3
+        "finished": True,
     }
 
 
@@ -103,6 +105,24 @@ def test_reports_at_report_at_lengths() -> None:
                                                   Train(1, 10, (2, 5, 10))]})
     assert searcher.seen == [(1, 2), (1, 5), (1, 10)]
     assert result.trials[0].state == "completed"
+
+
+def test_a_search_that_stalls_is_not_finished_and_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    """Nothing running, nothing to create, no Shutdown: a searcher bug. The engine ends such
+    an experiment ERRORED; the simulation reports it instead of passing it off as done."""
+    start = [Create(1, {"x": 1}), Train(1, 10, (10,))]
+    stalled, _ = run_scripted({("start",): start, (1, 10): [Stop(1)]})
+    ended, _ = run_scripted({("start",): start, (1, 10): [Stop(1), Shutdown()]})
+    assert (stalled.finished, ended.finished) == (False, True)
+    assert result_to_json(stalled)["finished"] is False
+    spec = experiment(SearcherSpec("random", "loss", max_trials=1, max_length=10))
+    shown = []
+    for result in (stalled, ended):
+        print_simulation(spec, result, 0)
+        shown.append(" ".join(capsys.readouterr().out.split()))
+    assert ("Not finished: the searcher has nothing left to run but did not finish the search; "
+            "a real experiment ends ERRORED here.") in shown[0]
+    assert "Not finished" not in shown[1]
 
 
 def test_stop_takes_effect_at_once_and_frees_the_slot() -> None:

@@ -35,7 +35,7 @@ from cade_cli.errors import CadeError, LedgerError, SchedulerError, SpecError
 from cade_cli.jobs.ingest import started_host
 from cade_cli.jobs.rundir import claim_experiment_dir, storage_errors
 from cade_cli.search.searchers import make_searcher, restore_searcher
-from cade_cli.search.searchers.base import ExitReason, decision_to_json
+from cade_cli.search.searchers.base import UNFINISHED, ExitReason, decision_to_json
 from cade_cli.spec import stored
 from cade_cli.spec.entrypoint import key_where, missing_entrypoint_file
 from cade_cli.spec.experiment import ExperimentSpec
@@ -244,8 +244,7 @@ def _check_completion(ctx: SyncContext) -> None:
              "every trial errored" if failed else "", ctx.clock())
         return
     if not _any_waiting(ctx) and not ctx.ledger.events(exp.id, unapplied_only=True):
-        _end(ctx.ledger, exp.id, ExperimentState.ERRORED, "the searcher has nothing left to run but did "
-             "not finish the search", ctx.clock())
+        _end(ctx.ledger, exp.id, ExperimentState.ERRORED, UNFINISHED, ctx.clock())
 
 
 def _pause_on_early_failures(ctx: SyncContext, failed_before: int) -> None:

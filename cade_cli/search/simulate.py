@@ -70,6 +70,7 @@ class SimulationResult:
     best: Best | None
     total_length: int
     makespan: int
+    finished: bool   # the searcher ended the search (Shutdown); else it stalled (UNFINISHED)
 
 
 @dataclass
@@ -273,7 +274,7 @@ class Simulation:
                     best = key
         trials = tuple(self.runs[t].record for t in sorted(self.runs))
         top = Best(best[1], best[3], best[2]) if best else None
-        return SimulationResult(trials, top, total, self.now)
+        return SimulationResult(trials, top, total, self.now, self.shut_down)
 
 
 def simulate(spec: ExperimentSpec, objective: Objective, *, workers: int | None = None,
@@ -338,4 +339,5 @@ def result_to_json(result: SimulationResult) -> dict[str, Any]:
         "best": best,
         "total_length": result.total_length,
         "makespan": result.makespan,
+        "finished": result.finished,
     }

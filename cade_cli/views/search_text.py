@@ -16,6 +16,7 @@ from cade_cli.jobs.array import arrays_asked
 from cade_cli.jobs.pack import pack_shape
 from cade_cli.search.plan import Plan
 from cade_cli.search.samplers import SAMPLING_SEARCHERS, describe_sampler
+from cade_cli.search.searchers.base import UNFINISHED
 from cade_cli.search.searchers.bracket_policy import describe as describe_policy
 from cade_cli.search.simulate import ProgressCallback, SimulationResult
 from cade_cli.search.space import flatten
@@ -154,6 +155,10 @@ def _print_simulation(console: Console, spec: ExperimentSpec, result: Simulation
     console.print(f"Total length trained: [bold]{amount(result.total_length, unit)}[/]; "
                   f"makespan: [bold]{result.makespan}[/] time units "
                   f"(a time unit is what one slot takes to train one of the {unit})")
+    if not result.finished:
+        console.print(f"[bold]Not finished[/]: {UNFINISHED}; a real experiment ends ERRORED "
+                      f"here. This is a bug in cade's searcher: please report it with this "
+                      f"spec and seed.")
 
 
 def _ends_table(result: SimulationResult, unit: str) -> Table:

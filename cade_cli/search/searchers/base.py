@@ -65,6 +65,11 @@ class Shutdown:
     """The search is over: no further decisions will come."""
 
 
+# A search with nothing running and nothing to create that never sent Shutdown: a searcher
+# bug. The engine ends such an experiment ERRORED with this message; `cade simulate` says it.
+UNFINISHED = "the searcher has nothing left to run but did not finish the search"
+
+
 Decision = Create | Train | Stop | Shutdown
 
 
