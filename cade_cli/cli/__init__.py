@@ -48,8 +48,8 @@ def wants_json(args: Sequence[str]) -> bool:
 
 
 def main() -> None:
-    interrupts.install()
     try:
+        interrupts.install()
         from cade_cli.cli.group import cli
 
         cli(prog_name="cade")
