@@ -67,6 +67,7 @@ class TpeSampler:
     def __init__(self, space: Space, levels: tuple[int, ...]) -> None:
         self.space = space
         self.dims = dimensions(space)
+        self.choices = [dim.choices for dim in self.dims]   # the moved-optimum fit's kinds
         self.levels = tuple(sorted(set(levels)))
         self.min_observations = max(MIN_OBSERVATIONS, len(self.dims) + 2)
         self.trials: dict[int, TrialRecord] = {}
@@ -130,12 +131,11 @@ class TpeSampler:
         seen = self._results_by_level()
         correlations = rung_correlations(seen)
         points = {trial: record.point for trial, record in self.trials.items()}
-        choices = [dim.choices for dim in self.dims]
 
         def informative(level: int) -> float:
             if level == longest:
                 return counts[level]
-            if optimum_moved(seen, level, points, choices):
+            if optimum_moved(seen, level, points, self.choices):
                 rho = best_share_correlation(seen, level) or 0.0
                 return counts[level] * max(0.0, rho) ** MOVED_POWER
             return counts[level] * max(0.0, correlations.get(level, 0.0)) ** 2
