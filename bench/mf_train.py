@@ -213,9 +213,11 @@ def functions() -> dict[str, tuple[int, Function, float | None, bool]]:
 
 
 def rank_report(family: dict[str, tuple[int, Function, float | None, bool]],
-                argv: list[str]) -> int:
+                argv: list[str], unit: str = "epochs",
+                needs: tuple[Callable[[], bool], str, str] = (available, NEEDS, INSTALL)) -> int:
     """How well short trainings rank points here: Spearman's rho between the loss after z
-    epochs and after 100, over seeded random points and over the best quarter of them."""
+    `unit` (epochs, rounds) and after 100, over seeded random points and over the best
+    quarter of them. `needs`: the family's (available, what it needs, how to install it)."""
     import argparse
     import random
     import time
@@ -225,8 +227,9 @@ def rank_report(family: dict[str, tuple[int, Function, float | None, bool]],
     parser = argparse.ArgumentParser(description=rank_report.__doc__)
     parser.add_argument("--points", type=int, default=200)
     args = parser.parse_args(argv)
-    if not available():
-        print(f"{Path(sys.argv[0]).name}: needs {NEEDS}: {INSTALL}", file=sys.stderr)
+    ready, what, install = needs
+    if not ready():
+        print(f"{Path(sys.argv[0]).name}: needs {what}: {install}", file=sys.stderr)
         return 1
     rng = random.Random(1)
     for name, (dims, value, _, _) in family.items():
@@ -240,8 +243,8 @@ def rank_report(family: dict[str, tuple[int, Function, float | None, bool]],
             whole = spearman([value(point, epochs) for point in points], final)
             top = spearman([value(points[i], epochs) for i in best], [final[i] for i in best])
             cells.append(f"{epochs}: {whole:.2f} ({top:.2f})")
-        print(f"{name:22s} {dims}-D  rho with 100 epochs at {', '.join(cells)}  "
-              f"({per_epoch:.2f} ms an epoch)")
+        print(f"{name:22s} {dims}-D  rho with 100 {unit} at {', '.join(cells)}  "
+              f"({per_epoch:.2f} ms per {unit[:-1]})")
     return 0
 
 

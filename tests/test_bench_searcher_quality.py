@@ -357,6 +357,40 @@ def test_the_tasks_family_trains_with_adam_on_regression_and_classification() ->
         mf_tasks.function("tasks_iris")
 
 
+def test_the_boost_family_grows_each_point_one_curve_of_boosting_rounds() -> None:
+    pytest.importorskip("sklearn")
+    quality = _bench_module()
+    mf_boost = _bench_module("mf_boost")
+    if not mf_boost.available():
+        pytest.skip(f"needs {mf_boost.NEEDS}")
+    family = mf_boost.functions()
+    assert _family_rows(mf_boost) == {"boost_cancer": (5, None, True),
+                                      "boost_moons": (5, None, True),
+                                      "boost_diabetes": (5, None, True),
+                                      "boost_friedman3": (5, None, True)}
+    assert "boost" in {f.FAMILY for f in quality.EXTERNAL}
+    point = (0.5, 0.5, 0.2, 0.5, 0.5)
+    assert mf_boost.settings(point) == {
+        "learning_rate": pytest.approx(0.1), "max_leaf_nodes": 16, "min_samples_leaf": 3,
+        "l2_regularization": pytest.approx(10 ** -1.5), "max_features": pytest.approx(0.55)}
+    # Regression on a standardised target: the mean scores about 1, a sensible point far less;
+    # its curve is its own whatever order the lengths are asked in (one sequence of growth).
+    friedman = family["boost_friedman3"][1]
+    curve = [friedman(point, z) for z in (1, 5, 30, 100)]
+    assert curve[0] > curve[1] > curve[2] and curve[2] < 0.5
+    again = mf_boost.function("boost_friedman3")
+    assert [again(point, z) for z in (100, 30, 5, 1)] == curve[::-1]
+    assert friedman((0.51,) + point[1:], 30) != curve[2]
+    # Few rounds mislead: the largest rate with big trees leads after one round and then
+    # overfits; the smallest rate starts far behind and ends ahead.
+    cancer = family["boost_cancer"][1]
+    fast, slow = (1.0, 1.0, 0.0, 0.0, 1.0), (0.0, 0.5, 0.2, 0.5, 0.5)
+    assert cancer(fast, 1) < cancer(slow, 1) and cancer(fast, 100) > cancer(slow, 100)
+    assert 0.0 < cancer(point, 100) < math.log(2)   # log loss below chance's
+    with pytest.raises(KeyError):
+        mf_boost.function("boost_iris")
+
+
 def test_without_a_known_minimum_regret_is_measured_from_the_best_value_seen() -> None:
     quality = _bench_module()
     quality.FUNCTIONS["unknown"] = (2, lambda x, z: 0.0, None, True)
@@ -373,7 +407,8 @@ def test_without_a_known_minimum_regret_is_measured_from_the_best_value_seen() -
 @pytest.mark.parametrize(("script", "names"), [
     ("mf_train.py", ["train_digits_mlp", "train_digits_softmax", "train_cancer_mlp",
                      "train_wine_mlp"]),
-    ("mf_tasks.py", ["tasks_diabetes", "tasks_friedman1", "tasks_classify4", "tasks_hastie"])])
+    ("mf_tasks.py", ["tasks_diabetes", "tasks_friedman1", "tasks_classify4", "tasks_hastie"]),
+    ("mf_boost.py", ["boost_cancer", "boost_moons", "boost_diabetes", "boost_friedman3"])])
 def test_the_training_families_say_how_well_short_trainings_rank(script: str,
                                                                  names: list[str]) -> None:
     pytest.importorskip("sklearn")
