@@ -128,7 +128,8 @@ def test_unknown_functions_are_refused_with_the_known_ones(tmp_path: Path) -> No
     assert "searcher_quality.py: error: unknown function(s) brannin2; known: mfh3_good," \
         in result.stderr
     assert "mf2_borehole" in result.stderr and "botorch_augmented_branin" in result.stderr
-    assert "(mf2: all mf2_*; botorch: all botorch_*; train: all train_*; tasks: all tasks_*)" in result.stderr
+    assert ("(mf2: all mf2_*; botorch: all botorch_*; train: all train_*; tasks: all tasks_*; "
+            "boost: all boost_*)") in result.stderr
 
 
 def _missing(package: str) -> pytest.MarkDecorator:
