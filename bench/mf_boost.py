@@ -48,7 +48,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mf_functions import MAX_FIDELITY, Function
-from mf_train import rank_report
+from mf_train import curve_function, rank_report
 
 FAMILY = "boost"
 NEEDS = "numpy and scikit-learn 1.4+"
@@ -63,7 +63,7 @@ MAKERS: dict[str, tuple[str, dict[str, Any], bool]] = {
 }
 # The rounds a model is grown to, in this order whatever is asked (the module docstring).
 GROWTH = (1, 3, 9, 27, 81, MAX_FIDELITY)
-CACHE_LIMIT = 5_000   # models kept per process (a run touches a few hundred)
+CACHE_LIMIT = 5_000   # models kept per process (a run touches a few hundred; trees are big)
 PROBABILITY_FLOOR = 1e-15   # log loss of a certain wrong answer: finite
 
 
@@ -124,19 +124,14 @@ class _Boosting:
                              random_state=seed, **settings(x))
         self.curve: list[float] = []
 
-    def grow_to(self, rounds: int) -> None:
-        """Grow along GROWTH until `rounds` rounds are done; the curve gains every round."""
+    def advance(self) -> None:
+        """Grow to the next length of GROWTH; the curve gains every round up to it."""
         train_x, train_y, valid_x, valid_y = self.data
-        for target in GROWTH:
-            if len(self.curve) >= rounds:
-                return
-            if target <= len(self.curve):
-                continue
-            self.model.set_params(max_iter=target)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.model.fit(train_x, train_y)
-            self.curve = [self._loss(predicted, valid_y) for predicted in self._staged(valid_x)]
+        self.model.set_params(max_iter=min(t for t in GROWTH if t > len(self.curve)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.model.fit(train_x, train_y)
+        self.curve = [self._loss(predicted, valid_y) for predicted in self._staged(valid_x)]
 
     def _staged(self, inputs: Any) -> Any:
         if self.classes:
@@ -148,28 +143,16 @@ class _Boosting:
 
         if self.classes:
             picked = predicted[np.arange(len(truth)), np.searchsorted(self.model.classes_, truth)]
-            return float(-np.log(np.maximum(picked, PROBABILITY_FLOOR)).mean())
-        return float(((predicted - truth) ** 2).mean())
+            loss = float(-np.log(np.maximum(picked, PROBABILITY_FLOOR)).mean())
+        else:
+            loss = float(((predicted - truth) ** 2).mean())
+        return loss if math.isfinite(loss) else math.inf
 
 
 def function(name: str) -> Function:
     """The family's f(x, z) for `name`: the validation loss after z rounds at point x."""
     MAKERS[name]   # an unknown name fails here (KeyError), not at the first value
-    models: dict[tuple[float, ...], _Boosting] = {}
-
-    def value(x: Sequence[float], z: int) -> float:
-        key = tuple(x)
-        model = models.get(key)
-        if model is None:
-            if len(models) >= CACHE_LIMIT:
-                models.clear()
-            model = models[key] = _Boosting(name, key)
-        rounds = max(1, min(z, MAX_FIDELITY))
-        model.grow_to(rounds)
-        loss = model.curve[rounds - 1]
-        return loss if math.isfinite(loss) else float("inf")
-
-    return value
+    return curve_function(functools.partial(_Boosting, name), limit=CACHE_LIMIT)
 
 
 def functions() -> dict[str, tuple[int, Function, float | None, bool]]:

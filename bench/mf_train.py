@@ -179,16 +179,17 @@ def _classifier(loader: str, hidden: bool, x: Sequence[float]) -> _Training:
     return _Training(data, chosen, sizes, x)
 
 
-def curve_function(start: Callable[[tuple[float, ...]], _Training]) -> Function:
-    """f(x, z): the curve of the training `start(x)` begins, after z epochs; each point's
-    training is kept and advanced as needed, so a point has one learning curve."""
-    trainings: dict[tuple[float, ...], _Training] = {}
+def curve_function(start: Callable[[tuple[float, ...]], Any], limit: int = CACHE_LIMIT) -> Function:
+    """f(x, z): the curve of the training `start(x)` begins (an object with a `curve` list
+    and an `advance()` that lengthens it), after z epochs; each point's training is kept
+    (up to `limit` of them) and advanced as needed, so a point has one learning curve."""
+    trainings: dict[tuple[float, ...], Any] = {}
 
     def value(x: Sequence[float], z: int) -> float:
         key = tuple(x)
         training = trainings.get(key)
         if training is None:
-            if len(trainings) >= CACHE_LIMIT:
+            if len(trainings) >= limit:
                 trainings.clear()
             training = trainings[key] = start(key)
         epochs = max(1, min(z, MAX_FIDELITY))
