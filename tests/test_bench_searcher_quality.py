@@ -299,16 +299,24 @@ def test_drift3_points_off_its_optimum_at_low_fidelities_and_is_opt_in() -> None
     assert drift3(moved, 100) == pytest.approx(minimum + 0.09)
 
 
-def test_the_training_family_gives_each_point_one_learning_curve() -> None:
+def _training_family(module_name: str, rows: dict[str, tuple[int, float | None, bool]]
+                     ) -> tuple[Any, dict[str, Any]]:
+    """A held-out training family's module and functions, once its rows (name -> dimensions,
+    minimum, held out) are as given and searcher_quality lists it. Skips without its packages."""
     pytest.importorskip("sklearn")
-    quality = _bench_module()
-    mf_train = _bench_module("mf_train")
-    family = mf_train.functions()
-    assert _family_rows(mf_train) == {"train_digits_mlp": (5, None, True),
-                                      "train_digits_softmax": (4, None, True),
-                                      "train_cancer_mlp": (5, None, True),
-                                      "train_wine_mlp": (5, None, True)}
-    assert "train" in {f.FAMILY for f in quality.EXTERNAL}
+    module = _bench_module(module_name)
+    if not module.available():
+        pytest.skip(f"needs {module.NEEDS}")
+    assert _family_rows(module) == rows
+    assert module.FAMILY in {f.FAMILY for f in _bench_module().EXTERNAL}
+    return module, module.functions()
+
+
+def test_the_training_family_gives_each_point_one_learning_curve() -> None:
+    mf_train, family = _training_family("mf_train", {"train_digits_mlp": (5, None, True),
+                                                     "train_digits_softmax": (4, None, True),
+                                                     "train_cancer_mlp": (5, None, True),
+                                                     "train_wine_mlp": (5, None, True)})
     point = (0.5, 0.5, 0.2, 0.5, 0.5)
     assert mf_train.settings(point, hidden=True) == {
         "learning_rate": pytest.approx(10 ** -1.5), "momentum": 0.475, "l2": pytest.approx(1e-5),
@@ -325,15 +333,10 @@ def test_the_training_family_gives_each_point_one_learning_curve() -> None:
 
 
 def test_the_tasks_family_trains_with_adam_on_regression_and_classification() -> None:
-    pytest.importorskip("sklearn")
-    quality = _bench_module()
-    mf_tasks = _bench_module("mf_tasks")
-    family = mf_tasks.functions()
-    assert _family_rows(mf_tasks) == {"tasks_diabetes": (5, None, True),
-                                      "tasks_friedman1": (5, None, True),
-                                      "tasks_classify4": (5, None, True),
-                                      "tasks_hastie": (5, None, True)}
-    assert "tasks" in {f.FAMILY for f in quality.EXTERNAL}
+    mf_tasks, family = _training_family("mf_tasks", {"tasks_diabetes": (5, None, True),
+                                                     "tasks_friedman1": (5, None, True),
+                                                     "tasks_classify4": (5, None, True),
+                                                     "tasks_hastie": (5, None, True)})
     point = (0.5, 0.5, 0.2, 0.5, 0.5)
     assert mf_tasks.settings(point) == {
         "learning_rate": pytest.approx(10 ** -2.5), "beta1": pytest.approx(0.745),
@@ -359,17 +362,10 @@ def test_the_tasks_family_trains_with_adam_on_regression_and_classification() ->
 
 
 def test_the_boost_family_grows_each_point_one_curve_of_boosting_rounds() -> None:
-    pytest.importorskip("sklearn")
-    quality = _bench_module()
-    mf_boost = _bench_module("mf_boost")
-    if not mf_boost.available():
-        pytest.skip(f"needs {mf_boost.NEEDS}")
-    family = mf_boost.functions()
-    assert _family_rows(mf_boost) == {"boost_cancer": (5, None, True),
-                                      "boost_moons": (5, None, True),
-                                      "boost_diabetes": (5, None, True),
-                                      "boost_friedman3": (5, None, True)}
-    assert "boost" in {f.FAMILY for f in quality.EXTERNAL}
+    mf_boost, family = _training_family("mf_boost", {"boost_cancer": (5, None, True),
+                                                     "boost_moons": (5, None, True),
+                                                     "boost_diabetes": (5, None, True),
+                                                     "boost_friedman3": (5, None, True)})
     point = (0.5, 0.5, 0.2, 0.5, 0.5)
     assert mf_boost.settings(point) == {
         "learning_rate": pytest.approx(0.1), "max_leaf_nodes": 16, "min_samples_leaf": 3,
