@@ -48,7 +48,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mf_functions import MAX_FIDELITY, Function
-from mf_train import curve_function, rank_report
+from mf_train import curve_function, log_loss, made, rank_report, split
 
 FAMILY = "boost"
 NEEDS = "numpy and scikit-learn 1.4+"
@@ -64,7 +64,6 @@ MAKERS: dict[str, tuple[str, dict[str, Any], bool]] = {
 # The rounds a model is grown to, in this order whatever is asked (the module docstring).
 GROWTH = (1, 3, 9, 27, 81, MAX_FIDELITY)
 CACHE_LIMIT = 5_000   # models kept per process (a run touches a few hundred; trees are big)
-PROBABILITY_FLOOR = 1e-15   # log loss of a certain wrong answer: finite
 
 
 def available() -> bool:
@@ -77,22 +76,10 @@ def available() -> bool:
 
 @functools.cache
 def _dataset(name: str) -> tuple[Any, Any, Any, Any]:
-    """(train x, train y, validation x, validation y); a regression target standardised."""
-    import numpy as np
-    import sklearn.datasets
-    from sklearn.model_selection import train_test_split
-
+    """(train x, train y, validation x, validation y); features as made (trees need no
+    scaling), a regression target standardised (mf_train.split)."""
     loader, arguments, classes = MAKERS[name]
-    made = getattr(sklearn.datasets, loader)
-    features, target = (made(return_X_y=True) if loader.startswith("load_")
-                        else made(**arguments))
-    train_x, valid_x, train_y, valid_y = train_test_split(
-        features.astype(np.float64), target, train_size=0.7, random_state=0,
-        stratify=target if classes else None)
-    if not classes:
-        mean, scale = train_y.mean(), train_y.std()
-        train_y, valid_y = (train_y - mean) / scale, (valid_y - mean) / scale
-    return train_x, train_y, valid_x, valid_y
+    return split(*made(loader, arguments), classes=classes, scale_features=False)
 
 
 def settings(x: Sequence[float]) -> dict[str, Any]:
@@ -139,11 +126,9 @@ class _Boosting:
         return self.model.staged_predict(inputs)
 
     def _loss(self, predicted: Any, truth: Any) -> float:
-        import numpy as np
 
         if self.classes:
-            picked = predicted[np.arange(len(truth)), np.searchsorted(self.model.classes_, truth)]
-            loss = float(-np.log(np.maximum(picked, PROBABILITY_FLOOR)).mean())
+            loss = log_loss(predicted, self.model.classes_, truth)
         else:
             loss = float(((predicted - truth) ** 2).mean())
         return loss if math.isfinite(loss) else math.inf

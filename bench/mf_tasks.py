@@ -61,31 +61,18 @@ available = mf_train.available
 
 @functools.cache
 def _dataset(name: str) -> tuple[Any, Any, Any, Any]:
-    """(train x, train y, validation x, validation y) of a task, standardised on the
-    training part; a regression target is a column, a class an integer from 0."""
+    """(train x, train y, validation x, validation y) of a task (mf_train.split); a
+    regression target is a column, a class an integer from 0."""
     import numpy as np
-    import sklearn.datasets
-    from sklearn.model_selection import train_test_split
 
     maker, options, regression = MAKERS[name]
-    make = getattr(sklearn.datasets, maker)
-    if maker.startswith("load_"):   # bundled data
-        features, target = make(return_X_y=True, **options)
-    else:                           # generated, with seed 0
-        features, target = make(random_state=0, **options)
+    seeded = options if maker.startswith("load_") else {"random_state": 0, **options}
+    features, target = mf_train.made(maker, seeded)
     if regression:
         target = target.astype(np.float64).reshape(-1, 1)
     else:
         target = np.unique(target, return_inverse=True)[1]   # hastie's -1/1 -> 0/1
-    train_x, valid_x, train_y, valid_y = train_test_split(
-        features.astype(np.float64), target, train_size=0.7, random_state=0,
-        stratify=None if regression else target)
-    mean, scale = train_x.mean(axis=0), train_x.std(axis=0)
-    scale[scale == 0] = 1.0
-    if regression:
-        centre, spread = train_y.mean(), train_y.std()
-        train_y, valid_y = (train_y - centre) / spread, (valid_y - centre) / spread
-    return (train_x - mean) / scale, train_y, (valid_x - mean) / scale, valid_y
+    return mf_train.split(features, target, classes=not regression)
 
 
 def settings(x: Sequence[float]) -> dict[str, float]:

@@ -60,6 +60,7 @@ MAKERS: dict[str, tuple[str, bool]] = {
     "train_wine_mlp": ("load_wine", True),
 }
 DIVERGED = 10.0        # a validation cross-entropy at or above this: the training diverged
+PROBABILITY_FLOOR = 1e-15   # log loss of a certain wrong answer: finite
 CACHE_LIMIT = 20_000   # learning curves kept per process (a run touches a few hundred)
 
 
@@ -72,19 +73,50 @@ def available() -> bool:
     return True
 
 
-@functools.cache
-def _dataset(loader: str) -> tuple[Any, Any, Any, Any]:
-    """(train x, train y, validation x, validation y), standardised on the training part."""
+def split(features: Any, target: Any, classes: bool, scale_features: bool = True
+          ) -> tuple[Any, Any, Any, Any]:
+    """(train x, train y, validation x, validation y): every training family's split, 70 %
+    for training (seeded, stratified for classes); the features standardised on the
+    training part unless `scale_features` is off (trees need no scaling), and a regression
+    target too, so its loss reads in units of the target's variance."""
     import numpy as np
-    import sklearn.datasets
     from sklearn.model_selection import train_test_split
 
-    features, labels = getattr(sklearn.datasets, loader)(return_X_y=True)
     train_x, valid_x, train_y, valid_y = train_test_split(
-        features.astype(np.float64), labels, train_size=0.7, random_state=0, stratify=labels)
-    mean, scale = train_x.mean(axis=0), train_x.std(axis=0)
-    scale[scale == 0] = 1.0
-    return (train_x - mean) / scale, train_y, (valid_x - mean) / scale, valid_y
+        features.astype(np.float64), target, train_size=0.7, random_state=0,
+        stratify=target if classes else None)
+    if scale_features:
+        mean, scale = train_x.mean(axis=0), train_x.std(axis=0)
+        scale[scale == 0] = 1.0
+        train_x, valid_x = (train_x - mean) / scale, (valid_x - mean) / scale
+    if not classes:
+        centre, spread = train_y.mean(), train_y.std()
+        train_y, valid_y = (train_y - centre) / spread, (valid_y - centre) / spread
+    return train_x, train_y, valid_x, valid_y
+
+
+def made(loader: str, arguments: dict[str, Any]) -> tuple[Any, Any]:
+    """(features, target) from sklearn.datasets: a bundled set (`load_*`) or a generated one
+    (`make_*`, its arguments seeding it)."""
+    import sklearn.datasets
+
+    make = getattr(sklearn.datasets, loader)
+    return make(return_X_y=True, **arguments) if loader.startswith("load_") else make(**arguments)
+
+
+def log_loss(probabilities: Any, classes: Any, truth: Any) -> float:
+    """The mean -log of the probability each row gives its true class (`classes`: the
+    sorted labels, one per column), floored at PROBABILITY_FLOOR."""
+    import numpy as np
+
+    picked = probabilities[np.arange(len(truth)), np.searchsorted(classes, truth)]
+    return float(-np.log(np.maximum(picked, PROBABILITY_FLOOR)).mean())
+
+
+@functools.cache
+def _dataset(loader: str) -> tuple[Any, Any, Any, Any]:
+    """A bundled classification dataset, split and standardised (`split`)."""
+    return split(*made(loader, {}), classes=True)
 
 
 def settings(x: Sequence[float], hidden: bool) -> dict[str, float]:

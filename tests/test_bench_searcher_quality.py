@@ -129,7 +129,7 @@ def test_unknown_functions_are_refused_with_the_known_ones(tmp_path: Path) -> No
         in result.stderr
     assert "mf2_borehole" in result.stderr and "botorch_augmented_branin" in result.stderr
     assert ("(mf2: all mf2_*; botorch: all botorch_*; train: all train_*; tasks: all tasks_*; "
-            "boost: all boost_*)") in result.stderr
+            "boost: all boost_*; linear: all linear_*)") in result.stderr
 
 
 def _missing(package: str) -> pytest.MarkDecorator:
@@ -388,6 +388,40 @@ def test_the_boost_family_grows_each_point_one_curve_of_boosting_rounds() -> Non
         mf_boost.function("boost_iris")
 
 
+def test_the_linear_family_trains_sgd_with_named_options_an_epoch_at_a_time() -> None:
+    mf_linear, family = _training_family("mf_linear", {"linear_redundant": (5, None, True),
+                                                       "linear_sparse": (5, None, True),
+                                                       "linear_clusters": (5, None, True),
+                                                       "linear_wide": (5, None, True)})
+    point = (0.5, 0.3, 0.5, 0.1, 1.0)
+    assert mf_linear.settings(point) == {
+        "eta0": pytest.approx(0.01), "alpha": pytest.approx(10 ** -5.2),
+        "learning_rate": "invscaling", "penalty": "l2", "average": True}
+    # The named options: each third of a coordinate is one, the top edge the last.
+    assert [mf_linear.settings((0.5, 0.5, x, x, x))["learning_rate"]
+            for x in (0.0, 0.34, 0.67, 1.0)] == ["constant", "invscaling", "optimal", "optimal"]
+    assert [mf_linear.settings((0.5, 0.5, x, x, x))["penalty"]
+            for x in (0.0, 0.34, 0.67, 1.0)] == ["l2", "l1", "elasticnet", "elasticnet"]
+    # Regression on a standardised target, more features than samples: a sensible point
+    # learns well below the mean's 1, and its curve is its own, asked in any order.
+    wide = family["linear_wide"][1]
+    curve = [wide(point, z) for z in (1, 5, 30, 100)]
+    assert curve[0] > curve[1] > curve[2] > curve[3] and curve[3] < 0.2
+    again = mf_linear.function("linear_wide")
+    assert [again(point, z) for z in (100, 30, 5, 1)] == curve[::-1]
+    assert wide((0.51,) + point[1:], 30) != curve[2]   # another point, another order
+    # The largest constant step overflows: DIVERGED from the first epoch on, never inf or nan.
+    assert {wide((1.0, 0.0, 0.0, 0.0, 0.0), z) for z in (1, 50)} == {mf_linear.DIVERGED}
+    # Few epochs mislead: the `optimal` schedule with a weak penalty starts far behind a
+    # large decaying step and ends ahead of it.
+    redundant = family["linear_redundant"][1]
+    optimal, decaying = (0.5, 0.7, 0.9, 0.1, 0.0), (0.75, 0.3, 0.5, 0.1, 0.0)
+    assert redundant(optimal, 1) > 1.0 > redundant(decaying, 1)
+    assert redundant(optimal, 100) < redundant(decaying, 100) < math.log(2)
+    with pytest.raises(KeyError):
+        mf_linear.function("linear_iris")
+
+
 def test_without_a_known_minimum_regret_is_measured_from_the_best_value_seen() -> None:
     quality = _bench_module()
     quality.FUNCTIONS["unknown"] = (2, lambda x, z: 0.0, None, True)
@@ -405,7 +439,8 @@ def test_without_a_known_minimum_regret_is_measured_from_the_best_value_seen() -
     ("mf_train.py", ["train_digits_mlp", "train_digits_softmax", "train_cancer_mlp",
                      "train_wine_mlp"]),
     ("mf_tasks.py", ["tasks_diabetes", "tasks_friedman1", "tasks_classify4", "tasks_hastie"]),
-    ("mf_boost.py", ["boost_cancer", "boost_moons", "boost_diabetes", "boost_friedman3"])])
+    ("mf_boost.py", ["boost_cancer", "boost_moons", "boost_diabetes", "boost_friedman3"]),
+    ("mf_linear.py", ["linear_redundant", "linear_sparse", "linear_clusters", "linear_wide"])])
 def test_the_training_families_say_how_well_short_trainings_rank(script: str,
                                                                  names: list[str]) -> None:
     pytest.importorskip("sklearn")
