@@ -1,13 +1,12 @@
 """An eighth held-out family for bench/searcher_quality.py: linear models trained by SGD.
 
-The earlier training families tune continuous settings only. Here three of the five
-hyperparameters choose among named options, as a config's `categorical` and boolean
-hyperparameters do: each function is scikit-learn's `SGDClassifier` / `SGDRegressor`
+The earlier training families tune numbers only (some rounded to integers). Here three of
+the five hyperparameters choose among named options, as a config's `categorical` and
+boolean hyperparameters do: each function is scikit-learn's `SGDClassifier` / `SGDRegressor`
 trained an epoch (a pass over the training data) at a time with `partial_fit`, and its
 value at length z is the validation loss after z epochs (z in 1..100). Nobody shaped how
-few epochs mislead: large
-constant steps lead after one pass and then wander, the decaying schedules start slowly,
-and the `optimal` schedule's steps depend on the L2 strength alone.
+few epochs mislead: large constant steps lead after one epoch and then wander, the decaying
+schedules start slowly, and the `optimal` schedule's steps depend on the L2 strength alone.
 
 - `linear_redundant` (`make_classification`, 1,500 samples, 40 features of which 5 are
   informative and 20 their linear combinations, 10 % of the labels flipped): log loss.
@@ -33,11 +32,11 @@ The true minimum is not known: regret is measured from the best value seen, as f
 
 Chosen as a whole before cade was ever measured on it, after the seven earlier families
 had been: a learner none of them used, named options among its settings, and four generated
-datasets none of them used, one of them wider than it is long and one whose features are
-mostly linear combinations of the others (steps that suit one direction overshoot in
-another). Bundled digits, first in the place of the last, was swapped out once the rank
-report above had timed it, before any cade run: its ten one-vs-rest problems cost 8.7 ms an
-epoch against 0.9-2.8 ms here. Never used to choose anything in cade: held out.
+datasets none of them used, one of them wider than it is long and one with half its
+features linear combinations of five others (steps that suit one direction overshoot in
+another). That one took the place of bundled digits once the rank report (below) had timed
+digits, before any cade run: its ten one-vs-rest problems cost 8.7 ms an epoch against
+0.8-2.4 ms here. Never used to choose anything in cade: held out.
 
 Needs numpy and scikit-learn (cade's test extras have both). Run alone
 (`OMP_NUM_THREADS=1 PYTHONPATH=. python bench/mf_linear.py [--points 200]`), it prints how
