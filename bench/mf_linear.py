@@ -96,7 +96,7 @@ def _dataset(name: str) -> tuple[Any, Any, Any, Any]:
 
 
 def _third(value: float, options: tuple[str, ...]) -> str:
-    """The option x picks when [0, 1] is cut into len(options) equal parts."""
+    """The option `value` picks when [0, 1] is cut into len(options) equal parts."""
     return options[min(int(value * len(options)), len(options) - 1)]
 
 
@@ -148,7 +148,7 @@ class _Linear:
         # A confident wrong model's log loss can pass DIVERGED and come back: only a loss
         # that is no number any more ends the training.
         self.diverged = not math.isfinite(loss)
-        self.curve.append(min(loss, DIVERGED))
+        self.curve.append(DIVERGED if self.diverged else min(loss, DIVERGED))
 
     def _loss(self, inputs: Any, truth: Any) -> float:
         if self.classes:
