@@ -48,7 +48,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mf_functions import MAX_FIDELITY, Function
-from mf_train import curve_function, log_loss, made, rank_report, split
+from mf_train import curve_function, log_loss, rank_report, sklearn_data, split
 
 FAMILY = "boost"
 NEEDS = "numpy and scikit-learn 1.4+"
@@ -79,7 +79,7 @@ def _dataset(name: str) -> tuple[Any, Any, Any, Any]:
     """(train x, train y, validation x, validation y); features as made (trees need no
     scaling), a regression target standardised (mf_train.split)."""
     loader, arguments, classes = MAKERS[name]
-    return split(*made(loader, arguments), classes=classes, scale_features=False)
+    return split(*sklearn_data(loader, arguments), classes=classes, scale_features=False)
 
 
 def settings(x: Sequence[float]) -> dict[str, Any]:
@@ -126,7 +126,6 @@ class _Boosting:
         return self.model.staged_predict(inputs)
 
     def _loss(self, predicted: Any, truth: Any) -> float:
-
         if self.classes:
             loss = log_loss(predicted, self.model.classes_, truth)
         else:

@@ -60,8 +60,8 @@ from mf_train import (
     available,
     curve_function,
     log_loss,
-    made,
     rank_report,
+    sklearn_data,
     split,
 )
 
@@ -92,7 +92,7 @@ PENALTIES = ("l2", "l1", "elasticnet")
 def _dataset(name: str) -> tuple[Any, Any, Any, Any]:
     """(train x, train y, validation x, validation y), standardised (mf_train.split)."""
     loader, arguments, classes = MAKERS[name]
-    return split(*made(loader, arguments), classes=classes)
+    return split(*sklearn_data(loader, arguments), classes=classes)
 
 
 def _third(value: float, options: tuple[str, ...]) -> str:

@@ -67,7 +67,7 @@ def _dataset(name: str) -> tuple[Any, Any, Any, Any]:
 
     maker, options, regression = MAKERS[name]
     seeded = options if maker.startswith("load_") else {"random_state": 0, **options}
-    features, target = mf_train.made(maker, seeded)
+    features, target = mf_train.sklearn_data(maker, seeded)
     if regression:
         target = target.astype(np.float64).reshape(-1, 1)
     else:

@@ -95,7 +95,7 @@ def split(features: Any, target: Any, classes: bool, scale_features: bool = True
     return train_x, train_y, valid_x, valid_y
 
 
-def made(loader: str, arguments: dict[str, Any]) -> tuple[Any, Any]:
+def sklearn_data(loader: str, arguments: dict[str, Any]) -> tuple[Any, Any]:
     """(features, target) from sklearn.datasets: a bundled set (`load_*`) or a generated one
     (`make_*`, its arguments seeding it)."""
     import sklearn.datasets
@@ -116,7 +116,7 @@ def log_loss(probabilities: Any, classes: Any, truth: Any) -> float:
 @functools.cache
 def _dataset(loader: str) -> tuple[Any, Any, Any, Any]:
     """A bundled classification dataset, split and standardised (`split`)."""
-    return split(*made(loader, {}), classes=True)
+    return split(*sklearn_data(loader, {}), classes=True)
 
 
 def settings(x: Sequence[float], hidden: bool) -> dict[str, float]:

@@ -43,9 +43,9 @@ changes: trials that train only with their own params are scored exactly as with
 the peers never resume a trial from another's checkpoint.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
-       [--functions NAME ... | mf2 | botorch | train | tasks | boost | linear] [--methods NAME ...]
-       [--memory L] [--peer-workers N] [--log RUNS.jsonl] [--tables-only] [--intervals]
-       [--out FILE.md] [--cade-only] [--modes MODE ...]
+       [--functions NAME ... | mf2 | botorch | train | tasks | boost | linear]
+       [--methods NAME ...] [--memory L] [--peer-workers N] [--log RUNS.jsonl]
+       [--tables-only] [--intervals] [--out FILE.md] [--cade-only] [--modes MODE ...]
 
 `--intervals` adds how far each ratio to the best peer moves with the seeds drawn: seeds
 resampled with replacement (the same draw for every function and method), every ratio
