@@ -257,8 +257,12 @@ def rank_report(family: dict[str, tuple[int, Function, float | None, bool]],
 
     from cade_cli.search.rank_correlation import spearman
 
-    parser = argparse.ArgumentParser(description=rank_report.__doc__)
-    parser.add_argument("--points", type=int, default=200)
+    parser = argparse.ArgumentParser(description=(
+        f"How well short trainings rank points here: Spearman's rho between the loss after z "
+        f"{unit} and after {MAX_FIDELITY}, over --points seeded random points and over the "
+        f"best quarter of them."))
+    parser.add_argument("--points", type=int, default=200,
+                        help="how many seeded random points (default 200)")
     args = parser.parse_args(argv)
     ready, what, install = needs
     if not ready():
