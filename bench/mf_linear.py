@@ -47,27 +47,28 @@ from __future__ import annotations
 
 import functools
 import math
-import struct
 import sys
 import warnings
-import zlib
 from collections.abc import Sequence
 from typing import Any
 
 from mf_functions import Function
+
+# NEEDS and INSTALL too: this family needs what mf_train's does (searcher_quality reads them).
 from mf_train import (
     DIVERGED,
+    INSTALL,
+    NEEDS,
     available,
     curve_function,
     log_loss,
+    point_seed,
     rank_report,
     sklearn_data,
     split,
 )
 
 FAMILY = "linear"
-NEEDS = "numpy and scikit-learn"
-INSTALL = "pip install numpy scikit-learn (in cade's test extras)"
 # name -> (how to make the data: a loader in sklearn.datasets and its arguments, classes?)
 MAKERS: dict[str, tuple[str, dict[str, Any], bool]] = {
     "linear_redundant": ("make_classification",
@@ -105,11 +106,6 @@ def settings(x: Sequence[float]) -> dict[str, Any]:
     return {"eta0": 10 ** (-4 + 4 * x[0]), "alpha": 10 ** (-7 + 6 * x[1]),
             "learning_rate": _third(x[2], SCHEDULES), "penalty": _third(x[3], PENALTIES),
             "average": x[4] >= 0.5}
-
-
-def point_seed(x: Sequence[float]) -> int:
-    """A seed from every bit of the point's coordinates: one curve per point."""
-    return zlib.crc32(struct.pack(f"{len(x)}d", *x))
 
 
 class _Linear:

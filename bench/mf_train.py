@@ -42,7 +42,9 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import struct
 import sys
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,11 @@ def log_loss(probabilities: Any, classes: Any, truth: Any) -> float:
 
     picked = probabilities[np.arange(len(truth)), np.searchsorted(classes, truth)]
     return float(-np.log(np.maximum(picked, PROBABILITY_FLOOR)).mean())
+
+
+def point_seed(x: Sequence[float]) -> int:
+    """A seed from every bit of the point's coordinates: one curve per point."""
+    return zlib.crc32(struct.pack(f"{len(x)}d", *x))
 
 
 @functools.cache

@@ -11,8 +11,9 @@ cade; and, when named, real training (bench/mf_train.py: small networks trained 
 scikit-learn's bundled datasets, the value at length z the validation loss after z epochs;
 bench/mf_tasks.py: deeper networks trained with Adam on scikit-learn's regression and
 classification tasks; bench/mf_boost.py: gradient-boosted trees, the length boosting rounds;
-bench/mf_linear.py: linear models trained by SGD, three of their settings named options),
-held out too. Training a trial from length a to b costs b - a.
+bench/mf_linear.py: linear models trained by SGD, three of their settings named options;
+bench/mf_forest.py: random forests and extra trees, the length the number of trees), held
+out too. Training a trial from length a to b costs b - a.
 
 Every method runs until it has spent the same total training length (BUDGET units); what it
 learns is charged in the order it learns it, and the run is cut when the budget is spent.
@@ -43,7 +44,8 @@ changes: trials that train only with their own params are scored exactly as with
 the peers never resume a trial from another's checkpoint.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
-       [--functions NAME ... | mf2 | botorch | train | tasks | boost | linear]
+       [--functions NAME ... | mf2 | botorch | train | tasks | boost | linear
+       | forest]
        [--methods NAME ...] [--memory L] [--peer-workers N] [--log RUNS.jsonl]
        [--tables-only] [--intervals] [--out FILE.md] [--cade-only] [--modes MODE ...]
 
@@ -71,6 +73,7 @@ from typing import Any
 import mf_boost
 import mf_botorch
 import mf_branin
+import mf_forest
 import mf_functions
 import mf_linear
 import mf_mf2
@@ -83,9 +86,9 @@ FUNCTIONS = {**mf_functions.FUNCTIONS, **mf_branin.FUNCTIONS}
 # which the default list reproduces.
 OPT_IN = ("valley3_noisy", "levy2", "drift3")
 # Held-out families (bench/mf_mf2.py, mf_botorch.py, mf_train.py, mf_tasks.py, mf_boost.py,
-# mf_linear.py), run only when named, one by one or all at once by the family's name; each
-# needs its package.
-EXTERNAL = (mf_mf2, mf_botorch, mf_train, mf_tasks, mf_boost, mf_linear)
+# mf_linear.py, mf_forest.py), run only when named, one by one or all at once by the
+# family's name; each needs its package.
+EXTERNAL = (mf_mf2, mf_botorch, mf_train, mf_tasks, mf_boost, mf_linear, mf_forest)
 MAX_LENGTH = MAX_FIDELITY
 DIVISOR = 3
 WORKERS = 4

@@ -129,7 +129,7 @@ def test_unknown_functions_are_refused_with_the_known_ones(tmp_path: Path) -> No
         in result.stderr
     assert "mf2_borehole" in result.stderr and "botorch_augmented_branin" in result.stderr
     assert ("(mf2: all mf2_*; botorch: all botorch_*; train: all train_*; tasks: all tasks_*; "
-            "boost: all boost_*; linear: all linear_*)") in result.stderr
+            "boost: all boost_*; linear: all linear_*; forest: all forest_*)") in result.stderr
 
 
 def _missing(package: str) -> pytest.MarkDecorator:
@@ -422,6 +422,39 @@ def test_the_linear_family_trains_sgd_with_named_options_an_epoch_at_a_time() ->
         mf_linear.function("linear_iris")
 
 
+def test_the_forest_family_grows_each_point_one_curve_a_tree_at_a_time() -> None:
+    mf_forest, family = _training_family("mf_forest", {"forest_quantiles": (5, None, True),
+                                                       "forest_circles": (5, None, True),
+                                                       "forest_friedman2": (5, None, True),
+                                                       "forest_sparse": (5, None, True)})
+    point = (0.5, 0.3, 0.5, 0.7, 1.0)
+    assert mf_forest.settings(point) == {
+        "max_depth": 8, "min_samples_leaf": 3, "max_features": pytest.approx(0.525),
+        "kind": "extra", "bootstrap": True}
+    # The named options: each half of a coordinate is one.
+    assert [mf_forest.settings((0.5, 0.5, 0.5, x, x))["kind"]
+            for x in (0.0, 0.49, 0.5, 1.0)] == ["random", "random", "extra", "extra"]
+    assert [mf_forest.settings((0.5, 0.5, 0.5, x, x))["bootstrap"]
+            for x in (0.0, 0.49, 0.5, 1.0)] == [False, False, True, True]
+    # Regression on a standardised target: more trees, a lower loss, well below the mean's 1;
+    # the curve is the point's own, asked in any order.
+    friedman = family["forest_friedman2"][1]
+    curve = [friedman(point, z) for z in (1, 5, 30, 100)]
+    assert curve[0] > curve[1] > curve[2] > curve[3] and curve[3] < 0.2
+    again = mf_forest.function("forest_friedman2")
+    assert [again(point, z) for z in (100, 30, 5, 1)] == curve[::-1]
+    assert friedman((0.51,) + point[1:], 30) != curve[2]   # another point, another forest
+    # Few trees mislead: one deep tree's pure leaves count every confident mistake in full,
+    # so deep trees start far behind shallow ones and end ahead.
+    circles = family["forest_circles"][1]
+    deep, shallow = (1.0, 0.0, 0.5, 0.0, 1.0), (0.0, 0.5, 0.5, 0.0, 1.0)
+    assert circles(deep, 1) > 2.0 > circles(shallow, 1)
+    assert circles(deep, 100) < circles(shallow, 100) < math.log(2)
+    assert family["forest_quantiles"][1](deep, 1) == mf_forest.DIVERGED
+    with pytest.raises(KeyError):
+        mf_forest.function("forest_iris")
+
+
 def test_without_a_known_minimum_regret_is_measured_from_the_best_value_seen() -> None:
     quality = _bench_module()
     quality.FUNCTIONS["unknown"] = (2, lambda x, z: 0.0, None, True)
@@ -440,7 +473,8 @@ def test_without_a_known_minimum_regret_is_measured_from_the_best_value_seen() -
                      "train_wine_mlp"]),
     ("mf_tasks.py", ["tasks_diabetes", "tasks_friedman1", "tasks_classify4", "tasks_hastie"]),
     ("mf_boost.py", ["boost_cancer", "boost_moons", "boost_diabetes", "boost_friedman3"]),
-    ("mf_linear.py", ["linear_redundant", "linear_sparse", "linear_clusters", "linear_wide"])])
+    ("mf_linear.py", ["linear_redundant", "linear_sparse", "linear_clusters", "linear_wide"]),
+    ("mf_forest.py", ["forest_quantiles", "forest_circles", "forest_friedman2", "forest_sparse"])])
 def test_the_training_families_say_how_well_short_trainings_rank(script: str,
                                                                  names: list[str]) -> None:
     pytest.importorskip("sklearn")
