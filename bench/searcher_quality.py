@@ -12,8 +12,9 @@ scikit-learn's bundled datasets, the value at length z the validation loss after
 bench/mf_tasks.py: deeper networks trained with Adam on scikit-learn's regression and
 classification tasks; bench/mf_boost.py: gradient-boosted trees, the length boosting rounds;
 bench/mf_linear.py: linear models trained by SGD, three of their settings named options;
-bench/mf_forest.py: random forests and extra trees, the length the number of trees), held
-out too. Training a trial from length a to b costs b - a.
+bench/mf_forest.py: random forests and extra trees, the length the number of trees;
+bench/mf_svm.py: kernel SVMs, the length the share of the training data they are fitted on),
+held out too. Training a trial from length a to b costs b - a.
 
 Every method runs until it has spent the same total training length (BUDGET units); what it
 learns is charged in the order it learns it, and the run is cut when the budget is spent.
@@ -45,7 +46,7 @@ the peers never resume a trial from another's checkpoint.
 
 Usage: PYTHONPATH=. python bench/searcher_quality.py [--seeds 10] [--budget 1500] [--jobs 2]
        [--functions NAME ... | mf2 | botorch | train | tasks | boost | linear
-       | forest]
+       | forest | svm]
        [--methods NAME ...] [--memory L] [--peer-workers N] [--log RUNS.jsonl]
        [--tables-only] [--intervals] [--out FILE.md] [--cade-only] [--modes MODE ...]
 
@@ -77,6 +78,7 @@ import mf_forest
 import mf_functions
 import mf_linear
 import mf_mf2
+import mf_svm
 import mf_tasks
 import mf_train
 from mf_functions import MAX_FIDELITY, Function
@@ -86,9 +88,9 @@ FUNCTIONS = {**mf_functions.FUNCTIONS, **mf_branin.FUNCTIONS}
 # which the default list reproduces.
 OPT_IN = ("valley3_noisy", "levy2", "drift3")
 # Held-out families (bench/mf_mf2.py, mf_botorch.py, mf_train.py, mf_tasks.py, mf_boost.py,
-# mf_linear.py, mf_forest.py), run only when named, one by one or all at once by the
-# family's name; each needs its package.
-EXTERNAL = (mf_mf2, mf_botorch, mf_train, mf_tasks, mf_boost, mf_linear, mf_forest)
+# mf_linear.py, mf_forest.py, mf_svm.py), run only when named, one by one or all at once by
+# the family's name; each needs its package.
+EXTERNAL = (mf_mf2, mf_botorch, mf_train, mf_tasks, mf_boost, mf_linear, mf_forest, mf_svm)
 MAX_LENGTH = MAX_FIDELITY
 DIVISOR = 3
 WORKERS = 4

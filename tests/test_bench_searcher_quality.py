@@ -129,7 +129,8 @@ def test_unknown_functions_are_refused_with_the_known_ones(tmp_path: Path) -> No
         in result.stderr
     assert "mf2_borehole" in result.stderr and "botorch_augmented_branin" in result.stderr
     assert ("(mf2: all mf2_*; botorch: all botorch_*; train: all train_*; tasks: all tasks_*; "
-            "boost: all boost_*; linear: all linear_*; forest: all forest_*)") in result.stderr
+            "boost: all boost_*; linear: all linear_*; forest: all forest_*; "
+            "svm: all svm_*)") in result.stderr
 
 
 def _missing(package: str) -> pytest.MarkDecorator:
@@ -455,6 +456,61 @@ def test_the_forest_family_grows_each_point_one_curve_a_tree_at_a_time() -> None
         mf_forest.function("forest_iris")
 
 
+def test_the_svm_family_fits_each_point_afresh_on_longer_prefixes_of_the_data(monkeypatch
+                                                                              ) -> None:
+    mf_svm, family = _training_family("mf_svm", {"svm_swiss_roll": (5, None, True),
+                                                 "svm_s_curve": (5, None, True),
+                                                 "svm_blobs": (5, None, True),
+                                                 "svm_xor": (5, None, True)})
+    import numpy as np
+    from sklearn.svm import SVC
+
+    point = (0.6, 0.75, 0.1, 0.2, 0.5)
+    # gamma is 1 / features at x1 = 0.75: 3 features on the S curve, 6 in the blobs.
+    assert mf_svm.settings(point, "svm_s_curve") == {
+        "C": pytest.approx(10.0), "gamma": pytest.approx(1 / 3), "kernel": "rbf",
+        "epsilon": pytest.approx(10 ** -2.5), "tol": pytest.approx(10 ** -2.5)}
+    assert mf_svm.settings(point, "svm_blobs") == {
+        "C": pytest.approx(10.0), "gamma": pytest.approx(1 / 6), "kernel": "rbf",
+        "class_weight": None, "tol": pytest.approx(10 ** -2.5)}
+    # The named options: each third of a coordinate is a kernel, the top edge the last; for
+    # classes each half of the next is a weighting.
+    assert [mf_svm.settings((0.5, 0.5, x, x, 0.5), "svm_xor")["kernel"]
+            for x in (0.0, 0.34, 0.67, 1.0)] == ["rbf", "poly", "sigmoid", "sigmoid"]
+    assert [mf_svm.settings((0.5, 0.5, 0.5, x, 0.5), "svm_xor")["class_weight"]
+            for x in (0.0, 0.49, 0.5, 1.0)] == [None, None, "balanced", "balanced"]
+    # Regression on a standardised target: more data, a lower loss, well below the mean's 1;
+    # the curve is the point's own, asked in any order.
+    s_curve = family["svm_s_curve"][1]
+    curve = [s_curve(point, z) for z in (1, 5, 30, 100)]
+    assert curve[0] > curve[1] > curve[2] > curve[3] and curve[3] < 0.1
+    again = mf_svm.function("svm_s_curve")
+    assert [again(point, z) for z in (100, 30, 5, 1)] == curve[::-1]
+    assert s_curve((0.61,) + point[1:], 30) != curve[2]   # another point, another curve
+    # The value at length z is the hinge loss of an SVM fitted on the first z % of the
+    # training part, whose first two samples are of both classes.
+    train_x, train_y, valid_x, valid_y = mf_svm._dataset("svm_blobs")
+    assert len(set(train_y[:2])) == 2 == len(set(mf_svm._dataset("svm_xor")[1][:2]))
+    size = math.ceil(len(train_y) * 30 / 100)
+    model = SVC(**mf_svm.settings(point, "svm_blobs"), coef0=1.0, max_iter=mf_svm.MAX_ITER)
+    model.fit(train_x[:size], train_y[:size])
+    margins = np.where(valid_y == model.classes_[1], 1.0, -1.0) * model.decision_function(valid_x)
+    assert family["svm_blobs"][1](point, 30) == pytest.approx(np.maximum(0.0, 1.0 - margins).mean())
+    assert 0.0 < family["svm_xor"][1](point, 1) < mf_svm.DIVERGED   # 3 samples, 2 classes
+    # Little data misleads: the sigmoid kernel with large C scores better on 5 % of the roll
+    # than on all of it, where its loss passes DIVERGED and counts as DIVERGED.
+    roll = family["svm_swiss_roll"][1]
+    sigmoid = (1.0, 0.5, 1.0, 0.0, 0.0)
+    assert roll(sigmoid, 5) < 2.0 and roll(sigmoid, 100) == mf_svm.DIVERGED
+    # A loss that is no number counts as DIVERGED too.
+    train_x, train_y, valid_x, valid_y = mf_svm._dataset("svm_s_curve")
+    monkeypatch.setattr(mf_svm, "_dataset",
+                        lambda name: (train_x, train_y, valid_x, valid_y * np.nan))
+    assert mf_svm.function("svm_s_curve")(point, 1) == mf_svm.DIVERGED
+    with pytest.raises(KeyError):
+        mf_svm.function("svm_iris")
+
+
 def test_without_a_known_minimum_regret_is_measured_from_the_best_value_seen() -> None:
     quality = _bench_module()
     quality.FUNCTIONS["unknown"] = (2, lambda x, z: 0.0, None, True)
@@ -474,7 +530,8 @@ def test_without_a_known_minimum_regret_is_measured_from_the_best_value_seen() -
     ("mf_tasks.py", ["tasks_diabetes", "tasks_friedman1", "tasks_classify4", "tasks_hastie"]),
     ("mf_boost.py", ["boost_cancer", "boost_moons", "boost_diabetes", "boost_friedman3"]),
     ("mf_linear.py", ["linear_redundant", "linear_sparse", "linear_clusters", "linear_wide"]),
-    ("mf_forest.py", ["forest_quantiles", "forest_circles", "forest_friedman2", "forest_sparse"])])
+    ("mf_forest.py", ["forest_quantiles", "forest_circles", "forest_friedman2", "forest_sparse"]),
+    ("mf_svm.py", ["svm_swiss_roll", "svm_s_curve", "svm_blobs", "svm_xor"])])
 def test_the_training_families_say_how_well_short_trainings_rank(script: str,
                                                                  names: list[str]) -> None:
     pytest.importorskip("sklearn")
