@@ -292,17 +292,18 @@ class _RayTrial:
 BOHB_BUDGETS = {DIVISOR ** k for k in range(5)} | {MAX_LENGTH}   # ASHA's rungs and the end
 
 
-def run_ray(dims: int, trace: Trace, seed: int, bohb: bool) -> None:
+def run_ray(dims: int, trace: Trace, seed: int, bohb: bool, grace_period: float = 1) -> None:
     """Ray Tune's ASHA scheduler, through its scheduler interface, stopping trials proposed
     at random or (`bohb`) by BOHB's model (TuneBOHB over hpbandster's KDE). Ray pairs
     TuneBOHB with HyperBandForBOHB, which needs Tune's trial controller; here the model
-    hears each trial's value at ASHA's rung lengths, as HyperBandForBOHB reports budgets."""
+    hears each trial's value at ASHA's rung lengths, as HyperBandForBOHB reports budgets.
+    `grace_period`: the first rung (bench/ray_lead.py moves it)."""
     import random
 
     from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
     scheduler = AsyncHyperBandScheduler(time_attr="training_iteration", metric="value",
-                                        mode="min", max_t=MAX_LENGTH, grace_period=1,
+                                        mode="min", max_t=MAX_LENGTH, grace_period=grace_period,
                                         reduction_factor=DIVISOR, brackets=1)
     searcher = _bohb_searcher(dims, seed) if bohb else None
     rng = random.Random(seed)

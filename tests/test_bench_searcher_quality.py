@@ -558,3 +558,30 @@ def test_modes_choose_cade_s_modes_and_random_search_is_always_one(tmp_path: Pat
     assert _cells(lines[8]) == ["function", "asha-tpe"]
     refused = _run("--cade-only", "--modes", "asha-tpee", cwd=tmp_path)
     assert refused.returncode == 2 and "invalid choice: 'asha-tpee'" in refused.stderr
+
+
+def test_ray_lead_builds_ray_s_ladder_and_cutoff() -> None:
+    lead = _bench_module("ray_lead")
+    # Ray's ladder is built up from 1: its last choice at 81, not at Determined's 33.
+    assert lead.ray_ladder(6, 3, 100) == (1, 3, 9, 27, 81, 100)
+    assert lead.ray_ladder(2, 3, 100) == (81, 100)
+    assert lead.ray_ladder(4, 2, 10) == (2, 4, 8, 10)
+
+
+def test_ray_s_cutoff_passes_the_first_at_a_rung_and_then_the_earlier_third() -> None:
+    from types import SimpleNamespace
+
+    pytest.importorskip("numpy")
+    lead = _bench_module("ray_lead")
+    bracket = SimpleNamespace(lengths=(1, 3, 9), divisor=3, rungs=[[], [], []],
+                              trial_rung={trial: 0 for trial in range(1, 6)})
+    goes_on = [lead.ray_keeps_training(bracket, trial, 1, value)
+               for trial, value in ((1, 5.0), (2, 6.0), (3, 4.0), (4, 5.2), (5, 4.5))]
+    # 5.0: nothing earlier; 6.0 > 5.0; 4.0 <= 5.33 (a third from 5 to 6); 5.2 > 4.67;
+    # 4.5 <= 5.0 (a third of the way through 4, 5, 5.2, 6). Determined's rule stops 4.5.
+    assert goes_on == [True, False, True, False, True]
+    assert [entry.value for entry in bracket.rungs[0]] == [4.0, 4.5, 5.0, 5.2, 6.0]
+    assert bracket.trial_rung == {1: 1, 2: 0, 3: 1, 4: 0, 5: 1}
+    # At the top rung a trial is done whatever its value.
+    bracket.trial_rung[1] = 2
+    assert lead.ray_keeps_training(bracket, 1, 9, 0.0) is False
