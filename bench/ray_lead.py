@@ -27,7 +27,6 @@ Usage: OMP_NUM_THREADS=1 PYTHONPATH=.:bench:RAY_DIR python bench/ray_lead.py
 from __future__ import annotations
 
 import argparse
-import bisect
 import importlib.util
 import statistics
 import sys
@@ -55,25 +54,14 @@ def ray_ladder(num_rungs: int, divisor: float, max_length: int) -> tuple[int, ..
     return tuple([*ladder, max_length][-num_rungs:])
 
 
-def ray_keeps_training(self, trial: int, length: float, value: float) -> bool:
-    """StoppingBracket._keeps_training with Ray's cutoff, in Ray's own arithmetic
+def ray_goes_on(self, rung: list, position: int) -> bool:
+    """StoppingBracket._goes_on with Ray's cutoff, in Ray's own arithmetic
     (AsyncHyperBandScheduler's _Bracket: rewards are negated values when minimising)."""
     import numpy
 
-    from cade_cli.search.searchers.brackets import RungEntry, _entry_value
-    top = len(self.lengths) - 1
-    for r in range(self.trial_rung[trial], top + 1):
-        self.trial_rung[trial] = r
-        if length < self.lengths[r]:
-            return True
-        rung = self.rungs[r]
-        earlier = [-entry.value for entry in rung]
-        rung.insert(bisect.bisect_left(rung, value, key=_entry_value), RungEntry(trial, value))
-        if r == top:
-            return False
-        if earlier and -value < numpy.nanpercentile(earlier, (1 - 1 / self.divisor) * 100):
-            return False
-    return False
+    earlier = [-entry.value for index, entry in enumerate(rung) if index != position]
+    reward = -rung[position].value
+    return not earlier or not reward < numpy.nanpercentile(earlier, (1 - 1 / self.divisor) * 100)
 
 
 def run(job: tuple[str, str, int]) -> tuple[str, str, int, float]:
@@ -89,7 +77,7 @@ def run(job: tuple[str, str, int]) -> tuple[str, str, int, float]:
         if ladder:
             brackets.rung_lengths = ray_ladder
         if cutoff:
-            brackets.StoppingBracket._keeps_training = ray_keeps_training
+            brackets.StoppingBracket._goes_on = ray_goes_on
         rungs = len(ray_ladder(99, quality.DIVISOR, quality.MAX_LENGTH)) if ladder else 5
         quality.CADE_SEARCHERS[variant] = (quality.CADE_SEARCHERS["asha"]
                                            .replace("num_rungs: 4", f"num_rungs: {rungs}")

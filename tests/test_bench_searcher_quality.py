@@ -569,19 +569,23 @@ def test_ray_lead_builds_ray_s_ladder_and_cutoff() -> None:
 
 
 def test_ray_s_cutoff_passes_the_first_at_a_rung_and_then_the_earlier_third() -> None:
+    import bisect
     from types import SimpleNamespace
+
+    from cade_cli.search.searchers.brackets import RungEntry, StoppingBracket
 
     pytest.importorskip("numpy")
     lead = _bench_module("ray_lead")
-    bracket = SimpleNamespace(lengths=(1, 3, 9), divisor=3, rungs=[[], [], []],
-                              trial_rung={trial: 0 for trial in range(1, 6)})
-    goes_on = [lead.ray_keeps_training(bracket, trial, 1, value)
-               for trial, value in ((1, 5.0), (2, 6.0), (3, 4.0), (4, 5.2), (5, 4.5))]
+    bracket = SimpleNamespace(divisor=3)
+    rung: list[RungEntry] = []
+    ray, determined = [], []
+    for trial, value in enumerate((5.0, 6.0, 4.0, 5.2, 4.5)):
+        position = bisect.bisect_left(rung, value, key=lambda entry: entry.value)
+        rung.insert(position, RungEntry(trial, value))
+        ray.append(lead.ray_goes_on(bracket, rung, position))
+        determined.append(StoppingBracket._goes_on(bracket, rung, position))
     # 5.0: nothing earlier; 6.0 > 5.0; 4.0 <= 5.33 (a third from 5 to 6); 5.2 > 4.67;
-    # 4.5 <= 5.0 (a third of the way through 4, 5, 5.2, 6). Determined's rule stops 4.5.
-    assert goes_on == [True, False, True, False, True]
-    assert [entry.value for entry in bracket.rungs[0]] == [4.0, 4.5, 5.0, 5.2, 6.0]
-    assert bracket.trial_rung == {1: 1, 2: 0, 3: 1, 4: 0, 5: 1}
-    # At the top rung a trial is done whatever its value.
-    bracket.trial_rung[1] = 2
-    assert lead.ray_keeps_training(bracket, 1, 9, 0.0) is False
+    # 4.5 <= 5.0 (a third of the way through 4, 5, 5.2, 6), where Determined keeps only
+    # the best one of five.
+    assert ray == [True, False, True, False, True]
+    assert determined == [True, False, True, False, False]

@@ -232,11 +232,14 @@ class StoppingBracket(Bracket):
             rung = self.rungs[r]
             position = bisect.bisect_left(rung, value, key=_entry_value)  # ahead of ties
             rung.insert(position, RungEntry(trial, value))
-            if r == top:
-                return False
-            if position >= max(int(len(rung) / self.divisor), 1):
+            if r == top or not self._goes_on(rung, position):
                 return False
         return False
+
+    def _goes_on(self, rung: list[RungEntry], position: int) -> bool:
+        """Whether the result just ranked at `position` of `rung` keeps its trial training:
+        Determined's cutoff, the top int(n / divisor) of the n results, at least one."""
+        return position < max(int(len(rung) / self.divisor), 1)
 
     def on_exit(self, trial: int, reason: ExitReason) -> list[Decision]:
         if trial in self.closed:
