@@ -98,9 +98,11 @@ def regrets_of(name: str, finals: dict[tuple[str, str, int], float],
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--functions", nargs="+", default=["svm_swiss_roll"])
-    parser.add_argument("--seeds", type=int, default=40)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--functions", nargs="+", default=["svm_swiss_roll"],
+                        help="functions or families, as searcher_quality.py takes them "
+                             "(default: svm_swiss_roll)")
+    parser.add_argument("--seeds", type=int, default=40, help="seeds 0..N-1 (default 40)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("ray") is None:
         sys.exit("ray_lead.py: needs Ray Tune (pip install 'ray[tune]'), whose scheduler it "
