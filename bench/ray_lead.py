@@ -21,7 +21,7 @@ final value equals Ray's. Also run: Ray's scheduler on Determined's ladder
 (grace_period 100/81: whole lengths 2, 4, 12, 34).
 
 Usage: OMP_NUM_THREADS=1 PYTHONPATH=.:bench:RAY_DIR python bench/ray_lead.py
-       [--functions svm_swiss_roll ...] [--seeds 40] [--jobs 2]
+       [--functions svm_swiss_roll ...] [--seeds 40] [--jobs 2] [--budget 2500]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ CADE_VARIANTS = {   # name -> (Ray's ladder, Ray's cutoff)
     "cade-stop-ray-both": (True, True),
 }
 VARIANTS = (*RAY_GRACE, *CADE_VARIANTS)
-BUDGET = 2500   # searcher_quality.py's RESULTS tables
+BUDGET = 2500   # the default: the budget of searcher_quality.py's RESULTS tables
 
 
 def ray_ladder(num_rungs: int, divisor: float, max_length: int) -> tuple[int, ...]:
@@ -64,11 +64,11 @@ def ray_goes_on(self, rung: list, position: int) -> bool:
     return not earlier or not reward < numpy.nanpercentile(earlier, (1 - 1 / self.divisor) * 100)
 
 
-def run(job: tuple[str, str, int]) -> tuple[str, str, int, float]:
-    function_name, variant, seed = job
+def run(job: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
+    function_name, variant, seed, budget = job
     quality._set_options(None, quality.WORKERS, [function_name])
     dims, function, _, _ = quality.FUNCTIONS[function_name]
-    trace = quality.Trace(function, BUDGET)
+    trace = quality.Trace(function, budget)
     if variant in RAY_GRACE:
         quality.run_ray(dims, trace, seed, bohb=False, grace_period=RAY_GRACE[variant])
     else:
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: svm_swiss_roll)")
     parser.add_argument("--seeds", type=int, default=40, help="seeds 0..N-1 (default 40)")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
+    parser.add_argument("--budget", type=int, default=BUDGET,
+                        help=f"length units per run (default {BUDGET}, as in RESULTS.md)")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("ray") is None:
         sys.exit("ray_lead.py: needs Ray Tune (pip install 'ray[tune]'), whose scheduler it "
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         sys.exit(f"ray_lead.py: {error}")
     quality._set_options(None, quality.WORKERS, names)
-    jobs = [(name, variant, seed) for name in names for variant in VARIANTS
+    jobs = [(name, variant, seed, args.budget) for name in names for variant in VARIANTS
             for seed in range(args.seeds)]
     # One process a run: the cade variants patch the stopping bracket process-wide.
     with ProcessPoolExecutor(args.jobs, max_tasks_per_child=1) as pool:
