@@ -394,6 +394,7 @@ def best_seen_regrets(finals: dict[tuple[str, str], list[float]]) -> dict[tuple[
 # --- the tables ---------------------------------------------------------------------------
 
 REGRET_FLOOR = 1e-6   # below this two regrets are both "at the optimum" for a ratio
+GOAL_GEOMEAN, GOAL_WORST = 1.0, 1.25   # the goal's ratio parts (bench/RESULTS.md)
 
 
 def ratio(a: float, b: float) -> float:
@@ -447,11 +448,32 @@ def peer_ratios(medians: dict[tuple[str, str], float], counted: list[str], peers
                 f"{geomean([per_mode[m][n] for n in subset]):.2f}" for m in counted) + " |")
             lines.append(f"| worst, {label} | | " + " | ".join(
                 f"{max(per_mode[m][n] for n in subset):.2f}" for m in counted) + " |")
-    return lines
+    return lines + peers_against_each_other(medians, peers, functions)
+
+
+def peers_against_each_other(medians: dict[tuple[str, str], float], peers: tuple[str, ...],
+                             functions: list[str]) -> list[str]:
+    """The goal's ratio parts applied to each peer: its median regret / the best of the
+    other peers' on each function. What the goal asks of one cade mode, none of the peers
+    may do; this says how far each is from it, against one rival fewer than cade's modes."""
+    if len(peers) < 2:
+        return []
+    per_peer = {peer: [ratio(medians[(name, peer)],
+                             min(medians[(name, other)] for other in peers if other != peer))
+                       for name in functions]
+                for peer in peers}
+    title = ("Each peer's median regret / the best other peer's (the goal's measure applied "
+             "to the peers):")
+    return ["", title, "",
+            "| statistic | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers),
+            "| geometric mean | " + " | ".join(f"{geomean(per_peer[p]):.2f}" for p in peers)
+            + " |",
+            "| worst | " + " | ".join(f"{max(per_peer[p]):.2f}" for p in peers) + " |",
+            f"| functions above {GOAL_WORST} | "
+            + " | ".join(str(sum(r > GOAL_WORST for r in per_peer[p])) for p in peers) + " |"]
 
 
 RESAMPLES = 2000   # bootstrap draws for --intervals
-GOAL_GEOMEAN, GOAL_WORST = 1.0, 1.25   # the goal's ratio parts (bench/RESULTS.md)
 
 
 def ratio_intervals(finals: dict[tuple[str, str], list[float]], counted: list[str],
@@ -585,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0   # a part of a split run: the tables come from the whole --log
     seeds = [seed for seed in range(args.seeds)
              if all(job[:3] in done for job in jobs if job[2] == seed)]
+    if not seeds:
+        sys.exit(f"searcher_quality.py: no seed has every run of these functions and methods "
+                 f"at budget {args.budget}" + (f" in {args.log}" if args.log else ""))
     finals: dict[tuple[str, str], list[float]] = {}
     for name, method, seed, _budget in jobs:
         if seed in seeds:

@@ -589,3 +589,27 @@ def test_ray_s_cutoff_passes_the_first_at_a_rung_and_then_the_earlier_third() ->
     # the best one of five.
     assert ray == [True, False, True, False, True]
     assert determined == [True, False, True, False, False]
+
+
+def test_each_peer_is_measured_against_the_best_other_peer() -> None:
+    quality = _bench_module()
+    peers = ("p", "q", "r")
+    medians = {("f", "p"): 1.0, ("f", "q"): 2.0, ("f", "r"): 4.0,
+               ("g", "p"): 3.0, ("g", "q"): 1.0, ("g", "r"): 1.2}
+    lines = quality.peers_against_each_other(medians, peers, ["f", "g"])
+    # p: 1/2 on f, 3/1 on g; q: 2/1, 1/1.2; r: 4/1, 1.2/1.
+    assert lines[3:] == ["| statistic | p | q | r |", "|---|---:|---:|---:|",
+                         "| geometric mean | 1.22 | 1.29 | 2.19 |",
+                         "| worst | 3.00 | 2.00 | 4.00 |",
+                         "| functions above 1.25 | 1 | 1 | 1 |"]
+    assert quality.peers_against_each_other(medians, ("p",), ["f", "g"]) == []
+
+
+def test_tables_only_without_a_complete_seed_says_so(tmp_path: Path) -> None:
+    log = tmp_path / "runs.jsonl"
+    log.write_text(json.dumps(["branin2", "random", 0, 300, 1.5]) + "\n")
+    result = _run("--cade-only", "--tables-only", "--seeds", "1", "--functions", "branin2",
+                  "--budget", "300", "--log", str(log), cwd=tmp_path)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == ("searcher_quality.py: no seed has every run of these functions "
+                             f"and methods at budget 300 in {log}\n")
