@@ -454,8 +454,8 @@ def peer_ratios(medians: dict[tuple[str, str], float], counted: list[str], peers
 def peers_against_each_other(medians: dict[tuple[str, str], float], peers: tuple[str, ...],
                              functions: list[str]) -> list[str]:
     """The goal's ratio parts applied to each peer: its median regret / the best of the
-    other peers' on each function. What the goal asks of one cade mode, none of the peers
-    may do; this says how far each is from it, against one rival fewer than cade's modes."""
+    other peers' on each function, so how far each peer is from what the goal asks of a
+    cade mode (a peer faces the four others, a cade mode all five)."""
     if len(peers) < 2:
         return []
     per_peer = {peer: [ratio(medians[(name, peer)],
