@@ -101,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--functions", nargs="+", default=["svm_swiss_roll"],
                         help="functions or families, as searcher_quality.py takes them "
                              "(default: svm_swiss_roll)")
-    parser.add_argument("--seeds", type=int, default=40, help="seeds 0..N-1 (default 40)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs side by side (default 2)")
-    parser.add_argument("--budget", type=int, default=BUDGET,
+    parser.add_argument("--seeds", type=quality.at_least_one, default=40,
+                        help="seeds 0..N-1 (default 40)")
+    parser.add_argument("--jobs", type=quality.at_least_one, default=2,
+                        help="runs side by side (default 2)")
+    parser.add_argument("--budget", type=quality.at_least_one, default=BUDGET,
                         help=f"length units per run (default {BUDGET}, as in RESULTS.md)")
     args = parser.parse_args(argv)
     if importlib.util.find_spec("ray") is None:

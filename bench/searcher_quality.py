@@ -543,13 +543,24 @@ def logged(path: str | None, budget: int) -> dict[tuple[str, str, int], float]:
     return done
 
 
+def at_least_one(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a budget, a count of seeds or jobs)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=at_least_one, default=10)
     parser.add_argument("--first-seed", type=int, default=0,
                         help="run only seeds from this one (to split a run over processes)")
-    parser.add_argument("--budget", type=int, default=1500, help="length units per run")
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--budget", type=at_least_one, default=1500, help="length units per run")
+    parser.add_argument("--jobs", type=at_least_one, default=2)
     parser.add_argument("--functions", nargs="*",
                         default=[name for name in FUNCTIONS if name not in OPT_IN],
                         help=f"default: all but {', '.join(OPT_IN)}; also the held-out "

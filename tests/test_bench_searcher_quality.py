@@ -613,3 +613,19 @@ def test_tables_only_without_a_complete_seed_says_so(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == ("searcher_quality.py: no seed has every run of these functions "
                              f"and methods at budget 300 in {log}\n")
+
+
+@pytest.mark.parametrize("script", ["searcher_quality", "ray_lead"])
+@pytest.mark.parametrize(("option", "value", "why"), [
+    ("--budget", "0", "must be at least 1 (got 0)"),
+    ("--seeds", "-2", "must be at least 1 (got -2)"),
+    ("--jobs", "two", "expected a whole number, got 'two'"),
+])
+def test_counts_below_one_are_refused_before_anything_runs(script: str, option: str, value: str,
+                                                           why: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / f"{script}.py"), option, value],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == f"{script}.py: error: argument {option}: {why}"
