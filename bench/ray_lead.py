@@ -83,17 +83,7 @@ def run(job: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
                                            .replace("num_rungs: 4", f"num_rungs: {rungs}")
                                            + "\n  stop_once: true")
         quality.run_cade(variant, dims, trace, seed)
-    return function_name, variant, seed, function(trace.incumbent[2], quality.MAX_LENGTH)
-
-
-def regrets_of(name: str, finals: dict[tuple[str, str, int], float],
-               seeds: int) -> dict[str, list[float]]:
-    """Each variant's final regrets on `name`, from the known minimum or else the lowest
-    value any of these runs reached."""
-    known = quality.FUNCTIONS[name][2]
-    floor = known if known is not None else min(v for (n, _, _), v in finals.items() if n == name)
-    return {variant: [finals[(name, variant, s)] - floor for s in range(seeds)]
-            for variant in VARIANTS}
+    return function_name, variant, seed, quality.final_regret(function_name, trace)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,17 +111,18 @@ def main(argv: list[str] | None = None) -> int:
     # One process a run: the cade variants patch the stopping bracket process-wide.
     with ProcessPoolExecutor(args.jobs, max_tasks_per_child=1) as pool:
         finals = {(n, v, s): value for n, v, s, value in pool.map(run, jobs)}
+    regrets = quality.best_seen_regrets({(n, v): [finals[(n, v, s)] for s in range(args.seeds)]
+                                         for n in names for v in VARIANTS})
     print(f"| function | statistic | {' | '.join(VARIANTS)} | cade with both = Ray |")
     print("|---|---|" + "---:|" * (len(VARIANTS) + 1))
     for name in names:
-        regrets = regrets_of(name, finals, args.seeds)
         same = sum(finals[(name, "ray", s)] == finals[(name, "cade-stop-ray-both", s)]
                    for s in range(args.seeds))
         # Both: where the runs end in one of two basins, the median jumps with the share
         # that ends in the better one, and the mean says how far apart they are.
         for label, statistic in (("median regret", statistics.median),
                                  ("mean regret", statistics.mean)):
-            cells = " | ".join(f"{statistic(regrets[v]):.4f}" for v in VARIANTS)
+            cells = " | ".join(f"{statistic(regrets[(name, v)]):.4f}" for v in VARIANTS)
             print(f"| {name} | {label} | {cells} | {same} of {args.seeds} |")
     return 0
 

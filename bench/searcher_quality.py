@@ -364,7 +364,7 @@ def peer_methods() -> tuple[str, ...]:
 
 def run_one(job: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
     function_name, method, seed, budget = job
-    dims, function, minimum, _held_out = FUNCTIONS[function_name]
+    dims, function, _minimum, _held_out = FUNCTIONS[function_name]
     trace = Trace(function, budget)
     if method in CADE_SEARCHERS:
         run_cade(method, dims, trace, seed)
@@ -373,11 +373,18 @@ def run_one(job: tuple[str, str, int, int]) -> tuple[str, str, int, float]:
     else:
         _, sampler_name, pruner_name = method.split("-")
         run_optuna(sampler_name, pruner_name, dims, trace, seed)
+    return function_name, method, seed, final_regret(function_name, trace)
+
+
+def final_regret(function_name: str, trace: Trace) -> float:
+    """The incumbent's full-length value minus the function's minimum (inf before any
+    evaluation); where the minimum is not known, the value itself: the tables subtract the
+    best seen (best_seen_regrets)."""
     if trace.incumbent is None:
-        return function_name, method, seed, math.inf
-    # Minimum unknown: the value itself, the tables subtract the best seen (best_seen_regrets).
+        return math.inf
+    minimum = FUNCTIONS[function_name][2]
     offset = 0.0 if minimum is None else minimum
-    return function_name, method, seed, function(trace.incumbent[2], MAX_LENGTH) - offset
+    return trace.function(trace.incumbent[2], MAX_LENGTH) - offset
 
 
 def best_seen_regrets(finals: dict[tuple[str, str], list[float]]) -> dict[tuple[str, str], list[float]]:
